@@ -1,0 +1,34 @@
+# The obvious targets. Each one creates or reuses .venv and installs what it needs.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint up clean
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[local,dev]'
+	touch $(STAMP)
+
+## demo: start the local stack and replay four exam sessions, live in the terminal
+demo: $(STAMP)
+	$(BIN)/proctor demo
+
+## test: lint, type-check and run the whole test suite against the local stack
+test: $(STAMP) lint
+	$(BIN)/python -m pytest
+
+## lint: ruff and mypy
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+## up: only the local stack (AWS emulator, provisioned), until Ctrl-C
+up: $(STAMP)
+	$(BIN)/proctor up
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
