@@ -1,0 +1,71 @@
+"""The one place AWS clients are made.
+
+Every client, sync (boto3) or async (aiobotocore), is built here from
+``Settings``: the endpoint (the local emulator or real AWS), the region, a
+timeout on every call and botocore's standard retry mode. Nothing builds a
+client at import time; callers build them at the edge and pass them in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from aiobotocore.session import get_session
+from botocore.config import Config
+
+from proctoring.settings import Settings
+
+__all__ = ["AsyncClients", "async_clients", "client_kwargs", "sync_client"]
+
+# The emulator accepts any credentials; these keep boto from searching for real ones.
+_LOCAL_CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
+
+
+def client_kwargs(settings: Settings, *, pool: int = 10) -> dict[str, Any]:
+    """Keyword arguments shared by every client: endpoint, region, timeouts, retries."""
+    kwargs: dict[str, Any] = {
+        "region_name": settings.region,
+        "config": Config(
+            connect_timeout=settings.call_timeout,
+            read_timeout=settings.call_timeout,
+            retries={"mode": "standard", "max_attempts": 5},
+            max_pool_connections=pool,
+        ),
+    }
+    if settings.endpoint_url:
+        kwargs["endpoint_url"] = settings.endpoint_url
+        kwargs.update(_LOCAL_CREDENTIALS)
+    return kwargs
+
+
+def sync_client(settings: Settings, service: str) -> Any:
+    """A boto3 client for one-off, synchronous work (provisioning, CLI)."""
+    return boto3.session.Session().client(service, **client_kwargs(settings))
+
+
+@dataclass(frozen=True)
+class AsyncClients:
+    """The async clients a long-running process keeps open for its lifetime."""
+
+    s3: Any
+    dynamodb: Any
+    kinesis: Any
+    sns: Any
+    sqs: Any
+
+
+@asynccontextmanager
+async def async_clients(settings: Settings) -> AsyncIterator[AsyncClients]:
+    """Open one aiobotocore client per service; close them all on exit."""
+    session = get_session()
+    kwargs = client_kwargs(settings, pool=max(10, settings.concurrency * 2))
+    async with AsyncExitStack() as stack:
+        made = {
+            name: await stack.enter_async_context(session.create_client(name, **kwargs))
+            for name in ("s3", "dynamodb", "kinesis", "sns", "sqs")
+        }
+        yield AsyncClients(**made)

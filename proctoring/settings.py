@@ -1,0 +1,102 @@
+"""Every setting of the service, named once.
+
+Each field is read from the environment variable ``PROCTOR_<FIELD>`` (upper
+case); an explicit keyword argument wins over the environment, which wins over
+the default. Settings are resolved once, at the edge (``main``, a Lambda
+handler, the CLI), and passed in from there: nothing else reads the
+environment.
+
+``docs/operations.md`` lists the variables with their defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["ResourceNames", "Settings"]
+
+_REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class ResourceNames:
+    """Physical names of the deployed resources, derived from one prefix.
+
+    The CloudFormation template in ``infrastructure/`` derives the same names
+    from its ``Prefix`` parameter, so code and deployment agree by
+    construction.
+    """
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.chunks_bucket = f"{prefix}-chunks"
+        self.frames_bucket = f"{prefix}-frames"
+        self.stream = f"{prefix}-chunks"
+        self.chunk_events_queue = f"{prefix}-chunk-events"
+        self.alerts_topic = f"{prefix}-alerts"
+        self.alerts_queue = f"{prefix}-alerts"
+        self.results_table = f"{prefix}-results"
+        self.alerts_table = f"{prefix}-alerts"
+        self.sessions_table = f"{prefix}-sessions"
+        self.faces_table = f"{prefix}-faces"
+        self.errors_table = f"{prefix}-errors"
+        self.leases_table = f"{prefix}-leases"
+
+
+class Settings(BaseSettings):
+    """Configuration of every deployable; see the module docstring."""
+
+    model_config = SettingsConfigDict(env_prefix="PROCTOR_", frozen=True, extra="forbid")
+
+    # Where AWS is. ``endpoint_url`` unset means real AWS; the local stack sets it
+    # to its emulator on 127.0.0.1.
+    endpoint_url: str | None = None
+    region: str = "us-east-1"
+    prefix: str = Field(default="proctor", pattern=r"^[a-z0-9][a-z0-9-]{1,40}$")
+    # From the stack's outputs (AlertsTopicArn); the local stack fills it in.
+    alerts_topic_arn: str | None = None
+    call_timeout: float = Field(default=10.0, gt=0, description="seconds per AWS call")
+
+    # Local stack.
+    host: str = "127.0.0.1"
+    port: int = Field(default=0, ge=0, le=65535, description="emulator port; 0 picks a free one")
+    data_dir: Path = _REPO_ROOT.parent / "shared" / "data"
+
+    # Chunks.
+    chunk_seconds: float = Field(default=5.0, gt=0)
+    max_chunk_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
+    max_frame_pixels: int = Field(default=4096 * 2160, gt=0)
+    retention_days: int = Field(default=30, ge=1)
+
+    # Consumer.
+    batch_size: int = Field(default=100, ge=1, le=10_000, description="records per GetRecords")
+    concurrency: int = Field(default=16, ge=1, description="chunks in flight per worker")
+    cpu_workers: int = Field(default=max(1, os.cpu_count() or 1), ge=1)
+    poll_interval: float = Field(default=1.0, gt=0, description="seconds between empty polls")
+
+    # Analysis and rules.
+    engine: Literal["local"] = "local"
+    # dlib's own 0.6 leaves no margin on our data: the one impostor pair of
+    # shared/data measures 0.59-0.64 while same-person frames measure 0.31-0.45
+    # (docs/operations.md, "Identity threshold").
+    match_threshold: float = Field(default=0.55, gt=0, description="face distance above = mismatch")
+    tolerance: int = Field(default=2, ge=1, description="consecutive chunks before an alert")
+    detect_upsample: int = Field(default=1, ge=0, le=2)
+
+    # Observability.
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    metrics_namespace: str = "Proctoring"
+
+    @cached_property
+    def names(self) -> ResourceNames:
+        return ResourceNames(self.prefix)
+
+    @property
+    def is_local(self) -> bool:
+        return self.endpoint_url is not None

@@ -1,0 +1,214 @@
+"""DynamoDB tables of the service, over aiobotocore.
+
+One class, ``Tables``, owns every read and write; items are plain dicts of
+Python values (floats become Decimals on the way in and come back as
+floats). Writes that must happen once are conditional, so a replayed batch
+changes nothing:
+
+- results: ``session_id`` (exam#student), ``chunk_id`` (source#sequence) - one row per chunk;
+- alerts: ``exam_id``, ``alert_id`` (deterministic per incident) - created once, then
+  marked ``published`` after SNS accepted it;
+- sessions: ``exam_id``, ``student_id`` - rule state with an optimistic ``version``;
+- faces: ``exam_id``, ``student_id`` - the registered face embedding (biometric: never logged);
+- errors: ``exam_id``, ``error_id`` - bad input a human can inspect.
+
+Errors::
+
+    ProctoringError
+     └── StorageError
+          └── StaleState      the session state changed under us (another writer)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from proctoring.errors import ProctoringError
+from proctoring.settings import ResourceNames
+
+__all__ = ["StaleState", "StorageError", "Tables", "from_item", "to_item"]
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+class StorageError(ProctoringError):
+    """A table operation failed after botocore's retries."""
+
+
+class StaleState(StorageError):
+    """A conditional state update lost against another writer."""
+
+
+def _to_dynamo(value: Any) -> Any:
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, Mapping):
+        return {k: _to_dynamo(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [_to_dynamo(v) for v in value]
+    return value
+
+
+def _from_dynamo(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _from_dynamo(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_from_dynamo(v) for v in value]
+    return value
+
+
+def to_item(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Python values -> DynamoDB attribute values (None dropped)."""
+    return {k: _serializer.serialize(_to_dynamo(v)) for k, v in values.items() if v is not None}
+
+
+def from_item(item: Mapping[str, Any]) -> dict[str, Any]:
+    """DynamoDB attribute values -> Python values."""
+    return {k: _from_dynamo(_deserializer.deserialize(v)) for k, v in item.items()}
+
+
+def _is_conditional_failure(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+class Tables:
+    """Every table access of the service; see the module docstring."""
+
+    def __init__(self, dynamodb: Any, names: ResourceNames, *, timeout: float = 10.0) -> None:
+        self._db = dynamodb
+        self._names = names
+        self._timeout = timeout
+
+    async def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            async with asyncio.timeout(self._timeout):
+                result: dict[str, Any] = await getattr(self._db, operation)(**kwargs)
+                return result
+        except ClientError as exc:
+            if _is_conditional_failure(exc):
+                raise
+            raise StorageError(f"DynamoDB {operation} on {kwargs.get('TableName')}: {exc}") from exc
+        except TimeoutError as exc:
+            raise StorageError(f"DynamoDB {operation} timed out after {self._timeout} s") from exc
+
+    # ---- results ---------------------------------------------------------------
+    async def put_result(self, result: Mapping[str, Any]) -> None:
+        """Write a chunk's result row; writing the same chunk again replaces it."""
+        await self._call("put_item", TableName=self._names.results_table, Item=to_item(result))
+
+    async def results(self, session_id: str) -> list[dict[str, Any]]:
+        return await self._query(self._names.results_table, "session_id", session_id)
+
+    # ---- alerts ----------------------------------------------------------------
+    async def create_alert(self, alert: Mapping[str, Any]) -> bool:
+        """Create an alert unless its id exists; True when this call created it."""
+        try:
+            await self._call(
+                "put_item",
+                TableName=self._names.alerts_table,
+                Item=to_item({**alert, "published": False}),
+                ConditionExpression="attribute_not_exists(alert_id)",
+            )
+        except ClientError as exc:
+            if _is_conditional_failure(exc):
+                return False
+            raise
+        return True
+
+    async def get_alert(self, exam_id: str, alert_id: str) -> dict[str, Any] | None:
+        response = await self._call(
+            "get_item",
+            TableName=self._names.alerts_table,
+            Key=to_item({"exam_id": exam_id, "alert_id": alert_id}),
+            ConsistentRead=True,
+        )
+        return from_item(response["Item"]) if "Item" in response else None
+
+    async def mark_alert_published(self, exam_id: str, alert_id: str, message_id: str) -> None:
+        await self._call(
+            "update_item",
+            TableName=self._names.alerts_table,
+            Key=to_item({"exam_id": exam_id, "alert_id": alert_id}),
+            UpdateExpression="SET published = :t, message_id = :m",
+            ExpressionAttributeValues=to_item({":t": True, ":m": message_id}),
+        )
+
+    async def alerts(self, exam_id: str) -> list[dict[str, Any]]:
+        return await self._query(self._names.alerts_table, "exam_id", exam_id)
+
+    # ---- sessions (rule state) --------------------------------------------------
+    async def get_session(self, exam_id: str, student_id: str) -> dict[str, Any] | None:
+        response = await self._call(
+            "get_item",
+            TableName=self._names.sessions_table,
+            Key=to_item({"exam_id": exam_id, "student_id": student_id}),
+            ConsistentRead=True,
+        )
+        return from_item(response["Item"]) if "Item" in response else None
+
+    async def save_session(self, session: Mapping[str, Any], *, expected_version: int) -> None:
+        """Write the session with ``version = expected_version + 1``, or raise StaleState."""
+        condition = "attribute_not_exists(student_id)" if expected_version == 0 else "version = :v"
+        extra = (
+            {}
+            if expected_version == 0
+            else {"ExpressionAttributeValues": to_item({":v": expected_version})}
+        )
+        try:
+            await self._call(
+                "put_item",
+                TableName=self._names.sessions_table,
+                Item=to_item({**session, "version": expected_version + 1}),
+                ConditionExpression=condition,
+                **extra,
+            )
+        except ClientError as exc:
+            raise StaleState(
+                f"session {session['exam_id']}#{session['student_id']} moved past version "
+                f"{expected_version}"
+            ) from exc
+
+    # ---- faces (the local engine's collection) ------------------------------------
+    async def put_face(self, face: Mapping[str, Any]) -> None:
+        await self._call("put_item", TableName=self._names.faces_table, Item=to_item(face))
+
+    async def get_face(self, exam_id: str, student_id: str) -> dict[str, Any] | None:
+        response = await self._call(
+            "get_item",
+            TableName=self._names.faces_table,
+            Key=to_item({"exam_id": exam_id, "student_id": student_id}),
+        )
+        return from_item(response["Item"]) if "Item" in response else None
+
+    # ---- errors ------------------------------------------------------------------
+    async def put_error(self, record: Mapping[str, Any]) -> None:
+        """Record bad input; the same error written twice is one row (deterministic id)."""
+        await self._call("put_item", TableName=self._names.errors_table, Item=to_item(record))
+
+    async def errors(self, exam_id: str) -> list[dict[str, Any]]:
+        return await self._query(self._names.errors_table, "exam_id", exam_id)
+
+    # ---- helpers -------------------------------------------------------------------
+    async def _query(self, table: str, key: str, value: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": table,
+            "KeyConditionExpression": f"{key} = :k",
+            "ExpressionAttributeValues": to_item({":k": value}),
+            "ConsistentRead": True,
+        }
+        while True:
+            response = await self._call("query", **kwargs)
+            items.extend(from_item(i) for i in response.get("Items", []))
+            if "LastEvaluatedKey" not in response:
+                return items
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
