@@ -1,0 +1,269 @@
+"""The CPU side of the local face engine: dlib face detection and 128-d embeddings.
+
+Used in place of Rekognition when running locally. Every function is top-level
+and takes and returns picklable values, to run in a process-pool worker. The
+dlib models (HOG frontal face detector, 5-point shape predictor, ResNet face
+encoder from ``face_recognition_models``) are loaded on first use, once per
+process, never at import time; dlib itself (the ``local`` extra) is imported
+then too, so the types and errors here import without it.
+
+Two embeddings belong to the same person when :func:`face_distance` is below
+0.6 (dlib's convention).
+
+Errors::
+
+    ProctoringError
+     ├── ImageError          bytes that are not a usable JPEG/PNG image; ``reason``:
+     │                       not_an_image, too_large
+     └── RegistrationError   a registration photo that cannot be used; the message is for
+                             the student; ``reason``: no_face, several_faces, not_an_image,
+                             too_small, too_large
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from proctoring.errors import ProctoringError
+
+__all__ = [
+    "MIN_FACE_PIXELS",
+    "SAME_PERSON_DISTANCE",
+    "Face",
+    "FrameFaces",
+    "ImageError",
+    "RegistrationError",
+    "detect_faces",
+    "face_distance",
+    "registration_face",
+    "warm_up",
+]
+
+SAME_PERSON_DISTANCE = 0.6
+"""Embeddings closer than this belong to the same person (dlib's convention)."""
+MIN_FACE_PIXELS = 40
+"""Smallest face side a registration photo may show, in pixels of the analysed image."""
+
+# Below Pillow's own DecompressionBombWarning threshold (89 M pixels): refused from the header.
+_MAX_IMAGE_PIXELS = 50_000_000
+_IMAGE_FORMATS = ("JPEG", "PNG")
+_IMAGE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
+# Measured on short_hamilton_clip.mp4 (640x360): upsample=0 misses faces of 44-53 px that
+# upsample=1 finds, so 1 is the default despite costing ~4x (72 ms against 17 ms a frame).
+_DEFAULT_UPSAMPLE = 1
+
+
+class ImageError(ProctoringError):
+    """Bytes that are not a usable JPEG or PNG image. ``.reason`` is a short stable code."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only arguments are lost by the default pickling of exceptions; these
+        # cross the process-pool boundary.
+        return (_rebuild, (type(self), str(self), self.reason))
+
+
+class RegistrationError(ProctoringError):
+    """The photo cannot be used for registration; the message is for the user."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), str(self), self.reason))
+
+
+def _rebuild(
+    cls: type[ImageError | RegistrationError], message: str, reason: str
+) -> ImageError | RegistrationError:
+    return cls(message, reason=reason)
+
+
+@dataclass(frozen=True)
+class Face:
+    """One face found in an image."""
+
+    box: tuple[int, int, int, int]
+    """Left, top, width, height in pixels of the analysed image."""
+    embedding: tuple[float, ...]
+    """The 128-d dlib descriptor."""
+
+
+@dataclass(frozen=True)
+class FrameFaces:
+    """The faces found in one image, and the size of the image they were found in."""
+
+    faces: tuple[Face, ...]
+    width: int
+    height: int
+
+
+def detect_faces(
+    image: bytes, *, upsample: int = _DEFAULT_UPSAMPLE, max_side: int = 1024
+) -> FrameFaces:
+    """Find the faces of a JPEG/PNG and compute their embeddings.
+
+    The image is turned upright by its EXIF orientation and downscaled so that its
+    longer side is at most ``max_side``; faces are found with dlib's HOG detector
+    (``upsample`` times upsampled: 1 finds faces down to ~40 px, 0 only from ~80 px)
+    and described with the 5-point shape predictor and the ResNet encoder. Boxes and
+    the returned width/height are in the coordinates of the downscaled image.
+
+    Raises :class:`ImageError` for bytes that are not a usable JPEG or PNG.
+    """
+    pixels = _decode(image, max_side=max_side)
+    models = _models()
+    height, width = pixels.shape[:2]
+    rectangles = models.detector(pixels, upsample)
+    if not rectangles:
+        return FrameFaces(faces=(), width=width, height=height)
+    shapes = models.shapes()
+    for rectangle in rectangles:
+        shapes.append(models.shape_predictor(pixels, rectangle))
+    descriptors = models.encoder.compute_face_descriptor(pixels, shapes, 1)
+    faces = tuple(
+        Face(
+            box=_box(rectangle, width=width, height=height),
+            embedding=tuple(float(value) for value in descriptor),
+        )
+        for rectangle, descriptor in zip(rectangles, descriptors, strict=True)
+    )
+    return FrameFaces(faces=faces, width=width, height=height)
+
+
+def registration_face(photo: bytes, *, max_side: int = 1024) -> Face:
+    """The one face of a registration photo, or :class:`RegistrationError`."""
+    try:
+        found = detect_faces(photo, max_side=max_side)
+    except ImageError as exc:
+        if exc.reason == "too_large":
+            raise RegistrationError(
+                f"the photo is too large ({exc}); upload a smaller one", reason="too_large"
+            ) from exc
+        raise RegistrationError(
+            "the file is not a JPEG or PNG photo that can be read; take or upload a photo "
+            "of yourself",
+            reason="not_an_image",
+        ) from exc
+    if not found.faces:
+        raise RegistrationError(
+            "no face found in the photo; use a well-lit photo that shows your face from the front",
+            reason="no_face",
+        )
+    if len(found.faces) > 1:
+        raise RegistrationError(
+            f"found {len(found.faces)} faces in the photo; it must show only the student",
+            reason="several_faces",
+        )
+    face = found.faces[0]
+    side = min(face.box[2], face.box[3])
+    if side < MIN_FACE_PIXELS:
+        raise RegistrationError(
+            f"the face in the photo is too small ({side} px, at least {MIN_FACE_PIXELS} px "
+            "needed); take the photo closer to your face",
+            reason="too_small",
+        )
+    return face
+
+
+def face_distance(a: Sequence[float], b: Sequence[float]) -> float:
+    """Euclidean distance between two embeddings (dlib convention: < 0.6 same person)."""
+    if len(a) != len(b):
+        raise ValueError(f"embeddings of different lengths: {len(a)} and {len(b)}")
+    return math.dist(a, b)
+
+
+def warm_up() -> None:
+    """Load the models now: a process-pool initializer, so no request pays the ~0.4 s load.
+
+    Does nothing where dlib (the ``local`` extra) is not installed, so a pool built with
+    this initializer also works for frame extraction alone.
+    """
+    if importlib.util.find_spec("dlib") is not None:
+        _models()
+
+
+class _Models(NamedTuple):
+    detector: Any
+    shape_predictor: Any
+    encoder: Any
+    shapes: Any  # dlib.full_object_detections, the encoder's batch argument
+
+
+@functools.cache
+def _models() -> _Models:
+    """Load the dlib models once per process (~0.4 s).
+
+    dlib is imported here, not at the top: it belongs to the ``local`` extra, and the
+    errors and types of this module are used where it is not installed.
+    """
+    import dlib
+
+    folder = _model_folder()
+    return _Models(
+        shapes=dlib.full_object_detections,
+        detector=dlib.get_frontal_face_detector(),
+        shape_predictor=dlib.shape_predictor(str(folder / "shape_predictor_5_face_landmarks.dat")),
+        encoder=dlib.face_recognition_model_v1(
+            str(folder / "dlib_face_recognition_resnet_model_v1.dat")
+        ),
+    )
+
+
+def _model_folder() -> Path:
+    # The files of face_recognition_models' *_location() functions, found without importing
+    # the package: its __init__ imports pkg_resources, deprecated and gone from setuptools.
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(
+            "face_recognition_models is not installed; install the 'local' extra"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "models"
+
+
+def _decode(data: bytes, *, max_side: int) -> np.ndarray:
+    """Decode a JPEG/PNG into an upright RGB array whose longer side is <= max_side."""
+    if not data:
+        raise ImageError("the image is empty (0 bytes)", reason="not_an_image")
+    try:
+        with Image.open(io.BytesIO(data), formats=_IMAGE_FORMATS) as image:
+            if image.width * image.height > _MAX_IMAGE_PIXELS:  # from the header, not decoded
+                raise ImageError(
+                    f"the image is {image.width}x{image.height}, above the limit of "
+                    f"{_MAX_IMAGE_PIXELS} pixels",
+                    reason="too_large",
+                )
+            image.draft("RGB", (max_side, max_side))  # JPEG: decode at 1/2, 1/4, 1/8 scale
+            upright = ImageOps.exif_transpose(image).convert("RGB")
+        if max(upright.size) > max_side:
+            upright.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
+        return np.asarray(upright)
+    except _IMAGE_ERRORS as exc:
+        raise ImageError(
+            f"the {len(data)} bytes (starting {data[:8].hex()}) are not a readable JPEG or "
+            f"PNG image: {type(exc).__name__}: {str(exc)[:200]}",
+            reason="not_an_image",
+        ) from exc
+
+
+def _box(rectangle: Any, *, width: int, height: int) -> tuple[int, int, int, int]:
+    """A dlib rectangle as (left, top, width, height), clipped to the image."""
+    left = max(int(rectangle.left()), 0)
+    top = max(int(rectangle.top()), 0)
+    right = min(int(rectangle.right()) + 1, width)
+    bottom = min(int(rectangle.bottom()) + 1, height)
+    return (left, top, max(right - left, 0), max(bottom - top, 0))

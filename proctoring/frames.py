@@ -1,0 +1,293 @@
+"""Frame extraction: one upright JPEG from a self-contained video chunk.
+
+A chunk is the bytes of a short MP4, WebM or MKV recording (typically 5 s).
+:func:`extract_frame` decodes only its first video frame (the keyframe the
+chunk starts on), applies the display rotation that phone recordings carry,
+and encodes the upright image as JPEG. It is a plain top-level function with
+picklable arguments and result, meant to run in a process-pool worker.
+
+Only the MP4/QuickTime and Matroska/WebM demuxers are allowed, so a JPEG, a
+playlist or any other format FFmpeg could probe is refused before parsing.
+The frame size is checked against ``max_pixels`` from the stream parameters
+before anything is decoded, and the decoder refuses larger frames on its own.
+
+Errors::
+
+    ProctoringError
+     └── FrameError        a chunk that yields no usable frame; ``reason`` is one of
+                           empty            0 bytes
+                           not_video        not an MP4/WebM/MKV, or no decodable video codec
+                           no_video_stream  a valid container without a video stream
+                           truncated        the container is cut or corrupt, no frame decodes
+                           too_large        width * height above ``max_pixels`` (not decoded)
+                           too_long         container duration above ``max_seconds``
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import av
+import av.error
+from av.container import InputContainer
+from av.packet import Packet
+from av.stream import Disposition
+from av.video.codeccontext import VideoCodecContext
+from av.video.frame import VideoFrame
+from av.video.stream import VideoStream
+from PIL import Image
+
+from proctoring.errors import ProctoringError
+
+__all__ = ["Frame", "FrameError", "extract_frame"]
+
+# FFmpeg demuxer names: QuickTime/MP4 and Matroska/WebM, nothing else is probed.
+_FORMAT_WHITELIST = "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm"
+# Top-level ISO BMFF boxes a (fragmented) MP4 starts with, and the EBML magic.
+_MP4_FIRST_BOXES = frozenset({b"ftyp", b"styp", b"moov", b"moof", b"mdat", b"free", b"wide"})
+_EBML_MAGIC = b"\x1a\x45\xdf\xa3"
+# What PyAV raises for bad input: FFmpeg errors, and ValueError / OSError / EOFError for
+# malformed metadata or streams it cannot represent.
+_AV_ERRORS = (av.FFmpegError, ValueError, OSError, EOFError)
+_TRANSPOSE = {
+    1: Image.Transpose.ROTATE_90,
+    2: Image.Transpose.ROTATE_180,
+    3: Image.Transpose.ROTATE_270,
+}
+
+
+class FrameError(ProctoringError):
+    """A chunk that yields no usable frame. ``.reason`` is a short stable code."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Keyword-only arguments are lost by the default pickling of exceptions; this one
+        # crosses the process-pool boundary.
+        return (_rebuild_frame_error, (str(self), self.reason))
+
+
+def _rebuild_frame_error(message: str, reason: str) -> FrameError:
+    return FrameError(message, reason=reason)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One upright frame of a chunk."""
+
+    jpeg: bytes
+    """The upright image, JPEG encoded."""
+    width: int
+    """Width of the upright image."""
+    height: int
+    """Height of the upright image."""
+    rotation: int
+    """Counterclockwise rotation applied to the decoded image, degrees: 0, 90, 180 or 270
+    (a phone's ``rotate=-90`` display matrix gives 270)."""
+    time: float
+    """Seconds from the start of the chunk to this frame."""
+
+
+def extract_frame(
+    data: bytes,
+    *,
+    max_pixels: int = 4096 * 2160,
+    max_seconds: float = 120.0,
+    jpeg_quality: int = 85,
+) -> Frame:
+    """Decode the first frame of the chunk, apply the display rotation, encode JPEG.
+
+    Raises :class:`FrameError` for any chunk that yields no usable frame; no other
+    exception escapes for bad input.
+    """
+    if not data:
+        raise FrameError("the chunk is empty (0 bytes)", reason="empty")
+    try:
+        container = av.open(
+            io.BytesIO(data),
+            mode="r",
+            container_options={"format_whitelist": _FORMAT_WHITELIST},
+            # For the decoders avformat_find_stream_info opens: take the sizes from the
+            # headers, decode nothing (half the cost of a 480p chunk, and no bomb).
+            options={"skip_frame": "all"},
+            metadata_errors="replace",
+        )
+    except _AV_ERRORS as exc:
+        kind = _container_kind(data)
+        if kind is not None:
+            raise FrameError(
+                f"the chunk ({len(data)} bytes) starts like {kind} but its container cannot "
+                f"be read, it is truncated or corrupt: {_describe(exc)}",
+                reason="truncated",
+            ) from exc
+        detail = (
+            "FFmpeg found no allowed format"  # what the format whitelist answers
+            if isinstance(exc, av.error.ArgumentError)
+            else _describe(exc)
+        )
+        raise FrameError(
+            f"the chunk ({len(data)} bytes, starting {data[:8].hex()}) is not an MP4, WebM "
+            f"or MKV video: {detail}",
+            reason="not_video",
+        ) from exc
+    with container:
+        stream = _video_stream(container)
+        _check_limits(container, stream, max_pixels=max_pixels, max_seconds=max_seconds)
+        frame = _first_frame(container, stream, max_pixels=max_pixels)
+        return _to_frame(frame, stream, jpeg_quality=jpeg_quality)
+
+
+def _container_kind(data: bytes) -> str | None:
+    """Name the container the bytes start like, or None."""
+    if data[4:8] in _MP4_FIRST_BOXES:
+        return "an MP4"
+    if data.startswith(_EBML_MAGIC):
+        return "a WebM/MKV"
+    return None
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, av.FFmpegError):
+        return f"FFmpeg: {exc.strerror}"
+    return f"{type(exc).__name__}: {str(exc)[:200]}"
+
+
+def _format_name(container: InputContainer) -> str:
+    return "MP4" if "mp4" in container.format.name.split(",") else "WebM/MKV"
+
+
+def _video_stream(container: InputContainer) -> VideoStream:
+    streams = [
+        stream
+        for stream in container.streams.video
+        if not stream.disposition & Disposition.attached_pic
+    ]
+    if not streams:
+        kinds = ", ".join(stream.type for stream in container.streams) or "none"
+        raise FrameError(
+            f"the {_format_name(container)} container has no video stream (streams: {kinds})",
+            reason="no_video_stream",
+        )
+    for stream in streams:
+        if stream.codec_context is not None:
+            return stream
+    raise FrameError(
+        f"the {_format_name(container)} container's video stream uses a codec that cannot "
+        "be decoded",
+        reason="not_video",
+    )
+
+
+def _check_limits(
+    container: InputContainer, stream: VideoStream, *, max_pixels: int, max_seconds: float
+) -> None:
+    codec = stream.codec_context
+    width, height = codec.width, codec.height
+    if width * height > max_pixels:
+        raise FrameError(
+            f"the video is {width}x{height} = {width * height} pixels, above the limit of "
+            f"{max_pixels}; not decoded",
+            reason="too_large",
+        )
+    if container.duration is not None:
+        seconds = container.duration / av.time_base
+        if seconds > max_seconds:
+            raise FrameError(
+                f"the chunk lasts {seconds:.1f} s, above the limit of {max_seconds:g} s",
+                reason="too_long",
+            )
+
+
+def _first_frame(container: InputContainer, stream: VideoStream, *, max_pixels: int) -> VideoFrame:
+    """Decode until the first intact video frame, decoding as few packets as possible.
+
+    A damaged frame (concealed garbage, which would read as "no face") is skipped and only
+    keyframes are decoded after it, until one decodes intact.
+    """
+    codec = stream.codec_context
+    codec.thread_count = 1  # one frame, in a process-pool worker: threads only add latency
+    codec.options = {"max_pixels": str(max_pixels)}  # the bitstream may disagree with the header
+    packets = damaged = 0
+    error: BaseException | None = None
+    try:
+        for packet in container.demux(stream):
+            packets += packet.size > 0
+            try:
+                frames = _decode(codec, packet)
+            except _AV_ERRORS as exc:
+                error = exc
+                codec.skip_frame = "NONKEY"
+                continue
+            for frame in frames:
+                if not frame.is_corrupt:
+                    return _checked(frame, max_pixels=max_pixels)
+                damaged += 1
+                codec.skip_frame = "NONKEY"
+    except _AV_ERRORS as exc:  # the demuxer: a cut or corrupt container
+        error = exc
+    details = [f"{packets} video packets read"]
+    if damaged:
+        details.append(f"{damaged} damaged frames")
+    if error is not None:
+        details.append(_describe(error))
+    raise FrameError(
+        f"the {_format_name(container)} chunk is truncated or corrupt: no intact frame "
+        f"decodes ({'; '.join(details)})",
+        reason="truncated",
+    ) from error
+
+
+def _decode(codec: VideoCodecContext, packet: Packet) -> list[VideoFrame]:
+    frames = codec.decode(packet)
+    if not frames and packet.is_keyframe:
+        # The keyframe comes first in display order: drain it now rather than feed the
+        # B-frames the decoder would wait for, then reset the decoder for what follows.
+        try:
+            frames = codec.decode(None)
+        finally:
+            codec.flush_buffers()
+    return frames
+
+
+def _checked(frame: VideoFrame, *, max_pixels: int) -> VideoFrame:
+    if frame.width * frame.height > max_pixels:
+        raise FrameError(
+            f"the decoded frame is {frame.width}x{frame.height}, above the limit of "
+            f"{max_pixels} pixels",
+            reason="too_large",
+        )
+    return frame
+
+
+def _to_frame(frame: VideoFrame, stream: VideoStream, *, jpeg_quality: int) -> Frame:
+    quarter_turns = round(frame.rotation / 90) % 4
+    try:
+        pixels = frame.to_ndarray(format="rgb24")
+    except _AV_ERRORS as exc:
+        raise FrameError(
+            f"the first frame ({frame.format.name}, {frame.width}x{frame.height}) cannot be "
+            f"converted to RGB: {_describe(exc)}",
+            reason="not_video",
+        ) from exc
+    image = Image.fromarray(pixels)
+    if quarter_turns:
+        image = image.transpose(_TRANSPOSE[quarter_turns])
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=jpeg_quality)
+    return Frame(
+        jpeg=buffer.getvalue(),
+        width=image.width,
+        height=image.height,
+        rotation=quarter_turns * 90,
+        time=_seconds_into_chunk(frame, stream),
+    )
+
+
+def _seconds_into_chunk(frame: VideoFrame, stream: VideoStream) -> float:
+    # From the stream's time base: a frame drained from the decoder carries none of its own.
+    if frame.pts is None or stream.time_base is None:
+        return 0.0
+    return max(float((frame.pts - (stream.start_time or 0)) * stream.time_base), 0.0)
