@@ -1,0 +1,109 @@
+"""The AWS emulator of the local stack: moto's server in a child process on loopback.
+
+A separate process (not a thread) because it serves about twice as many
+requests per second that way and a crash in it cannot take the caller down.
+The caller owns it: ``with Emulator(...) as emulator:`` starts it, waits until
+it answers and stops it on exit, including on Ctrl-C.
+
+Errors::
+
+    ProctoringError
+     └── StackError       the emulator did not start or a resource failed
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from types import TracebackType
+
+from proctoring.errors import ProctoringError
+
+__all__ = ["Emulator", "StackError", "free_port"]
+
+
+class StackError(ProctoringError):
+    """The local stack could not be started or provisioned."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Emulator:
+    """moto's server on ``host:port`` (a free port when ``port`` is 0)."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, start_timeout: float = 30.0):
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            raise StackError(f"the emulator listens on loopback only, not {host!r}")
+        self.host = host
+        self.port = port or free_port(host)
+        self._start_timeout = start_timeout
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> Emulator:
+        self._process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + self._start_timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise StackError(
+                    f"moto's server exited with {self._process.returncode} on port {self.port}"
+                    " (is the port in use? is the 'local' extra installed?)"
+                )
+            if self._answers():
+                return self
+            time.sleep(0.05)  # polling for readiness, bounded by the deadline
+        self.stop()
+        raise StackError(
+            f"moto's server did not answer on {self.endpoint_url} within "
+            f"{self._start_timeout:.0f} s"
+        )
+
+    def stop(self) -> None:
+        if self._process is None:
+            return
+        self._process.terminate()
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        self._process = None
+
+    def _answers(self) -> bool:
+        url = f"{self.endpoint_url}/moto-api/data.json"  # loopback http, built above
+        with (
+            contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError),
+            urllib.request.urlopen(url, timeout=1),  # noqa: S310
+        ):
+            return True
+        return False
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
