@@ -1,0 +1,399 @@
+"""The record-processing core: one batch of Kinesis records in, durable effects out.
+
+It does not know how shards are read or leased (``consumer.worker`` does);
+it takes a batch and returns when every effect is durable, so the caller
+may checkpoint. Per batch:
+
+1. parse and validate every record (a bad one becomes an error record);
+2. drop duplicates inside the batch;
+3. per chunk, concurrently (bounded): GET the chunk, extract one upright
+   frame in the process pool, store the JPEG, analyse it;
+4. per student, in sequence order: write the result row, apply the rules
+   with the state stored in the student's session, create each new alert
+   once (deterministic id), publish it to SNS, save the state.
+
+Bad input (malformed event, empty, non-video or truncated chunk, missing
+object) is recorded - log line, ``ChunkErrors`` metric, a row in the errors
+table and, for a chunk, a result row with ``status = error`` - and the rest
+of the batch goes on. Infrastructure failures (after botocore's retries)
+raise, so the batch is not checkpointed and is processed again; every
+effect is idempotent, so that is safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+from botocore.exceptions import ClientError
+
+from proctoring.analysis.engine import Analysis, LocalEngine
+from proctoring.aws import AsyncClients
+from proctoring.events import ChunkEvent, InvalidEvent
+from proctoring.frames import Frame, FrameError, extract_frame
+from proctoring.metrics import Metrics
+from proctoring.rules import Finding, Observation, Policy, RuleState, alert_id, evaluate
+from proctoring.settings import Settings
+from proctoring.storage import Tables
+
+__all__ = ["BatchOutcome", "ChunkProcessor", "Record"]
+
+_log = structlog.get_logger(__name__)
+_RAW_PREVIEW = 512
+
+
+@dataclass(frozen=True)
+class Record:
+    """A Kinesis record as the processor needs it."""
+
+    sequence_number: str
+    data: bytes
+    partition_key: str = ""
+
+
+@dataclass
+class BatchOutcome:
+    results: int = 0
+    errors: int = 0
+    duplicates: int = 0
+    alerts: int = 0
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    event: ChunkEvent
+    record: Record
+    frame: Frame | None = None
+    frame_key: str | None = None
+    analysis: Analysis | None = None
+    error: FrameError | InvalidEvent | None = None
+
+
+class ChunkProcessor:
+    """Turns batches of chunk events into results, alerts and error records."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        clients: AsyncClients,
+        tables: Tables,
+        engine: LocalEngine,
+        executor: Executor,
+        metrics: Metrics,
+        topic_arn: str,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._settings = settings
+        self._s3 = clients.s3
+        self._sns = clients.sns
+        self._tables = tables
+        self._engine = engine
+        self._executor = executor
+        self._metrics = metrics
+        self._topic_arn = topic_arn
+        self._clock = clock
+        self._policy = Policy(tolerance=settings.tolerance)
+        self._slots = asyncio.Semaphore(settings.concurrency)
+
+    async def process(self, records: Sequence[Record], *, shard_id: str) -> BatchOutcome:
+        """Process one batch; return only when all its effects are durable."""
+        outcome = BatchOutcome()
+        self._metrics.add("BatchSize", len(records))
+        chunks: dict[tuple[str, str, int], tuple[ChunkEvent, Record]] = {}
+        for record in records:
+            try:
+                event = ChunkEvent.from_bytes(record.data)
+            except InvalidEvent as exc:
+                await self._record_bad_event(record, exc, shard_id)
+                outcome.errors += 1
+                continue
+            identity = (event.session_id, event.source, event.sequence)
+            if identity in chunks:
+                outcome.duplicates += 1
+                continue
+            chunks[identity] = (event, record)
+
+        analysed = await self._gather(
+            [self._analyse(event, record) for event, record in chunks.values()]
+        )
+        by_student: dict[tuple[str, str], list[_Chunk]] = defaultdict(list)
+        for chunk in analysed:
+            by_student[(chunk.event.exam_id, chunk.event.student_id)].append(chunk)
+        for counts in await self._gather(
+            [self._apply(student_chunks) for student_chunks in by_student.values()]
+        ):
+            outcome.results += counts.results
+            outcome.errors += counts.errors
+            outcome.alerts += counts.alerts
+        self._metrics.flush()
+        return outcome
+
+    @staticmethod
+    async def _gather(coroutines: Sequence[Any]) -> list[Any]:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(c) for c in coroutines]
+        return [t.result() for t in tasks]
+
+    # ---- stage 1: per chunk, concurrent -------------------------------------------
+    async def _analyse(self, event: ChunkEvent, record: Record) -> _Chunk:
+        with structlog.contextvars.bound_contextvars(
+            exam=event.exam_id, student=event.student_id, source=event.source, seq=event.sequence
+        ):
+            async with self._slots:
+                try:
+                    data = await self._fetch(event)
+                    loop = asyncio.get_running_loop()
+                    started = time.perf_counter()
+                    frame: Frame = await loop.run_in_executor(
+                        self._executor,
+                        functools.partial(
+                            extract_frame, data, max_pixels=self._settings.max_frame_pixels
+                        ),
+                    )
+                    self._metrics.add(
+                        "FrameExtractionMs", (time.perf_counter() - started) * 1000, "Milliseconds"
+                    )
+                except (FrameError, InvalidEvent) as exc:
+                    return _Chunk(event, record, error=exc)
+                frame_key = (
+                    f"frames/{event.exam_id}/{event.student_id}/{event.source}/"
+                    f"{event.sequence:06d}.jpg"
+                )
+                await self._call(
+                    self._s3.put_object(
+                        Bucket=self._settings.names.frames_bucket,
+                        Key=frame_key,
+                        Body=frame.jpeg,
+                        ContentType="image/jpeg",
+                    )
+                )
+                analysis = None
+                if event.source == "camera":
+                    started = time.perf_counter()
+                    analysis = await self._engine.analyse(
+                        event.exam_id, event.student_id, frame.jpeg
+                    )
+                    self._metrics.add(
+                        "AnalysisMs", (time.perf_counter() - started) * 1000, "Milliseconds"
+                    )
+                return _Chunk(event, record, frame=frame, frame_key=frame_key, analysis=analysis)
+
+    async def _fetch(self, event: ChunkEvent) -> bytes:
+        limit = self._settings.max_chunk_bytes
+        if event.size > limit:
+            raise FrameError(
+                f"chunk is {event.size} bytes, over the {limit} limit", reason="too_large"
+            )
+        try:
+            response = await self._call(self._s3.get_object(Bucket=event.bucket, Key=event.key))
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            if code in ("NoSuchKey", "404", "NoSuchBucket"):
+                raise FrameError(
+                    f"chunk s3://{event.bucket}/{event.key} does not exist ({code})",
+                    reason="missing_object",
+                ) from exc
+            raise
+        if response["ContentLength"] > limit:
+            response["Body"].close()
+            raise FrameError(
+                f"chunk is {response['ContentLength']} bytes, over the {limit} limit",
+                reason="too_large",
+            )
+        async with response["Body"] as body:
+            data: bytes = await body.read()
+        return data
+
+    async def _call(self, awaitable: Any) -> Any:
+        async with asyncio.timeout(self._settings.call_timeout):
+            return await awaitable
+
+    # ---- stage 2: per student, in order ------------------------------------------
+    async def _apply(self, chunks: list[_Chunk]) -> BatchOutcome:
+        counts = BatchOutcome()
+        chunks.sort(key=lambda c: (c.event.source, c.event.sequence))
+        first = chunks[0].event
+        session = await self._tables.get_session(first.exam_id, first.student_id) or {
+            "exam_id": first.exam_id,
+            "student_id": first.student_id,
+            "version": 0,
+        }
+        states = {
+            source: RuleState.from_dict(data) for source, data in session.get("rules", {}).items()
+        }
+        for chunk in chunks:
+            event = chunk.event
+            with structlog.contextvars.bound_contextvars(
+                exam=event.exam_id,
+                student=event.student_id,
+                source=event.source,
+                seq=event.sequence,
+            ):
+                await self._write_result(chunk)
+                counts.results += 1
+                if chunk.error is not None:
+                    await self._record_bad_chunk(chunk)
+                    counts.errors += 1
+                    continue
+                if chunk.analysis is None:
+                    continue
+                state = states.get(event.source, RuleState())
+                observation = Observation(
+                    event.sequence,
+                    len(chunk.analysis.faces),
+                    chunk.analysis.identity,
+                    chunk.analysis.distance,
+                )
+                states[event.source], findings = evaluate(state, observation, self._policy)
+                for finding in findings:
+                    await self._raise_alert(chunk, finding)
+                    counts.alerts += 1
+        session["rules"] = {source: state.to_dict() for source, state in states.items()}
+        session["updated_at"] = self._now().isoformat()
+        version = int(session.pop("version", 0))
+        await self._tables.save_session(session, expected_version=version)
+        return counts
+
+    async def _write_result(self, chunk: _Chunk) -> None:
+        event = chunk.event
+        now = self._now()
+        row: dict[str, Any] = {
+            "session_id": event.session_id,
+            "chunk_id": f"{event.source}#{event.sequence:06d}",
+            "exam_id": event.exam_id,
+            "student_id": event.student_id,
+            "source": event.source,
+            "sequence": event.sequence,
+            "chunk_key": event.key,
+            "captured_at": event.captured_at.isoformat(),
+            "uploaded_at": event.uploaded_at.isoformat(),
+            "processed_at": now.isoformat(),
+            "latency_ms": round((now - event.uploaded_at).total_seconds() * 1000),
+            "expires_at": self._expiry(now),
+        }
+        if chunk.error is not None:
+            row.update(status="error", error_reason=chunk.error.reason, error=str(chunk.error))
+        else:
+            assert chunk.frame is not None
+            row.update(status="ok", frame_key=chunk.frame_key, rotation=chunk.frame.rotation)
+            if chunk.analysis is not None:
+                row.update(chunk.analysis.summary())
+        await self._tables.put_result(row)
+        self._metrics.add("ChunksProcessed")
+        self._metrics.add("ChunkLatencyMs", row["latency_ms"], "Milliseconds")
+        _log.info(
+            "chunk processed",
+            status=row["status"],
+            faces=row.get("faces"),
+            identity=row.get("identity"),
+            latency_ms=row["latency_ms"],
+        )
+
+    async def _raise_alert(self, chunk: _Chunk, finding: Finding) -> None:
+        event = chunk.event
+        analysis = chunk.analysis
+        now = self._now()
+        alert: dict[str, Any] = {
+            "exam_id": event.exam_id,
+            "alert_id": alert_id(event.exam_id, event.student_id, event.source, finding),
+            "student_id": event.student_id,
+            "source": event.source,
+            "type": finding.rule,
+            "severity": finding.severity,
+            "sequence": finding.sequence,
+            "first_sequence": finding.first_sequence,
+            "chunks": finding.chunks,
+            "frame_key": chunk.frame_key,
+            "chunk_key": event.key,
+            "faces": len(analysis.faces) if analysis else None,
+            "distance": None
+            if analysis is None or analysis.distance is None
+            else round(analysis.distance, 4),
+            "status": "open",
+            "created_at": now.isoformat(),
+            "expires_at": self._expiry(now),
+        }
+        created = await self._tables.create_alert(alert)
+        if not created:
+            existing = await self._tables.get_alert(event.exam_id, alert["alert_id"])
+            if existing is None or existing.get("published"):
+                return  # raised and published before this replay
+            alert = {k: v for k, v in existing.items() if k != "published"}
+        response = await self._call(
+            self._sns.publish(
+                TopicArn=self._topic_arn,
+                Message=json.dumps(alert, default=str),
+                MessageAttributes={
+                    "type": {"DataType": "String", "StringValue": finding.rule},
+                    "exam_id": {"DataType": "String", "StringValue": event.exam_id},
+                    "severity": {"DataType": "String", "StringValue": finding.severity},
+                },
+            )
+        )
+        await self._tables.mark_alert_published(
+            event.exam_id, alert["alert_id"], response["MessageId"]
+        )
+        self._metrics.add("AlertsRaised", Rule=finding.rule)
+        _log.warning(
+            "alert raised", alert=alert["alert_id"], type=finding.rule, first=finding.first_sequence
+        )
+
+    # ---- bad input ----------------------------------------------------------------
+    async def _record_bad_event(self, record: Record, exc: InvalidEvent, shard_id: str) -> None:
+        exam_id = record.partition_key.split("#", 1)[0] or "_unknown"
+        if len(exam_id) > 64 or not exam_id.isprintable():
+            exam_id = "_unknown"
+        await self._record_error(
+            exam_id=exam_id,
+            error_id=f"event#{shard_id}#{record.sequence_number}",
+            stage="event",
+            reason=exc.reason,
+            message=str(exc),
+            raw=record.data[:_RAW_PREVIEW].decode("utf-8", "replace"),
+            shard_id=shard_id,
+            sequence_number=record.sequence_number,
+        )
+
+    async def _record_bad_chunk(self, chunk: _Chunk) -> None:
+        assert chunk.error is not None
+        event = chunk.event
+        await self._record_error(
+            exam_id=event.exam_id,
+            error_id=f"chunk#{event.student_id}#{event.source}#{event.sequence:06d}",
+            stage="chunk",
+            reason=chunk.error.reason,
+            message=str(chunk.error),
+            student_id=event.student_id,
+            chunk_key=event.key,
+            sequence_number=chunk.record.sequence_number,
+        )
+
+    async def _record_error(self, *, reason: str, message: str, **fields: Any) -> None:
+        now = self._now()
+        await self._tables.put_error(
+            {
+                **fields,
+                "reason": reason,
+                "message": message,
+                "created_at": now.isoformat(),
+                "expires_at": self._expiry(now),
+            }
+        )
+        self._metrics.add("ChunkErrors", Reason=reason)
+        _log.error("bad input", reason=reason, error=message, stage=fields.get("stage"))
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock(), tz=UTC)
+
+    def _expiry(self, now: datetime) -> int:
+        return int((now + timedelta(days=self._settings.retention_days)).timestamp())

@@ -1,0 +1,192 @@
+"""Chunk router: S3 ``ObjectCreated`` notifications -> one chunk event per chunk in Kinesis.
+
+The handler takes what S3 delivers, either directly (``aws:s3`` records) or
+through the chunk-events queue (``aws:sqs`` records whose body is the S3
+notification; the deployed path, and the local one). Each object becomes a
+``ChunkEvent`` put with ``PutRecords`` (at most 500 a call), partition key
+``exam#student`` so one student's chunks stay on one shard, in order.
+Records Kinesis rejects (throttling, internal errors) are retried with
+exponential backoff; SQS messages whose records still fail are reported as
+``batchItemFailures`` so only those come back. An object whose key is not a
+chunk key is bad input: logged, counted and recorded in the errors table,
+never retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+from tenacity import AsyncRetrying, retry_if_result, stop_after_attempt, wait_random_exponential
+
+from proctoring.aws import async_clients
+from proctoring.events import ChunkEvent, InvalidEvent
+from proctoring.logs import configure_logging
+from proctoring.metrics import Metrics
+from proctoring.settings import Settings
+from proctoring.storage import Tables
+
+__all__ = ["RouteOutcome", "handler", "route"]
+
+_log = structlog.get_logger(__name__)
+_MAX_RECORDS_PER_PUT = 500
+
+
+@dataclass
+class RouteOutcome:
+    routed: int = 0
+    rejected: int = 0
+    ignored: int = 0
+    failed_messages: list[str] = field(default_factory=list)
+
+    def response(self) -> dict[str, Any]:
+        """The Lambda response SQS partial-batch failure reporting expects."""
+        return {"batchItemFailures": [{"itemIdentifier": m} for m in self.failed_messages]}
+
+
+@dataclass(frozen=True)
+class _Pending:
+    message_id: str | None  # the SQS message the chunk came in, if any
+    event: ChunkEvent
+
+
+def _s3_records(event: Mapping[str, Any]) -> list[tuple[str | None, dict[str, Any]]]:
+    """(SQS message id or None, S3 record) for every S3 record in the invocation."""
+    found: list[tuple[str | None, dict[str, Any]]] = []
+    for record in event.get("Records", []):
+        if record.get("eventSource") == "aws:sqs":
+            body = json.loads(record["body"])
+            found.extend((record["messageId"], r) for r in body.get("Records", []))
+        elif record.get("eventSource") == "aws:s3":
+            found.append((None, record))
+    return found
+
+
+async def route(
+    event: Mapping[str, Any],
+    *,
+    kinesis: Any,
+    tables: Tables,
+    stream: str,
+    metrics: Metrics,
+    retention_days: int = 30,
+    max_attempts: int = 5,
+) -> RouteOutcome:
+    """Put one chunk event per created object; see the module docstring."""
+    outcome = RouteOutcome()
+    pending: list[_Pending] = []
+    for message_id, record in _s3_records(event):
+        if not str(record.get("eventName", "")).startswith("ObjectCreated:"):
+            outcome.ignored += 1  # s3:TestEvent and the like carry no object
+            continue
+        bucket = record["s3"]["bucket"]["name"]
+        key = urllib.parse.unquote_plus(record["s3"]["object"]["key"])
+        try:
+            chunk = ChunkEvent.from_key(
+                bucket,
+                key,
+                size=int(record["s3"]["object"].get("size", 0)),
+                uploaded_at=datetime.fromisoformat(record["eventTime"]),
+            )
+        except InvalidEvent as exc:
+            outcome.rejected += 1
+            await _reject(tables, metrics, bucket, key, exc, retention_days)
+            continue
+        pending.append(_Pending(message_id, chunk))
+
+    for start in range(0, len(pending), _MAX_RECORDS_PER_PUT):
+        batch = pending[start : start + _MAX_RECORDS_PER_PUT]
+        failed = await _put_with_retries(kinesis, stream, batch, max_attempts)
+        outcome.routed += len(batch) - len(failed)
+        for item in failed:
+            if item.message_id is None:
+                raise RuntimeError(f"Kinesis kept rejecting the event for {item.event.key}")
+            outcome.failed_messages.append(item.message_id)
+    outcome.failed_messages = sorted(set(outcome.failed_messages))
+    metrics.add("EventsRouted", outcome.routed)
+    if outcome.failed_messages:
+        metrics.add("RouterRetriesExhausted", len(outcome.failed_messages))
+    metrics.flush()
+    return outcome
+
+
+async def _put_with_retries(
+    kinesis: Any, stream: str, batch: list[_Pending], max_attempts: int
+) -> list[_Pending]:
+    """PutRecords, retrying only the records Kinesis rejected; return those still failing."""
+    remaining = batch
+
+    async def attempt() -> list[_Pending]:
+        nonlocal remaining
+        response = await kinesis.put_records(
+            StreamName=stream,
+            Records=[
+                {"Data": p.event.to_bytes(), "PartitionKey": p.event.partition_key}
+                for p in remaining
+            ],
+        )
+        remaining = [
+            p for p, r in zip(remaining, response["Records"], strict=True) if "ErrorCode" in r
+        ]
+        if remaining:
+            _log.warning("kinesis rejected records", count=len(remaining))
+        return remaining
+
+    retrying = AsyncRetrying(
+        stop=stop_after_attempt(max_attempts),
+        wait=wait_random_exponential(multiplier=0.05, max=2.0),
+        retry=retry_if_result(bool),
+        retry_error_callback=lambda state: state.outcome.result() if state.outcome else remaining,
+    )
+    still_failing: list[_Pending] = await retrying(attempt)
+    return still_failing
+
+
+async def _reject(
+    tables: Tables, metrics: Metrics, bucket: str, key: str, exc: InvalidEvent, retention_days: int
+) -> None:
+    now = datetime.now(UTC)
+    parts = key.split("/")
+    exam_id = parts[1] if len(parts) > 2 and parts[0] == "chunks" and parts[1] else "_unknown"
+    await tables.put_error(
+        {
+            "exam_id": exam_id[:64],
+            "error_id": f"object#{bucket}/{key}"[:1024],
+            "stage": "router",
+            "reason": exc.reason,
+            "message": str(exc),
+            "bucket": bucket,
+            "chunk_key": key[:1024],
+            "created_at": now.isoformat(),
+            "expires_at": int((now + timedelta(days=retention_days)).timestamp()),
+        }
+    )
+    metrics.add("RouterErrors", Reason=exc.reason)
+    _log.error("object is not a chunk", reason=exc.reason, error=str(exc))
+
+
+def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    """AWS Lambda entry point."""
+    settings = Settings()
+    configure_logging(settings)
+    return asyncio.run(_handle(event, settings))
+
+
+async def _handle(event: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
+    metrics = Metrics(settings.metrics_namespace, "chunk-router", print)
+    async with async_clients(settings) as clients:
+        outcome = await route(
+            event,
+            kinesis=clients.kinesis,
+            tables=Tables(clients.dynamodb, settings.names, timeout=settings.call_timeout),
+            stream=settings.names.stream,
+            metrics=metrics,
+            retention_days=settings.retention_days,
+        )
+    return outcome.response()

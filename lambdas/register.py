@@ -1,0 +1,88 @@
+"""Registration: a student's photo becomes the reference face for an exam.
+
+``handler`` serves ``POST /exams/{exam_id}/students/{student_id}/registration``
+behind API Gateway (body: ``{"photo": "<base64 JPEG or PNG>"}``);
+``proctor register`` calls ``register_photo`` directly. A photo without
+exactly one usable face is refused with a message the student can act on
+(HTTP 422). The face's embedding goes to the collection, never to a log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import structlog
+
+from proctoring.analysis.engine import LocalEngine
+from proctoring.analysis.faces import Face, RegistrationError
+from proctoring.aws import async_clients
+from proctoring.events import ChunkKey, InvalidEvent
+from proctoring.logs import configure_logging
+from proctoring.settings import Settings
+from proctoring.storage import Tables
+
+__all__ = ["handler", "register_photo"]
+
+_log = structlog.get_logger(__name__)
+MAX_PHOTO_BYTES = 5 * 1024 * 1024  # Rekognition's inline image limit; the same for both engines
+
+
+async def register_photo(settings: Settings, exam_id: str, student_id: str, photo: bytes) -> Face:
+    """Validate ids and photo, then store the face; RegistrationError says what is wrong."""
+    try:  # the ids must be usable in chunk keys
+        ChunkKey(
+            exam_id=exam_id,
+            student_id=student_id,
+            source="camera",
+            sequence=0,
+            captured_ms=0,
+            ext="mp4",
+        )
+    except ValueError as exc:
+        raise InvalidEvent(f"invalid exam or student id: {exc}", reason="bad_id") from exc
+    if len(photo) > MAX_PHOTO_BYTES:
+        raise RegistrationError(
+            f"the photo is {len(photo) // 1024} KB; at most {MAX_PHOTO_BYTES // 1024} KB",
+            reason="too_large",
+        )
+    async with async_clients(settings) as clients:
+        tables = Tables(clients.dynamodb, settings.names, timeout=settings.call_timeout)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            engine = LocalEngine(tables, pool, threshold=settings.match_threshold)
+            face = await engine.register(exam_id, student_id, photo)
+    _log.info("student registered", exam=exam_id, student=student_id, face_px=face.box[2])
+    return face
+
+
+def _response(status: int, body: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": "application/json"},
+        "body": json.dumps(body),
+    }
+
+
+def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    """AWS Lambda entry point (API Gateway proxy integration)."""
+    settings = Settings()
+    configure_logging(settings)
+    params = event.get("pathParameters") or {}
+    try:
+        body = json.loads(event.get("body") or "{}")
+        photo = base64.b64decode(body["photo"], validate=True)
+    except (json.JSONDecodeError, KeyError, TypeError, binascii.Error):
+        return _response(400, {"error": "body must be JSON with 'photo': base64 JPEG or PNG"})
+    try:
+        face = asyncio.run(
+            register_photo(settings, params.get("exam_id", ""), params.get("student_id", ""), photo)
+        )
+    except RegistrationError as exc:
+        return _response(422, {"error": str(exc), "reason": exc.reason})
+    except InvalidEvent as exc:
+        return _response(400, {"error": str(exc), "reason": exc.reason})
+    return _response(201, {"registered": True, "face": {"box": list(face.box)}})

@@ -1,0 +1,83 @@
+"""Shared fixtures: the emulator (moto's server over HTTP), a stack per test, real data.
+
+One emulator process serves the whole session; every test provisions the
+CloudFormation template under its own prefix, so tests never share state and
+need no reset. The process pool for frame extraction and face analysis is
+shared too (spawning it and loading dlib's models takes seconds).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from infrastructure.emulator import Emulator
+from infrastructure.local import provision
+from proctoring.cli.services import cpu_pool
+from proctoring.settings import Settings
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+T = TypeVar("T")
+
+
+def require_data() -> Path:
+    if not DATA.is_dir():
+        pytest.skip(f"real test data not found at {DATA} (the ../shared/data folder)")
+    return DATA
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    return require_data()
+
+
+@pytest.fixture(scope="session")
+def emulator() -> Iterator[Emulator]:
+    with Emulator() as running:
+        yield running
+
+
+@pytest.fixture
+def settings(emulator: Emulator) -> Settings:
+    """A freshly provisioned stack with its own prefix."""
+    base = Settings(
+        endpoint_url=emulator.endpoint_url,
+        prefix=f"t{uuid.uuid4().hex[:10]}",
+        data_dir=DATA,
+        poll_interval=0.05,
+        cpu_workers=2,
+        log_format="console",
+    )
+    outputs = provision(base)
+    return base.model_copy(update={"alerts_topic_arn": outputs["AlertsTopicArn"]})
+
+
+@pytest.fixture(scope="session")
+def pool() -> Iterator[ProcessPoolExecutor]:
+    with cpu_pool(Settings(cpu_workers=2)) as executor:
+        yield executor
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]],
+    done: Callable[[T], bool],
+    *,
+    within: float = 60.0,
+    interval: float = 0.1,
+) -> T:
+    """Poll ``probe`` until ``done`` holds for its value, or fail at the deadline."""
+    deadline = time.monotonic() + within
+    while True:
+        value = await probe()
+        if done(value):
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {within} s; last value: {value!r}")
+        await asyncio.sleep(interval)

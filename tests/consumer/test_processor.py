@@ -1,0 +1,187 @@
+"""The record-processing core: bad input is recorded and isolated; replays change nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from concurrent.futures import Executor
+from typing import Any
+
+import pytest
+
+from consumer.processor import Record
+from proctoring.aws import async_clients
+from proctoring.cli.services import build_processor
+from proctoring.metrics import Metrics
+from proctoring.settings import Settings
+from proctoring.storage import Tables
+from producer.chunking import chunk_recording
+from producer.replay import replay
+from producer.scenario import load_scenario, render_chunks
+from tests.conftest import DATA, eventually, require_data
+from tests.pipeline import running_pipeline
+
+pytestmark = pytest.mark.slow
+
+EXAM = "bad-input"
+
+
+def test_bad_chunks_and_events_become_error_records_and_the_rest_goes_on(
+    settings: Settings, pool: Executor
+) -> None:
+    require_data()
+    good = next(chunk_recording(DATA / "video/center_focus.mp4")).data
+    bad_objects = {
+        "zero": b"",
+        "text": b"this is a shopping list, not a video\n" * 20,
+        "truncated": good[: len(good) * 3 // 10],
+    }
+
+    async def run() -> dict[str, Any]:
+        async with running_pipeline(settings, pool) as pipeline:
+            s3 = pipeline.clients.s3
+            bucket = settings.names.chunks_bucket
+            for student, body in bad_objects.items():
+                await s3.put_object(
+                    Bucket=bucket, Key=f"chunks/{EXAM}/{student}/camera/000000_1.mp4", Body=body
+                )
+            await s3.put_object(Bucket=bucket, Key=f"chunks/{EXAM}/odd/camera/clip.mp4", Body=good)
+            for data in (b"not json {", json.dumps({"v": 1, "exam_id": EXAM}).encode()):
+                await pipeline.clients.kinesis.put_record(
+                    StreamName=settings.names.stream, Data=data, PartitionKey=f"{EXAM}#odd"
+                )
+            await s3.put_object(
+                Bucket=bucket, Key=f"chunks/{EXAM}/good/camera/000000_1.mp4", Body=good
+            )
+            results = {
+                student: await pipeline.wait_for_results(EXAM, student, 1)
+                for student in [*bad_objects, "good"]
+            }
+            errors = await eventually(
+                lambda: pipeline.tables.errors(EXAM), lambda rows: len(rows) >= 6
+            )
+            return {"results": results, "errors": errors, "metrics": pipeline.metrics}
+
+    outcome = asyncio.run(run())
+    results = outcome["results"]
+    assert results["good"][0]["status"] == "ok"
+    assert results["good"][0]["faces"] == 1
+    expected_reasons = {"zero": "empty", "text": "not_video"}
+    for student in bad_objects:
+        (row,) = results[student]
+        assert row["status"] == "error", student
+        assert row["error"], "a human must be able to read what went wrong"
+        if student in expected_reasons:
+            assert row["error_reason"] == expected_reasons[student]
+        else:
+            assert row["error_reason"] in ("truncated", "not_video")
+
+    by_stage: dict[str, list[dict[str, Any]]] = {}
+    for row in outcome["errors"]:
+        by_stage.setdefault(row["stage"], []).append(row)
+    assert sorted(r["student_id"] for r in by_stage["chunk"]) == sorted(bad_objects)
+    assert sorted(r["reason"] for r in by_stage["event"]) == ["invalid_event", "not_json"]
+    assert all(r["raw"] for r in by_stage["event"]), "the bad record is kept for inspection"
+    (router_error,) = by_stage["router"]
+    assert router_error["reason"] == "bad_key"
+    assert router_error["chunk_key"].endswith("clip.mp4")
+
+    emitted = [json.loads(line) for line in outcome["metrics"]]
+    reasons = {d.get("Reason") for d in emitted if "ChunkErrors" in d or "RouterErrors" in d}
+    assert {"empty", "not_video", "not_json", "bad_key"} <= reasons
+
+
+def test_processing_a_batch_again_creates_no_duplicate_results_or_alerts(
+    settings: Settings, pool: Executor, tmp_path: Any
+) -> None:
+    require_data()
+    scenario_file = tmp_path / "away.yaml"
+    scenario_file.write_text("segments:\n  - empty: 15\n")
+    chunks = list(render_chunks(load_scenario(scenario_file, data_dir=DATA)))
+
+    async def run() -> tuple[list[Any], ...]:
+        async with async_clients(settings) as clients:
+            tables = Tables(clients.dynamodb, settings.names)
+            await replay(
+                chunks,
+                s3=clients.s3,
+                bucket=settings.names.chunks_bucket,
+                exam_id=EXAM,
+                student_id="away",
+                speed=None,
+            )
+            # route the uploads into Kinesis as the router does, then read them back
+            from lambdas.chunk_router import route
+
+            metrics = Metrics("Test", "router", lambda line: None)
+            keys = [
+                o["Key"]
+                for o in (await clients.s3.list_objects_v2(Bucket=settings.names.chunks_bucket))[
+                    "Contents"
+                ]
+            ]
+            event = {
+                "Records": [
+                    {
+                        "eventSource": "aws:s3",
+                        "eventName": "ObjectCreated:Put",
+                        "eventTime": "2026-11-27T10:00:00.000Z",
+                        "s3": {
+                            "bucket": {"name": settings.names.chunks_bucket},
+                            "object": {"key": key, "size": 1},
+                        },
+                    }
+                    for key in keys
+                ]
+            }
+            await route(
+                event,
+                kinesis=clients.kinesis,
+                tables=tables,
+                stream=settings.names.stream,
+                metrics=metrics,
+            )
+            records = await _read_all(clients.kinesis, settings.names.stream)
+            processor = build_processor(
+                settings, clients, tables, pool, Metrics("Test", "consumer", lambda line: None)
+            )
+            first = [await processor.process(batch, shard_id=shard) for shard, batch in records]
+            alerts_once = await tables.alerts(EXAM)
+            again = [await processor.process(batch, shard_id=shard) for shard, batch in records]
+            alerts_twice = await tables.alerts(EXAM)
+            results = await tables.results(f"{EXAM}#away")
+            queue = (await clients.sqs.get_queue_url(QueueName=settings.names.alerts_queue))[
+                "QueueUrl"
+            ]
+            delivered = (
+                await clients.sqs.receive_message(
+                    QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=0
+                )
+            ).get("Messages", [])
+            return first, again, alerts_once, alerts_twice, results, delivered
+
+    first, again, alerts_once, alerts_twice, results, delivered = asyncio.run(run())
+    assert sum(o.alerts for o in first) == 1
+    assert sum(o.alerts for o in again) == 0
+    assert [a["type"] for a in alerts_once] == ["NO_FACE"]
+    assert alerts_twice == alerts_once
+    assert alerts_once[0]["published"] is True
+    assert len(results) == len(chunks) == 3
+    assert len(delivered) == 1, "the alert is published once, not once per processing"
+
+
+async def _read_all(kinesis: Any, stream: str) -> list[tuple[str, list[Record]]]:
+    batches: list[tuple[str, list[Record]]] = []
+    for shard in (await kinesis.list_shards(StreamName=stream))["Shards"]:
+        iterator = (
+            await kinesis.get_shard_iterator(
+                StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+            )
+        )["ShardIterator"]
+        response = await kinesis.get_records(ShardIterator=iterator, Limit=100)
+        records = [
+            Record(r["SequenceNumber"], r["Data"], r["PartitionKey"]) for r in response["Records"]
+        ]
+        if records:
+            batches.append((shard["ShardId"], records))
+    return batches

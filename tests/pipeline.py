@@ -1,0 +1,117 @@
+"""Running the local pipeline inside a test: router + consumer against the emulator.
+
+``Pipeline`` starts the same services ``proctor up`` runs (the SQS-driven
+chunk router and the consumer worker) on the test's stack, lets the test
+upload chunks through S3 with the real replay code, and waits - polling
+with a deadline - until every chunk has its result row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from concurrent.futures import Executor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from proctoring.analysis.engine import LocalEngine
+from proctoring.aws import AsyncClients, async_clients
+from proctoring.cli.services import run_services
+from proctoring.settings import Settings
+from proctoring.storage import Tables
+from producer.replay import Uploaded, replay
+from producer.scenario import load_scenario, render_chunks, scenario_for_recording
+from tests.conftest import eventually
+
+
+@dataclass
+class Pipeline:
+    settings: Settings
+    clients: AsyncClients
+    tables: Tables
+    engine: LocalEngine
+    metrics: list[str] = field(default_factory=list)
+
+    async def register(self, exam_id: str, student_id: str, photo: Path) -> None:
+        await self.engine.register(exam_id, student_id, await asyncio.to_thread(photo.read_bytes))
+
+    async def play(
+        self, exam_id: str, student_id: str, source: Path, *, register: Path | None = None
+    ) -> list[Uploaded]:
+        """Register (optionally) and upload a recording or a scenario file, as fast as possible."""
+        if register is not None:
+            await self.register(exam_id, student_id, register)
+        scenario = (
+            load_scenario(source, data_dir=self.settings.data_dir)
+            if source.suffix in (".yaml", ".json")
+            else scenario_for_recording(source)
+        )
+        chunks = await asyncio.to_thread(lambda: list(render_chunks(scenario)))
+        return await replay(
+            chunks,
+            s3=self.clients.s3,
+            bucket=self.settings.names.chunks_bucket,
+            exam_id=exam_id,
+            student_id=student_id,
+            speed=None,
+        )
+
+    async def results(self, exam_id: str, student_id: str) -> list[dict[str, Any]]:
+        rows = await self.tables.results(f"{exam_id}#{student_id}")
+        return sorted(rows, key=lambda r: (r["source"], r["sequence"]))
+
+    async def wait_for_results(
+        self, exam_id: str, student_id: str, count: int, within: float = 90.0
+    ) -> list[dict[str, Any]]:
+        return await eventually(
+            lambda: self.results(exam_id, student_id),
+            lambda rows: len(rows) >= count,
+            within=within,
+        )
+
+    async def alerts(self, exam_id: str, student_id: str | None = None) -> list[dict[str, Any]]:
+        rows = await self.tables.alerts(exam_id)
+        return sorted(
+            (a for a in rows if student_id is None or a["student_id"] == student_id),
+            key=lambda a: (a["student_id"], a["sequence"], a["type"]),
+        )
+
+    async def alert_messages(self) -> list[dict[str, Any]]:
+        """Drain what SNS delivered to the alerts queue."""
+        import json
+
+        url = (await self.clients.sqs.get_queue_url(QueueName=self.settings.names.alerts_queue))[
+            "QueueUrl"
+        ]
+        messages: list[dict[str, Any]] = []
+        while True:
+            response = await self.clients.sqs.receive_message(
+                QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0
+            )
+            batch = response.get("Messages", [])
+            if not batch:
+                return messages
+            for message in batch:
+                messages.append(json.loads(json.loads(message["Body"])["Message"]))
+                await self.clients.sqs.delete_message(
+                    QueueUrl=url, ReceiptHandle=message["ReceiptHandle"]
+                )
+
+
+@asynccontextmanager
+async def running_pipeline(settings: Settings, pool: Executor) -> AsyncIterator[Pipeline]:
+    stop = asyncio.Event()
+    metrics: list[str] = []
+    services = asyncio.create_task(
+        run_services(settings, stop, executor=pool, metrics_sink=metrics.append)
+    )
+    try:
+        async with async_clients(settings) as clients:
+            tables = Tables(clients.dynamodb, settings.names)
+            engine = LocalEngine(tables, pool, threshold=settings.match_threshold)
+            yield Pipeline(settings, clients, tables, engine, metrics)
+    finally:
+        stop.set()
+        await services
