@@ -1,0 +1,178 @@
+"""The ``proctor`` command: the local stack, registration, replay, the consumer and the demo.
+
+Every command resolves ``Settings`` once (options > ``PROCTOR_*`` environment >
+defaults) and passes it down. Commands that talk to an existing stack
+(``register``, ``replay``, ``consume``) need ``PROCTOR_ENDPOINT_URL`` locally,
+as printed by ``proctor up``, or real AWS credentials.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+from typing import Any
+
+import click
+
+from proctoring.errors import ProctoringError
+from proctoring.logs import configure_logging
+from proctoring.settings import Settings
+
+__all__ = ["main"]
+
+
+def _settings(**overrides: Any) -> Settings:
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def _run(coroutine: Any) -> Any:
+    try:
+        return asyncio.run(coroutine)
+    except ProctoringError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+async def _until_signalled(settings: Settings, *, consumer: bool, router: bool) -> None:
+    from proctoring.cli.services import run_services
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await run_services(settings, stop, consumer=consumer, router=router)
+
+
+@click.group()
+@click.version_option(package_name="hybrid-proctoring")
+def main() -> None:
+    """Hybrid remote proctoring: chunks -> Kinesis -> face analysis -> results and alerts."""
+
+
+@main.command()
+@click.option("--port", type=int, help="emulator port (default: a free one)")
+@click.option("--prefix", help="resource name prefix (default: proctor)")
+@click.option("--shards", type=int, default=2, show_default=True)
+def up(port: int | None, prefix: str | None, shards: int) -> None:
+    """Start the local stack: emulator, resources, chunk router and consumer, until Ctrl-C."""
+    from infrastructure.emulator import Emulator
+    from infrastructure.local import provision
+
+    settings = _settings(port=port, prefix=prefix)
+    configure_logging(settings)
+    with Emulator(settings.host, settings.port) as emulator:
+        settings = settings.model_copy(update={"endpoint_url": emulator.endpoint_url})
+        outputs = provision(settings, shard_count=shards)
+        settings = settings.model_copy(update={"alerts_topic_arn": outputs["AlertsTopicArn"]})
+        click.echo("Local stack is up. In another terminal:", err=True)
+        click.echo(f"export PROCTOR_ENDPOINT_URL={emulator.endpoint_url}")
+        click.echo(f"export PROCTOR_PREFIX={settings.prefix}")
+        click.echo(f"export PROCTOR_ALERTS_TOPIC_ARN={settings.alerts_topic_arn}")
+        _run(_until_signalled(settings, consumer=True, router=True))
+    click.echo("local stack stopped", err=True)
+
+
+@main.command()
+def consume() -> None:
+    """Run the consumer worker (the ECS task) until SIGTERM."""
+    settings = _settings()
+    configure_logging(settings)
+    _run(_until_signalled(settings, consumer=True, router=False))
+
+
+@main.command()
+@click.option("--exam", "exam_id", required=True)
+@click.option("--student", "student_id", required=True)
+@click.option(
+    "--photo", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True
+)
+def register(exam_id: str, student_id: str, photo: Path) -> None:
+    """Register a student's face for an exam (refuses a photo without exactly one face)."""
+    from lambdas.register import register_photo
+
+    settings = _settings()
+    configure_logging(settings)
+    face = _run(register_photo(settings, exam_id, student_id, photo.read_bytes()))
+    left, top, width, height = face.box
+    click.echo(f"registered {student_id} for {exam_id}: face {width}x{height} px at {left},{top}")
+
+
+@main.command("replay")
+@click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--exam", "exam_id", required=True)
+@click.option("--student", "student_id", help="default: the scenario's student")
+@click.option(
+    "--speed",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="1 = real time; 0 = as fast as possible",
+)
+@click.option(
+    "--register/--no-register",
+    "do_register",
+    default=True,
+    show_default=True,
+    help="register the scenario's photo first",
+)
+def replay_command(
+    source: Path, exam_id: str, student_id: str | None, speed: float, do_register: bool
+) -> None:
+    """Upload a recording or a scenario file as one student's 5 s chunks."""
+    from producer.cli import replay_source
+
+    settings = _settings()
+    configure_logging(settings)
+    uploaded = _run(
+        replay_source(
+            settings,
+            source,
+            exam_id=exam_id,
+            student_id=student_id,
+            speed=speed or None,
+            do_register=do_register,
+        )
+    )
+    click.echo(f"uploaded {len(uploaded)} chunks")
+
+
+@main.command()
+@click.option(
+    "--scenario",
+    "scenarios",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="run these scenario files instead of the built-in four (repeatable)",
+)
+@click.option("--exit-when-done", is_flag=True, help="exit once every chunk has its result")
+@click.option(
+    "--report", type=click.Path(dir_okay=False, path_type=Path), help="write the JSON report here"
+)
+@click.option(
+    "--speed",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="replay speed; 1 = real time, 0 = as fast as possible",
+)
+@click.option("--port", type=int)
+def demo(
+    scenarios: tuple[Path, ...],
+    exit_when_done: bool,
+    report: Path | None,
+    speed: float,
+    port: int | None,
+) -> None:
+    """Start the local stack and replay exam sessions; students and alerts live."""
+    from proctoring.cli.demo import run_demo
+
+    settings = _settings(port=port, prefix="demo")
+    _run(
+        run_demo(
+            settings,
+            scenarios=list(scenarios) or None,
+            speed=speed or None,
+            exit_when_done=exit_when_done,
+            report=report,
+        )
+    )

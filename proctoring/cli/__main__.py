@@ -1,0 +1,5 @@
+"""``python -m proctoring.cli`` is the ``proctor`` command."""
+
+from proctoring.cli import main
+
+main()

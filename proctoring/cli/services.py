@@ -1,0 +1,121 @@
+"""The long-running services of one process: the consumer worker and the chunk router.
+
+``run_services`` wires them from settings - clients, tables, the process
+pool, the engine, metrics - and runs them until ``stop`` is set. ``proctor
+up`` and ``proctor demo`` run both against the local emulator; ``proctor
+consume`` runs only the consumer (the ECS task).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+from collections.abc import Callable
+from concurrent.futures import Executor, ProcessPoolExecutor
+from typing import Any
+
+from consumer.processor import ChunkProcessor
+from consumer.worker import Worker
+from lambdas.chunk_router import route
+from lambdas.event_source import poll_queue
+from proctoring.analysis.engine import LocalEngine
+from proctoring.analysis.faces import warm_up
+from proctoring.aws import AsyncClients, async_clients
+from proctoring.errors import ProctoringError
+from proctoring.metrics import Metrics
+from proctoring.settings import Settings
+from proctoring.storage import Tables
+
+__all__ = ["build_processor", "cpu_pool", "run_services"]
+
+
+def cpu_pool(settings: Settings) -> ProcessPoolExecutor:
+    """The process pool for decoding and face analysis (spawned: no fork of a threaded process)."""
+    return ProcessPoolExecutor(
+        max_workers=settings.cpu_workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=warm_up,
+    )
+
+
+def build_processor(
+    settings: Settings,
+    clients: AsyncClients,
+    tables: Tables,
+    executor: Executor,
+    metrics: Metrics,
+) -> ChunkProcessor:
+    """The record-processing core with the engine the settings name."""
+    engine = LocalEngine(
+        tables, executor, threshold=settings.match_threshold, upsample=settings.detect_upsample
+    )
+    return ChunkProcessor(
+        settings=settings,
+        clients=clients,
+        tables=tables,
+        engine=engine,
+        executor=executor,
+        metrics=metrics,
+        topic_arn=settings.alerts_topic_arn or "",
+    )
+
+
+async def run_services(
+    settings: Settings,
+    stop: asyncio.Event,
+    *,
+    consumer: bool = True,
+    router: bool = True,
+    metrics_sink: Callable[[str], None] = print,
+    executor: Executor | None = None,
+) -> None:
+    """Run the selected services until ``stop`` is set.
+
+    ``executor`` is the process pool for CPU work; one is made (and shut down)
+    when none is given.
+    """
+    if consumer and not settings.alerts_topic_arn:
+        raise ProctoringError("PROCTOR_ALERTS_TOPIC_ARN is not set (the stack's AlertsTopicArn)")
+    async with async_clients(settings) as clients:
+        tables = Tables(clients.dynamodb, settings.names, timeout=settings.call_timeout)
+        with contextlib.ExitStack() as stack:
+            pool = executor or stack.enter_context(cpu_pool(settings))
+            async with asyncio.TaskGroup() as group:
+                if consumer:
+                    processor = build_processor(
+                        settings,
+                        clients,
+                        tables,
+                        pool,
+                        Metrics(settings.metrics_namespace, "consumer", metrics_sink),
+                    )
+                    worker = Worker(
+                        settings=settings,
+                        kinesis=clients.kinesis,
+                        dynamodb=clients.dynamodb,
+                        processor=processor,
+                    )
+                    group.create_task(worker.run(stop))
+                if router:
+                    router_metrics = Metrics(
+                        settings.metrics_namespace, "chunk-router", metrics_sink
+                    )
+
+                    async def invoke(event: dict[str, Any]) -> dict[str, Any]:
+                        outcome = await route(
+                            event,
+                            kinesis=clients.kinesis,
+                            tables=tables,
+                            stream=settings.names.stream,
+                            metrics=router_metrics,
+                            retention_days=settings.retention_days,
+                        )
+                        return outcome.response()
+
+                    queue_url = (
+                        await clients.sqs.get_queue_url(QueueName=settings.names.chunk_events_queue)
+                    )["QueueUrl"]
+                    group.create_task(
+                        poll_queue(sqs=clients.sqs, queue_url=queue_url, invoke=invoke, stop=stop)
+                    )
