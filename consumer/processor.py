@@ -34,21 +34,26 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from proctoring.analysis.engine import Analysis, LocalEngine
 from proctoring.aws import AsyncClients
+from proctoring.errors import ProctoringError
 from proctoring.events import ChunkEvent, InvalidEvent
 from proctoring.frames import Frame, FrameError, extract_frame
 from proctoring.metrics import Metrics
 from proctoring.rules import Finding, Observation, Policy, RuleState, alert_id, evaluate
 from proctoring.settings import Settings
-from proctoring.storage import Tables
+from proctoring.storage import StorageError, Tables
 
-__all__ = ["BatchOutcome", "ChunkProcessor", "Record"]
+__all__ = ["BatchFailed", "BatchOutcome", "ChunkProcessor", "Record"]
 
 _log = structlog.get_logger(__name__)
 _RAW_PREVIEW = 512
+
+
+class BatchFailed(ProctoringError):
+    """An AWS call failed after its retries: the batch must be processed again."""
 
 
 @dataclass(frozen=True)
@@ -106,13 +111,31 @@ class ChunkProcessor:
         self._slots = asyncio.Semaphore(settings.concurrency)
 
     async def process(self, records: Sequence[Record], *, shard_id: str) -> BatchOutcome:
-        """Process one batch; return only when all its effects are durable."""
+        """Process one batch; return only when all its effects are durable.
+
+        Raises BatchFailed when AWS kept failing; nothing is lost then, since
+        every effect is idempotent and the caller processes the batch again.
+        """
+        try:
+            return await self._process(records, shard_id)
+        except* (ClientError, BotoCoreError, StorageError, TimeoutError) as group:
+            first = group.exceptions[0]
+            raise BatchFailed(
+                f"batch of {len(records)} records on {shard_id}: {first!r}"
+            ) from group
+
+    async def _process(self, records: Sequence[Record], shard_id: str) -> BatchOutcome:
         outcome = BatchOutcome()
         self._metrics.add("BatchSize", len(records))
         chunks: dict[tuple[str, str, int], tuple[ChunkEvent, Record]] = {}
         for record in records:
             try:
                 event = ChunkEvent.from_bytes(record.data)
+                if event.bucket != self._settings.names.chunks_bucket:
+                    raise InvalidEvent(
+                        f"event names bucket {event.bucket!r}, not the chunks bucket",
+                        reason="foreign_bucket",
+                    )
             except InvalidEvent as exc:
                 await self._record_bad_event(record, exc, shard_id)
                 outcome.errors += 1

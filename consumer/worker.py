@@ -25,8 +25,7 @@ from typing import Any
 import structlog
 from botocore.exceptions import ClientError
 
-from consumer.processor import ChunkProcessor, Record
-from proctoring.errors import ProctoringError
+from consumer.processor import BatchFailed, ChunkProcessor, Record
 from proctoring.settings import Settings
 from proctoring.storage import from_item, to_item
 
@@ -123,10 +122,9 @@ class Worker:
                 if code == "ExpiredIteratorException":
                     iterator = await self._iterator(shard_id, checkpoint)
                     continue
-                if code == "ProvisionedThroughputExceededException":
-                    await _wait(stop, self._settings.poll_interval)
-                    continue
-                raise
+                log.warning("GetRecords failed; retrying", code=code)
+                await _wait(stop, self._settings.poll_interval)
+                continue
             records = [
                 Record(r["SequenceNumber"], r["Data"], r.get("PartitionKey", ""))
                 for r in response["Records"]
@@ -134,7 +132,7 @@ class Worker:
             if records:
                 try:
                     outcome = await self._processor.process(records, shard_id=shard_id)
-                except ProctoringError as exc:
+                except BatchFailed as exc:
                     log.error("batch failed; reading it again from the checkpoint", error=str(exc))
                     iterator = await self._iterator(shard_id, checkpoint)
                     await _wait(stop, self._settings.poll_interval)

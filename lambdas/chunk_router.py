@@ -56,16 +56,26 @@ class _Pending:
     event: ChunkEvent
 
 
-def _s3_records(event: Mapping[str, Any]) -> list[tuple[str | None, dict[str, Any]]]:
-    """(SQS message id or None, S3 record) for every S3 record in the invocation."""
+def _s3_records(
+    event: Mapping[str, Any],
+) -> tuple[list[tuple[str | None, dict[str, Any]]], list[str]]:
+    """(SQS message id or None, S3 record) for every S3 record, and unreadable message ids."""
     found: list[tuple[str | None, dict[str, Any]]] = []
+    unreadable: list[str] = []
     for record in event.get("Records", []):
         if record.get("eventSource") == "aws:sqs":
-            body = json.loads(record["body"])
-            found.extend((record["messageId"], r) for r in body.get("Records", []))
+            try:
+                body = json.loads(record["body"])
+                records = body.get("Records", []) if isinstance(body, dict) else None
+            except json.JSONDecodeError:
+                records = None
+            if records is None:
+                unreadable.append(record.get("messageId", "?"))
+                continue
+            found.extend((record["messageId"], r) for r in records)
         elif record.get("eventSource") == "aws:s3":
             found.append((None, record))
-    return found
+    return found, unreadable
 
 
 async def route(
@@ -81,7 +91,12 @@ async def route(
     """Put one chunk event per created object; see the module docstring."""
     outcome = RouteOutcome()
     pending: list[_Pending] = []
-    for message_id, record in _s3_records(event):
+    records, unreadable = _s3_records(event)
+    for unreadable_id in unreadable:
+        outcome.rejected += 1
+        _log.error("message is not an S3 notification", message_id=unreadable_id)
+        metrics.add("RouterErrors", Reason="not_s3_notification")
+    for message_id, record in records:
         if not str(record.get("eventName", "")).startswith("ObjectCreated:"):
             outcome.ignored += 1  # s3:TestEvent and the like carry no object
             continue

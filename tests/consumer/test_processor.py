@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from concurrent.futures import Executor
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from consumer.processor import Record
 from proctoring.aws import async_clients
 from proctoring.cli.services import build_processor
+from proctoring.events import ChunkEvent
 from proctoring.metrics import Metrics
 from proctoring.settings import Settings
 from proctoring.storage import Tables
@@ -46,7 +48,13 @@ def test_bad_chunks_and_events_become_error_records_and_the_rest_goes_on(
                     Bucket=bucket, Key=f"chunks/{EXAM}/{student}/camera/000000_1.mp4", Body=body
                 )
             await s3.put_object(Bucket=bucket, Key=f"chunks/{EXAM}/odd/camera/clip.mp4", Body=good)
-            for data in (b"not json {", json.dumps({"v": 1, "exam_id": EXAM}).encode()):
+            foreign = ChunkEvent.from_key(
+                "someone-elses-bucket",
+                f"chunks/{EXAM}/odd/camera/000000_1.mp4",
+                size=10,
+                uploaded_at=datetime.now(UTC),
+            ).to_bytes()
+            for data in (b"not json {", json.dumps({"v": 1, "exam_id": EXAM}).encode(), foreign):
                 await pipeline.clients.kinesis.put_record(
                     StreamName=settings.names.stream, Data=data, PartitionKey=f"{EXAM}#odd"
                 )
@@ -58,7 +66,7 @@ def test_bad_chunks_and_events_become_error_records_and_the_rest_goes_on(
                 for student in [*bad_objects, "good"]
             }
             errors = await eventually(
-                lambda: pipeline.tables.errors(EXAM), lambda rows: len(rows) >= 6
+                lambda: pipeline.tables.errors(EXAM), lambda rows: len(rows) >= 7
             )
             return {"results": results, "errors": errors, "metrics": pipeline.metrics}
 
@@ -80,7 +88,11 @@ def test_bad_chunks_and_events_become_error_records_and_the_rest_goes_on(
     for row in outcome["errors"]:
         by_stage.setdefault(row["stage"], []).append(row)
     assert sorted(r["student_id"] for r in by_stage["chunk"]) == sorted(bad_objects)
-    assert sorted(r["reason"] for r in by_stage["event"]) == ["invalid_event", "not_json"]
+    assert sorted(r["reason"] for r in by_stage["event"]) == [
+        "foreign_bucket",
+        "invalid_event",
+        "not_json",
+    ]
     assert all(r["raw"] for r in by_stage["event"]), "the bad record is kept for inspection"
     (router_error,) = by_stage["router"]
     assert router_error["reason"] == "bad_key"

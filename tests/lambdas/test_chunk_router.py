@@ -192,6 +192,7 @@ def test_test_events_are_ignored_and_bad_keys_recorded(settings: Settings) -> No
     event = {
         "Records": [
             {"eventSource": "aws:sqs", "messageId": "t", "body": json.dumps(test_event)},
+            {"eventSource": "aws:sqs", "messageId": "junk", "body": "<not an S3 event>"},
             *_s3_event(settings.names.chunks_bucket, [f"chunks/{EXAM}/fay/camera/../x.mp4"])[
                 "Records"
             ],
@@ -211,5 +212,5 @@ def test_test_events_are_ignored_and_bad_keys_recorded(settings: Settings) -> No
             return outcome, await tables.errors(EXAM)
 
     outcome, errors = asyncio.run(run())
-    assert (outcome.routed, outcome.rejected, outcome.failed_messages) == (0, 1, [])
+    assert (outcome.routed, outcome.rejected, outcome.failed_messages) == (0, 2, [])
     assert [(e["stage"], e["reason"]) for e in errors] == [("router", "bad_key")]
