@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from proctoring.analysis.faces import (
     MIN_FACE_PIXELS,
-    SAME_PERSON_DISTANCE,
     Face,
     FrameFaces,
     ImageError,
@@ -21,7 +20,6 @@ from proctoring.analysis.faces import (
 
 __all__ = [
     "MIN_FACE_PIXELS",
-    "SAME_PERSON_DISTANCE",
     "Face",
     "FrameFaces",
     "ImageError",

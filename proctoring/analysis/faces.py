@@ -38,7 +38,6 @@ from proctoring.errors import ProctoringError
 
 __all__ = [
     "MIN_FACE_PIXELS",
-    "SAME_PERSON_DISTANCE",
     "Face",
     "FrameFaces",
     "ImageError",
@@ -49,8 +48,6 @@ __all__ = [
     "warm_up",
 ]
 
-SAME_PERSON_DISTANCE = 0.6
-"""Embeddings closer than this belong to the same person (dlib's convention)."""
 MIN_FACE_PIXELS = 40
 """Smallest face side a registration photo may show, in pixels of the analysed image."""
 
