@@ -63,7 +63,10 @@ def _latest(row: StudentRow) -> Text:
 
 
 def render(board: Board) -> Group:
-    table = Table(title=f"Exam {board.exam_id}: students by attention", expand=True)
+    # Ids, scenario names and keys come from users: wrap them in Text so that a "[bold]"
+    # in a student id is shown as typed, never interpreted as rich markup.
+    title = Text(f"Exam {board.exam_id}: students by attention", style="table.title")
+    table = Table(title=title, expand=True)
     table.add_column("student")
     table.add_column("scenario")
     table.add_column("chunks", justify="right")
@@ -76,9 +79,9 @@ def render(board: Board) -> Group:
             style = _SEVERITY_STYLE.get(str(alert.get("severity")), "")
             alerts.append(f"{alert['type']}@{alert['sequence']} ", style=style)
         table.add_row(
-            row.student_id,
-            f"{row.scenario} ({row.registered_with})",
-            f"{row.results}{total} done, {row.uploaded} up",
+            Text(row.student_id),
+            Text(f"{row.scenario} ({row.registered_with})"),
+            Text(f"{row.results}{total} done, {row.uploaded} up"),
             _latest(row),
             alerts if alerts.plain else Text("none", style="dim"),
         )
@@ -90,13 +93,13 @@ def render(board: Board) -> Group:
     for alert in board.feed:
         style = _SEVERITY_STYLE.get(str(alert.get("severity")), "")
         feed.add_row(
-            str(alert.get("created_at", ""))[11:19],
-            str(alert.get("student_id")),
+            Text(str(alert.get("created_at", ""))[11:19]),
+            Text(str(alert.get("student_id"))),
             Text(
                 f"{alert.get('type')} (chunks {alert.get('first_sequence')}-"
                 f"{alert.get('sequence')})",
                 style=style,
             ),
-            str(alert.get("frame_key", "")),
+            Text(str(alert.get("frame_key", ""))),
         )
     return Group(table, feed, Text(board.status, style="dim"))

@@ -3,7 +3,9 @@
 A separate process (not a thread) because it serves about twice as many
 requests per second that way and a crash in it cannot take the caller down.
 The caller owns it: ``with Emulator(...) as emulator:`` starts it, waits until
-it answers and stops it on exit, including on Ctrl-C.
+it answers and stops it on exit, including on Ctrl-C. It runs in its own
+process group, so a terminal's Ctrl-C reaches only the caller, which stops its
+services while the emulator still answers and then stops the emulator.
 
 Errors::
 
@@ -60,6 +62,7 @@ class Emulator:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            process_group=0,  # not in the terminal's foreground job: see the module docstring
         )
         deadline = time.monotonic() + self._start_timeout
         while time.monotonic() < deadline:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
+from botocore.exceptions import EndpointConnectionError, NoCredentialsError
 
 from proctoring.errors import ProctoringError
 from proctoring.logs import configure_logging
@@ -29,17 +31,48 @@ def _settings(**overrides: Any) -> Settings:
 def _run(coroutine: Any) -> Any:
     try:
         return asyncio.run(coroutine)
-    except ProctoringError as exc:
-        raise click.ClickException(str(exc)) from exc
+    except Exception as exc:
+        message = _user_error(exc)
+        if message is None:
+            raise
+        raise click.ClickException(message) from exc
 
 
-async def _until_signalled(settings: Settings, *, consumer: bool, router: bool) -> None:
-    from proctoring.cli.services import run_services
+def _user_error(exc: BaseException) -> str | None:
+    """A one-line message for an error the user can fix, or None for a bug (traceback)."""
+    if isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        return _user_error(exc.exceptions[0])  # one failed task of a service's TaskGroup
+    if isinstance(exc, ProctoringError):
+        return str(exc)
+    if isinstance(exc, NoCredentialsError):
+        return (
+            "no AWS credentials found. For the local stack, set PROCTOR_ENDPOINT_URL (and"
+            " PROCTOR_PREFIX) as printed by `proctor up`; for AWS, configure credentials."
+        )
+    if isinstance(exc, EndpointConnectionError):
+        return (
+            f"could not connect to {exc.kwargs.get('endpoint_url')}. Is `proctor up` running,"
+            " and is PROCTOR_ENDPOINT_URL the URL it printed?"
+        )
+    return None
 
+
+async def _until_signalled(
+    settings: Settings,
+    *,
+    consumer: bool,
+    router: bool,
+    ready: Callable[[], None] | None = None,
+) -> None:
+    """Run the services until SIGINT or SIGTERM; ``ready`` is called once both are handled."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    from proctoring.cli.services import run_services  # after the handlers: it takes a second
+
+    if ready is not None:
+        ready()
     await run_services(settings, stop, consumer=consumer, router=router)
 
 
@@ -64,11 +97,14 @@ def up(port: int | None, prefix: str | None, shards: int) -> None:
         settings = settings.model_copy(update={"endpoint_url": emulator.endpoint_url})
         outputs = provision(settings, shard_count=shards)
         settings = settings.model_copy(update={"alerts_topic_arn": outputs["AlertsTopicArn"]})
-        click.echo("Local stack is up. In another terminal:", err=True)
-        click.echo(f"export PROCTOR_ENDPOINT_URL={emulator.endpoint_url}")
-        click.echo(f"export PROCTOR_PREFIX={settings.prefix}")
-        click.echo(f"export PROCTOR_ALERTS_TOPIC_ARN={settings.alerts_topic_arn}")
-        _run(_until_signalled(settings, consumer=True, router=True))
+
+        def announce() -> None:  # once Ctrl-C stops the stack cleanly
+            click.echo("Local stack is up. In another terminal:", err=True)
+            click.echo(f"export PROCTOR_ENDPOINT_URL={emulator.endpoint_url}")
+            click.echo(f"export PROCTOR_PREFIX={settings.prefix}")
+            click.echo(f"export PROCTOR_ALERTS_TOPIC_ARN={settings.alerts_topic_arn}")
+
+        _run(_until_signalled(settings, consumer=True, router=True, ready=announce))
     click.echo("local stack stopped", err=True)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing
+import signal
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
 from typing import Any
@@ -35,8 +36,18 @@ def cpu_pool(settings: Settings) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(
         max_workers=settings.cpu_workers,
         mp_context=multiprocessing.get_context("spawn"),
-        initializer=warm_up,
+        initializer=_start_pool_worker,
     )
+
+
+def _start_pool_worker() -> None:
+    """Ignore Ctrl-C, then load the models.
+
+    A terminal sends Ctrl-C to every process of the job, pool workers included; the
+    owner decides when to stop (after the batch in hand) and shuts the pool down.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    warm_up()
 
 
 def build_processor(
