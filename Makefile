@@ -12,9 +12,9 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[local,dev]'
 	touch $(STAMP)
 
-## demo: start the local stack and replay four exam sessions, live in the terminal
+## demo: start the local stack, replay four exam sessions live, write demo-report.json, exit
 demo: $(STAMP)
-	$(BIN)/proctor demo
+	$(BIN)/proctor demo --exit-when-done --report demo-report.json
 
 ## test: lint, type-check and run the whole test suite against the local stack
 test: $(STAMP) lint

@@ -24,12 +24,15 @@ from proctoring.cli.services import cpu_pool
 from proctoring.settings import Settings
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+_NO_DATA = f"real test data not found at {DATA} (the ../shared/data folder)"
+needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=_NO_DATA)
+"""Mark a test module or test that reads ../shared/data (CI always has it)."""
 T = TypeVar("T")
 
 
 def require_data() -> Path:
     if not DATA.is_dir():
-        pytest.skip(f"real test data not found at {DATA} (the ../shared/data folder)")
+        pytest.skip(_NO_DATA)
     return DATA
 
 

@@ -100,6 +100,20 @@ class Pipeline:
                 )
 
 
+async def stream_records(kinesis: Any, stream: str) -> list[dict[str, Any]]:
+    """Every record in the stream, read from the trim horizon, each with its ``ShardId``."""
+    records: list[dict[str, Any]] = []
+    for shard in (await kinesis.list_shards(StreamName=stream))["Shards"]:
+        iterator = (
+            await kinesis.get_shard_iterator(
+                StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+            )
+        )["ShardIterator"]
+        response = await kinesis.get_records(ShardIterator=iterator, Limit=1000)
+        records.extend({**r, "ShardId": shard["ShardId"]} for r in response["Records"])
+    return records
+
+
 @asynccontextmanager
 async def running_pipeline(settings: Settings, pool: Executor) -> AsyncIterator[Pipeline]:
     stop = asyncio.Event()

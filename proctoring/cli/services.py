@@ -91,9 +91,9 @@ async def run_services(
     async with async_clients(settings) as clients:
         tables = Tables(clients.dynamodb, settings.names, timeout=settings.call_timeout)
         with contextlib.ExitStack() as stack:
-            pool = executor or stack.enter_context(cpu_pool(settings))
             async with asyncio.TaskGroup() as group:
                 if consumer:
+                    pool = executor or stack.enter_context(cpu_pool(settings))
                     processor = build_processor(
                         settings,
                         clients,

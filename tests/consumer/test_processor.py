@@ -21,7 +21,7 @@ from producer.chunking import chunk_recording
 from producer.replay import replay
 from producer.scenario import load_scenario, render_chunks
 from tests.conftest import DATA, eventually, require_data
-from tests.pipeline import running_pipeline
+from tests.pipeline import running_pipeline, stream_records
 
 pytestmark = pytest.mark.slow
 
@@ -183,17 +183,10 @@ def test_processing_a_batch_again_creates_no_duplicate_results_or_alerts(
 
 
 async def _read_all(kinesis: Any, stream: str) -> list[tuple[str, list[Record]]]:
-    batches: list[tuple[str, list[Record]]] = []
-    for shard in (await kinesis.list_shards(StreamName=stream))["Shards"]:
-        iterator = (
-            await kinesis.get_shard_iterator(
-                StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-            )
-        )["ShardIterator"]
-        response = await kinesis.get_records(ShardIterator=iterator, Limit=100)
-        records = [
-            Record(r["SequenceNumber"], r["Data"], r["PartitionKey"]) for r in response["Records"]
-        ]
-        if records:
-            batches.append((shard["ShardId"], records))
-    return batches
+    """The stream's records as one batch per shard, as a worker would get them."""
+    batches: dict[str, list[Record]] = {}
+    for r in await stream_records(kinesis, stream):
+        batches.setdefault(r["ShardId"], []).append(
+            Record(r["SequenceNumber"], r["Data"], r["PartitionKey"])
+        )
+    return list(batches.items())

@@ -7,28 +7,16 @@ import json
 from typing import Any
 
 from lambdas.chunk_router import route
-from lambdas.event_source import poll_queue
 from proctoring.aws import async_clients
+from proctoring.cli.services import run_services
 from proctoring.events import ChunkEvent
 from proctoring.metrics import Metrics
 from proctoring.settings import Settings
 from proctoring.storage import Tables
 from tests.conftest import eventually
+from tests.pipeline import stream_records
 
 EXAM = "router-exam"
-
-
-async def _stream_records(kinesis: Any, stream: str) -> list[dict[str, Any]]:
-    records: list[dict[str, Any]] = []
-    for shard in (await kinesis.list_shards(StreamName=stream))["Shards"]:
-        iterator = (
-            await kinesis.get_shard_iterator(
-                StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-            )
-        )["ShardIterator"]
-        response = await kinesis.get_records(ShardIterator=iterator, Limit=1000)
-        records.extend({**r, "ShardId": shard["ShardId"]} for r in response["Records"])
-    return records
 
 
 def _s3_event(bucket: str, keys: list[str]) -> dict[str, Any]:
@@ -50,8 +38,6 @@ def test_uploads_become_ordered_events_per_student_through_s3_and_sqs(settings: 
 
     async def run() -> list[dict[str, Any]]:
         async with async_clients(settings) as clients:
-            tables = Tables(clients.dynamodb, settings.names)
-            metrics = Metrics("Test", "router", lambda line: None)
             for sequence in range(4):
                 for student in ("ana", "ben"):
                     await clients.s3.put_object(
@@ -60,31 +46,16 @@ def test_uploads_become_ordered_events_per_student_through_s3_and_sqs(settings: 
                         Body=b"video bytes",
                     )
             stop = asyncio.Event()
-
-            async def invoke(event: dict[str, Any]) -> dict[str, Any]:
-                outcome = await route(
-                    event,
-                    kinesis=clients.kinesis,
-                    tables=tables,
-                    stream=settings.names.stream,
-                    metrics=metrics,
-                )
-                return outcome.response()
-
+            router = asyncio.create_task(run_services(settings, stop, consumer=False, router=True))
             queue = (await clients.sqs.get_queue_url(QueueName=settings.names.chunk_events_queue))[
                 "QueueUrl"
             ]
-            poller = asyncio.create_task(
-                poll_queue(
-                    sqs=clients.sqs, queue_url=queue, invoke=invoke, stop=stop, wait_seconds=0
-                )
-            )
             records = await eventually(
-                lambda: _stream_records(clients.kinesis, settings.names.stream),
+                lambda: stream_records(clients.kinesis, settings.names.stream),
                 lambda found: len(found) >= 8,
             )
             stop.set()
-            await poller
+            await router
             left = await clients.sqs.get_queue_attributes(
                 QueueUrl=queue, AttributeNames=["ApproximateNumberOfMessages"]
             )
@@ -147,7 +118,7 @@ def test_rejected_records_are_retried_until_kinesis_takes_them(settings: Setting
                 stream=settings.names.stream,
                 metrics=Metrics("Test", "router", lambda line: None),
             )
-            return outcome, flaky, await _stream_records(clients.kinesis, settings.names.stream)
+            return outcome, flaky, await stream_records(clients.kinesis, settings.names.stream)
 
     outcome, flaky, records = asyncio.run(run())
     assert outcome.routed == 5 and outcome.failed_messages == []

@@ -6,7 +6,6 @@ import functools
 import io
 import pickle
 import random
-from pathlib import Path
 
 import av
 import pytest
@@ -22,13 +21,11 @@ from proctoring.analysis import (
     registration_face,
 )
 from proctoring.errors import ProctoringError
+from tests.conftest import DATA, needs_data
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 FACES = DATA / "faces"
 
-pytestmark = pytest.mark.skipif(
-    not DATA.is_dir(), reason=f"real test data not found at {DATA} (the shared/data folder)"
-)
+pytestmark = needs_data
 pytest.importorskip("dlib", reason="dlib (the 'local' extra) is not installed")
 
 

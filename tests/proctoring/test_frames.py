@@ -17,13 +17,11 @@ from PIL import Image
 
 from proctoring.errors import ProctoringError
 from proctoring.frames import Frame, FrameError, extract_frame
+from tests.conftest import DATA, needs_data
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 VIDEO = DATA / "video"
 
-pytestmark = pytest.mark.skipif(
-    not DATA.is_dir(), reason=f"real test data not found at {DATA} (the shared/data folder)"
-)
+pytestmark = needs_data
 
 
 def _remux(source: Path, target: Path, *, start: float, seconds: float, **options: str) -> bytes:

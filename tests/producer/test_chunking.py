@@ -25,12 +25,9 @@ from producer.chunking import (
     chunk_recording,
     recording_duration,
 )
+from tests.conftest import DATA, needs_data
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-if not DATA.is_dir():
-    pytest.skip(
-        f"real test data not found at {DATA} (the ../shared/data folder)", allow_module_level=True
-    )
+pytestmark = needs_data
 VIDEO = DATA / "video"
 PHONE = ("center_focus.mp4", "center_left_center.mp4", "center_right_center.mp4")
 ALL = (*PHONE, "short_hamilton_clip.mp4")

@@ -31,12 +31,9 @@ from producer.scenario import (
     render_chunks,
     scenario_for_recording,
 )
+from tests.conftest import DATA, needs_data
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-if not DATA.is_dir():
-    pytest.skip(
-        f"real test data not found at {DATA} (the ../shared/data folder)", allow_module_level=True
-    )
+pytestmark = needs_data
 SCENARIOS = Path(__file__).resolve().parents[2] / "producer" / "scenarios"
 DEMOS = ("honest", "impostor", "second_person", "leaving")
 
