@@ -1,73 +1,47 @@
-"""Reading the stream: one worker that reads every shard and checkpoints after each batch.
+"""A consumer worker: one of any number of identical processes sharing a stream.
 
-This is the single-worker reader; it keeps the record-processing core
-(``consumer.processor``) apart from how shards are read. Checkpoints live in
-the lease table with the Kinesis Client Library's attribute names
-(``leaseKey``, ``leaseOwner``, ``leaseCounter``, ``checkpoint``,
-``checkpointSubSequenceNumber``, ``parentShardIds``), so an operator reads
-them with the tools they know.
+The worker discovers shards (and new ones after a split or merge), keeps a
+lease for every shard in the lease table, renews the leases it holds about
+every ``lease_duration / 3``, balances with the other workers every
+``take_interval`` (``consumer.leases.plan_takes``) and runs one
+``consumer.shards.ShardConsumer`` per held lease. A lease that is lost stops
+its shard; a shard that ends lets its children be taken.
 
-Per shard: resume after the checkpoint (or from the trim horizon), poll
-GetRecords at most ``1 / poll_interval`` times a second when idle (the
-limit is 5 calls/s per shard), hand each non-empty batch to the processor,
-checkpoint its last sequence number once the processor returned, and at the
-end of a closed shard checkpoint ``SHARD_END``. A batch whose processing
-raised is not checkpointed; it is read again from the checkpoint.
+On stop (SIGTERM from ECS, Ctrl-C) it stops reading, lets the batches in
+flight finish and checkpoint while it keeps renewing, releases its leases so
+other workers take them at once, and returns within ``shutdown_timeout``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import os
+import secrets
 import socket
+import time
+from collections.abc import Callable
 from typing import Any
 
 import structlog
-from botocore.exceptions import ClientError
 
-from consumer.processor import BatchFailed, ChunkProcessor, Record
+from consumer.leases import LeaseCoordinator, LeaseTable
+from consumer.processor import ChunkProcessor
+from consumer.shards import ShardConsumer
+from proctoring.metrics import Metrics
 from proctoring.settings import Settings
-from proctoring.storage import from_item, to_item
 
-__all__ = ["SHARD_END", "Checkpoints", "Worker"]
+__all__ = ["Worker", "default_worker_id"]
 
-SHARD_END = "SHARD_END"
 _log = structlog.get_logger(__name__)
 
 
-class Checkpoints:
-    """Per-shard checkpoints in the lease table (KCL attribute names)."""
-
-    def __init__(self, dynamodb: Any, table: str, owner: str) -> None:
-        self._db = dynamodb
-        self._table = table
-        self.owner = owner
-
-    async def get(self, shard_id: str) -> str | None:
-        response = await self._db.get_item(
-            TableName=self._table, Key=to_item({"leaseKey": shard_id}), ConsistentRead=True
-        )
-        if "Item" not in response:
-            return None
-        checkpoint = from_item(response["Item"]).get("checkpoint")
-        return None if checkpoint in (None, "TRIM_HORIZON") else str(checkpoint)
-
-    async def set(self, shard_id: str, checkpoint: str, parents: list[str] | None = None) -> None:
-        await self._db.update_item(
-            TableName=self._table,
-            Key=to_item({"leaseKey": shard_id}),
-            UpdateExpression=(
-                "SET checkpoint = :c, checkpointSubSequenceNumber = :z, leaseOwner = :o,"
-                " parentShardIds = :p ADD leaseCounter :one"
-            ),
-            ExpressionAttributeValues=to_item(
-                {":c": checkpoint, ":z": 0, ":o": self.owner, ":p": parents or [], ":one": 1}
-            ),
-        )
+def default_worker_id() -> str:
+    """Unique per process: host, pid and a random suffix (a restarted task is a new worker)."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
 
 
 class Worker:
-    """Reads all shards of the stream, one task per shard."""
+    """Leases, balancing and one shard consumer per held lease; see the module docstring."""
 
     def __init__(
         self,
@@ -76,101 +50,114 @@ class Worker:
         kinesis: Any,
         dynamodb: Any,
         processor: ChunkProcessor,
-        owner: str | None = None,
+        metrics: Metrics,
+        worker_id: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._settings = settings
         self._kinesis = kinesis
         self._processor = processor
-        self._stream = settings.names.stream
-        self.checkpoints = Checkpoints(
-            dynamodb, settings.names.leases_table, owner or f"{socket.gethostname()}-worker"
+        self._metrics = metrics
+        self._clock = clock
+        self.worker_id = worker_id or settings.worker_id or default_worker_id()
+        self.leases = LeaseCoordinator(
+            LeaseTable(dynamodb, settings.names.leases_table, timeout=settings.call_timeout),
+            self.worker_id,
+            lease_duration=settings.lease_duration,
+            clock=clock,
         )
+        self._consumers: dict[str, asyncio.Task[None]] = {}
+        self._log = _log.bind(worker=self.worker_id)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Read until ``stop`` is set; finish the batch in hand, checkpoint, return."""
-        shards = await self._list_shards()
-        _log.info("worker started", shards=len(shards), stream=self._stream)
-        async with asyncio.TaskGroup() as group:
-            for shard in shards:
-                group.create_task(self._read_shard(shard, stop))
+        """Work until ``stop`` is set, then shut down gracefully."""
+        settings = self._settings
+        renew_every = settings.lease_duration / 3
+        next_sync = next_take = next_renew = next_flush = self._clock()
+        self._log.info("worker started", stream=settings.names.stream)
+        while not stop.is_set():
+            now = self._clock()
+            if now >= next_sync or self._shard_ended():
+                await self._sync_shards()
+                next_sync = now + settings.shard_sync_interval
+            if now >= next_renew:
+                await self.leases.renew()
+                next_renew = now + renew_every
+            if now >= next_take:
+                for key in await self.leases.balance():
+                    self._start(key, stop)
+                next_take = now + settings.take_interval
+            if now >= next_flush:
+                self._metrics.add("LeasesHeld", len(self.leases.held()))
+                self._metrics.flush()
+                next_flush = now + 10.0
+            await _wait(stop, min(next_sync, next_take, next_renew) - self._clock())
+        await self._shutdown(renew_every)
 
-    async def _list_shards(self) -> list[dict[str, Any]]:
+    async def _shutdown(self, renew_every: float) -> None:
+        deadline = self._clock() + self._settings.shutdown_timeout
+        pending = {t for t in self._consumers.values() if not t.done()}
+        self._log.info("stopping", shards_in_flight=len(pending))
+        while pending and self._clock() < deadline:
+            await self.leases.renew()  # batches in flight still need their leases
+            _, pending = await asyncio.wait(
+                pending, timeout=min(renew_every, max(0.0, deadline - self._clock()))
+            )
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        await self.leases.release_all()
+        self._metrics.flush()
+        self._log.info("worker stopped", unfinished=len(pending))
+
+    async def _sync_shards(self) -> None:
         shards: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {"StreamName": self._stream}
+        kwargs: dict[str, Any] = {"StreamName": self._settings.names.stream}
         while True:
-            response = await self._kinesis.list_shards(**kwargs)
+            async with asyncio.timeout(self._settings.call_timeout):
+                response = await self._kinesis.list_shards(**kwargs)
             shards.extend(response["Shards"])
             token = response.get("NextToken")
             if not token:
-                return shards
+                break
             kwargs = {"NextToken": token}
+        created = await self.leases.create_leases(shards)
+        if created:
+            self._log.info("new shards", leases_created=created, shards=len(shards))
+        for key in [k for k, t in self._consumers.items() if t.done()]:
+            del self._consumers[key]
 
-    async def _read_shard(self, shard: dict[str, Any], stop: asyncio.Event) -> None:
-        shard_id = shard["ShardId"]
-        log = _log.bind(shard=shard_id)
-        checkpoint = await self.checkpoints.get(shard_id)
-        if checkpoint == SHARD_END:
+    def _shard_ended(self) -> bool:
+        return any(t.done() for t in self._consumers.values())
+
+    def _start(self, key: str, stop: asyncio.Event) -> None:
+        consumer = ShardConsumer(
+            key,
+            settings=self._settings,
+            kinesis=self._kinesis,
+            processor=self._processor,
+            leases=self.leases,
+            metrics=self._metrics,
+            clock=self._clock,
+        )
+        task = asyncio.create_task(consumer.run(stop), name=f"shard-{key}")
+        task.add_done_callback(self._consumer_done)
+        self._consumers[key] = task
+
+    def _consumer_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
             return
-        iterator = await self._iterator(shard_id, checkpoint)
-        while not stop.is_set():
-            try:
-                response = await self._kinesis.get_records(
-                    ShardIterator=iterator, Limit=self._settings.batch_size
-                )
-            except ClientError as exc:
-                code = exc.response.get("Error", {}).get("Code")
-                if code == "ExpiredIteratorException":
-                    iterator = await self._iterator(shard_id, checkpoint)
-                    continue
-                log.warning("GetRecords failed; retrying", code=code)
-                await _wait(stop, self._settings.poll_interval)
-                continue
-            records = [
-                Record(r["SequenceNumber"], r["Data"], r.get("PartitionKey", ""))
-                for r in response["Records"]
-            ]
-            if records:
-                try:
-                    outcome = await self._processor.process(records, shard_id=shard_id)
-                except BatchFailed as exc:
-                    log.error("batch failed; reading it again from the checkpoint", error=str(exc))
-                    iterator = await self._iterator(shard_id, checkpoint)
-                    await _wait(stop, self._settings.poll_interval)
-                    continue
-                checkpoint = records[-1].sequence_number
-                await self.checkpoints.set(
-                    shard_id, checkpoint, shard.get("ParentShardId") and [shard["ParentShardId"]]
-                )
-                log.info(
-                    "batch checkpointed",
-                    records=len(records),
-                    results=outcome.results,
-                    errors=outcome.errors,
-                    alerts=outcome.alerts,
-                )
-            next_iterator = response.get("NextShardIterator")
-            if next_iterator is None:
-                await self.checkpoints.set(shard_id, SHARD_END)
-                log.info("shard ended")
-                return
-            iterator = next_iterator
-            if not records:
-                await _wait(stop, self._settings.poll_interval)
-
-    async def _iterator(self, shard_id: str, checkpoint: str | None) -> str:
-        kwargs: dict[str, Any] = (
-            {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "StartingSequenceNumber": checkpoint}
-            if checkpoint
-            else {"ShardIteratorType": "TRIM_HORIZON"}
-        )
-        response = await self._kinesis.get_shard_iterator(
-            StreamName=self._stream, ShardId=shard_id, **kwargs
-        )
-        iterator: str = response["ShardIterator"]
-        return iterator
+        exc = task.exception()
+        if exc is not None:  # a bug: drop the lease so this or another worker retries the shard
+            self._log.error("shard consumer crashed", task=task.get_name(), error=repr(exc))
+            key = task.get_name().removeprefix("shard-")
+            self.leases.forget(key)
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:
-    """Pause between polls, returning at once when asked to stop."""
-    with contextlib.suppress(TimeoutError):
+    if seconds <= 0:
+        return
+    try:
         await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except TimeoutError:
+        return

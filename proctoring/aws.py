@@ -25,8 +25,12 @@ __all__ = ["AsyncClients", "async_clients", "client_kwargs", "sync_client"]
 _LOCAL_CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
 
 
-def client_kwargs(settings: Settings, *, pool: int = 10) -> dict[str, Any]:
-    """Keyword arguments shared by every client: endpoint, region, timeouts, retries."""
+def client_kwargs(settings: Settings, service: str = "", *, pool: int = 10) -> dict[str, Any]:
+    """Keyword arguments for one service's client: endpoint, region, timeouts, retries.
+
+    Kinesis may live elsewhere (``kinesis_endpoint_url``: an independent
+    emulator in conformance tests); every other service uses ``endpoint_url``.
+    """
     kwargs: dict[str, Any] = {
         "region_name": settings.region,
         "config": Config(
@@ -36,15 +40,18 @@ def client_kwargs(settings: Settings, *, pool: int = 10) -> dict[str, Any]:
             max_pool_connections=pool,
         ),
     }
-    if settings.endpoint_url:
-        kwargs["endpoint_url"] = settings.endpoint_url
+    endpoint = settings.endpoint_url
+    if service == "kinesis" and settings.kinesis_endpoint_url:
+        endpoint = settings.kinesis_endpoint_url
+    if endpoint:
+        kwargs["endpoint_url"] = endpoint
         kwargs.update(_LOCAL_CREDENTIALS)
     return kwargs
 
 
 def sync_client(settings: Settings, service: str) -> Any:
     """A boto3 client for one-off, synchronous work (provisioning, CLI)."""
-    return boto3.session.Session().client(service, **client_kwargs(settings))
+    return boto3.session.Session().client(service, **client_kwargs(settings, service))
 
 
 @dataclass(frozen=True)
@@ -62,10 +69,12 @@ class AsyncClients:
 async def async_clients(settings: Settings) -> AsyncIterator[AsyncClients]:
     """Open one aiobotocore client per service; close them all on exit."""
     session = get_session()
-    kwargs = client_kwargs(settings, pool=max(10, settings.concurrency * 2))
+    pool = max(10, settings.concurrency * 2)
     async with AsyncExitStack() as stack:
         made = {
-            name: await stack.enter_async_context(session.create_client(name, **kwargs))
+            name: await stack.enter_async_context(
+                session.create_client(name, **client_kwargs(settings, name, pool=pool))
+            )
             for name in ("s3", "dynamodb", "kinesis", "sns", "sqs")
         }
         yield AsyncClients(**made)

@@ -78,6 +78,14 @@ class Settings(BaseSettings):
     concurrency: int = Field(default=16, ge=1, description="chunks in flight per worker")
     cpu_workers: int = Field(default=max(1, os.cpu_count() or 1), ge=1)
     poll_interval: float = Field(default=1.0, gt=0, description="seconds between empty polls")
+    min_get_interval: float = Field(default=0.2, gt=0, description="seconds between GetRecords")
+    read_ahead: int = Field(default=2, ge=1, description="batches queued per shard")
+    kinesis_endpoint_url: str | None = None  # Kinesis elsewhere (kinesis-local); else endpoint_url
+    worker_id: str | None = None  # default: host-pid-random, unique per process
+    lease_duration: float = Field(default=10.0, gt=0, description="KCL failover time, seconds")
+    take_interval: float = Field(default=2.0, gt=0, description="seconds between balancing")
+    shard_sync_interval: float = Field(default=10.0, gt=0, description="seconds between ListShards")
+    shutdown_timeout: float = Field(default=30.0, gt=0, description="seconds to finish on SIGTERM")
 
     # Analysis and rules.
     engine: Literal["local"] = "local"

@@ -94,18 +94,13 @@ async def run_services(
             async with asyncio.TaskGroup() as group:
                 if consumer:
                     pool = executor or stack.enter_context(cpu_pool(settings))
-                    processor = build_processor(
-                        settings,
-                        clients,
-                        tables,
-                        pool,
-                        Metrics(settings.metrics_namespace, "consumer", metrics_sink),
-                    )
+                    metrics = Metrics(settings.metrics_namespace, "consumer", metrics_sink)
                     worker = Worker(
                         settings=settings,
                         kinesis=clients.kinesis,
                         dynamodb=clients.dynamodb,
-                        processor=processor,
+                        processor=build_processor(settings, clients, tables, pool, metrics),
+                        metrics=metrics,
                     )
                     group.create_task(worker.run(stop))
                 if router:

@@ -1,4 +1,4 @@
-"""The stream reader: KCL-style checkpoints per shard, resuming after them, re-reading on failure.
+"""The worker: KCL-style leases and checkpoints per shard, resuming after them, retrying on failure.
 
 Real chunks (5 s of a student in front of the camera) go to S3 and their
 events straight into Kinesis, as the chunk router would put them; a real
@@ -113,15 +113,15 @@ async def _running(
 ) -> AsyncIterator[Callable[[str, int], Any]]:
     """Run a worker; yield ``wait_for(student, count)``; stop it and wait for it on exit."""
     tables = tables or Tables(clients.dynamodb, settings.names)
-    processor = build_processor(
-        settings, clients, tables, pool, Metrics("Test", "consumer", metrics.append)
-    )
+    sink = Metrics("Test", "consumer", metrics.append)
+    processor = build_processor(settings, clients, tables, pool, sink)
     worker = Worker(
         settings=settings,
         kinesis=clients.kinesis,
         dynamodb=clients.dynamodb,
         processor=wrap(processor),
-        owner=owner,
+        metrics=sink,
+        worker_id=owner,
     )
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))
@@ -146,30 +146,38 @@ async def _running(
 def test_checkpoints_are_kept_per_shard_with_kcl_attribute_names(
     settings: Settings, pool: Executor, chunk: bytes
 ) -> None:
-    async def run() -> tuple[dict[str, tuple[str, str]], dict[str, dict[str, Any]]]:
+    async def run() -> tuple[dict[str, tuple[str, str]], dict[str, Any], dict[str, Any]]:
         async with async_clients(settings) as clients:
             students = await _student_per_shard(clients, settings)
             placed = {
                 student: await _put_chunks(clients, settings, student, range(count), chunk)
                 for student, count in zip(students.values(), (2, 1), strict=True)
             }
+            # the last record each shard received: (shard id, sequence number)
+            last = {chunks[-1][0]: chunks[-1] for chunks in placed.values()}
             async with _running(settings, clients, pool, owner="worker-a", metrics=[]) as wait_for:
                 for student, chunks in placed.items():
                     await wait_for(student, len(chunks))
-            # the last record each shard received: (shard id, sequence number)
-            last = {chunks[-1][0]: chunks[-1] for chunks in placed.values()}
-            return last, await _leases(clients, settings)
+                running = await eventually(
+                    lambda: _leases(clients, settings),
+                    lambda leases: all(leases[s]["checkpoint"] == n for s, (_, n) in last.items()),
+                )
+            return last, running, await _leases(clients, settings)
 
-    last, leases = asyncio.run(run())
+    last, running, stopped = asyncio.run(run())
     assert len(last) == 2, "both shards received records"
-    assert leases.keys() == last.keys(), "one lease item per shard that received records"
+    assert running.keys() == last.keys(), "one lease item per shard"
     for shard_id, (_, sequence_number) in last.items():
-        lease = leases[shard_id]
+        lease = running[shard_id]
         assert lease["leaseKey"] == shard_id
         assert lease["checkpoint"] == sequence_number
         assert lease["checkpointSubSequenceNumber"] == 0
+        assert lease["ownerSwitchesSinceCheckpoint"] == 0
+        assert lease["parentShardIds"] == []
         assert lease["leaseOwner"] == "worker-a"
-        assert lease["leaseCounter"] >= 1
+        assert lease["leaseCounter"] >= 2, "taken, then checkpointed"
+        assert "leaseOwner" not in stopped[shard_id], "released on a graceful stop"
+        assert stopped[shard_id]["checkpoint"] == sequence_number
 
 
 def test_a_restarted_worker_resumes_after_the_checkpoint(
@@ -192,7 +200,12 @@ def test_a_restarted_worker_resumes_after_the_checkpoint(
                 settings, clients, pool, owner="worker-2", metrics=second_metrics
             ) as wait_for:
                 after = await wait_for("resumer", 4)
-            lease_after = (await _leases(clients, settings))[placed[-1][0]]
+                lease_after = (
+                    await eventually(
+                        lambda: _leases(clients, settings),
+                        lambda leases: leases[placed[-1][0]]["checkpoint"] == placed[3][1],
+                    )
+                )[placed[-1][0]]
             return {
                 "placed": placed,
                 "before": before,
@@ -262,10 +275,9 @@ def test_a_batch_that_hit_a_storage_outage_is_not_checkpointed_and_is_read_again
     placed, rows, leases = asyncio.run(run())
     assert recorder[0].batches[0] == [number for _, number in placed]
     assert recorder[0].batches[1] == recorder[0].batches[0], (
-        "the failed batch is read again from the (unmoved) checkpoint, not skipped"
+        "the failed batch is processed again before anything after it, not skipped"
     )
     assert [(r["sequence"], r["status"], r["faces"]) for r in rows] == [(0, "ok", 1), (1, "ok", 1)]
     shard_id, last = placed[-1]
     assert leases[shard_id]["checkpoint"] == last
-    assert leases[shard_id]["leaseCounter"] == 1, "checkpointed once: after the batch succeeded"
     assert _chunks_processed(metrics) == 2, "no result was written twice"

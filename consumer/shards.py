@@ -1,0 +1,224 @@
+"""Reading one leased shard: GetRecords into a bounded queue, batches out, checkpoints.
+
+Two tasks per shard, joined by a queue of at most ``read_ahead`` batches
+(backpressure: a slow processor stops the reader, memory stays bounded):
+
+- the reader resumes after the lease's checkpoint, calls GetRecords at most
+  once per ``min_get_interval`` (Kinesis allows 5 calls/s per shard) and once
+  per ``poll_interval`` when the shard is idle, backs off exponentially on
+  ``ProvisionedThroughputExceededException``, and asks for a new iterator
+  after the last record it read when one expires;
+- the processor hands each batch to the record-processing core, in order,
+  and checkpoints its last sequence number once the core returned (every
+  effect durable). At the end of a closed shard it checkpoints ``SHARD_END``,
+  which lets the children start.
+
+Both stop when the worker stops or the lease is lost; the batch in hand is
+finished first, and a lost lease is never checkpointed (the write is
+conditional).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+from botocore.exceptions import BotoCoreError, ClientError
+
+from consumer.leases import SHARD_END, TRIM_HORIZON, LeaseCoordinator, LeaseLost
+from consumer.processor import BatchFailed, ChunkProcessor, Record
+from proctoring.metrics import Metrics
+from proctoring.settings import Settings
+
+__all__ = ["ShardConsumer"]
+
+_log = structlog.get_logger(__name__)
+_END = object()  # queued after the last batch of a closed shard
+
+
+class ShardConsumer:
+    """Reads and processes one shard while this worker holds its lease."""
+
+    def __init__(
+        self,
+        shard_id: str,
+        *,
+        settings: Settings,
+        kinesis: Any,
+        processor: ChunkProcessor,
+        leases: LeaseCoordinator,
+        metrics: Metrics,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.shard_id = shard_id
+        self._settings = settings
+        self._kinesis = kinesis
+        self._processor = processor
+        self._leases = leases
+        self._metrics = metrics
+        self._clock = clock
+        self._log = _log.bind(shard=shard_id)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until the worker stops, the lease is lost or the shard ends."""
+        lost = self._leases.lost_event(self.shard_id)
+        done = asyncio.Event()  # this shard's own stop: worker stop, lease lost, or shard end
+        delay = self._leases.start_after(self.shard_id) - self._clock()
+        if delay > 0:  # a stolen lease: the previous owner may still be finishing a batch
+            await _first(stop, lost, within=delay)
+        if stop.is_set() or lost.is_set():
+            return
+        queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=self._settings.read_ahead)
+        async with asyncio.TaskGroup() as group:
+            group.create_task(_relay(stop, lost, done))
+            group.create_task(self._read(queue, done))
+            group.create_task(self._process(queue, done))
+
+    async def _read(self, queue: asyncio.Queue[Any], done: asyncio.Event) -> None:
+        checkpoint = self._leases.lease(self.shard_id).checkpoint
+        if checkpoint == SHARD_END:
+            done.set()
+            return
+        last_read = None if checkpoint == TRIM_HORIZON else checkpoint
+        iterator = await self._iterator(last_read)
+        backoff = self._settings.min_get_interval
+        while not done.is_set():
+            started = self._clock()
+            try:
+                async with asyncio.timeout(self._settings.call_timeout):
+                    response = await self._kinesis.get_records(
+                        ShardIterator=iterator, Limit=self._settings.batch_size
+                    )
+            except (ClientError, BotoCoreError, TimeoutError) as exc:
+                code = (
+                    exc.response.get("Error", {}).get("Code")
+                    if isinstance(exc, ClientError)
+                    else type(exc).__name__
+                )
+                if code == "ExpiredIteratorException":
+                    iterator = await self._iterator(last_read)
+                    continue
+                if code == "ProvisionedThroughputExceededException":
+                    self._metrics.add("Throttles", Operation="GetRecords")
+                backoff = min(backoff * 2, 5.0)
+                self._log.warning("GetRecords failed; backing off", code=code, seconds=backoff)
+                await _first(done, within=backoff * random.uniform(0.5, 1.0))
+                continue
+            backoff = self._settings.min_get_interval
+            records = [
+                Record(r["SequenceNumber"], r["Data"], r.get("PartitionKey", ""))
+                for r in response["Records"]
+            ]
+            if "MillisBehindLatest" in response:
+                self._metrics.add(
+                    "MillisBehindLatest", response["MillisBehindLatest"], "Milliseconds"
+                )
+            if records:
+                last_read = records[-1].sequence_number
+                await _put(queue, records, done)
+            iterator = response.get("NextShardIterator")
+            if iterator is None:
+                await _put(queue, _END, done)
+                return
+            pause = self._settings.min_get_interval if records else self._settings.poll_interval
+            await _first(done, within=max(0.0, pause - (self._clock() - started)))
+
+    async def _process(self, queue: asyncio.Queue[Any], done: asyncio.Event) -> None:
+        while not done.is_set():
+            item = await _get(queue, done)
+            if item is None:
+                return
+            try:
+                if item is _END:
+                    await self._leases.checkpoint(self.shard_id, SHARD_END)
+                    self._log.info("shard ended; children may start")
+                    done.set()
+                    return
+                await self._process_batch(item)
+            except LeaseLost:
+                self._metrics.add("CheckpointFailures")
+                self._log.warning("lease lost; stopping this shard")
+                done.set()
+                return
+
+    async def _process_batch(self, records: list[Record]) -> None:
+        while True:
+            if not self._leases.valid(self.shard_id):
+                raise LeaseLost(f"lease {self.shard_id} is no longer valid")
+            started = self._clock()
+            try:
+                outcome = await self._processor.process(records, shard_id=self.shard_id)
+                break
+            except BatchFailed as exc:
+                self._log.error("batch failed; processing it again", error=str(exc))
+                await asyncio.sleep(self._settings.poll_interval)  # back off, then retry in order
+        await self._leases.checkpoint(self.shard_id, records[-1].sequence_number)
+        self._metrics.add("RecordsProcessed", len(records))
+        self._metrics.add("BatchLatencyMs", (self._clock() - started) * 1000, "Milliseconds")
+        self._log.info(
+            "batch checkpointed",
+            records=len(records),
+            results=outcome.results,
+            errors=outcome.errors,
+            alerts=outcome.alerts,
+        )
+
+    async def _iterator(self, after: str | None) -> str:
+        kwargs: dict[str, Any] = (
+            {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "StartingSequenceNumber": after}
+            if after
+            else {"ShardIteratorType": "TRIM_HORIZON"}
+        )
+        async with asyncio.timeout(self._settings.call_timeout):
+            response = await self._kinesis.get_shard_iterator(
+                StreamName=self._settings.names.stream, ShardId=self.shard_id, **kwargs
+            )
+        iterator: str = response["ShardIterator"]
+        return iterator
+
+
+async def _relay(stop: asyncio.Event, lost: asyncio.Event, done: asyncio.Event) -> None:
+    """Set ``done`` when the worker stops or the lease is lost."""
+    await _first(stop, lost, done)
+    done.set()
+
+
+async def _first(*events: asyncio.Event, within: float | None = None) -> None:
+    """Wait until any event is set, or the timeout passes."""
+    waiters = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, timeout=within, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+
+
+async def _put(queue: asyncio.Queue[Any], item: Any, done: asyncio.Event) -> None:
+    """Queue an item, waiting for room (backpressure) unless the shard is done."""
+    putter = asyncio.ensure_future(queue.put(item))
+    await _first_future(putter, done)
+
+
+async def _get(queue: asyncio.Queue[Any], done: asyncio.Event) -> Any:
+    getter = asyncio.ensure_future(queue.get())
+    await _first_future(getter, done)
+    if getter.done() and not getter.cancelled():
+        return getter.result()
+    return None
+
+
+async def _first_future(future: asyncio.Future[Any], done: asyncio.Event) -> None:
+    stopper = asyncio.ensure_future(done.wait())
+    try:
+        await asyncio.wait([future, stopper], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+        if not future.done():
+            future.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await future
