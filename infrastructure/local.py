@@ -1,10 +1,15 @@
 """Provision ``template.yaml`` into the local emulator, the way CloudFormation does in AWS.
 
-The template goes through the emulator's own CloudFormation API. moto's
-CloudFormation creates the resources but drops two properties that matter
-here, so this module applies them afterwards, read from the same template:
+The template goes through the emulator's own CloudFormation API with
+``Target=local``: the template's ``IsAws`` condition leaves out everything
+only AWS can run (Lambda functions, API Gateway, Cognito, ECS, CloudFront,
+alarms), so the emulator creates the data plane: the key, buckets, queues,
+stream, tables and topic. moto's CloudFormation creates those but drops three
+properties that matter here, so this module applies them afterwards, read
+from the same template:
 
 - ``AWS::S3::Bucket`` ``NotificationConfiguration`` (S3 -> SQS chunk events);
+- ``AWS::S3::Bucket`` ``CorsConfiguration`` (uploads from the app's origin);
 - ``AWS::DynamoDB::Table`` ``TimeToLiveSpecification`` (retention).
 
 Nothing else is created by hand: a resource missing from the template is
@@ -15,18 +20,35 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from typing import Any
 
+import boto3
 import structlog
 
 from infrastructure import load_template
 from infrastructure.emulator import StackError
-from proctoring.aws import sync_client
+from proctoring.aws import client_kwargs
 from proctoring.settings import Settings
 
 __all__ = ["provision"]
 
 _log = structlog.get_logger(__name__)
+
+# One boto3 session for every provisioning call: a new session loads the
+# endpoint and service models again (~0.1 s per client), and tests provision a
+# stack per test. boto3 sessions are not thread-safe, hence the lock.
+_session: boto3.session.Session | None = None
+_session_lock = threading.Lock()
+
+
+def _client(settings: Settings, service: str) -> Any:
+    """A boto3 client with the project's endpoint, timeouts and retries (proctoring.aws)."""
+    global _session
+    with _session_lock:
+        if _session is None:
+            _session = boto3.session.Session()
+        return _session.client(service, **client_kwargs(settings))
 
 
 def provision(settings: Settings, *, shard_count: int = 2) -> dict[str, str]:
@@ -35,11 +57,12 @@ def provision(settings: Settings, *, shard_count: int = 2) -> dict[str, str]:
         raise StackError("provision() is for the local emulator; deploy to AWS with CloudFormation")
     template = load_template()
     parameters = {
+        "Target": "local",
         "Prefix": settings.prefix,
         "ShardCount": str(shard_count),
         "RetentionDays": str(settings.retention_days),
     }
-    cloudformation = sync_client(settings, "cloudformation")
+    cloudformation = _client(settings, "cloudformation")
     stack_name = settings.prefix
     existing = _describe(cloudformation, stack_name)
     if existing is None:
@@ -57,7 +80,7 @@ def provision(settings: Settings, *, shard_count: int = 2) -> dict[str, str]:
             for r in cloudformation.describe_stack_resources(StackName=stack_name)["StackResources"]
             if "LogicalResourceId" in r  # types moto cannot create come back unnamed
         }
-        resolver = _Resolver(settings, parameters, physical)
+        resolver = _Resolver(settings, template, parameters, physical)
         _apply_ignored_properties(settings, template, resolver)
         _log.info("stack provisioned", stack_name=stack_name, resources=len(physical))
     return {o["OutputKey"]: o["OutputValue"] for o in existing.get("Outputs", [])}
@@ -76,9 +99,11 @@ def _describe(cloudformation: Any, name: str) -> dict[str, Any] | None:
 def _apply_ignored_properties(
     settings: Settings, template: dict[str, Any], resolver: _Resolver
 ) -> None:
-    s3 = sync_client(settings, "s3")
-    dynamodb = sync_client(settings, "dynamodb")
+    s3 = _client(settings, "s3")
+    dynamodb = _client(settings, "dynamodb")
     for logical, resource in template["Resources"].items():
+        if "Condition" in resource and not resolver.condition(resource["Condition"]):
+            continue  # not created for Target=local
         props = resource.get("Properties", {})
         if resource["Type"] == "AWS::S3::Bucket" and "NotificationConfiguration" in props:
             config = resolver.resolve(props["NotificationConfiguration"])
@@ -99,6 +124,12 @@ def _apply_ignored_properties(
                     ]
                 },
             )
+        if resource["Type"] == "AWS::S3::Bucket" and "CorsConfiguration" in props:
+            rules = resolver.resolve(props["CorsConfiguration"])["CorsRules"]
+            s3.put_bucket_cors(
+                Bucket=resolver.physical[logical],
+                CORSConfiguration={"CORSRules": [_cors_rule(rule) for rule in rules]},
+            )
         if resource["Type"] == "AWS::DynamoDB::Table":
             ttl = props.get("TimeToLiveSpecification")
             if ttl and ttl.get("Enabled"):
@@ -111,18 +142,65 @@ def _apply_ignored_properties(
                 )
 
 
-class _Resolver:
-    """Evaluates the few intrinsic functions the post-creation properties use."""
+_CORS_KEYS = {
+    "Id": "ID",
+    "AllowedOrigins": "AllowedOrigins",
+    "AllowedMethods": "AllowedMethods",
+    "AllowedHeaders": "AllowedHeaders",
+    "ExposedHeaders": "ExposeHeaders",
+    "MaxAge": "MaxAgeSeconds",
+}
 
-    def __init__(self, settings: Settings, parameters: dict[str, str], physical: dict[str, str]):
+
+def _cors_rule(rule: dict[str, Any]) -> dict[str, Any]:
+    """A CloudFormation ``CorsRule`` in the S3 API's spelling."""
+    return {_CORS_KEYS[key]: value for key, value in rule.items()}
+
+
+class _Resolver:
+    """Evaluates the few intrinsic functions and conditions the post-creation properties use."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        template: dict[str, Any],
+        parameters: dict[str, str],
+        physical: dict[str, str],
+    ):
         self._settings = settings
+        self._conditions: dict[str, Any] = template.get("Conditions", {})
+        defaults = {
+            name: str(spec["Default"])
+            for name, spec in template.get("Parameters", {}).items()
+            if "Default" in spec
+        }
         self._values = {
+            **defaults,
             **parameters,
             "AWS::Region": settings.region,
             "AWS::Partition": "aws",
             "AWS::AccountId": "123456789012",
         }
         self.physical = physical
+
+    def condition(self, name: str) -> bool:
+        """The value of one of the template's named conditions."""
+        return self._truth(self._conditions[name])
+
+    def _truth(self, value: Any) -> bool:
+        (function, arguments), *_ = value.items()
+        if function == "Condition":
+            return self.condition(arguments)
+        if function == "Fn::Equals":
+            left, right = (self.resolve(a) for a in arguments)
+            return str(left) == str(right)
+        if function == "Fn::Not":
+            return not self._truth(arguments[0])
+        if function == "Fn::And":
+            return all(self._truth(a) for a in arguments)
+        if function == "Fn::Or":
+            return any(self._truth(a) for a in arguments)
+        raise StackError(f"cannot evaluate condition function {function} locally")
 
     def resolve(self, value: Any) -> Any:
         if isinstance(value, list):
@@ -131,7 +209,7 @@ class _Resolver:
             return value
         if set(value) == {"Ref"}:
             name = value["Ref"]
-            return self._values.get(name) or self.physical[name]
+            return self._values[name] if name in self._values else self.physical[name]
         if set(value) == {"Fn::Sub"}:
             return re.sub(
                 r"\$\{([^}]+)\}", lambda m: str(self._values[m.group(1)]), value["Fn::Sub"]
@@ -139,12 +217,15 @@ class _Resolver:
         if set(value) == {"Fn::GetAtt"}:
             logical, attribute = value["Fn::GetAtt"]
             return self._arn(logical, attribute)
+        if set(value) == {"Fn::If"}:
+            name, when_true, when_false = value["Fn::If"]
+            return self.resolve(when_true if self.condition(name) else when_false)
         return {k: self.resolve(v) for k, v in value.items()}
 
     def _arn(self, logical: str, attribute: str) -> str:
         physical = self.physical[logical]
         if attribute == "Arn" and physical.startswith("http"):  # an SQS queue URL
-            sqs = sync_client(self._settings, "sqs")
+            sqs = _client(self._settings, "sqs")
             arn: str = sqs.get_queue_attributes(QueueUrl=physical, AttributeNames=["QueueArn"])[
                 "Attributes"
             ]["QueueArn"]

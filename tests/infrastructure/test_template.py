@@ -1,0 +1,634 @@
+"""Security and wiring properties of the CloudFormation templates, read from the files.
+
+These hold for what AWS would create (``Target=aws``); cfn-lint and checkov
+(``make infra-check``) check the same files against the resource
+specifications and their own rules. The local emulator's view is in
+``test_local.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from infrastructure import BOOTSTRAP_PATH, TEMPLATE_PATH, load_template
+from proctoring.settings import ResourceNames, Settings
+
+TEMPLATE = load_template(TEMPLATE_PATH)
+BOOTSTRAP = load_template(BOOTSTRAP_PATH)
+RESOURCES: dict[str, dict[str, Any]] = TEMPLATE["Resources"]
+
+# Actions AWS offers no resource-level permission for: "*" is the only resource they take.
+UNSCOPABLE_ACTIONS = {
+    "xray:PutTraceSegments",
+    "xray:PutTelemetryRecords",
+    "ecr:GetAuthorizationToken",
+    "rekognition:DetectFaces",
+    "rekognition:DetectLabels",
+}
+
+
+def _of_type(resource_type: str, template: dict[str, Any] = TEMPLATE) -> dict[str, Any]:
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == resource_type}
+
+
+def _props(logical: str) -> dict[str, Any]:
+    props: dict[str, Any] = RESOURCES[logical].get("Properties", {})
+    return props
+
+
+def _refs(value: Any) -> set[str]:
+    """Every logical id or parameter a value refers to (Ref, GetAtt, ${X} in Sub)."""
+    found: set[str] = set()
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            if key == "Ref":
+                found.add(inner)
+            elif key == "Fn::GetAtt":
+                found.add(inner[0])
+            elif key == "Fn::Sub":
+                text = inner if isinstance(inner, str) else inner[0]
+                found |= {m.split(".")[0] for m in re.findall(r"\$\{([^}!]+)\}", text)}
+                if not isinstance(inner, str):
+                    found |= _refs(inner[1])
+            else:
+                found |= _refs(inner)
+    elif isinstance(value, list):
+        for inner in value:
+            found |= _refs(inner)
+    return found
+
+
+def _leaves(value: Any) -> Iterator[Any]:
+    """Every literal string in a value, through the branches of Fn::If."""
+    if isinstance(value, list):
+        for inner in value:
+            yield from _leaves(inner)
+    elif isinstance(value, dict):
+        for inner in value.values():
+            yield from _leaves(inner)
+    else:
+        yield value
+
+
+def _statements(document: dict[str, Any]) -> list[dict[str, Any]]:
+    statements = document["Statement"]
+    flat = statements if isinstance(statements, list) else [statements]
+    out = []
+    for statement in flat:
+        if "Fn::If" in statement:  # conditional statement: check both branches
+            out += [s for s in statement["Fn::If"][1:] if isinstance(s, dict) and "Effect" in s]
+        else:
+            out.append(statement)
+    return out
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _role_statements(template: dict[str, Any] = TEMPLATE) -> Iterator[tuple[str, dict[str, Any]]]:
+    for logical, role in _of_type("AWS::IAM::Role", template).items():
+        for policy in role["Properties"].get("Policies", []):
+            for statement in _statements(policy["PolicyDocument"]):
+                yield logical, statement
+    for logical, policy in _of_type("AWS::IAM::Policy", template).items():
+        for statement in _statements(policy["Properties"]["PolicyDocument"]):
+            yield logical, statement
+
+
+def _actions(role: str) -> set[str]:
+    return {
+        action
+        for logical, statement in _role_statements()
+        if logical == role
+        for action in _as_list(statement["Action"])
+    }
+
+
+def _sub_name(value: Any, prefix: str) -> str | None:
+    """A name property ``!Sub "${Prefix}-x"`` evaluated for ``prefix``."""
+    if isinstance(value, dict) and isinstance(value.get("Fn::Sub"), str):
+        return str(value["Fn::Sub"]).replace("${Prefix}", prefix)
+    return None
+
+
+# ---- S3 --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("template", [TEMPLATE, BOOTSTRAP], ids=["template", "bootstrap"])
+def test_every_bucket_is_encrypted_private_and_expires_objects(template: dict[str, Any]) -> None:
+    buckets = _of_type("AWS::S3::Bucket", template)
+    assert buckets
+    for logical, bucket in buckets.items():
+        props = bucket["Properties"]
+        [rule] = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+        algorithm = rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"]
+        assert algorithm in ("aws:kms", "AES256"), logical
+        assert props["PublicAccessBlockConfiguration"] == {
+            "BlockPublicAcls": True,
+            "BlockPublicPolicy": True,
+            "IgnorePublicAcls": True,
+            "RestrictPublicBuckets": True,
+        }, logical
+        rules = props["LifecycleConfiguration"]["Rules"]
+        assert all(r["Status"] == "Enabled" for r in rules), logical
+        assert any("ExpirationInDays" in r or "NoncurrentVersionExpiration" in r for r in rules), (
+            f"{logical} keeps objects forever"
+        )
+        assert any("AbortIncompleteMultipartUpload" in r for r in rules), logical
+
+
+def test_recordings_and_frames_use_the_stack_key_and_the_retention_setting() -> None:
+    for logical in ("ChunksBucket", "FramesBucket"):
+        props = _props(logical)
+        [rule] = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+        assert rule["ServerSideEncryptionByDefault"]["KMSMasterKeyID"] == {
+            "Fn::GetAtt": ["DataKey", "Arn"]
+        }
+        assert rule["BucketKeyEnabled"] is True  # one KMS call per object, not per request
+        retention = [r for r in props["LifecycleConfiguration"]["Rules"] if r["Id"] == "retention"]
+        assert retention[0]["ExpirationInDays"] == {"Ref": "RetentionDays"}
+        assert "VersioningConfiguration" not in props, "erasure must not leave old versions"
+    assert TEMPLATE["Resources"]["DataKey"]["Properties"]["EnableKeyRotation"] is True
+
+
+@pytest.mark.parametrize("template", [TEMPLATE, BOOTSTRAP], ids=["template", "bootstrap"])
+def test_every_bucket_refuses_plain_http(template: dict[str, Any]) -> None:
+    policies = {
+        next(iter(_refs(p["Properties"]["Bucket"]))): p["Properties"]["PolicyDocument"]
+        for p in _of_type("AWS::S3::BucketPolicy", template).values()
+    }
+    for logical in _of_type("AWS::S3::Bucket", template):
+        denies = [
+            s
+            for s in _statements(policies[logical])
+            if s["Effect"] == "Deny"
+            and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+        ]
+        assert denies, f"{logical} accepts plain HTTP"
+
+
+def test_chunk_uploads_notify_the_router_queue_only_for_the_chunks_prefix() -> None:
+    [queue] = _props("ChunksBucket")["NotificationConfiguration"]["QueueConfigurations"]
+    assert queue["Queue"] == {"Fn::GetAtt": ["ChunkEventsQueue", "Arn"]}
+    assert queue["Filter"]["S3Key"]["Rules"] == [{"Name": "prefix", "Value": "chunks/"}]
+    mapping = _props("ChunkRouterEventSource")
+    assert mapping["EventSourceArn"] == {"Fn::GetAtt": ["ChunkEventsQueue", "Arn"]}
+    assert mapping["FunctionName"] == {"Ref": "ChunkRouterFunction"}
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    router_timeout = _props("ChunkRouterFunction")["Timeout"]
+    assert _props("ChunkEventsQueue")["VisibilityTimeout"] >= 6 * router_timeout
+
+
+def test_cors_allows_only_the_app_origin() -> None:
+    rules = [
+        rule
+        for bucket in _of_type("AWS::S3::Bucket").values()
+        for rule in bucket["Properties"].get("CorsConfiguration", {}).get("CorsRules", [])
+    ]
+    origins = [rule["AllowedOrigins"] for rule in rules]
+    origins.append(_props("HttpApi")["CorsConfiguration"]["AllowOrigins"])
+    assert len(origins) == 3  # chunks (PUT), frames (GET), the API
+    for allowed in origins:
+        assert "AppOrigin" in _refs(allowed)
+        literals = [v for v in _leaves(allowed) if isinstance(v, str)]
+        assert "*" not in literals and not any(o.startswith("https://*") for o in literals)
+        # without AppOrigin: the custom domain, else the distribution's own domain
+        assert {"AppDomainName", "WebDistribution"} <= _refs(allowed)
+    assert {tuple(r["AllowedMethods"]) for r in rules} == {("PUT",), ("GET", "HEAD")}
+
+
+def test_the_web_app_is_served_only_through_cloudfront_with_origin_access_control() -> None:
+    config = _props("WebDistribution")["DistributionConfig"]
+    [origin] = config["Origins"]
+    assert origin["OriginAccessControlId"] == {"Fn::GetAtt": ["WebOriginAccessControl", "Id"]}
+    assert origin["S3OriginConfig"] == {"OriginAccessIdentity": ""}  # no legacy OAI
+    oac = _props("WebOriginAccessControl")["OriginAccessControlConfig"]
+    assert (oac["SigningBehavior"], oac["SigningProtocol"]) == ("always", "sigv4")
+    assert config["DefaultCacheBehavior"]["ViewerProtocolPolicy"] == "redirect-to-https"
+    [allow] = [
+        s
+        for s in _statements(_props("WebBucketPolicy")["PolicyDocument"])
+        if s["Effect"] == "Allow"
+    ]
+    assert allow["Principal"] == {"Service": "cloudfront.amazonaws.com"}
+    assert allow["Action"] == "s3:GetObject"
+    assert "WebDistribution" in _refs(allow["Condition"]["StringEquals"]["AWS:SourceArn"])
+
+
+# ---- IAM --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("template", [TEMPLATE, BOOTSTRAP], ids=["template", "bootstrap"])
+def test_no_identity_policy_allows_everything(template: dict[str, Any]) -> None:
+    statements = list(_role_statements(template))
+    for logical, statement in statements:
+        actions = _as_list(statement["Action"])
+        resources = _as_list(statement["Resource"])
+        assert statement["Effect"] == "Allow", logical
+        assert not {"*", "*:*"} & set(actions), f"{logical} allows every action"
+        assert not any(a.endswith(":*") for a in actions), f"{logical}: {actions}"
+        if "*" in resources:
+            assert set(actions) <= UNSCOPABLE_ACTIONS, f"{logical} {actions} on every resource"
+
+
+def test_resource_policies_never_allow_every_action_to_anyone() -> None:
+    documents = [
+        p["Properties"]["PolicyDocument"]
+        for kind in ("AWS::S3::BucketPolicy", "AWS::SQS::QueuePolicy")
+        for p in _of_type(kind).values()
+    ] + [_props("DataKey")["KeyPolicy"]]
+    for document in documents:
+        for statement in _statements(document):
+            if statement["Effect"] != "Allow":
+                continue
+            assert statement["Principal"] != "*"
+            if statement["Action"] == "kms:*":  # key administration stays with the account
+                assert statement["Principal"] == {
+                    "AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}
+                }
+            elif "Condition" in statement:
+                continue  # pinned to its source
+            elif statement["Principal"] == {"Service": "s3.amazonaws.com"}:
+                # S3 -> encrypted queue: documented without conditions; the queue
+                # policy pins the bucket and the account instead.
+                assert set(_as_list(statement["Action"])) == {"kms:GenerateDataKey", "kms:Decrypt"}
+                queue_policy = _statements(_props("ChunkEventsQueuePolicy")["PolicyDocument"])
+                assert {"ArnLike", "StringEquals"} <= set(queue_policy[0]["Condition"])
+            else:
+                raise AssertionError(f"unpinned statement {statement}")
+
+
+def test_one_role_per_function_and_per_task() -> None:
+    roles = [
+        next(iter(_refs(f["Properties"]["Role"])))
+        for f in _of_type("AWS::Lambda::Function").values()
+    ]
+    task = _props("ConsumerTaskDefinition")
+    roles += [next(iter(_refs(task["TaskRoleArn"]))), next(iter(_refs(task["ExecutionRoleArn"])))]
+    assert len(roles) == len(set(roles)), "a role is shared"
+    for role in roles:
+        assert RESOURCES[role]["Type"] == "AWS::IAM::Role"
+        [trust] = _props(role)["AssumeRolePolicyDocument"]["Statement"]
+        assert trust["Condition"]["StringEquals"]["aws:SourceAccount"] == {"Ref": "AWS::AccountId"}
+        assert "ManagedPolicyArns" not in _props(role), "inline, reviewable policies only"
+
+
+def test_the_chunk_router_may_only_move_chunk_events() -> None:
+    assert _actions("ChunkRouterRole") == {
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "sqs:ChangeMessageVisibility",
+        "sqs:GetQueueAttributes",
+        "kinesis:PutRecords",
+        "dynamodb:PutItem",
+        "kms:Decrypt",
+        "kms:Encrypt",
+        "kms:GenerateDataKey",
+        "xray:PutTraceSegments",
+        "xray:PutTelemetryRecords",
+    }
+
+
+def test_the_consumer_may_call_what_it_calls_on_what_it_touches() -> None:
+    by_sid = {s["Sid"]: s for role, s in _role_statements() if role == "ConsumerTaskRole"}
+    assert set(_as_list(by_sid["ReadStream"]["Action"])) == {
+        "kinesis:ListShards",
+        "kinesis:DescribeStreamSummary",
+        "kinesis:GetShardIterator",
+        "kinesis:GetRecords",
+    }
+    assert by_sid["ReadStream"]["Resource"] == {"Fn::GetAtt": ["ChunkStream", "Arn"]}
+    assert by_sid["GetChunks"]["Action"] == "s3:GetObject"
+    assert by_sid["GetChunks"]["Resource"] == {"Fn::Sub": "${ChunksBucket.Arn}/chunks/*"}
+    assert by_sid["PutFrames"]["Action"] == "s3:PutObject"
+    assert by_sid["PutFrames"]["Resource"] == {"Fn::Sub": "${FramesBucket.Arn}/frames/*"}
+    assert by_sid["PublishAlerts"] == {
+        "Sid": "PublishAlerts",
+        "Effect": "Allow",
+        "Action": "sns:Publish",
+        "Resource": {"Ref": "AlertsTopic"},
+    }
+    assert by_sid["SearchCollection"]["Resource"] == {"Fn::GetAtt": ["FaceCollection", "Arn"]}
+    # conditional lease writes, scans for expired leases: the leases table only
+    assert _refs(by_sid["LeasesAndCheckpoints"]["Resource"]) == {"LeasesTable"}
+    assert "dynamodb:Scan" not in _as_list(by_sid["ResultsAlertsSessionsErrors"]["Action"])
+    assert set(_as_list(by_sid["RegisteredFaces"]["Action"])) == {
+        "dynamodb:GetItem",
+        "dynamodb:Query",
+    }
+    services = {a.split(":")[0] for a in _actions("ConsumerTaskRole")}
+    assert services == {"kinesis", "dynamodb", "s3", "sns", "rekognition", "kms"}
+
+
+def test_only_cloudformation_creates_and_deletes_the_face_collection() -> None:
+    creators = {
+        role
+        for role, statement in _role_statements()
+        if "rekognition:DeleteCollection" in _as_list(statement["Action"])
+    }
+    assert creators == {"CollectionResourceRole"}
+
+
+# ---- stream, tables, queues, topics ---------------------------------------------------------
+
+
+def test_every_table_is_on_demand_encrypted_recoverable_and_expiring() -> None:
+    tables = _of_type("AWS::DynamoDB::Table")
+    assert len(tables) == 6
+    for logical, table in tables.items():
+        props = table["Properties"]
+        assert props["BillingMode"] == "PAY_PER_REQUEST", logical
+        assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+        assert props["SSESpecification"]["KMSMasterKeyId"] == {"Fn::GetAtt": ["DataKey", "Arn"]}
+        if logical == "LeasesTable":  # a lease lives as long as its shard
+            assert "TimeToLiveSpecification" not in props
+        else:
+            assert props["TimeToLiveSpecification"] == {
+                "AttributeName": "expires_at",
+                "Enabled": True,
+            }, logical
+
+
+def test_the_stream_is_encrypted_and_its_capacity_mode_is_a_parameter() -> None:
+    props = _props("ChunkStream")
+    assert props["StreamEncryption"] == {
+        "EncryptionType": "KMS",
+        "KeyId": {"Fn::GetAtt": ["DataKey", "Arn"]},
+    }
+    assert props["StreamModeDetails"] == {"StreamMode": {"Ref": "StreamMode"}}
+    assert props["ShardCount"] == {
+        "Fn::If": ["IsOnDemand", {"Ref": "AWS::NoValue"}, {"Ref": "ShardCount"}]
+    }
+    assert TEMPLATE["Parameters"]["StreamMode"]["AllowedValues"] == ["PROVISIONED", "ON_DEMAND"]
+
+
+def test_queues_topics_and_log_groups_are_encrypted_with_the_stack_key() -> None:
+    for queue in _of_type("AWS::SQS::Queue").values():
+        assert queue["Properties"]["KmsMasterKeyId"] == {"Ref": "DataKey"}
+    for topic in _of_type("AWS::SNS::Topic").values():
+        assert topic["Properties"]["KmsMasterKeyId"] == {"Ref": "DataKey"}
+    for group in _of_type("AWS::Logs::LogGroup").values():
+        assert group["Properties"]["KmsKeyId"] == {"Fn::GetAtt": ["DataKey", "Arn"]}
+        assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+
+
+def test_every_asynchronously_invoked_function_keeps_its_failed_events() -> None:
+    polled = {
+        next(iter(_refs(m["Properties"]["FunctionName"])))
+        for m in _of_type("AWS::Lambda::EventSourceMapping").values()
+    }
+    behind_api = {
+        next(iter(_refs(i["Properties"]["IntegrationUri"])))
+        for i in _of_type("AWS::ApiGatewayV2::Integration").values()
+    }
+    on_failure = {
+        next(iter(_refs(c["Properties"]["FunctionName"])))
+        for c in _of_type("AWS::Lambda::EventInvokeConfig").values()
+        if "OnFailure" in c["Properties"].get("DestinationConfig", {})
+    }
+    asynchronous = set(_of_type("AWS::Lambda::Function")) - polled - behind_api
+    assert "CollectionResourceFunction" in asynchronous  # CloudFormation invokes it async
+    for logical in asynchronous:
+        dead_letters = _props(logical).get("DeadLetterConfig", {}).get("TargetArn")
+        assert dead_letters or logical in on_failure, f"{logical} drops failed events"
+    for logical in polled:  # the poller's queue has a redrive policy instead
+        queue = next(
+            m["Properties"]["EventSourceArn"]
+            for m in _of_type("AWS::Lambda::EventSourceMapping").values()
+            if _refs(m["Properties"]["FunctionName"]) == {logical}
+        )
+        assert "RedrivePolicy" in _props(queue["Fn::GetAtt"][0])
+
+
+# ---- consumer on ECS -----------------------------------------------------------------------
+
+
+def test_the_consumer_stops_gracefully_on_sigterm() -> None:
+    [container] = _props("ConsumerTaskDefinition")["ContainerDefinitions"]
+    assert container["StopTimeout"] == 120  # Fargate's maximum: finish and checkpoint the batch
+    assert container["LinuxParameters"]["InitProcessEnabled"] is True
+    assert container["EntryPoint"] + container["Command"] == ["proctor", "consume"]
+    assert container["ReadonlyRootFilesystem"] is True
+    assert _props("ConsumerTaskDefinition")["RequiresCompatibilities"] == ["FARGATE"]
+    service = _props("ConsumerService")
+    assert service["LaunchType"] == "FARGATE"
+    assert service["DeploymentConfiguration"]["DeploymentCircuitBreaker"]["Rollback"] is True
+
+
+def test_the_consumer_scales_on_iterator_age_and_cpu() -> None:
+    target = _props("ConsumerScalableTarget")
+    assert (target["MinCapacity"], target["MaxCapacity"]) == (
+        {"Ref": "ConsumerMinTasks"},
+        {"Ref": "ConsumerMaxTasks"},
+    )
+    metrics = set()
+    for policy in _of_type("AWS::ApplicationAutoScaling::ScalingPolicy").values():
+        config = policy["Properties"]["TargetTrackingScalingPolicyConfiguration"]
+        if "PredefinedMetricSpecification" in config:
+            metrics.add(config["PredefinedMetricSpecification"]["PredefinedMetricType"])
+        else:
+            metrics.add(config["CustomizedMetricSpecification"]["MetricName"])
+    assert metrics == {"ECSServiceAverageCPUUtilization", "GetRecords.IteratorAgeMilliseconds"}
+
+
+def test_the_consumer_accepts_no_inbound_traffic() -> None:
+    props = _props("ConsumerSecurityGroup")
+    assert "SecurityGroupIngress" not in props
+    assert [(r["FromPort"], r["ToPort"]) for r in props["SecurityGroupEgress"]] == [(443, 443)]
+
+
+# ---- API and users --------------------------------------------------------------------------
+
+
+def test_every_route_requires_a_cognito_token() -> None:
+    routes = _of_type("AWS::ApiGatewayV2::Route")
+    assert routes
+    for logical, route in routes.items():
+        assert route["Properties"]["AuthorizationType"] == "JWT", logical
+        assert route["Properties"]["AuthorizerId"] == {"Ref": "HttpApiAuthorizer"}
+    jwt = _props("HttpApiAuthorizer")["JwtConfiguration"]
+    assert jwt["Audience"] == [{"Ref": "UserPoolClient"}]
+    assert "UserPool" in _refs(jwt["Issuer"])
+    assert {r["Properties"]["RouteKey"] for r in routes.values()} >= {
+        "POST /exams/{exam_id}/students/{student_id}/registration"
+    }
+
+
+def test_the_user_pool_has_the_three_groups_and_a_browser_client() -> None:
+    groups = {
+        g["Properties"]["GroupName"] for g in _of_type("AWS::Cognito::UserPoolGroup").values()
+    }
+    assert groups == {"proctor", "student", "admin"}
+    client = _props("UserPoolClient")
+    assert client["GenerateSecret"] is False
+    assert client["PreventUserExistenceErrors"] == "ENABLED"
+    assert _props("UserPool")["AdminCreateUserConfig"]["AllowAdminCreateUserOnly"] is True
+
+
+# ---- observability ----------------------------------------------------------------------------
+
+
+def _alarm_metrics() -> list[tuple[str, str, dict[str, Any]]]:
+    """(alarm, metric name, dimensions) for every metric every alarm reads."""
+    out: list[tuple[str, str, dict[str, Any]]] = []
+    for logical, alarm in _of_type("AWS::CloudWatch::Alarm").items():
+        props = alarm["Properties"]
+        if "MetricName" in props:
+            dims = {d["Name"]: d["Value"] for d in props.get("Dimensions", [])}
+            out.append((logical, props["MetricName"], dims))
+        for query in props.get("Metrics", []):
+            if "MetricStat" in query:
+                metric = query["MetricStat"]["Metric"]
+                dims = {d["Name"]: d["Value"] for d in metric.get("Dimensions", [])}
+                out.append((logical, metric["MetricName"], dims))
+            else:
+                assert "SEARCH" not in query["Expression"], "alarms cannot evaluate SEARCH"
+    return out
+
+
+def test_alarms_cover_lag_errors_throttles_and_dead_letters() -> None:
+    metrics = _alarm_metrics()
+    names = {name for _, name, _ in metrics}
+    assert "GetRecords.IteratorAgeMilliseconds" in names
+    assert {"Errors", "5xx"} <= names
+    assert {
+        "Throttles",
+        "WriteProvisionedThroughputExceeded",
+        "ReadProvisionedThroughputExceeded",
+        "ReadThrottleEvents",
+        "WriteThrottleEvents",
+    } <= names
+    functions = {next(iter(_refs(d["FunctionName"]))) for _, n, d in metrics if n == "Errors"}
+    assert functions == {"ChunkRouterFunction", "RegisterFunction"}
+    dead_letter_queues = {
+        name for name in _of_type("AWS::SQS::Queue") if name.endswith("DeadLetterQueue")
+    }
+    watched = {
+        d["QueueName"]["Fn::GetAtt"][0]
+        for _, n, d in metrics
+        if n == "ApproximateNumberOfMessagesVisible"
+    }
+    assert watched == dead_letter_queues
+    for logical, alarm in _of_type("AWS::CloudWatch::Alarm").items():
+        assert alarm["Properties"]["AlarmActions"] == [{"Ref": "OpsTopic"}], logical
+
+
+def test_every_table_has_its_throttles_alarmed() -> None:
+    watched = {(name, d["TableName"]["Ref"]) for _, name, d in _alarm_metrics() if "TableName" in d}
+    for table in _of_type("AWS::DynamoDB::Table"):
+        assert {("ReadThrottleEvents", table), ("WriteThrottleEvents", table)} <= watched
+
+
+def test_the_dashboard_shows_the_consumer_and_the_api() -> None:
+    body, _ = _props("Dashboard")["DashboardBody"]["Fn::Sub"]
+    rendered = re.sub(r"\$\{[^}]+\}", "x", body)
+    widgets = json.loads(rendered)["widgets"]
+    assert {w["type"] for w in widgets} == {"text", "metric", "alarm"}
+    [alarms] = [w for w in widgets if w["type"] == "alarm"]
+    assert len(alarms["properties"]["alarms"]) == len(_of_type("AWS::CloudWatch::Alarm"))
+    for metric in ("ChunksProcessed", "ChunkLatencyMs", "AlertsRaised", "IteratorAgeMilliseconds"):
+        assert metric in body
+    assert '"AWS/ApiGateway", "5xx"' in body and '"AWS/ECS", "CPUUtilization"' in body
+
+
+# ---- names, settings, outputs, suppressions ---------------------------------------------------
+
+
+def test_resource_names_derive_from_the_prefix_as_the_code_derives_them() -> None:
+    named = {
+        _sub_name(r["Properties"].get(key), "pfx")
+        for r in RESOURCES.values()
+        for key in ("BucketName", "QueueName", "Name", "TableName", "TopicName")
+        if "Properties" in r
+    }
+    expected = {
+        value
+        for key, value in vars(ResourceNames("pfx")).items()
+        if key != "prefix" and isinstance(value, str)
+    }
+    assert expected <= named
+
+
+def test_the_face_collection_is_the_one_the_code_uses() -> None:
+    collection = _sub_name(_props("FaceCollection")["CollectionId"], "pfx")
+    assert collection == Settings(prefix="pfx").collection_id
+
+
+def test_every_environment_variable_the_template_sets_is_a_setting() -> None:
+    variables: set[str] = set()
+    for function in _of_type("AWS::Lambda::Function").values():
+        variables |= set(function["Properties"]["Environment"]["Variables"])
+    for task in _of_type("AWS::ECS::TaskDefinition").values():
+        for container in task["Properties"]["ContainerDefinitions"]:
+            variables |= {e["Name"] for e in container.get("Environment", [])}
+    fields = {f"PROCTOR_{name.upper()}" for name in Settings.model_fields}
+    assert variables and variables <= fields
+
+
+def test_a_deployer_gets_the_outputs_they_need() -> None:
+    assert {
+        "WebUrl",
+        "WebBucket",
+        "ApiUrl",
+        "UserPoolId",
+        "UserPoolClientId",
+        "AlertsTopicArn",
+        "FaceCollectionId",
+        "DashboardUrl",
+        "OpsTopicArn",
+    } <= set(TEMPLATE["Outputs"])
+    assert {"ArtifactsBucket", "ConsumerRepositoryUri"} <= set(BOOTSTRAP["Outputs"])
+
+
+@pytest.mark.parametrize("template", [TEMPLATE, BOOTSTRAP], ids=["template", "bootstrap"])
+def test_every_scanner_suppression_says_why(template: dict[str, Any]) -> None:
+    for logical, resource in template["Resources"].items():
+        metadata = resource.get("Metadata", {})
+        for skip in metadata.get("checkov", {}).get("skip", []):
+            assert re.fullmatch(r"CKV2?_AWS_\d+", skip["id"])
+            assert len(skip.get("comment", "")) > 40, f"{logical} {skip['id']} has no reason"
+        ignored = metadata.get("cfn-lint", {}).get("config", {}).get("ignore_checks", [])
+        # W1030: parameters empty by default for Target=local, required by the Rules for aws
+        assert set(ignored) <= {"W1030"}, logical
+        if ignored:
+            assert _refs(resource["Properties"]) & {
+                "CodeBucket",
+                "ConsumerVpcId",
+                "ConsumerSubnetIds",
+            }
+
+
+def test_everything_only_aws_can_run_is_left_out_of_the_local_stack() -> None:
+    local = {k for k, v in RESOURCES.items() if "Condition" not in v}
+    assert {RESOURCES[k]["Type"] for k in local} == {
+        "AWS::KMS::Key",
+        "AWS::KMS::Alias",
+        "AWS::S3::Bucket",
+        "AWS::SQS::Queue",
+        "AWS::SQS::QueuePolicy",
+        "AWS::Kinesis::Stream",
+        "AWS::DynamoDB::Table",
+        "AWS::SNS::Topic",
+    }
+    for logical, resource in RESOURCES.items():
+        if logical not in local:
+            assert resource["Condition"] in ("IsAws", "HasAlarmEmail"), logical
+
+
+def test_deploy_docs_list_every_parameter_and_suppression() -> None:
+    docs = (TEMPLATE_PATH.parents[1] / "docs" / "deploy.md").read_text()
+    missing = [p for p in TEMPLATE["Parameters"] if f"`{p}`" not in docs]
+    assert missing == []
+    for template in (TEMPLATE, BOOTSTRAP):
+        for resource in template["Resources"].values():
+            for skip in resource.get("Metadata", {}).get("checkov", {}).get("skip", []):
+                row = next((r for r in docs.splitlines() if r.startswith(f"| {skip['id']}")), "")
+                assert row, f"{skip['id']} is not in docs/deploy.md"
