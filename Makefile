@@ -3,8 +3,13 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# The template scanners live apart: checkov pins an old boto3 (docs/dependencies.md).
+INFRA_VENV  := .venv-infra
+INFRA_BIN   := $(INFRA_VENV)/bin
+INFRA_STAMP := $(INFRA_VENV)/.installed
+TEMPLATES   := infrastructure/template.yaml infrastructure/bootstrap.yaml
 
-.PHONY: demo test lint up clean
+.PHONY: demo test lint infra-check package up clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,8 +21,8 @@ $(STAMP): setup.cfg pyproject.toml
 demo: $(STAMP)
 	$(BIN)/proctor demo --exit-when-done --report demo-report.json
 
-## test: lint, type-check and run the whole test suite against the local stack
-test: $(STAMP) lint
+## test: lint, type-check, scan the templates and run the whole test suite against the local stack
+test: $(STAMP) lint infra-check
 	$(BIN)/python -m pytest
 
 ## lint: ruff and mypy
@@ -26,9 +31,25 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+$(INFRA_STAMP): infrastructure/requirements-check.txt
+	test -x $(INFRA_BIN)/python || $(PYTHON) -m venv $(INFRA_VENV)
+	$(INFRA_BIN)/python -m pip install --quiet --upgrade pip
+	$(INFRA_BIN)/python -m pip install --quiet -r infrastructure/requirements-check.txt
+	touch $(INFRA_STAMP)
+
+## infra-check: cfn-lint (errors and warnings) and checkov (every check, suppressions in the templates)
+infra-check: $(INFRA_STAMP)
+	$(INFRA_BIN)/cfn-lint $(TEMPLATES)
+	$(INFRA_BIN)/checkov --quiet --compact --skip-download --framework cloudformation \
+		$(addprefix --file ,$(TEMPLATES))
+
+## package: build the Lambda code zip (build/lambda-<hash>.zip; its name is the CodeKey)
+package: $(STAMP)
+	$(BIN)/python -m infrastructure.package
+
 ## up: only the local stack (AWS emulator, provisioned), until Ctrl-C
 up: $(STAMP)
 	$(BIN)/proctor up
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) $(INFRA_VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

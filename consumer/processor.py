@@ -7,17 +7,22 @@ may checkpoint. Per batch:
 1. parse and validate every record (a bad one becomes an error record);
 2. drop duplicates inside the batch;
 3. per chunk, concurrently (bounded): GET the chunk, extract one upright
-   frame in the process pool, store the JPEG, analyse it;
-4. per student, in sequence order: write the result row, apply the rules
-   with the state stored in the student's session, create each new alert
-   once (deterministic id), publish it to SNS, save the state.
+   frame (the middle one by default) and its thumbnail in the process pool,
+   store the JPEG;
+4. per student, in sequence order: analyse the frame as the schedule says
+   (``consumer.analyser``: repeats carried over, identity and objects on
+   their cadence), write the result row, apply the rules with the exam's
+   policy and the state stored in the student's session, create each new
+   alert once (deterministic id), publish it to SNS, save the state, the
+   schedule, the call counts and the risk score.
 
 Bad input (malformed event, empty, non-video or truncated chunk, missing
 object) is recorded - log line, ``ChunkErrors`` metric, a row in the errors
 table and, for a chunk, a result row with ``status = error`` - and the rest
-of the batch goes on. Infrastructure failures (after botocore's retries)
-raise, so the batch is not checkpointed and is processed again; every
-effect is idempotent, so that is safe.
+of the batch goes on. Infrastructure failures (after botocore's retries, or
+Rekognition still throttling past the budget's backoff) raise, so the batch
+is not checkpointed and is processed again; every effect is idempotent, so
+that is safe.
 """
 
 from __future__ import annotations
@@ -29,20 +34,22 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
-from proctoring.analysis.engine import Analysis, LocalEngine
+from consumer.analyser import Analysed, Policies, StudentAnalyser
+from proctoring.analysis.base import AnalysisError, Engine
+from proctoring.analysis.scheduling import thumbnail
 from proctoring.aws import AsyncClients
 from proctoring.errors import ProctoringError
 from proctoring.events import ChunkEvent, InvalidEvent
 from proctoring.frames import Frame, FrameError, extract_frame
 from proctoring.metrics import Metrics
-from proctoring.rules import Finding, Observation, Policy, RuleState, alert_id, evaluate
+from proctoring.rules import Finding, alert_id
 from proctoring.settings import Settings
 from proctoring.storage import StorageError, Tables
 
@@ -79,8 +86,22 @@ class _Chunk:
     record: Record
     frame: Frame | None = None
     frame_key: str | None = None
-    analysis: Analysis | None = None
+    thumb: bytes | None = None
+    fallback: Frame | None = None
+    analysed: Analysed | None = None
     error: FrameError | InvalidEvent | None = None
+
+
+def _frame_and_thumbnail(
+    data: bytes, *, max_pixels: int, position: Literal["first", "middle"]
+) -> tuple[Frame, bytes, Frame | None]:
+    """Process-pool job: the frame to analyse, its 32x32 grey thumbnail (for the schedule)
+    and, for the middle frame, the first one as the fallback when the middle shows no face."""
+    frame = extract_frame(data, max_pixels=max_pixels, position=position)
+    fallback = None
+    if position == "middle" and frame.time > 0:
+        fallback = extract_frame(data, max_pixels=max_pixels, position="first")
+    return frame, thumbnail(frame.jpeg), fallback
 
 
 class ChunkProcessor:
@@ -92,7 +113,7 @@ class ChunkProcessor:
         settings: Settings,
         clients: AsyncClients,
         tables: Tables,
-        engine: LocalEngine,
+        engine: Engine,
         executor: Executor,
         metrics: Metrics,
         topic_arn: str,
@@ -107,7 +128,9 @@ class ChunkProcessor:
         self._metrics = metrics
         self._topic_arn = topic_arn
         self._clock = clock
-        self._policy = Policy(tolerance=settings.tolerance)
+        self._policies = Policies(
+            tables, tolerance=settings.tolerance, ttl=settings.policy_cache_seconds
+        )
         self._slots = asyncio.Semaphore(settings.concurrency)
 
     async def process(self, records: Sequence[Record], *, shard_id: str) -> BatchOutcome:
@@ -118,7 +141,7 @@ class ChunkProcessor:
         """
         try:
             return await self._process(records, shard_id)
-        except* (ClientError, BotoCoreError, StorageError, TimeoutError) as group:
+        except* (ClientError, BotoCoreError, StorageError, AnalysisError, TimeoutError) as group:
             first = group.exceptions[0]
             raise BatchFailed(
                 f"batch of {len(records)} records on {shard_id}: {first!r}"
@@ -177,10 +200,13 @@ class ChunkProcessor:
                     data = await self._fetch(event)
                     loop = asyncio.get_running_loop()
                     started = time.perf_counter()
-                    frame: Frame = await loop.run_in_executor(
+                    frame, thumb, fallback = await loop.run_in_executor(
                         self._executor,
                         functools.partial(
-                            extract_frame, data, max_pixels=self._settings.max_frame_pixels
+                            _frame_and_thumbnail,
+                            data,
+                            max_pixels=self._settings.max_frame_pixels,
+                            position=self._settings.frame_position,
                         ),
                     )
                     self._metrics.add(
@@ -200,16 +226,14 @@ class ChunkProcessor:
                         ContentType="image/jpeg",
                     )
                 )
-                analysis = None
-                if event.source == "camera":
-                    started = time.perf_counter()
-                    analysis = await self._engine.analyse(
-                        event.exam_id, event.student_id, frame.jpeg
-                    )
-                    self._metrics.add(
-                        "AnalysisMs", (time.perf_counter() - started) * 1000, "Milliseconds"
-                    )
-                return _Chunk(event, record, frame=frame, frame_key=frame_key, analysis=analysis)
+                return _Chunk(
+                    event,
+                    record,
+                    frame=frame,
+                    frame_key=frame_key,
+                    thumb=thumb,
+                    fallback=fallback,
+                )
 
     async def _fetch(self, event: ChunkEvent) -> bytes:
         limit = self._settings.max_chunk_bytes
@@ -251,9 +275,13 @@ class ChunkProcessor:
             "student_id": first.student_id,
             "version": 0,
         }
-        states = {
-            source: RuleState.from_dict(data) for source, data in session.get("rules", {}).items()
-        }
+        analyser = StudentAnalyser(
+            engine=self._engine,
+            settings=self._settings,
+            policy=await self._policies.get(first.exam_id),
+            session=session,
+            metrics=self._metrics,
+        )
         for chunk in chunks:
             event = chunk.event
             with structlog.contextvars.bound_contextvars(
@@ -262,30 +290,46 @@ class ChunkProcessor:
                 source=event.source,
                 seq=event.sequence,
             ):
+                if chunk.error is None and event.source == "camera":
+                    assert chunk.frame is not None
+                    chunk = replace(
+                        chunk,
+                        analysed=await analyser.analyse(
+                            event,
+                            chunk.frame.jpeg,
+                            chunk.thumb,
+                            chunk.fallback.jpeg if chunk.fallback else None,
+                        ),
+                    )
+                    if chunk.analysed is not None and chunk.analysed.used_fallback:
+                        chunk = await self._store_fallback(chunk)
                 await self._write_result(chunk)
                 counts.results += 1
                 if chunk.error is not None:
                     await self._record_bad_chunk(chunk)
                     counts.errors += 1
                     continue
-                if chunk.analysis is None:
-                    continue
-                state = states.get(event.source, RuleState())
-                observation = Observation(
-                    event.sequence,
-                    len(chunk.analysis.faces),
-                    chunk.analysis.identity,
-                    chunk.analysis.distance,
-                )
-                states[event.source], findings = evaluate(state, observation, self._policy)
-                for finding in findings:
+                for finding in chunk.analysed.findings if chunk.analysed else []:
                     await self._raise_alert(chunk, finding)
                     counts.alerts += 1
-        session["rules"] = {source: state.to_dict() for source, state in states.items()}
+        session.update(analyser.session_fields())
         session["updated_at"] = self._now().isoformat()
         version = int(session.pop("version", 0))
         await self._tables.save_session(session, expected_version=version)
         return counts
+
+    async def _store_fallback(self, chunk: _Chunk) -> _Chunk:
+        """The first frame was analysed instead of the middle one: it is the evidence."""
+        assert chunk.fallback is not None and chunk.frame_key is not None
+        await self._call(
+            self._s3.put_object(
+                Bucket=self._settings.names.frames_bucket,
+                Key=chunk.frame_key,
+                Body=chunk.fallback.jpeg,
+                ContentType="image/jpeg",
+            )
+        )
+        return replace(chunk, frame=chunk.fallback)
 
     async def _write_result(self, chunk: _Chunk) -> None:
         event = chunk.event
@@ -309,8 +353,9 @@ class ChunkProcessor:
         else:
             assert chunk.frame is not None
             row.update(status="ok", frame_key=chunk.frame_key, rotation=chunk.frame.rotation)
-            if chunk.analysis is not None:
-                row.update(chunk.analysis.summary())
+            row["frame_time"] = round(chunk.frame.time, 3)
+            if chunk.analysed is not None:
+                row.update(chunk.analysed.row)
         await self._tables.put_result(row)
         self._metrics.add("ChunksProcessed")
         self._metrics.add("ChunkLatencyMs", row["latency_ms"], "Milliseconds")
@@ -324,7 +369,7 @@ class ChunkProcessor:
 
     async def _raise_alert(self, chunk: _Chunk, finding: Finding) -> None:
         event = chunk.event
-        analysis = chunk.analysis
+        analysis = chunk.analysed.analysis if chunk.analysed else None
         now = self._now()
         alert: dict[str, Any] = {
             "exam_id": event.exam_id,
@@ -342,6 +387,9 @@ class ChunkProcessor:
             "distance": None
             if analysis is None or analysis.distance is None
             else round(analysis.distance, 4),
+            "evidence": _evidence(chunk.analysed.row) if chunk.analysed else None,
+            "frame_time": round(chunk.frame.time, 3) if chunk.frame else None,
+            "risk": chunk.analysed.row.get("risk") if chunk.analysed else None,
             "status": "open",
             "created_at": now.isoformat(),
             "expires_at": self._expiry(now),
@@ -420,3 +468,12 @@ class ChunkProcessor:
 
     def _expiry(self, now: datetime) -> int:
         return int((now + timedelta(days=self._settings.retention_days)).timestamp())
+
+
+def _evidence(row: dict[str, Any]) -> dict[str, Any]:
+    """What the proctor sees beside the frame: the face details, people and objects."""
+    return {
+        key: row[key]
+        for key in ("face_details", "identity", "persons", "objects", "similarity")
+        if row.get(key) not in (None, [], {})
+    }

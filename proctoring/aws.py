@@ -19,7 +19,13 @@ from botocore.config import Config
 
 from proctoring.settings import Settings
 
-__all__ = ["AsyncClients", "async_clients", "client_kwargs", "sync_client"]
+__all__ = [
+    "AsyncClients",
+    "async_clients",
+    "client_kwargs",
+    "rekognition_client",
+    "sync_client",
+]
 
 # The emulator accepts any credentials; these keep boto from searching for real ones.
 _LOCAL_CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
@@ -78,3 +84,25 @@ async def async_clients(settings: Settings) -> AsyncIterator[AsyncClients]:
             for name in ("s3", "dynamodb", "kinesis", "sns", "sqs")
         }
         yield AsyncClients(**made)
+
+
+def rekognition_client(settings: Settings) -> Any:
+    """An aiobotocore Rekognition client context (``async with``).
+
+    Never pointed at ``PROCTOR_ENDPOINT_URL``: no local emulator has Rekognition, so
+    it goes to AWS (or ``PROCTOR_REKOGNITION_ENDPOINT_URL``) with the normal credential
+    chain, even when the rest of the stack is local. Retries are left to the engine's
+    budget, which backs off on throttling and pays a token for each attempt.
+    """
+    kwargs: dict[str, Any] = {
+        "region_name": settings.region,
+        "config": Config(
+            connect_timeout=settings.call_timeout,
+            read_timeout=settings.call_timeout,
+            retries={"mode": "standard", "max_attempts": 1},
+            max_pool_connections=max(10, settings.rekognition_concurrency * 4),
+        ),
+    }
+    if settings.rekognition_endpoint_url:
+        kwargs["endpoint_url"] = settings.rekognition_endpoint_url
+    return get_session().create_client("rekognition", **kwargs)

@@ -8,6 +8,12 @@ part of the tree in its docstring::
      ├── frames.FrameError               a chunk that yields no usable frame
      ├── analysis.faces.ImageError       bytes that are not a usable JPEG/PNG
      ├── analysis.faces.RegistrationError a registration photo that cannot be used
+     ├── analysis.base.AnalysisError     an engine could not analyse a frame
+     │    └── analysis.base.Throttled    Rekognition kept throttling past the backoff
+     ├── analysis.objects.DetectorError  the configured ONNX object model cannot be used
+     ├── rules.policy.PolicyError        a stored exam policy or accommodation is invalid
+     ├── cli.evaluation.SuiteError       the evaluation suite is missing or malformed
+     ├── cli.eval_run.EvalFailed         an evaluation pass did not finish in time
      ├── storage.StorageError            a table call that failed after its retries
      │    └── storage.StaleState         the session state moved under us
      ├── producer.chunking.ChunkingError a recording that cannot be cut into chunks

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from typing import Literal
 
 import av
 import av.error
@@ -97,8 +98,15 @@ def extract_frame(
     max_pixels: int = 4096 * 2160,
     max_seconds: float = 120.0,
     jpeg_quality: int = 85,
+    position: Literal["first", "middle"] = "first",
 ) -> Frame:
-    """Decode the first frame of the chunk, apply the display rotation, encode JPEG.
+    """Decode one frame of the chunk, apply the display rotation, encode JPEG.
+
+    ``position="first"`` takes the first frame (the keyframe the chunk starts on);
+    ``"middle"`` the frame at half the chunk's duration, decoded from the keyframe at
+    or before it (phone chunks carry one every ~1.25 s; a browser's chunk decodes from
+    its start, ~25 ms for 2.5 s of 640x360). When the middle cannot be reached (no
+    duration, a cut chunk) the last intact frame before it, else the first, is used.
 
     Raises :class:`FrameError` for any chunk that yields no usable frame; no other
     exception escapes for bad input.
@@ -136,8 +144,54 @@ def extract_frame(
     with container:
         stream = _video_stream(container)
         _check_limits(container, stream, max_pixels=max_pixels, max_seconds=max_seconds)
-        frame = _first_frame(container, stream, max_pixels=max_pixels)
+        middle = _middle_frame(container, stream, max_pixels) if position == "middle" else None
+        if middle is None:
+            if position == "middle":
+                container.seek(0, stream=stream)  # start over from the first keyframe
+                stream.codec_context.flush_buffers()
+            frame = _first_frame(container, stream, max_pixels=max_pixels)
+        else:
+            frame = middle
         return _to_frame(frame, stream, jpeg_quality=jpeg_quality)
+
+
+def _middle_frame(
+    container: InputContainer, stream: VideoStream, max_pixels: int
+) -> VideoFrame | None:
+    """The first intact frame at or after half the duration; None when it cannot be had."""
+    duration = _duration_ticks(container, stream)
+    if duration is None or stream.time_base is None:
+        return None
+    start = stream.start_time or 0
+    target = start + duration // 2
+    codec = stream.codec_context
+    codec.thread_count = 1
+    codec.options = {"max_pixels": str(max_pixels)}
+    last: VideoFrame | None = None
+    try:
+        container.seek(target, stream=stream, backward=True, any_frame=False)
+        for packet in container.demux(stream):
+            for frame in codec.decode(packet):
+                if frame.is_corrupt or frame.pts is None:
+                    continue
+                if frame.pts >= target:
+                    return _checked(frame, max_pixels=max_pixels)
+                last = frame
+        for frame in codec.decode(None):
+            if not frame.is_corrupt and frame.pts is not None and frame.pts >= target:
+                return _checked(frame, max_pixels=max_pixels)
+            last = frame if not frame.is_corrupt else last
+    except _AV_ERRORS:
+        pass  # a damaged tail: fall back to what decoded before it, or to the first frame
+    return None if last is None else _checked(last, max_pixels=max_pixels)
+
+
+def _duration_ticks(container: InputContainer, stream: VideoStream) -> int | None:
+    if stream.duration:
+        return int(stream.duration)
+    if container.duration and stream.time_base:
+        return int(container.duration / av.time_base / stream.time_base)
+    return None
 
 
 def _container_kind(data: bytes) -> str | None:

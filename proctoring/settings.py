@@ -88,13 +88,36 @@ class Settings(BaseSettings):
     shutdown_timeout: float = Field(default=30.0, gt=0, description="seconds to finish on SIGTERM")
 
     # Analysis and rules.
-    engine: Literal["local"] = "local"
+    engine: Literal["local", "rekognition"] = "local"
     # dlib's own 0.6 leaves no margin on our data: the one impostor pair of
     # shared/data measures 0.59-0.64 while same-person frames measure 0.31-0.45
     # (docs/operations.md, "Identity threshold").
     match_threshold: float = Field(default=0.55, gt=0, description="face distance above = mismatch")
     tolerance: int = Field(default=2, ge=1, description="consecutive chunks before an alert")
     detect_upsample: int = Field(default=1, ge=0, le=2)
+    # Which frame of a chunk is analysed: "middle" catches what the student does during the
+    # chunk, not at its first instant (docs/architecture.md, "Which frame").
+    frame_position: Literal["first", "middle"] = "middle"
+    gaze_offset: float = Field(default=0.11, gt=0, lt=0.5, description="pupil ratio off 0.5")
+    # Local object detector (optional): an ONNX model and its class names (analysis/objects.py).
+    object_model: Path | None = None
+    object_labels: Path | None = None
+    object_min_confidence: float = Field(default=50.0, ge=0, le=100)
+    # Rekognition engine. Its endpoint is never PROCTOR_ENDPOINT_URL (no emulator has it).
+    rekognition_endpoint_url: str | None = None
+    rekognition_collection: str | None = Field(default=None, pattern=r"^[a-zA-Z0-9_.-]{1,255}$")
+    rekognition_rps: float = Field(default=5.0, gt=0, description="account budget, all workers")
+    rekognition_concurrency: int = Field(default=4, ge=1, description="in flight per API")
+    match_similarity: float = Field(default=90.0, ge=0, le=100)
+    eye_direction_limit: float = Field(default=15.0, gt=0, le=90)
+    # Cost-aware scheduling (analysis/scheduling.py).
+    faces_every: int = Field(default=12, ge=1, description="chunks between paid face checks")
+    identity_every: int = Field(default=12, ge=1, description="chunks between identity checks")
+    objects_every: int = Field(default=6, ge=1, description="chunks between object checks")
+    rekognition_gate: bool = True
+    similar_below: float = Field(default=3.0, ge=0, le=255, description="grey levels")
+    max_repeats: int = Field(default=6, ge=0, description="repeated frames carried over in a row")
+    policy_cache_seconds: float = Field(default=30.0, ge=0)
 
     # Observability.
     log_format: Literal["auto", "json", "console"] = "auto"
@@ -104,6 +127,11 @@ class Settings(BaseSettings):
     @cached_property
     def names(self) -> ResourceNames:
         return ResourceNames(self.prefix)
+
+    @property
+    def collection_id(self) -> str:
+        """The Rekognition face collection (default ``<prefix>-faces``)."""
+        return self.rekognition_collection or f"{self.prefix}-faces"
 
     @property
     def is_local(self) -> bool:

@@ -177,6 +177,12 @@ class Tables:
                 f"{expected_version}"
             ) from exc
 
+    async def students_by_risk(self, exam_id: str) -> list[dict[str, Any]]:
+        """The exam's student sessions, highest risk first (the exam's #policy item left out)."""
+        items = await self._query(self._names.sessions_table, "exam_id", exam_id)
+        students = [i for i in items if not str(i.get("student_id", "")).startswith("#")]
+        return sorted(students, key=lambda i: (-float(i.get("risk") or 0), i["student_id"]))
+
     # ---- faces (the local engine's collection) ------------------------------------
     async def put_face(self, face: Mapping[str, Any]) -> None:
         await self._call("put_item", TableName=self._names.faces_table, Item=to_item(face))

@@ -1,7 +1,9 @@
-"""Face analysis: the local dlib engine's CPU side, its types and its errors.
+"""Analysis: one interface (``base``), two engines (``local``, ``rekognition``).
 
-See :mod:`proctoring.analysis.faces`. Importing this package does not import
-dlib or load a model; that happens on the first detection in each process.
+``engine.open_engine`` picks the engine the settings name; ``scheduling``
+decides what each chunk is worth analysing. Importing this package does not
+import dlib or load a model; that happens on the first detection in each
+process. Re-exported here: the local engine's face types and functions.
 """
 
 from __future__ import annotations

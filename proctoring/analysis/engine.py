@@ -1,111 +1,88 @@
-"""The local analysis engine: dlib faces in a process pool, a face collection in DynamoDB.
+"""Choosing the analysis engine: one setting, ``PROCTOR_ENGINE`` (``local`` or ``rekognition``).
 
-It stands where Rekognition stands in AWS (``DetectFaces`` +
-``SearchFacesByImage`` / ``IndexFaces``) and answers the same questions for
-the rules: how many faces, and does one of them belong to the registered
-student. CPU work (decoding, detection, embeddings) runs in the executor it
-is given, never on the event loop. Embeddings are biometric data: they are
-stored in the faces table only and never logged.
+:func:`open_engine` builds the engine the settings name, with what it needs
+(the process pool and an optional ONNX detector for the local engine; an
+aiobotocore client and a request budget for Rekognition), and closes what it
+opened on exit. The Rekognition engine gets the local engine's face description
+as its cost gate when dlib is installed (``PROCTOR_REKOGNITION_GATE``).
+``live_workers`` is how many consumer workers share the Rekognition budget (the
+lease coordinator knows; default 1).
 """
 
 from __future__ import annotations
 
-import asyncio
+import importlib.util
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from contextlib import asynccontextmanager
 
-import numpy as np
-
-from proctoring.analysis.faces import Face, detect_faces, face_distance, registration_face
-from proctoring.rules import Identity
+from proctoring.analysis.base import Engine, FrameAnalysis
+from proctoring.analysis.budget import Budget, RateLimiter
+from proctoring.analysis.local import LocalEngine
+from proctoring.analysis.objects import DetectorConfig, check_model, load_labels
+from proctoring.analysis.rekognition import RekognitionEngine
+from proctoring.aws import rekognition_client
+from proctoring.settings import Settings
 from proctoring.storage import Tables
 
-__all__ = ["Analysis", "LocalEngine"]
+__all__ = ["Analysis", "Engine", "LocalEngine", "RekognitionEngine", "detector", "open_engine"]
+
+Analysis = FrameAnalysis
+"""The former name of :class:`~proctoring.analysis.base.FrameAnalysis`."""
 
 
-@dataclass(frozen=True)
-class Analysis:
-    """What the rules need from one frame."""
-
-    faces: tuple[Face, ...]
-    identity: Identity
-    distance: float | None  # best (smallest) distance to the registered face
-    width: int
-    height: int
-
-    def summary(self) -> dict[str, Any]:
-        """Result-row fields: counts, boxes and the distance; never the embeddings."""
-        return {
-            "faces": len(self.faces),
-            "boxes": [list(f.box) for f in self.faces],
-            "identity": self.identity,
-            "distance": None if self.distance is None else round(self.distance, 4),
-            "frame_width": self.width,
-            "frame_height": self.height,
-        }
+def detector(settings: Settings) -> DetectorConfig | None:
+    """The local ONNX detector the settings point to, or None."""
+    if settings.object_model is None:
+        return None
+    config = DetectorConfig(
+        model=str(settings.object_model),
+        labels=load_labels(settings.object_labels),
+        min_confidence=settings.object_min_confidence,
+    )
+    check_model(config)  # a wrong path or model fails now, not chunk after chunk
+    return config
 
 
-def _encode(embedding: tuple[float, ...]) -> bytes:
-    return np.asarray(embedding, dtype=np.float32).tobytes()
+def local_engine(settings: Settings, tables: Tables, executor: Executor) -> LocalEngine:
+    return LocalEngine(
+        tables,
+        executor,
+        threshold=settings.match_threshold,
+        upsample=settings.detect_upsample,
+        gaze_offset=settings.gaze_offset,
+        detector=detector(settings),
+    )
 
 
-def _decode(blob: bytes) -> tuple[float, ...]:
-    return tuple(float(x) for x in np.frombuffer(blob, dtype=np.float32))
-
-
-class LocalEngine:
-    """Face detection and identity against the registered face of each student."""
-
-    name = "local"
-
-    def __init__(
-        self,
-        tables: Tables,
-        executor: Executor,
-        *,
-        threshold: float = 0.6,
-        upsample: int = 1,
-    ) -> None:
-        self._tables = tables
-        self._executor = executor
-        self._threshold = threshold
-        self._upsample = upsample
-
-    async def register(self, exam_id: str, student_id: str, photo: bytes) -> Face:
-        """Store the student's face; RegistrationError when the photo has not exactly one face."""
-        loop = asyncio.get_running_loop()
-        face: Face = await loop.run_in_executor(self._executor, registration_face, photo)
-        await self._tables.put_face(
-            {
-                "exam_id": exam_id,
-                "student_id": student_id,
-                "embedding": _encode(face.embedding),
-                "engine": self.name,
-                "registered_at": datetime.now(UTC).isoformat(),
-            }
+@asynccontextmanager
+async def open_engine(
+    settings: Settings,
+    tables: Tables,
+    executor: Executor,
+    *,
+    live_workers: Callable[[], int] = lambda: 1,
+) -> AsyncIterator[Engine]:
+    """The engine ``settings.engine`` names, open for the duration of the block."""
+    if settings.engine == "local":
+        yield local_engine(settings, tables, executor)
+        return
+    gate = None
+    if settings.rekognition_gate and importlib.util.find_spec("dlib") is not None:
+        gate = local_engine(settings, tables, executor).describe
+    async with rekognition_client(settings) as client:
+        budget = Budget(
+            RateLimiter(settings.rekognition_rps, workers=live_workers),
+            concurrency=settings.rekognition_concurrency,
+            timeout=settings.call_timeout,
         )
-        return face
-
-    async def analyse(self, exam_id: str, student_id: str, jpeg: bytes) -> Analysis:
-        loop = asyncio.get_running_loop()
-        found, reference = await asyncio.gather(
-            loop.run_in_executor(self._executor, _detect, jpeg, self._upsample),
-            self._tables.get_face(exam_id, student_id),
+        yield RekognitionEngine(
+            client,
+            tables,
+            budget,
+            collection_id=settings.collection_id,
+            similarity=settings.match_similarity,
+            eye_limit=settings.eye_direction_limit,
+            min_confidence=settings.object_min_confidence,
+            gate=gate,
         )
-        identity: Identity
-        distance: float | None = None
-        if reference is None:
-            identity = "unregistered"
-        elif not found.faces:
-            identity = "unknown"
-        else:
-            registered = _decode(bytes(reference["embedding"]))
-            distance = min(face_distance(f.embedding, registered) for f in found.faces)
-            identity = "match" if distance <= self._threshold else "mismatch"
-        return Analysis(found.faces, identity, distance, found.width, found.height)
-
-
-def _detect(jpeg: bytes, upsample: int) -> Any:
-    return detect_faces(jpeg, upsample=upsample)

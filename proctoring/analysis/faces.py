@@ -199,6 +199,7 @@ class _Models(NamedTuple):
     shape_predictor: Any
     encoder: Any
     shapes: Any  # dlib.full_object_detections, the encoder's batch argument
+    landmarks68: Any  # the 68-point predictor: pose, eyes, mouth
 
 
 @functools.cache
@@ -218,6 +219,7 @@ def _models() -> _Models:
         encoder=dlib.face_recognition_model_v1(
             str(folder / "dlib_face_recognition_resnet_model_v1.dat")
         ),
+        landmarks68=dlib.shape_predictor(str(folder / "shape_predictor_68_face_landmarks.dat")),
     )
 
 

@@ -212,3 +212,26 @@ def demo(
             report=report,
         )
     )
+
+
+@main.command("eval")
+@click.option(
+    "--suite",
+    "suite_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="the labelled suite (default: producer/scenarios/eval/suite.yaml)",
+)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="also write the figures to this JSON file",
+)
+@click.option("--port", type=int)
+def eval_command(suite_path: Path | None, json_path: Path | None, port: int | None) -> None:
+    """Run the labelled scenarios through the pipeline: precision, recall, false alerts, cost."""
+    from proctoring.cli.eval_run import DEFAULT_SUITE, run_eval
+
+    settings = _settings(port=port, prefix="eval", log_level="ERROR")
+    configure_logging(settings)
+    _run(run_eval(settings, suite_path or DEFAULT_SUITE, json_path=json_path, out=click.echo))

@@ -26,7 +26,7 @@ from rich.live import Live
 from dashboard.terminal import Board, StudentRow, render
 from infrastructure.emulator import Emulator
 from infrastructure.local import provision
-from proctoring.analysis.engine import LocalEngine
+from proctoring.analysis.engine import open_engine
 from proctoring.aws import AsyncClients, async_clients
 from proctoring.cli.services import cpu_pool, run_services
 from proctoring.errors import ProctoringError
@@ -158,10 +158,11 @@ async def _drive(
             raise DemoFailed("two scenarios name the same student; give each its own 'student'")
         async with async_clients(settings) as clients:
             tables = Tables(clients.dynamodb, settings.names, timeout=settings.call_timeout)
-            engine = LocalEngine(tables, pool, threshold=settings.match_threshold)
+            async with open_engine(settings, tables, pool) as engine:
+                for session in sessions:
+                    photo = await asyncio.to_thread(session.photo.read_bytes)
+                    await engine.register(board.exam_id, session.student_id, photo)
             for session in sessions:
-                photo = await asyncio.to_thread(session.photo.read_bytes)
-                await engine.register(board.exam_id, session.student_id, photo)
                 board.students[session.student_id] = StudentRow(
                     session.student_id,
                     session.scenario,

@@ -20,7 +20,8 @@ from consumer.processor import ChunkProcessor
 from consumer.worker import Worker
 from lambdas.chunk_router import route
 from lambdas.event_source import poll_queue
-from proctoring.analysis.engine import LocalEngine
+from proctoring.analysis.base import Engine
+from proctoring.analysis.engine import local_engine, open_engine
 from proctoring.analysis.faces import warm_up
 from proctoring.aws import AsyncClients, async_clients
 from proctoring.errors import ProctoringError
@@ -56,11 +57,10 @@ def build_processor(
     tables: Tables,
     executor: Executor,
     metrics: Metrics,
+    engine: Engine | None = None,
 ) -> ChunkProcessor:
-    """The record-processing core with the engine the settings name."""
-    engine = LocalEngine(
-        tables, executor, threshold=settings.match_threshold, upsample=settings.detect_upsample
-    )
+    """The record-processing core with ``engine`` (default: the local engine of the settings)."""
+    engine = engine or local_engine(settings, tables, executor)
     return ChunkProcessor(
         settings=settings,
         clients=clients,
@@ -91,17 +91,27 @@ async def run_services(
     async with async_clients(settings) as clients:
         tables = Tables(clients.dynamodb, settings.names, timeout=settings.call_timeout)
         with contextlib.ExitStack() as stack:
-            async with asyncio.TaskGroup() as group:
+            async with contextlib.AsyncExitStack() as engines, asyncio.TaskGroup() as group:
                 if consumer:
                     pool = executor or stack.enter_context(cpu_pool(settings))
                     metrics = Metrics(settings.metrics_namespace, "consumer", metrics_sink)
+                    workers: list[Worker] = []  # the Rekognition budget is shared by live workers
+                    engine = await engines.enter_async_context(
+                        open_engine(
+                            settings,
+                            tables,
+                            pool,
+                            live_workers=lambda: workers[0].leases.live_workers if workers else 1,
+                        )
+                    )
                     worker = Worker(
                         settings=settings,
                         kinesis=clients.kinesis,
                         dynamodb=clients.dynamodb,
-                        processor=build_processor(settings, clients, tables, pool, metrics),
+                        processor=build_processor(settings, clients, tables, pool, metrics, engine),
                         metrics=metrics,
                     )
+                    workers.append(worker)
                     group.create_task(worker.run(stop))
                 if router:
                     router_metrics = Metrics(

@@ -1,0 +1,264 @@
+"""The analysis path of the processor: one student's chunks, in order, through schedule,
+engine and rules.
+
+For one student and one batch, :class:`StudentAnalyser` holds the state read
+from the student's session item (rule streaks, the schedule, the last
+analysis, call counts, accommodations) and, per camera chunk in sequence
+order:
+
+1. asks the schedule what to analyse (``analysis.scheduling``): a frame nearly
+   identical to the last analysed one is a *repeat* and its analysis is
+   carried over; otherwise the engine answers the plan (faces always, identity
+   and objects on their cadence or when flagged);
+2. turns the analysis into an :class:`~proctoring.rules.Observation` and
+   evaluates the rules with the exam's policy relaxed by the student's
+   accommodations;
+3. counts the Rekognition calls made (AWS) or planned (local) against the naive
+   plan of every API on every chunk.
+
+:meth:`StudentAnalyser.session_fields` gives what to store back with the
+session; :class:`Policies` reads each exam's policy item, cached for a while.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import structlog
+
+from proctoring.analysis.base import API_NAMES, Engine, FrameAnalysis
+from proctoring.analysis.scheduling import Cadence, Decision, ScheduleState, advance, decide
+from proctoring.events import ChunkEvent
+from proctoring.metrics import Metrics
+from proctoring.rules import (
+    OBJECT_RULES,
+    POLICY_STUDENT_ID,
+    Accommodations,
+    Finding,
+    Observation,
+    Policy,
+    PolicyError,
+    RuleState,
+    evaluate,
+    risk_score,
+    unavailable_rules,
+)
+from proctoring.settings import Settings
+from proctoring.storage import Tables
+
+__all__ = ["Analysed", "Policies", "StudentAnalyser", "observation"]
+
+_log = structlog.get_logger(__name__)
+
+
+def observation(sequence: int, analysis: FrameAnalysis) -> Observation:
+    """What the rules read from one frame's analysis."""
+    return Observation(
+        sequence=sequence,
+        faces=len(analysis.faces),
+        identity=analysis.identity,
+        distance=analysis.distance,
+        details=analysis.faces,
+        persons=analysis.persons,
+        objects=tuple((o.label, o.confidence) for o in analysis.objects),
+        objects_status=analysis.objects_status,
+    )
+
+
+class Policies:
+    """Each exam's policy from its ``#policy`` item in the sessions table, cached."""
+
+    def __init__(
+        self,
+        tables: Tables,
+        *,
+        tolerance: int,
+        ttl: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._tables = tables
+        self._tolerance = tolerance
+        self._ttl = ttl
+        self._clock = clock
+        self._cache: dict[str, tuple[float, Policy]] = {}
+
+    async def get(self, exam_id: str) -> Policy:
+        cached = self._cache.get(exam_id)
+        now = self._clock()
+        if cached is not None and now - cached[0] < self._ttl:
+            return cached[1]
+        item = await self._tables.get_session(exam_id, POLICY_STUDENT_ID)
+        try:
+            policy = Policy.from_item(item, tolerance=self._tolerance)
+        except PolicyError as exc:
+            _log.error("invalid exam policy; using the defaults", exam=exam_id, error=str(exc))
+            policy = Policy(tolerance=self._tolerance)
+        self._cache[exam_id] = (now, policy)
+        return policy
+
+
+@dataclass
+class Analysed:
+    """One camera chunk's outcome: result-row fields and the incidents it opened."""
+
+    analysis: FrameAnalysis
+    row: dict[str, Any]
+    findings: list[Finding] = field(default_factory=list)
+    used_fallback: bool = False
+    """The middle frame showed no face and the chunk's first frame did: it was used."""
+
+
+class StudentAnalyser:
+    """See the module docstring. One per student and batch."""
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        settings: Settings,
+        policy: Policy,
+        session: dict[str, Any],
+        metrics: Metrics,
+    ) -> None:
+        self._engine = engine
+        self._metrics = metrics
+        self._cadence = Cadence(
+            faces_every=settings.faces_every,
+            identity_every=settings.identity_every,
+            objects_every=settings.objects_every,
+            similar_below=settings.similar_below,
+            max_repeats=settings.max_repeats,
+        )
+        self._chunk_seconds = settings.chunk_seconds
+        self.policy = policy.for_student(Accommodations.from_item(session))
+        self.states = {s: RuleState.from_dict(d) for s, d in session.get("rules", {}).items()}
+        self._schedules = {
+            s: ScheduleState.from_dict(d) for s, d in session.get("schedule", {}).items()
+        }
+        self._last: dict[str, dict[str, Any]] = dict(session.get("last_analysis", {}))
+        self._calls: dict[str, int] = {api: 0 for api in API_NAMES} | {
+            k: int(v) for k, v in session.get("calls", {}).items()
+        }
+        self._naive = int(session.get("naive_calls", 0))
+        self._seconds = float(session.get("analysed_seconds", 0.0))
+        self._unavailable: set[str] = set(session.get("unavailable_rules", []))
+
+    async def analyse(
+        self,
+        event: ChunkEvent,
+        jpeg: bytes,
+        thumb: bytes | None,
+        fallback: bytes | None = None,
+    ) -> Analysed:
+        """Schedule, analyse and evaluate one camera chunk (in sequence order).
+
+        ``fallback`` is a second frame of the chunk (its first), analysed for faces when
+        ``jpeg`` shows none: a face missed in one frame (motion, a turned head) is common,
+        and a student away from the desk is absent from both.
+        """
+        source = event.source
+        schedule = self._schedules.get(source, ScheduleState())
+        state = self.states.get(source, RuleState())
+        fresh = event.sequence > state.last_sequence
+        objects_wanted = bool(OBJECT_RULES & set(self.policy.enabled_rules))
+        decision = decide(
+            schedule,
+            event.sequence,
+            thumb,
+            flagged=state.flagged(),
+            pending=state.pending(),
+            cadence=self._cadence,
+            objects_wanted=objects_wanted,
+        )
+        carried = self._last.get(source)
+        used_fallback = False
+        if decision.repeat and carried is not None:
+            analysis = FrameAnalysis.from_summary(carried)
+            calls = {api: 0 for api in API_NAMES}
+        else:
+            decision = Decision(repeat=False, plan=decision.plan, difference=decision.difference)
+            started = time.perf_counter()
+            analysis = await self._engine.analyse(
+                event.exam_id, event.student_id, jpeg, decision.plan
+            )
+            calls = {api: int(analysis.calls.get(api, 0)) for api in API_NAMES}
+            if not analysis.faces and fallback is not None:
+                # Faces again, paid only if the local detector finds one there (a face
+                # changes the empty signature); objects were looked for already.
+                second = await self._engine.analyse(
+                    event.exam_id,
+                    event.student_id,
+                    fallback,
+                    replace(decision.plan, objects=False, confirm="if_changed", confirmed=()),
+                )
+                calls = {api: calls[api] + int(second.calls.get(api, 0)) for api in API_NAMES}
+                if second.faces:
+                    used_fallback = True
+                    analysis = replace(
+                        second,
+                        persons=analysis.persons,
+                        objects=analysis.objects,
+                        objects_status=analysis.objects_status,
+                    )
+            self._metrics.add("AnalysisMs", (time.perf_counter() - started) * 1000, "Milliseconds")
+        obs = observation(event.sequence, analysis)
+        new_state, findings = evaluate(state, obs, self.policy)
+        unavailable = unavailable_rules(obs, self.policy)
+        if fresh:
+            self.states[source] = new_state
+            self._schedules[source] = advance(
+                schedule,
+                event.sequence,
+                thumb,
+                decision,
+                boxes=tuple(b for b, _, _ in analysis.signature)
+                if analysis.signature is not None
+                else tuple(f.box for f in analysis.faces),
+                identity_checked=analysis.identity != "unchecked",
+                objects_checked=analysis.objects_status != "skipped",
+                faces_confirmed=calls["DetectFaces"] > 0,
+                sig=analysis.signature,
+            )
+            if not decision.repeat:
+                self._last[source] = analysis.summary()
+            for api, count in calls.items():
+                self._calls[api] += count
+                if count:
+                    self._metrics.add("RekognitionCalls", count, Api=api)
+            self._naive += len(API_NAMES)
+            self._seconds += self._chunk_seconds
+            self._unavailable |= set(unavailable)
+        row = {
+            **analysis.summary(),
+            "calls": calls,
+            "analysed": "repeat" if decision.repeat else "fallback" if used_fallback else "frame",
+            "repeat_of": schedule.analysed_sequence if decision.repeat else None,
+            "difference": decision.difference,
+            "unavailable_rules": unavailable or None,
+            "risk": self.risk,
+        }
+        return Analysed(analysis, row, findings, used_fallback)
+
+    @property
+    def risk(self) -> float:
+        return risk_score(list(self.states.values()), self.policy)
+
+    def session_fields(self) -> dict[str, Any]:
+        """What to store back on the student's session item."""
+        hours = self._seconds / 3600.0
+        return {
+            "rules": {source: state.to_dict() for source, state in self.states.items()},
+            "schedule": {source: s.to_dict() for source, s in self._schedules.items()},
+            "last_analysis": self._last,
+            "calls": dict(self._calls),
+            "naive_calls": self._naive,
+            "analysed_seconds": self._seconds,
+            "calls_per_student_hour": (
+                {api: round(n / hours, 1) for api, n in self._calls.items()} if hours else None
+            ),
+            "unavailable_rules": sorted(self._unavailable) or None,
+            "risk": self.risk,
+        }

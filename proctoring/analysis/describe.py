@@ -1,0 +1,126 @@
+"""The local engine's CPU side for one frame: faces described, objects detected.
+
+:func:`describe_frame` is a top-level function with picklable arguments and
+result, run in the process pool. Per face found by dlib's HOG detector it
+computes the 68 landmarks, the head pose, the eyes-open and mouth-open
+estimates, the pupil position and the face's quality; the 128-d embedding
+only when the plan asks for identity (it is the costly half: ~60 ms of a
+~125 ms frame at 640x360). Objects are detected only when an ONNX model is
+configured and the plan asks for them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from proctoring.analysis.base import DetectedObject, FaceDetail
+from proctoring.analysis.faces import _box, _decode, _models
+from proctoring.analysis.gaze import gaze_direction, pupil_ratio
+from proctoring.analysis.objects import DetectorConfig, detect_objects
+from proctoring.analysis.pose import (
+    EYES_OPEN_RATIO,
+    MOUTH_OPEN_RATIO,
+    eye_aspect_ratio,
+    head_pose,
+    mouth_aspect_ratio,
+)
+from proctoring.analysis.quality import face_quality
+from proctoring.analysis.scheduling import faces_changed
+
+__all__ = ["LocalFrame", "describe_frame"]
+
+Box = tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class LocalFrame:
+    """What the process-pool worker found in one frame."""
+
+    faces: tuple[FaceDetail, ...]
+    width: int
+    height: int
+    embeddings: tuple[tuple[float, ...], ...] | None = None
+    """One per face, in the same order; None when identity was not computed."""
+    objects: tuple[DetectedObject, ...] | None = None
+    """None when no detection ran (not asked, or no model)."""
+    persons: int | None = None
+
+
+def describe_frame(
+    image: bytes,
+    *,
+    upsample: int = 1,
+    max_side: int = 1024,
+    identity: Literal["yes", "no", "if_changed"] = "yes",
+    previous_faces: tuple[Box, ...] | None = None,
+    gaze_offset: float = 0.11,
+    detector: DetectorConfig | None = None,
+) -> LocalFrame:
+    """Describe every face of a JPEG/PNG frame; ImageError for bytes that are not one."""
+    pixels = _decode(image, max_side=max_side)
+    gray = np.asarray(
+        (pixels[..., 0] * 0.299 + pixels[..., 1] * 0.587 + pixels[..., 2] * 0.114).astype(np.uint8)
+    )
+    models = _models()
+    height, width = pixels.shape[:2]
+    rectangles = list(models.detector(pixels, upsample))
+    faces = []
+    for rectangle in rectangles:
+        shape = models.landmarks68(pixels, rectangle)
+        points = np.array([(shape.part(i).x, shape.part(i).y) for i in range(68)], dtype=float)
+        box = _box(rectangle, width=width, height=height)
+        raw = (
+            int(rectangle.left()),
+            int(rectangle.top()),
+            int(rectangle.width()),
+            int(rectangle.height()),
+        )
+        pose = head_pose(points)
+        ear = eye_aspect_ratio(points)
+        eyes_open = ear >= EYES_OPEN_RATIO
+        ratio = pupil_ratio(gray, points) if eyes_open else None
+        quality = face_quality(gray, box, raw, points)
+        faces.append(
+            FaceDetail(
+                box=box,
+                yaw=pose.yaw,
+                pitch=pose.pitch,
+                roll=pose.roll,
+                gaze=gaze_direction(ratio, gaze_offset),
+                gaze_ratio=ratio,
+                eyes_open=eyes_open,
+                mouth_open=mouth_aspect_ratio(points) >= MOUTH_OPEN_RATIO,
+                brightness=quality.brightness,
+                sharpness=quality.sharpness,
+                partial=quality.partial,
+            )
+        )
+    boxes = tuple(f.box for f in faces)
+    wanted = identity == "yes" or (
+        identity == "if_changed" and faces_changed(previous_faces, boxes)
+    )
+    embeddings: tuple[tuple[float, ...], ...] | None = None
+    if wanted:
+        embeddings = ()
+        if rectangles:
+            shapes = models.shapes()
+            for rectangle in rectangles:
+                shapes.append(models.shape_predictor(pixels, rectangle))
+            descriptors = models.encoder.compute_face_descriptor(pixels, shapes, 1)
+            embeddings = tuple(tuple(float(v) for v in d) for d in descriptors)
+    objects = persons = None
+    if detector is not None:
+        found = detect_objects(pixels, detector)
+        objects = tuple(o for o in found if o.label != "Person")
+        persons = sum(1 for o in found if o.label == "Person")
+    return LocalFrame(
+        faces=tuple(faces),
+        width=width,
+        height=height,
+        embeddings=embeddings,
+        objects=objects,
+        persons=persons,
+    )

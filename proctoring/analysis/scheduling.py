@@ -1,0 +1,290 @@
+"""Cost-aware scheduling: pay only for what can have changed.
+
+Per student and source, before a frame is analysed, :func:`decide` looks at
+the schedule's state and the frame's thumbnail and answers with a
+:class:`Decision`:
+
+- **repeat**: the frame is nearly identical to the last analysed one (no 4x4
+  cell of their 32x32 grey thumbnails differs by ``similar_below`` grey levels
+  or more on average): nothing is analysed and the last analysis is carried
+  over - at most ``max_repeats`` chunks in a row;
+- otherwise faces are analysed, and Rekognition's **DetectFaces** is paid for
+  only when the local detector's view of the faces (:data:`Signature`: count,
+  boxes, looking away, clear) changed since the last frame DetectFaces saw,
+  every ``faces_every``-th chunk, or while a face rule is pending, i.e. before
+  its alert is raised (the plan's ``confirm``; the local engine counts what it
+  would have paid);
+- **identity** is checked on the first analysed chunk, every
+  ``identity_every``-th chunk, while a FACE_MISMATCH or FACE_NOT_CLEAR streak
+  is pending (not yet alerted), and whenever the faces changed (count, place or size: the
+  plan's ``if_changed``, decided by the engine once it has found the faces);
+- **objects** (and people) are looked for every ``objects_every``-th chunk
+  from the session's start, or on every chunk while the student is flagged
+  (a MULTIPLE_FACES, LOOKING_AWAY or object rule pending or open).
+
+Everything here is pure: state in, state out. The consumer stores the state
+with the student's session.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Collection
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from proctoring.analysis.base import FaceDetail, Plan, Signature
+
+__all__ = [
+    "Cadence",
+    "Decision",
+    "ScheduleState",
+    "advance",
+    "decide",
+    "faces_changed",
+    "frame_difference",
+    "signature",
+    "signature_changed",
+    "thumbnail",
+]
+
+Box = tuple[int, int, int, int]
+_THUMB = 32
+_IDENTITY_RULES = frozenset({"FACE_MISMATCH", "FACE_NOT_CLEAR"})
+_FACE_RULES = frozenset(
+    {"NO_FACE", "MULTIPLE_FACES", "FACE_MISMATCH", "LOOKING_AWAY", "FACE_NOT_CLEAR"}
+)
+_OBJECT_TRIGGERS = frozenset(
+    {"EXTRA_PERSON", "PROHIBITED_OBJECT", "MULTIPLE_FACES", "LOOKING_AWAY"}
+)
+"""Pending rules that make objects be looked for on every chunk (a second person, a
+student looking away - at a phone?)."""
+
+
+@dataclass(frozen=True)
+class Cadence:
+    """How often each question is asked (chunks); from the settings."""
+
+    faces_every: int = 12
+    identity_every: int = 12
+    objects_every: int = 6
+    similar_below: float = 3.0
+    max_repeats: int = 6
+
+
+@dataclass(frozen=True)
+class ScheduleState:
+    """Where the schedule stands for one student and source."""
+
+    last_sequence: int = -1
+    thumb: bytes | None = None
+    repeats: int = 0
+    analysed_sequence: int = -1
+    """The chunk whose analysis a repeat carries over."""
+    identity_sequence: int = -1
+    objects_sequence: int = -1
+    boxes: tuple[Box, ...] | None = None
+    faces_sequence: int = -1
+    """The last chunk DetectFaces saw (or would have, locally)."""
+    confirmed: Signature | None = None
+    """The local signature of that chunk."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "last_sequence": self.last_sequence,
+            "thumb": self.thumb,
+            "repeats": self.repeats,
+            "analysed_sequence": self.analysed_sequence,
+            "identity_sequence": self.identity_sequence,
+            "objects_sequence": self.objects_sequence,
+            "boxes": None if self.boxes is None else [list(b) for b in self.boxes],
+            "faces_sequence": self.faces_sequence,
+            "confirmed": None
+            if self.confirmed is None
+            else [[list(box), away, clear] for box, away, clear in self.confirmed],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> ScheduleState:
+        if not data:
+            return cls()
+        boxes = data.get("boxes")
+        thumb = data.get("thumb")
+        return cls(
+            last_sequence=int(data.get("last_sequence", -1)),
+            thumb=bytes(thumb) if thumb is not None else None,
+            repeats=int(data.get("repeats", 0)),
+            analysed_sequence=int(data.get("analysed_sequence", -1)),
+            identity_sequence=int(data.get("identity_sequence", -1)),
+            objects_sequence=int(data.get("objects_sequence", -1)),
+            boxes=None if boxes is None else tuple(_box(b) for b in boxes),
+            faces_sequence=int(data.get("faces_sequence", -1)),
+            confirmed=None
+            if data.get("confirmed") is None
+            else tuple((_box(b), a, c) for b, a, c in data["confirmed"]),
+        )
+
+
+def _box(values: Any) -> Box:
+    left, top, width, height = (int(v) for v in values)
+    return (left, top, width, height)
+
+
+@dataclass(frozen=True)
+class Decision:
+    repeat: bool
+    plan: Plan = field(default_factory=Plan)
+    difference: float | None = None
+
+
+def thumbnail(jpeg: bytes) -> bytes:
+    """A 32x32 grey thumbnail of a JPEG frame (1 KB), for :func:`frame_difference`."""
+    with Image.open(io.BytesIO(jpeg)) as image:
+        image.draft("L", (_THUMB * 4, _THUMB * 4))  # JPEG: decode at a fraction of the size
+        small = image.convert("L").resize((_THUMB, _THUMB), Image.Resampling.BOX)
+    return small.tobytes()
+
+
+def frame_difference(a: bytes, b: bytes) -> float:
+    """The largest mean absolute difference of any 4x4 cell of two thumbnails (grey levels).
+
+    Local, not global: eyes turning while the head stays still change a few thumbnail
+    pixels, which a mean over the whole frame dilutes below the noise of a hand-held
+    phone (0.65 grey levels for the look back in ``center_left_center.mp4``) but which
+    stand out in their cell (4.3).
+    """
+    first = np.frombuffer(a, dtype=np.uint8).astype(np.int16)
+    second = np.frombuffer(b, dtype=np.uint8).astype(np.int16)
+    if first.shape != second.shape or first.size != _THUMB * _THUMB:
+        return 255.0
+    cells = np.abs(first - second).reshape(_THUMB // 4, 4, _THUMB // 4, 4).mean(axis=(1, 3))
+    return float(cells.max())
+
+
+def faces_changed(previous: tuple[Box, ...] | None, boxes: tuple[Box, ...]) -> bool:
+    """True when the faces differ: unknown before, another count, moved or resized."""
+    if previous is None or len(previous) != len(boxes):
+        return True
+    for old, new in zip(sorted(previous), sorted(boxes), strict=True):
+        old_side = max(old[2], old[3], 1)
+        shift = abs((old[0] + old[2] / 2) - (new[0] + new[2] / 2)) + abs(
+            (old[1] + old[3] / 2) - (new[1] + new[3] / 2)
+        )
+        size = max(new[2], new[3], 1) / old_side
+        if shift > 0.5 * old_side or not 0.7 <= size <= 1.4:
+            return True
+    return False
+
+
+def signature(faces: tuple[FaceDetail, ...]) -> Signature:
+    """The cost gate's view of the faces (default policy thresholds)."""
+    from proctoring.rules import Policy, face_clear, looking_away  # rules import analysis
+
+    policy = Policy()
+    return tuple((f.box, looking_away(f, policy), face_clear(f, policy)) for f in faces)
+
+
+def signature_changed(previous: Signature | None, current: Signature) -> bool:
+    """True when the faces differ in count, place, size, gaze or clarity."""
+    if previous is None or len(previous) != len(current):
+        return True
+    if faces_changed(tuple(b for b, _, _ in previous), tuple(b for b, _, _ in current)):
+        return True
+    return _flags(previous) != _flags(current)
+
+
+def _flags(sig: Signature) -> list[tuple[bool | None, bool | None]]:
+    return [(a, c) for _, a, c in sorted(sig, key=lambda item: item[0])]
+
+
+def decide(
+    state: ScheduleState,
+    sequence: int,
+    thumb: bytes | None,
+    *,
+    flagged: Collection[str] = (),
+    pending: Collection[str] | None = None,
+    cadence: Cadence = Cadence(),
+    objects_wanted: bool = True,
+) -> Decision:
+    """What to analyse for chunk ``sequence`` (see the module docstring).
+
+    ``flagged`` names the rules with a pending streak or an open incident (objects are
+    looked for on every chunk then); ``pending`` those not alerted yet (default: the
+    flagged ones): their condition is confirmed on every chunk before an alert is
+    raised, while an alert already raised is followed on the normal cadence and on
+    change. ``objects_wanted`` is False when no enabled rule needs objects or people.
+    """
+    pending = set(flagged if pending is None else pending)
+    difference = None
+    if state.thumb is not None and thumb is not None:
+        difference = round(frame_difference(state.thumb, thumb), 2)
+        if (
+            difference < cadence.similar_below
+            and state.repeats < cadence.max_repeats
+            and state.analysed_sequence >= 0
+        ):
+            return Decision(repeat=True, difference=difference)
+    if (
+        state.identity_sequence < 0
+        or sequence - state.identity_sequence >= cadence.identity_every
+        or _IDENTITY_RULES & pending
+    ):
+        identity = "yes"
+    else:
+        identity = "if_changed"
+    # One cadence from the session's start (its first look at chunk objects_every - 1):
+    # the first minute is no likelier to show a phone than any other.
+    objects = objects_wanted and (
+        sequence - state.objects_sequence >= cadence.objects_every
+        or bool(_OBJECT_TRIGGERS & set(flagged))
+    )
+    confirm = (
+        "always"
+        if state.faces_sequence < 0
+        or sequence - state.faces_sequence >= cadence.faces_every
+        or _FACE_RULES & pending
+        else "if_changed"
+    )
+    plan = Plan(
+        faces=True,
+        confirm=confirm,  # type: ignore[arg-type]
+        confirmed=state.confirmed,
+        identity=identity,  # type: ignore[arg-type]
+        objects=objects,
+        previous_faces=state.boxes,
+    )
+    return Decision(repeat=False, plan=plan, difference=difference)
+
+
+def advance(
+    state: ScheduleState,
+    sequence: int,
+    thumb: bytes | None,
+    decision: Decision,
+    *,
+    boxes: tuple[Box, ...] | None = None,
+    identity_checked: bool = False,
+    objects_checked: bool = False,
+    faces_confirmed: bool = False,
+    sig: Signature | None = None,
+) -> ScheduleState:
+    """The state after chunk ``sequence`` was handled as ``decision`` said."""
+    if sequence <= state.last_sequence:
+        return state
+    if decision.repeat:
+        return replace(state, last_sequence=sequence, repeats=state.repeats + 1)
+    return ScheduleState(
+        last_sequence=sequence,
+        thumb=thumb,
+        repeats=0,
+        analysed_sequence=sequence,
+        identity_sequence=sequence if identity_checked else state.identity_sequence,
+        objects_sequence=sequence if objects_checked else state.objects_sequence,
+        boxes=boxes,
+        faces_sequence=sequence if faces_confirmed else state.faces_sequence,
+        confirmed=sig if faces_confirmed else state.confirmed,
+    )

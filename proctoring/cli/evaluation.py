@@ -1,0 +1,256 @@
+"""Scoring ``proctor eval``: labelled scenarios against the alerts the pipeline raised.
+
+A suite (``producer/scenarios/eval/suite.yaml``) lists scenario files and, for
+each, the incidents a proctor should be alerted to (rule, start and end in
+seconds). Scoring is pure: the rendered chunks' times, the result rows and
+the alerts in, the figures out.
+
+- An alert spans its chunks, from the incident's first chunk to the one it was
+  raised on. It is a *true* alert when that span overlaps a labelled incident of
+  its rule, otherwise a *false* one.
+- Per rule: **recall** = labelled incidents with at least one true alert /
+  labelled incidents; **precision** = true alerts / alerts of the rule. A rule
+  with no labelled incident and no alert has neither; a rule the engine could not
+  evaluate (an object rule without a detector) is *unavailable*.
+- **False alerts per student-hour**: false alerts / hours of honest time (time
+  outside every labelled incident).
+- **Calls**: the Rekognition calls the schedule made or planned (per result
+  row), against the naive plan of every API on every chunk (3 per chunk).
+
+Errors::
+
+    ProctoringError
+     └── SuiteError          the suite file is missing or malformed
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from proctoring.analysis.base import API_NAMES
+from proctoring.errors import ProctoringError
+from proctoring.rules import RULE_NAMES
+
+__all__ = [
+    "Incident",
+    "RuleScore",
+    "SessionRun",
+    "Suite",
+    "SuiteEntry",
+    "SuiteError",
+    "load_suite",
+    "score",
+]
+
+
+class SuiteError(ProctoringError):
+    """The evaluation suite cannot be used."""
+
+
+class Incident(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rule: str
+    start: float = Field(ge=0)
+    end: float = Field(gt=0)
+
+    @field_validator("rule")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value not in RULE_NAMES:
+            raise ValueError(f"unknown rule {value!r}; known: {list(RULE_NAMES)}")
+        return value
+
+
+class SuiteEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    file: Path
+    register_frame: Path | None = None
+    incidents: tuple[Incident, ...] = ()
+
+
+class Suite(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    scenarios: tuple[SuiteEntry, ...] = Field(min_length=1)
+    folder: Path = Path()
+
+
+def load_suite(path: Path) -> Suite:
+    """Read a suite; scenario files resolve against the suite's folder."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise SuiteError(f"{path}: cannot read the suite: {exc}") from exc
+    try:
+        suite = Suite.model_validate({**(raw or {}), "folder": path.parent.resolve()})
+    except ValidationError as exc:
+        raise SuiteError(f"{path}: {exc}") from exc
+    for entry in suite.scenarios:
+        if not (suite.folder / entry.file).is_file():
+            raise SuiteError(f"{path}: scenario {entry.file} not found")
+    return suite
+
+
+@dataclass
+class SessionRun:
+    """One scenario as the pipeline saw it."""
+
+    name: str
+    incidents: tuple[Incident, ...]
+    chunk_times: list[tuple[float, float]]
+    """(start, end) in seconds of each uploaded chunk, by sequence."""
+    results: list[dict[str, Any]]
+    alerts: list[dict[str, Any]]
+
+    @property
+    def seconds(self) -> float:
+        return self.chunk_times[-1][1] if self.chunk_times else 0.0
+
+    def span(self, alert: dict[str, Any]) -> tuple[float, float]:
+        first = int(alert["first_sequence"])
+        last = int(alert["sequence"])
+        return self.chunk_times[first][0], self.chunk_times[last][1]
+
+    def honest_seconds(self) -> float:
+        covered = 0.0
+        intervals = sorted((i.start, min(i.end, self.seconds)) for i in self.incidents)
+        cursor = 0.0
+        for start, end in intervals:
+            start = max(start, cursor)
+            if end > start:
+                covered += end - start
+                cursor = end
+        return max(self.seconds - covered, 0.0)
+
+
+@dataclass
+class RuleScore:
+    rule: str
+    incidents: int = 0
+    detected: int = 0
+    alerts: int = 0
+    true_alerts: int = 0
+    available: bool = True
+
+    @property
+    def recall(self) -> float | None:
+        return self.detected / self.incidents if self.incidents and self.available else None
+
+    @property
+    def precision(self) -> float | None:
+        return self.true_alerts / self.alerts if self.alerts and self.available else None
+
+
+@dataclass
+class Score:
+    rules: dict[str, RuleScore]
+    false_alerts: int
+    honest_hours: float
+    student_hours: float
+    calls: dict[str, int]
+    naive_calls: int
+    chunks: int
+    false_alert_list: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def false_alerts_per_student_hour(self) -> float:
+        return self.false_alerts / self.honest_hours if self.honest_hours else 0.0
+
+    @property
+    def calls_vs_naive(self) -> float:
+        return sum(self.calls.values()) / self.naive_calls if self.naive_calls else 0.0
+
+    def calls_per_student_hour(self) -> dict[str, float]:
+        hours = self.student_hours or 1.0
+        return {api: round(n / hours, 1) for api, n in self.calls.items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        rules = {
+            name: {
+                "precision": _round(r.precision),
+                "recall": _round(r.recall),
+                "incidents": r.incidents,
+                "alerts": r.alerts,
+                "available": r.available,
+            }
+            for name, r in self.rules.items()
+        }
+        return {
+            "rules": rules,
+            "false_alerts_per_student_hour": round(self.false_alerts_per_student_hour, 3),
+            "false_alerts": self.false_alerts,
+            "honest_student_hours": round(self.honest_hours, 4),
+            "student_hours": round(self.student_hours, 4),
+            "chunks": self.chunks,
+            "calls": dict(self.calls),
+            "naive_calls": self.naive_calls,
+            "calls_vs_naive": round(self.calls_vs_naive, 4),
+            "calls_per_student_hour": self.calls_per_student_hour(),
+            "naive_calls_per_student_hour": round(
+                self.naive_calls / (self.student_hours or 1.0), 1
+            ),
+        }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def score(runs: list[SessionRun]) -> Score:
+    """The figures of one pass over the suite (see the module docstring)."""
+    rules = {name: RuleScore(name) for name in RULE_NAMES}
+    unavailable: set[str] = set()
+    false_alerts: list[dict[str, Any]] = []
+    calls = dict.fromkeys(API_NAMES, 0)
+    naive = chunks = 0
+    honest = total = 0.0
+    for run in runs:
+        honest += run.honest_seconds()
+        total += run.seconds
+        for row in run.results:
+            if row.get("source") != "camera" or row.get("status") != "ok":
+                continue
+            chunks += 1
+            naive += len(API_NAMES)
+            for api in API_NAMES:
+                calls[api] += int((row.get("calls") or {}).get(api, 0))
+            unavailable |= set(row.get("unavailable_rules") or [])
+        for incident in run.incidents:
+            rules[incident.rule].incidents += 1
+            if any(
+                alert["type"] == incident.rule and _overlaps(run.span(alert), incident)
+                for alert in run.alerts
+            ):
+                rules[incident.rule].detected += 1
+        for alert in run.alerts:
+            rule = rules[alert["type"]]
+            rule.alerts += 1
+            if any(
+                i.rule == alert["type"] and _overlaps(run.span(alert), i) for i in run.incidents
+            ):
+                rule.true_alerts += 1
+            else:
+                false_alerts.append({"student": run.name, **alert})
+    for name in unavailable:
+        rules[name].available = False
+    return Score(
+        rules=rules,
+        false_alerts=len(false_alerts),
+        honest_hours=honest / 3600.0,
+        student_hours=total / 3600.0,
+        calls=calls,
+        naive_calls=naive,
+        chunks=chunks,
+        false_alert_list=false_alerts,
+    )
+
+
+def _overlaps(span: tuple[float, float], incident: Incident) -> bool:
+    return span[0] < incident.end and incident.start < span[1]

@@ -1,0 +1,176 @@
+"""Per-exam policy and per-student accommodations.
+
+A policy says which rules run, how long a condition must hold before it
+becomes an alert (``tolerance``: consecutive analysed chunks, 5 s each), how
+severe each alert is, and the thresholds the conditions use. It lives in the
+sessions table as the exam's item with ``student_id = "#policy"`` (student
+ids cannot contain ``#``); a missing item means the defaults. Accommodations
+live on the student's own session item (``accommodations``) and only relax
+the policy: they turn rules off (``disabled_rules``; ``face_checks: false``
+turns off every rule that reads the face) or lengthen tolerances.
+
+Example exam item (attribute ``policy``)::
+
+    {"enabled_rules": ["NO_FACE", "MULTIPLE_FACES", "FACE_MISMATCH", "LOOKING_AWAY"],
+     "tolerances": {"LOOKING_AWAY": 4}, "severities": {"LOOKING_AWAY": "low"},
+     "yaw_limit": 35, "prohibited_labels": ["Mobile Phone", "Book"]}
+
+Example accommodations on a student's item::
+
+    {"face_checks": false}            {"tolerances": {"NO_FACE": 6}}
+
+Errors::
+
+    ProctoringError
+     └── PolicyError        a stored policy or accommodation that does not validate
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from proctoring.errors import ProctoringError
+
+__all__ = [
+    "DEFAULT_SEVERITIES",
+    "FACE_RULES",
+    "OBJECT_RULES",
+    "POLICY_STUDENT_ID",
+    "RULE_NAMES",
+    "Accommodations",
+    "Policy",
+    "PolicyError",
+    "Severity",
+]
+
+Severity = Literal["low", "medium", "high"]
+POLICY_STUDENT_ID = "#policy"
+DEFAULT_SEVERITIES: dict[str, Severity] = {
+    "NO_FACE": "medium",
+    "MULTIPLE_FACES": "high",
+    "FACE_MISMATCH": "high",
+    "LOOKING_AWAY": "medium",
+    "EXTRA_PERSON": "high",
+    "PROHIBITED_OBJECT": "high",
+    "FACE_NOT_CLEAR": "low",
+}
+RULE_NAMES = tuple(DEFAULT_SEVERITIES)
+FACE_RULES = frozenset({"FACE_MISMATCH", "LOOKING_AWAY", "FACE_NOT_CLEAR"})
+"""Rules that read the face (turned off by ``face_checks: false``)."""
+OBJECT_RULES = frozenset({"EXTRA_PERSON", "PROHIBITED_OBJECT"})
+"""Rules that need an object detector (Rekognition's DetectLabels or an ONNX model)."""
+DEFAULT_PROHIBITED = (
+    "Mobile Phone",
+    "Cell Phone",
+    "Phone",
+    "Headphones",
+    "Headset",
+    "Book",
+    "Tablet Computer",
+)
+
+
+class PolicyError(ProctoringError):
+    """A stored policy or accommodation that does not validate."""
+
+
+def _check_rules(names: Any) -> Any:
+    unknown = sorted(set(names) - set(RULE_NAMES))
+    if unknown:
+        raise ValueError(f"unknown rules {unknown}; known: {list(RULE_NAMES)}")
+    return names
+
+
+class Policy(BaseModel):
+    """An exam's rules, windows, severities and thresholds (defaults: the product's)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled_rules: tuple[str, ...] = RULE_NAMES
+    tolerance: int = Field(default=2, ge=1, le=720)
+    """Consecutive analysed chunks before an alert, for rules without their own."""
+    tolerances: dict[str, int] = Field(default_factory=lambda: {"LOOKING_AWAY": 3})
+    """Per rule: LOOKING_AWAY needs 3 chunks, i.e. more than 10 s: a glance is no alert."""
+    severities: dict[str, Severity] = Field(default_factory=dict)
+    yaw_limit: float = Field(default=30.0, gt=0, le=180)
+    """Degrees of head yaw beyond which the student looks away."""
+    pitch_limit: float | None = Field(default=None, gt=0, le=180)
+    """Degrees of head pitch; off by default (the local estimate is biased by camera height)."""
+    gaze_offset: float = Field(default=0.11, gt=0, lt=0.5)
+    """Local pupil position: further than this from 0.5 is looking left/right."""
+    min_brightness: float = Field(default=20.0, ge=0, le=100)
+    min_sharpness: float = Field(default=20.0, ge=0, le=100)
+    prohibited_labels: tuple[str, ...] = DEFAULT_PROHIBITED
+    object_confidence: float = Field(default=60.0, ge=0, le=100)
+
+    @field_validator("enabled_rules", "tolerances", "severities")
+    @classmethod
+    def _known(cls, value: Any) -> Any:
+        return _check_rules(value)
+
+    @field_validator("tolerances")
+    @classmethod
+    def _positive(cls, value: dict[str, int]) -> dict[str, int]:
+        if any(v < 1 for v in value.values()):
+            raise ValueError("tolerances must be at least 1 chunk")
+        return value
+
+    def tolerance_for(self, rule: str) -> int:
+        return self.tolerances.get(rule, self.tolerance)
+
+    def severity_for(self, rule: str) -> Severity:
+        return self.severities.get(rule, DEFAULT_SEVERITIES[rule])
+
+    def for_student(self, accommodations: Accommodations | None) -> Policy:
+        """This policy relaxed by a student's accommodations."""
+        if accommodations is None:
+            return self
+        disabled = set(accommodations.disabled_rules)
+        if not accommodations.face_checks:
+            disabled |= FACE_RULES
+        tolerances = dict(self.tolerances)
+        for rule, chunks in accommodations.tolerances.items():
+            tolerances[rule] = max(chunks, self.tolerance_for(rule))
+        return self.model_copy(
+            update={
+                "enabled_rules": tuple(r for r in self.enabled_rules if r not in disabled),
+                "tolerances": tolerances,
+            }
+        )
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any] | None, *, tolerance: int = 2) -> Policy:
+        """The exam's stored policy (``policy`` attribute), defaults where absent."""
+        data = dict((item or {}).get("policy") or {})
+        data.setdefault("tolerance", tolerance)
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise PolicyError(f"invalid exam policy: {exc}") from exc
+
+
+class Accommodations(BaseModel):
+    """What a student's session item may relax (see the module docstring)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    face_checks: bool = True
+    disabled_rules: tuple[str, ...] = ()
+    tolerances: dict[str, int] = Field(default_factory=dict)
+
+    @field_validator("disabled_rules", "tolerances")
+    @classmethod
+    def _known(cls, value: Any) -> Any:
+        return _check_rules(value)
+
+    @classmethod
+    def from_item(cls, session: dict[str, Any] | None) -> Accommodations | None:
+        data = (session or {}).get("accommodations")
+        if not data:
+            return None
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise PolicyError(f"invalid accommodations: {exc}") from exc

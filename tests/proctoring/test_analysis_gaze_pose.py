@@ -1,0 +1,89 @@
+"""Head pose, gaze, eyes and quality on real frames: the man turns his eyes, not his head."""
+
+from __future__ import annotations
+
+import functools
+import io
+
+import pytest
+from PIL import Image, ImageEnhance, ImageFilter
+
+from proctoring.analysis.describe import LocalFrame, describe_frame
+from proctoring.analysis.gaze import gaze_direction
+from proctoring.frames import extract_frame
+from producer.chunking import chunk_recording
+from tests.conftest import DATA, needs_data
+
+pytestmark = needs_data
+pytest.importorskip("dlib", reason="dlib (the 'local' extra) is not installed")
+
+
+@functools.cache
+def _middle_frames(name: str) -> tuple[bytes, ...]:
+    chunks = list(chunk_recording(DATA / "video" / name))
+    return tuple(extract_frame(c.data, position="middle").jpeg for c in chunks[:3])
+
+
+@functools.cache
+def _describe(jpeg: bytes) -> LocalFrame:
+    return describe_frame(jpeg, identity="no")
+
+
+def _jpeg(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("video", "middle"),
+    [("center_left_center.mp4", "left"), ("center_right_center.mp4", "right")],
+)
+def test_eyes_turn_while_the_head_stays_still(video: str, middle: str) -> None:
+    faces = [_describe(jpeg).faces for jpeg in _middle_frames(video)]
+    assert [len(f) for f in faces] == [1, 1, 1]
+    details = [f[0] for f in faces]
+    # The head barely moves: the weak-perspective estimate reads at most 4.3° here.
+    assert all(d.yaw is not None and abs(d.yaw) < 5 for d in details), "the head turned"
+    assert [d.gaze for d in details] == ["center", middle, "center"]
+    ratio = details[1].gaze_ratio
+    assert ratio is not None
+    assert (ratio < 0.36) if middle == "left" else (ratio > 0.65)
+    assert all(d.eyes_open for d in details)
+
+
+def test_the_first_frame_of_the_middle_chunk_misses_the_glance() -> None:
+    """Why the middle frame is analysed: the look starts ~0.4 s into the middle chunk."""
+    chunks = list(chunk_recording(DATA / "video" / "center_left_center.mp4"))
+    first = extract_frame(chunks[1].data, position="first")
+    assert _describe(first.jpeg).faces[0].gaze == "center"
+
+
+def test_a_mirrored_face_turns_the_other_way() -> None:
+    photo = Image.open(DATA / "faces" / "obama2.jpg").convert("RGB")
+    turned = _describe(_jpeg(photo)).faces[0]
+    mirrored = _describe(_jpeg(photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT))).faces[0]
+    assert turned.yaw is not None and mirrored.yaw is not None
+    assert turned.yaw < -15 < 15 < mirrored.yaw
+    assert (turned.gaze, mirrored.gaze) == ("left", "right")
+
+
+def test_dark_blurred_and_cut_faces_are_not_clear_and_a_good_one_is() -> None:
+    photo = Image.open(DATA / "faces" / "obama.jpg").convert("RGB")
+    good = _describe(_jpeg(photo)).faces[0]
+    dark = _describe(_jpeg(ImageEnhance.Brightness(photo).enhance(0.2))).faces[0]
+    blurred = _describe(_jpeg(photo.filter(ImageFilter.GaussianBlur(6)))).faces[0]
+    cut = _describe((DATA / "faces" / "obama_partial_face.jpg").read_bytes()).faces[0]
+    assert good.brightness is not None and good.brightness > 40
+    assert good.sharpness is not None and good.sharpness > 60
+    assert not good.partial
+    assert dark.brightness is not None and dark.brightness < 20
+    assert blurred.sharpness is not None and blurred.sharpness < 20
+    assert cut.partial
+
+
+def test_gaze_direction_band() -> None:
+    assert gaze_direction(0.5, 0.11) == "center"
+    assert gaze_direction(0.32, 0.11) == "left"
+    assert gaze_direction(0.69, 0.11) == "right"
+    assert gaze_direction(None, 0.11) is None
