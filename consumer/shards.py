@@ -89,12 +89,11 @@ class ShardConsumer:
         backoff = self._settings.min_get_interval
         while not done.is_set():
             started = self._clock()
-            try:
-                async with asyncio.timeout(self._settings.call_timeout):
-                    response = await self._kinesis.get_records(
-                        ShardIterator=iterator, Limit=self._settings.batch_size
-                    )
-            except (ClientError, BotoCoreError, TimeoutError) as exc:
+            try:  # botocore bounds each attempt (call_timeout) and retries with backoff
+                response = await self._kinesis.get_records(
+                    ShardIterator=iterator, Limit=self._settings.batch_size
+                )
+            except (ClientError, BotoCoreError) as exc:
                 code = (
                     exc.response.get("Error", {}).get("Code")
                     if isinstance(exc, ClientError)
@@ -174,10 +173,9 @@ class ShardConsumer:
             if after
             else {"ShardIteratorType": "TRIM_HORIZON"}
         )
-        async with asyncio.timeout(self._settings.call_timeout):
-            response = await self._kinesis.get_shard_iterator(
-                StreamName=self._settings.names.stream, ShardId=self.shard_id, **kwargs
-            )
+        response = await self._kinesis.get_shard_iterator(
+            StreamName=self._settings.names.stream, ShardId=self.shard_id, **kwargs
+        )
         iterator: str = response["ShardIterator"]
         return iterator
 

@@ -50,6 +50,15 @@ def _start_pool_worker() -> None:
     warm_up()
 
 
+async def _warm(pool: Executor, workers: int) -> None:
+    """Start every pool process and load its models now, not on the first chunk.
+
+    A worker that takes over shards after a failover must process at once.
+    """
+    loop = asyncio.get_running_loop()
+    await asyncio.gather(*(loop.run_in_executor(pool, warm_up) for _ in range(workers)))
+
+
 def build_processor(
     settings: Settings,
     clients: AsyncClients,
@@ -94,6 +103,7 @@ async def run_services(
             async with asyncio.TaskGroup() as group:
                 if consumer:
                     pool = executor or stack.enter_context(cpu_pool(settings))
+                    await _warm(pool, settings.cpu_workers)
                     metrics = Metrics(settings.metrics_namespace, "consumer", metrics_sink)
                     worker = Worker(
                         settings=settings,
