@@ -109,10 +109,18 @@ def up(port: int | None, prefix: str | None, shards: int) -> None:
 
 
 @main.command()
-def consume() -> None:
+@click.option(
+    "--kcl", is_flag=True, help="serve the KCL MultiLangDaemon protocol on stdin/stdout instead"
+)
+def consume(kcl: bool) -> None:
     """Run the consumer worker (the ECS task) until SIGTERM."""
     settings = _settings()
     configure_logging(settings)
+    if kcl:
+        from consumer.kcl import run
+
+        run(settings)
+        return
     _run(_until_signalled(settings, consumer=True, router=False))
 
 

@@ -28,7 +28,7 @@ from proctoring.metrics import Metrics
 from proctoring.settings import Settings
 from proctoring.storage import Tables
 
-__all__ = ["build_processor", "cpu_pool", "run_services"]
+__all__ = ["build_processor", "cpu_pool", "run_services", "warm_pool"]
 
 
 def cpu_pool(settings: Settings) -> ProcessPoolExecutor:
@@ -50,7 +50,7 @@ def _start_pool_worker() -> None:
     warm_up()
 
 
-async def _warm(pool: Executor, workers: int) -> None:
+async def warm_pool(pool: Executor, workers: int) -> None:
     """Start every pool process and load its models now, not on the first chunk.
 
     A worker that takes over shards after a failover must process at once.
@@ -103,7 +103,7 @@ async def run_services(
             async with asyncio.TaskGroup() as group:
                 if consumer:
                     pool = executor or stack.enter_context(cpu_pool(settings))
-                    await _warm(pool, settings.cpu_workers)
+                    await warm_pool(pool, settings.cpu_workers)
                     metrics = Metrics(settings.metrics_namespace, "consumer", metrics_sink)
                     worker = Worker(
                         settings=settings,
