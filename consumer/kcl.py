@@ -57,7 +57,7 @@ class _LoopThread:
         self._thread.join(timeout=10)
 
 
-class ChunkRecordProcessor(kcl_processor.RecordProcessorBase):  # type: ignore[misc]
+class ChunkRecordProcessor(kcl_processor.RecordProcessorBase):
     """One shard's record processor, as the MultiLangDaemon drives it."""
 
     def __init__(
