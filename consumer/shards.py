@@ -151,7 +151,8 @@ class ShardConsumer:
                 raise LeaseLost(f"lease {self.shard_id} is no longer valid")
             started = self._clock()
             try:
-                outcome = await self._processor.process(records, shard_id=self.shard_id)
+                with structlog.contextvars.bound_contextvars(shard=self.shard_id):
+                    outcome = await self._processor.process(records, shard_id=self.shard_id)
                 break
             except BatchFailed as exc:
                 self._log.error("batch failed; processing it again", error=str(exc))

@@ -49,6 +49,20 @@ def test_three_workers_settle_at_one_or_two_shards_each() -> None:
         assert (plan.take, plan.steal) == ((), None), f"{me} must not move a balanced lease"
 
 
+def test_a_third_worker_steals_from_a_worker_at_the_fair_share() -> None:
+    leases = [
+        Lease("s0", owner="a"),
+        Lease("s1", owner="a"),
+        Lease("s2", owner="b"),
+        Lease("s3", owner="b"),
+    ]
+    plan = plan_takes(leases, me="c", expired=_never, rng=random.Random(1))
+    assert plan.target == 2
+    assert plan.steal is not None, "2/2/0 is not balanced: take one to reach 1-2 each"
+    after = [lease if lease is not plan.steal else Lease(lease.key, owner="c") for lease in leases]
+    assert plan_takes(after, me="c", expired=_never).steal is None, "one is enough"
+
+
 def test_expired_leases_are_taken_before_anything_is_stolen() -> None:
     leases = [Lease("s0", owner="dead"), Lease("s1", owner="a"), Lease("s2", owner="a")]
     plan = plan_takes(leases, me="b", expired=lambda lease: lease.owner == "dead")
