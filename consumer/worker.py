@@ -99,16 +99,25 @@ class Worker:
         *,
         wake: asyncio.Event | None = None,
     ) -> None:
-        """Run ``action`` now and every ``seconds`` (or when ``wake`` is set) until stop."""
+        """Run ``action`` now and every ``seconds`` (or when ``wake`` is set) until stop.
+
+        The first run is not guarded: a worker that cannot reach AWS at all (no
+        credentials, wrong endpoint) fails at start with that error. Later failures
+        are logged and retried on the next round.
+        """
+        first = True
         while not stop.is_set():
             try:
                 await action()
             except (ClientError, BotoCoreError, TimeoutError) as exc:
+                if first:
+                    raise
                 self._log.warning(
                     "lease-table or stream call failed; retrying",
                     action=getattr(action, "__name__", "balance"),
                     error=repr(exc),
                 )
+            first = False
             events = [stop] if wake is None else [stop, wake]
             await _first(events, seconds)
             if wake is not None:

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import multiprocessing
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
 from typing import Any
 
@@ -28,7 +28,7 @@ from proctoring.metrics import Metrics
 from proctoring.settings import Settings
 from proctoring.storage import Tables
 
-__all__ = ["build_processor", "cpu_pool", "run_services", "warm_pool"]
+__all__ = ["build_processor", "cpu_pool", "router_invoker", "run_services", "warm_pool"]
 
 
 def cpu_pool(settings: Settings) -> ProcessPoolExecutor:
@@ -48,6 +48,25 @@ def _start_pool_worker() -> None:
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     warm_up()
+
+
+def router_invoker(
+    settings: Settings, clients: AsyncClients, tables: Tables, metrics: Metrics
+) -> Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]:
+    """The chunk router as an SQS event source invokes it: event in, batch response out."""
+
+    async def invoke(event: dict[str, Any]) -> dict[str, Any]:
+        outcome = await route(
+            event,
+            kinesis=clients.kinesis,
+            tables=tables,
+            stream=settings.names.stream,
+            metrics=metrics,
+            retention_days=settings.retention_days,
+        )
+        return outcome.response()
+
+    return invoke
 
 
 async def warm_pool(pool: Executor, workers: int) -> None:
@@ -114,21 +133,12 @@ async def run_services(
                     )
                     group.create_task(worker.run(stop))
                 if router:
-                    router_metrics = Metrics(
-                        settings.metrics_namespace, "chunk-router", metrics_sink
+                    invoke = router_invoker(
+                        settings,
+                        clients,
+                        tables,
+                        Metrics(settings.metrics_namespace, "chunk-router", metrics_sink),
                     )
-
-                    async def invoke(event: dict[str, Any]) -> dict[str, Any]:
-                        outcome = await route(
-                            event,
-                            kinesis=clients.kinesis,
-                            tables=tables,
-                            stream=settings.names.stream,
-                            metrics=router_metrics,
-                            retention_days=settings.retention_days,
-                        )
-                        return outcome.response()
-
                     queue_url = (
                         await clients.sqs.get_queue_url(QueueName=settings.names.chunk_events_queue)
                     )["QueueUrl"]

@@ -16,10 +16,9 @@ from typing import Any
 import pytest
 
 from consumer.worker import Worker
-from lambdas.chunk_router import route
 from lambdas.event_source import poll_queue
 from proctoring.aws import async_clients
-from proctoring.cli.services import build_processor
+from proctoring.cli.services import build_processor, router_invoker
 from proctoring.metrics import Metrics
 from proctoring.settings import Settings
 from proctoring.storage import Tables
@@ -63,16 +62,7 @@ def test_throttled_calls_are_retried_and_every_chunk_is_processed_once(
                 worker_id="throttled-worker",
             )
 
-            async def invoke(event: dict[str, Any]) -> dict[str, Any]:
-                outcome = await route(
-                    event,
-                    kinesis=clients.kinesis,
-                    tables=tables,
-                    stream=settings.names.stream,
-                    metrics=metrics,
-                )
-                return outcome.response()
-
+            invoke = router_invoker(settings, clients, tables, metrics)
             queue = (await clients.sqs.get_queue_url(QueueName=settings.names.chunk_events_queue))[
                 "QueueUrl"
             ]
