@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+NODE   := node_modules/.installed
 # The template scanners live apart: checkov pins an old boto3 (docs/dependencies.md).
 INFRA_VENV  := .venv-infra
 INFRA_BIN   := $(INFRA_VENV)/bin
@@ -15,14 +16,20 @@ $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[local,dev]'
+	$(BIN)/python -m consumer.kclpy_install
 	touch $(STAMP)
+
+# kinesis-local, the independent Kinesis emulator of the consumer's conformance tests
+$(NODE): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $(NODE)
 
 ## demo: start the local stack, replay four exam sessions live, write demo-report.json, exit
 demo: $(STAMP)
 	$(BIN)/proctor demo --exit-when-done --report demo-report.json
 
 ## test: lint, type-check, scan the templates and run the whole test suite against the local stack
-test: $(STAMP) lint infra-check
+test: $(STAMP) $(NODE) lint infra-check
 	$(BIN)/python -m pytest
 
 ## lint: ruff and mypy
@@ -52,4 +59,4 @@ up: $(STAMP)
 	$(BIN)/proctor up
 
 clean:
-	rm -rf $(VENV) $(INFRA_VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) $(INFRA_VENV) node_modules .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -223,8 +223,9 @@ def plan_takes(
     finished (a child waits for its parents). The fair share is
     ceil(shards / live workers), live workers being the owners of unexpired
     leases plus ``me``. Below it, take free and expired leases first; when
-    there are none, steal one lease from the most loaded worker, if it holds
-    more than the fair share.
+    there are none, steal one lease from the most loaded worker if it holds
+    more than the fair share, or exactly the fair share while we still need
+    more than one (KCL's rule).
     """
     rng = rng or random.Random()
     everything = {lease.key: lease for lease in leases}
@@ -253,7 +254,11 @@ def plan_takes(
     if not load:
         return Plan(target=target, workers=len(live))
     _, victims_leases = max(load.items(), key=lambda item: (len(item[1]), item[0]))
-    if len(victims_leases) <= target:
+    # KCL's rule: steal what the most loaded worker holds over the target, and one lease
+    # even when it is at the target if we still need more than one (else 4 shards on 3
+    # workers would settle at 2/2/0); at most one per round.
+    over = len(victims_leases) - target
+    if len(victims_leases) < target or (over <= 0 and want <= 1):
         return Plan(target=target, workers=len(live))
     return Plan(steal=rng.choice(victims_leases), target=target, workers=len(live))
 

@@ -89,12 +89,11 @@ class ShardConsumer:
         backoff = self._settings.min_get_interval
         while not done.is_set():
             started = self._clock()
-            try:
-                async with asyncio.timeout(self._settings.call_timeout):
-                    response = await self._kinesis.get_records(
-                        ShardIterator=iterator, Limit=self._settings.batch_size
-                    )
-            except (ClientError, BotoCoreError, TimeoutError) as exc:
+            try:  # botocore bounds each attempt (call_timeout) and retries with backoff
+                response = await self._kinesis.get_records(
+                    ShardIterator=iterator, Limit=self._settings.batch_size
+                )
+            except (ClientError, BotoCoreError) as exc:
                 code = (
                     exc.response.get("Error", {}).get("Code")
                     if isinstance(exc, ClientError)
@@ -152,7 +151,8 @@ class ShardConsumer:
                 raise LeaseLost(f"lease {self.shard_id} is no longer valid")
             started = self._clock()
             try:
-                outcome = await self._processor.process(records, shard_id=self.shard_id)
+                with structlog.contextvars.bound_contextvars(shard=self.shard_id):
+                    outcome = await self._processor.process(records, shard_id=self.shard_id)
                 break
             except BatchFailed as exc:
                 self._log.error("batch failed; processing it again", error=str(exc))
@@ -174,10 +174,9 @@ class ShardConsumer:
             if after
             else {"ShardIteratorType": "TRIM_HORIZON"}
         )
-        async with asyncio.timeout(self._settings.call_timeout):
-            response = await self._kinesis.get_shard_iterator(
-                StreamName=self._settings.names.stream, ShardId=self.shard_id, **kwargs
-            )
+        response = await self._kinesis.get_shard_iterator(
+            StreamName=self._settings.names.stream, ShardId=self.shard_id, **kwargs
+        )
         iterator: str = response["ShardIterator"]
         return iterator
 

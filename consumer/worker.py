@@ -19,10 +19,11 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
+from botocore.exceptions import BotoCoreError, ClientError
 
 from consumer.leases import LeaseCoordinator, LeaseTable
 from consumer.processor import ChunkProcessor
@@ -67,32 +68,71 @@ class Worker:
             clock=clock,
         )
         self._consumers: dict[str, asyncio.Task[None]] = {}
+        self._sync_now = asyncio.Event()  # set when a shard ends: look for its children now
         self._log = _log.bind(worker=self.worker_id)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Work until ``stop`` is set, then shut down gracefully."""
+        """Work until ``stop`` is set, then shut down gracefully.
+
+        Renewal, balancing and shard discovery run as separate loops, as in KCL: a
+        slow ListShards or Scan must never delay the renewal that keeps leases alive.
+        """
         settings = self._settings
         renew_every = settings.lease_duration / 3
-        next_sync = next_take = next_renew = next_flush = self._clock()
         self._log.info("worker started", stream=settings.names.stream)
-        while not stop.is_set():
-            now = self._clock()
-            if now >= next_sync or self._shard_ended():
-                await self._sync_shards()
-                next_sync = now + settings.shard_sync_interval
-            if now >= next_renew:
-                await self.leases.renew()
-                next_renew = now + renew_every
-            if now >= next_take:
-                for key in await self.leases.balance():
-                    self._start(key, stop)
-                next_take = now + settings.take_interval
-            if now >= next_flush:
-                self._metrics.add("LeasesHeld", len(self.leases.held()))
-                self._metrics.flush()
-                next_flush = now + 10.0
-            await _wait(stop, min(next_sync, next_take, next_renew) - self._clock())
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._every(renew_every, stop, self.leases.renew))
+            group.create_task(self._every(settings.take_interval, stop, self._balance(stop)))
+            group.create_task(
+                self._every(
+                    settings.shard_sync_interval, stop, self._sync_shards, wake=self._sync_now
+                )
+            )
+            group.create_task(self._every(10.0, stop, self._flush))
         await self._shutdown(renew_every)
+
+    async def _every(
+        self,
+        seconds: float,
+        stop: asyncio.Event,
+        action: Callable[[], Awaitable[Any]],
+        *,
+        wake: asyncio.Event | None = None,
+    ) -> None:
+        """Run ``action`` now and every ``seconds`` (or when ``wake`` is set) until stop.
+
+        The first run is not guarded: a worker that cannot reach AWS at all (no
+        credentials, wrong endpoint) fails at start with that error. Later failures
+        are logged and retried on the next round.
+        """
+        first = True
+        while not stop.is_set():
+            try:
+                await action()
+            except (ClientError, BotoCoreError, TimeoutError) as exc:
+                if first:
+                    raise
+                self._log.warning(
+                    "lease-table or stream call failed; retrying",
+                    action=getattr(action, "__name__", "balance"),
+                    error=repr(exc),
+                )
+            first = False
+            events = [stop] if wake is None else [stop, wake]
+            await _first(events, seconds)
+            if wake is not None:
+                wake.clear()
+
+    def _balance(self, stop: asyncio.Event) -> Callable[[], Awaitable[None]]:
+        async def balance() -> None:
+            for key in await self.leases.balance():
+                self._start(key, stop)
+
+        return balance
+
+    async def _flush(self) -> None:
+        self._metrics.add("LeasesHeld", len(self.leases.held()))
+        self._metrics.flush()
 
     async def _shutdown(self, renew_every: float) -> None:
         deadline = self._clock() + self._settings.shutdown_timeout
@@ -127,9 +167,6 @@ class Worker:
         for key in [k for k, t in self._consumers.items() if t.done()]:
             del self._consumers[key]
 
-    def _shard_ended(self) -> bool:
-        return any(t.done() for t in self._consumers.values())
-
     def _start(self, key: str, stop: asyncio.Event) -> None:
         consumer = ShardConsumer(
             key,
@@ -145,6 +182,7 @@ class Worker:
         self._consumers[key] = task
 
     def _consumer_done(self, task: asyncio.Task[None]) -> None:
+        self._sync_now.set()  # a shard that ended may have children to discover
         if task.cancelled():
             return
         exc = task.exception()
@@ -154,10 +192,11 @@ class Worker:
             self.leases.forget(key)
 
 
-async def _wait(stop: asyncio.Event, seconds: float) -> None:
-    if seconds <= 0:
-        return
+async def _first(events: list[asyncio.Event], seconds: float) -> None:
+    """Wait until one of the events is set or ``seconds`` passed."""
+    waiters = [asyncio.ensure_future(e.wait()) for e in events]
     try:
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except TimeoutError:
-        return
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

@@ -42,7 +42,14 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 class Emulator:
-    """moto's server on ``host:port`` (a free port when ``port`` is 0)."""
+    """moto's server on ``host:port`` (a free port when ``port`` is 0).
+
+    Subclasses run other emulators the same way by overriding ``name``,
+    ``command``, ``environment``, ``cwd`` and ``_answers``.
+    """
+
+    name = "moto's server"
+    cwd: str | None = None
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, start_timeout: float = 30.0):
         if host not in ("127.0.0.1", "localhost", "::1"):
@@ -56,9 +63,17 @@ class Emulator:
     def endpoint_url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)]
+
+    def environment(self) -> dict[str, str] | None:
+        return None  # inherit ours
+
     def start(self) -> Emulator:
-        self._process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)],
+        self._process = subprocess.Popen(  # noqa: S603 - a fixed command line of ours
+            self.command(),
+            cwd=self.cwd,
+            env=self.environment(),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -68,16 +83,15 @@ class Emulator:
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 raise StackError(
-                    f"moto's server exited with {self._process.returncode} on port {self.port}"
-                    " (is the port in use? is the 'local' extra installed?)"
+                    f"{self.name} exited with {self._process.returncode} on port {self.port}"
+                    " (is the port in use? is it installed: `make test` installs it?)"
                 )
             if self._answers():
                 return self
             time.sleep(0.05)  # polling for readiness, bounded by the deadline
         self.stop()
         raise StackError(
-            f"moto's server did not answer on {self.endpoint_url} within "
-            f"{self._start_timeout:.0f} s"
+            f"{self.name} did not answer on {self.endpoint_url} within {self._start_timeout:.0f} s"
         )
 
     def stop(self) -> None:

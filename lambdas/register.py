@@ -18,8 +18,9 @@ from typing import Any
 
 import structlog
 
-from proctoring.analysis.engine import LocalEngine
-from proctoring.analysis.faces import Face, RegistrationError
+from proctoring.analysis.base import Registered
+from proctoring.analysis.engine import open_engine
+from proctoring.analysis.faces import RegistrationError
 from proctoring.aws import async_clients
 from proctoring.events import ChunkKey, InvalidEvent
 from proctoring.logs import configure_logging
@@ -32,7 +33,9 @@ _log = structlog.get_logger(__name__)
 MAX_PHOTO_BYTES = 5 * 1024 * 1024  # Rekognition's inline image limit; the same for both engines
 
 
-async def register_photo(settings: Settings, exam_id: str, student_id: str, photo: bytes) -> Face:
+async def register_photo(
+    settings: Settings, exam_id: str, student_id: str, photo: bytes
+) -> Registered:
     """Validate ids and photo, then store the face; RegistrationError says what is wrong."""
     try:  # the ids must be usable in chunk keys
         ChunkKey(
@@ -53,8 +56,8 @@ async def register_photo(settings: Settings, exam_id: str, student_id: str, phot
     async with async_clients(settings) as clients:
         tables = Tables(clients.dynamodb, settings.names, timeout=settings.call_timeout)
         with ThreadPoolExecutor(max_workers=1) as pool:
-            engine = LocalEngine(tables, pool, threshold=settings.match_threshold)
-            face = await engine.register(exam_id, student_id, photo)
+            async with open_engine(settings, tables, pool) as engine:  # PROCTOR_ENGINE decides
+                face = await engine.register(exam_id, student_id, photo)
     _log.info("student registered", exam=exam_id, student=student_id, face_px=face.box[2])
     return face
 

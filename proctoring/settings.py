@@ -83,7 +83,7 @@ class Settings(BaseSettings):
     kinesis_endpoint_url: str | None = None  # Kinesis elsewhere (kinesis-local); else endpoint_url
     worker_id: str | None = None  # default: host-pid-random, unique per process
     lease_duration: float = Field(default=10.0, gt=0, description="KCL failover time, seconds")
-    take_interval: float = Field(default=2.0, gt=0, description="seconds between balancing")
+    take_interval: float = Field(default=1.0, gt=0, description="seconds between balancing")
     shard_sync_interval: float = Field(default=10.0, gt=0, description="seconds between ListShards")
     shutdown_timeout: float = Field(default=30.0, gt=0, description="seconds to finish on SIGTERM")
 

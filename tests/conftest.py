@@ -9,6 +9,7 @@ shared too (spawning it and loading dlib's models takes seconds).
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
@@ -66,6 +67,19 @@ def settings(emulator: Emulator) -> Settings:
 def pool() -> Iterator[ProcessPoolExecutor]:
     with cpu_pool(Settings(cpu_workers=2)) as executor:
         yield executor
+
+
+def poll(what: str, within: float, *, interval: float = 0.25) -> Iterator[float]:
+    """Yield the seconds elapsed, every ``interval``, until the caller breaks; fail at ``within``.
+
+    For synchronous waits on other processes: a bounded poll, never a fixed sleep.
+    """
+    start = time.monotonic()
+    tick = threading.Event()  # never set: wait() is the pause between two looks
+    while (elapsed := time.monotonic() - start) < within:
+        yield elapsed
+        tick.wait(interval)
+    pytest.fail(f"{what}: not within {within:.0f} s")
 
 
 async def eventually(

@@ -40,8 +40,11 @@ def _run(coroutine: Any) -> Any:
 
 def _user_error(exc: BaseException) -> str | None:
     """A one-line message for an error the user can fix, or None for a bug (traceback)."""
-    if isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        return _user_error(exc.exceptions[0])  # one failed task of a service's TaskGroup
+    if isinstance(exc, BaseExceptionGroup):  # failed tasks of the services' TaskGroups
+        messages = [_user_error(e) for e in exc.exceptions]
+        if any(m is None for m in messages):
+            return None
+        return "; ".join(dict.fromkeys(m for m in messages if m))
     if isinstance(exc, ProctoringError):
         return str(exc)
     if isinstance(exc, NoCredentialsError):
@@ -109,10 +112,18 @@ def up(port: int | None, prefix: str | None, shards: int) -> None:
 
 
 @main.command()
-def consume() -> None:
+@click.option(
+    "--kcl", is_flag=True, help="serve the KCL MultiLangDaemon protocol on stdin/stdout instead"
+)
+def consume(kcl: bool) -> None:
     """Run the consumer worker (the ECS task) until SIGTERM."""
     settings = _settings()
     configure_logging(settings)
+    if kcl:
+        from consumer.kcl import run
+
+        run(settings)
+        return
     _run(_until_signalled(settings, consumer=True, router=False))
 
 

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import multiprocessing
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
 from typing import Any
 
@@ -29,7 +29,7 @@ from proctoring.metrics import Metrics
 from proctoring.settings import Settings
 from proctoring.storage import Tables
 
-__all__ = ["build_processor", "cpu_pool", "run_services"]
+__all__ = ["build_processor", "cpu_pool", "router_invoker", "run_services", "warm_pool"]
 
 
 def cpu_pool(settings: Settings) -> ProcessPoolExecutor:
@@ -49,6 +49,34 @@ def _start_pool_worker() -> None:
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     warm_up()
+
+
+def router_invoker(
+    settings: Settings, clients: AsyncClients, tables: Tables, metrics: Metrics
+) -> Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]:
+    """The chunk router as an SQS event source invokes it: event in, batch response out."""
+
+    async def invoke(event: dict[str, Any]) -> dict[str, Any]:
+        outcome = await route(
+            event,
+            kinesis=clients.kinesis,
+            tables=tables,
+            stream=settings.names.stream,
+            metrics=metrics,
+            retention_days=settings.retention_days,
+        )
+        return outcome.response()
+
+    return invoke
+
+
+async def warm_pool(pool: Executor, workers: int) -> None:
+    """Start every pool process and load its models now, not on the first chunk.
+
+    A worker that takes over shards after a failover must process at once.
+    """
+    loop = asyncio.get_running_loop()
+    await asyncio.gather(*(loop.run_in_executor(pool, warm_up) for _ in range(workers)))
 
 
 def build_processor(
@@ -94,6 +122,7 @@ async def run_services(
             async with contextlib.AsyncExitStack() as engines, asyncio.TaskGroup() as group:
                 if consumer:
                     pool = executor or stack.enter_context(cpu_pool(settings))
+                    await warm_pool(pool, settings.cpu_workers)
                     metrics = Metrics(settings.metrics_namespace, "consumer", metrics_sink)
                     workers: list[Worker] = []  # the Rekognition budget is shared by live workers
                     engine = await engines.enter_async_context(
@@ -114,21 +143,12 @@ async def run_services(
                     workers.append(worker)
                     group.create_task(worker.run(stop))
                 if router:
-                    router_metrics = Metrics(
-                        settings.metrics_namespace, "chunk-router", metrics_sink
+                    invoke = router_invoker(
+                        settings,
+                        clients,
+                        tables,
+                        Metrics(settings.metrics_namespace, "chunk-router", metrics_sink),
                     )
-
-                    async def invoke(event: dict[str, Any]) -> dict[str, Any]:
-                        outcome = await route(
-                            event,
-                            kinesis=clients.kinesis,
-                            tables=tables,
-                            stream=settings.names.stream,
-                            metrics=router_metrics,
-                            retention_days=settings.retention_days,
-                        )
-                        return outcome.response()
-
                     queue_url = (
                         await clients.sqs.get_queue_url(QueueName=settings.names.chunk_events_queue)
                     )["QueueUrl"]

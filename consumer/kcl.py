@@ -1,0 +1,127 @@
+"""KCL MultiLangDaemon mode: the same batch pipeline as an ``amazon_kclpy`` v3 record processor.
+
+Teams that already run the Java Kinesis Client Library can keep it: the
+daemon owns leases, balancing, resharding and checkpoint storage, and talks
+to this process over stdin/stdout (one JSON message a line). Each
+``processRecords`` batch goes through the same ``ChunkProcessor`` as the
+native worker, on an event loop in a background thread; the batch is
+checkpointed only after it returned (every effect durable). A batch that
+fails on AWS errors is retried in place, so the shard never skips it.
+
+stdout belongs to the protocol: logs and EMF metrics go to stderr here.
+
+Run it under the daemon with ``proctor consume --kcl`` as the ``executableName``
+of a ``kcl.properties`` (see ``consumer/kcl.properties``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import threading
+import time
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import structlog
+from amazon_kclpy import kcl
+from amazon_kclpy.v3 import processor as kcl_processor
+
+from consumer.processor import BatchFailed, ChunkProcessor, Record
+from proctoring.aws import async_clients
+from proctoring.cli.services import build_processor, cpu_pool, warm_pool
+from proctoring.metrics import Metrics
+from proctoring.settings import Settings
+from proctoring.storage import Tables
+
+__all__ = ["ChunkRecordProcessor", "run"]
+
+_log = structlog.get_logger(__name__)
+T = TypeVar("T")
+
+
+class _LoopThread:
+    """An asyncio loop in a daemon thread: the protocol is synchronous, the pipeline is not."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
+
+
+class ChunkRecordProcessor(kcl_processor.RecordProcessorBase):
+    """One shard's record processor, as the MultiLangDaemon drives it."""
+
+    def __init__(
+        self, processor: ChunkProcessor, runner: _LoopThread, *, retry_pause: float = 1.0
+    ) -> None:
+        self._processor = processor
+        self._runner = runner
+        self._retry_pause = retry_pause
+        self.shard_id = ""
+
+    def initialize(self, initialize_input: Any) -> None:
+        self.shard_id = initialize_input.shard_id
+        structlog.contextvars.bind_contextvars(shard=self.shard_id)
+        _log.info("kcl shard initialised", checkpoint=initialize_input.sequence_number)
+
+    def process_records(self, process_records_input: Any) -> None:
+        records = [  # amazon_kclpy.messages.Record: base64 data decoded by binary_data
+            Record(r.sequence_number, r.binary_data, r.partition_key or "")
+            for r in process_records_input.records
+        ]
+        if not records:
+            return
+        while True:
+            try:
+                outcome = self._runner.run(self._processor.process(records, shard_id=self.shard_id))
+                break
+            except BatchFailed as exc:  # retry in place: the daemon must not move past it
+                _log.error("batch failed; processing it again", error=str(exc))
+                time.sleep(self._retry_pause)  # back-off between attempts on a blocking protocol
+        process_records_input.checkpointer.checkpoint(records[-1].sequence_number)
+        _log.info("kcl batch checkpointed", records=len(records), results=outcome.results)
+
+    def lease_lost(self, lease_lost_input: Any) -> None:
+        _log.warning("kcl lease lost; nothing to checkpoint")
+
+    def shard_ended(self, shard_ended_input: Any) -> None:
+        shard_ended_input.checkpointer.checkpoint()  # SHARD_END: the children may start
+        _log.info("kcl shard ended")
+
+    def shutdown_requested(self, shutdown_requested_input: Any) -> None:
+        # every batch was checkpointed when it returned; nothing is in flight here
+        _log.info("kcl shutdown requested")
+
+
+def run(settings: Settings) -> None:
+    """Serve the MultiLang protocol on stdin/stdout until the daemon closes stdin."""
+    runner = _LoopThread()
+    stack = contextlib.AsyncExitStack()
+
+    async def build() -> ChunkProcessor:
+        clients = await stack.enter_async_context(async_clients(settings))
+        pool = stack.enter_context(cpu_pool(settings))
+        await warm_pool(pool, settings.cpu_workers)
+        tables = Tables(clients.dynamodb, settings.names, timeout=settings.call_timeout)
+
+        def to_stderr(line: str) -> None:
+            print(line, file=sys.stderr, flush=True)
+
+        metrics = Metrics(settings.metrics_namespace, "consumer-kcl", to_stderr)
+        return build_processor(settings, clients, tables, pool, metrics)
+
+    try:
+        processor = runner.run(build())
+        kcl.KCLProcess(ChunkRecordProcessor(processor, runner)).run()
+    finally:
+        runner.run(stack.aclose())
+        runner.stop()
