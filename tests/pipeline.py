@@ -13,12 +13,14 @@ from collections.abc import AsyncIterator
 from concurrent.futures import Executor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from proctoring.analysis.engine import LocalEngine
 from proctoring.aws import AsyncClients, async_clients
 from proctoring.cli.services import run_services
+from proctoring.events import ChunkEvent, ChunkKey
 from proctoring.settings import Settings
 from proctoring.storage import Tables
 from producer.replay import Uploaded, replay
@@ -98,6 +100,37 @@ class Pipeline:
                 await self.clients.sqs.delete_message(
                     QueueUrl=url, ReceiptHandle=message["ReceiptHandle"]
                 )
+
+
+async def put_chunk(
+    clients: AsyncClients,
+    settings: Settings,
+    *,
+    exam_id: str,
+    student_id: str,
+    sequence: int,
+    data: bytes,
+) -> dict[str, Any]:
+    """Upload one chunk and put its event on the stream directly (the router's job, skipped).
+
+    Returns PutRecord's answer (``ShardId``, ``SequenceNumber``).
+    """
+    key = ChunkKey(
+        exam_id=exam_id,
+        student_id=student_id,
+        source="camera",
+        sequence=sequence,
+        captured_ms=1_795_000_000_000 + sequence * 5000,
+        ext="mp4",
+    ).key
+    await clients.s3.put_object(Bucket=settings.names.chunks_bucket, Key=key, Body=data)
+    event = ChunkEvent.from_key(
+        settings.names.chunks_bucket, key, size=len(data), uploaded_at=datetime.now(UTC)
+    )
+    response: dict[str, Any] = await clients.kinesis.put_record(
+        StreamName=settings.names.stream, Data=event.to_bytes(), PartitionKey=event.partition_key
+    )
+    return response
 
 
 async def stream_records(kinesis: Any, stream: str) -> list[dict[str, Any]]:

@@ -28,7 +28,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +37,12 @@ import pytest
 from infrastructure.emulator import Emulator
 from infrastructure.local import provision
 from proctoring.aws import async_clients, sync_client
-from proctoring.events import ChunkEvent, ChunkKey
 from proctoring.settings import Settings
 from proctoring.storage import Tables, from_item
 from producer.scenario import load_scenario, render_chunks
 from tests import kinesis_local
 from tests.conftest import DATA, needs_data, poll
+from tests.pipeline import put_chunk
 
 pytestmark = [pytest.mark.slow, needs_data]
 
@@ -159,22 +159,8 @@ async def _produce(run: _Run, chunks: dict[str, bytes], stop: asyncio.Event) -> 
         while not stop.is_set():
             for student in PRESENT + AWAY:
                 data = chunks["away" if student in AWAY else "present"]
-                key = ChunkKey(
-                    exam_id=EXAM,
-                    student_id=student,
-                    source="camera",
-                    sequence=sequence,
-                    captured_ms=1_795_000_000_000 + sequence * 1000,
-                    ext="mp4",
-                ).key
-                await clients.s3.put_object(Bucket=s.names.chunks_bucket, Key=key, Body=data)
-                event = ChunkEvent.from_key(
-                    s.names.chunks_bucket, key, size=len(data), uploaded_at=datetime.now(UTC)
-                )
-                await clients.kinesis.put_record(
-                    StreamName=s.names.stream,
-                    Data=event.to_bytes(),
-                    PartitionKey=event.partition_key,
+                await put_chunk(
+                    clients, s, exam_id=EXAM, student_id=student, sequence=sequence, data=data
                 )
                 run.produced[student] = sequence + 1
             sequence += 1

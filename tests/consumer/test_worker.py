@@ -13,7 +13,6 @@ import json
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +22,12 @@ from consumer.processor import BatchOutcome, ChunkProcessor, Record
 from consumer.worker import Worker
 from proctoring.aws import AsyncClients, async_clients
 from proctoring.cli.services import build_processor
-from proctoring.events import ChunkEvent, ChunkKey
 from proctoring.metrics import Metrics
 from proctoring.settings import Settings
 from proctoring.storage import StorageError, Tables, from_item
 from producer.scenario import load_scenario, render_chunks
 from tests.conftest import DATA, eventually, require_data
+from tests.pipeline import put_chunk
 
 pytestmark = pytest.mark.slow
 
@@ -51,22 +50,8 @@ async def _put_chunks(
     """Upload chunks and put their events on the stream; (shard id, sequence number) of each."""
     placed = []
     for sequence in sequences:
-        key = ChunkKey(
-            exam_id=EXAM,
-            student_id=student,
-            source="camera",
-            sequence=sequence,
-            captured_ms=1_795_000_000_000 + sequence * 5000,
-            ext="mp4",
-        ).key
-        await clients.s3.put_object(Bucket=settings.names.chunks_bucket, Key=key, Body=data)
-        event = ChunkEvent.from_key(
-            settings.names.chunks_bucket, key, size=len(data), uploaded_at=datetime.now(UTC)
-        )
-        response = await clients.kinesis.put_record(
-            StreamName=settings.names.stream,
-            Data=event.to_bytes(),
-            PartitionKey=event.partition_key,
+        response = await put_chunk(
+            clients, settings, exam_id=EXAM, student_id=student, sequence=sequence, data=data
         )
         placed.append((response["ShardId"], response["SequenceNumber"]))
     return placed
