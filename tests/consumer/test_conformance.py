@@ -8,7 +8,9 @@ implementation), while chunks are produced continuously:
   every student's chunks are processed in order, nothing is lost or repeated;
 - after ``kill -9`` of a worker, its shards are processed again within 15 s;
 - at the end every produced chunk has exactly one result row, every incident
-  exactly one alert, and SNS delivered each alert exactly once.
+  exactly one alert, and SNS delivered each alert once - twice only when the
+  killed worker had published it but died before recording that (the open
+  part of the alert outbox: docs/architecture.md, "Known limits").
 
 S3, DynamoDB and SNS are always moto's; only Kinesis changes.
 """
@@ -363,7 +365,9 @@ def test_workers_balance_fail_over_and_reshard_without_losing_or_repeating(run: 
         near = [t for t in loss_times.get((worker, shard), []) if abs(t - stamp) <= LEASE]
         assert worker == victim or near, f"{chunk} repeated, but {worker} kept {shard}"
 
-    # one alert per incident, each delivered by SNS exactly once
+    # one alert per incident, each delivered by SNS once; a second delivery only when the
+    # worker killed with -9 processed the chunk that raised it (published, died before the
+    # published mark, and the next owner published again)
     assert sorted((a["student_id"], a["type"]) for a in alerts) == [(s, "NO_FACE") for s in AWAY]
     sqs = sync_client(settings, "sqs")
     queue = sqs.get_queue_url(QueueName=settings.names.alerts_queue)["QueueUrl"]
@@ -372,7 +376,16 @@ def test_workers_balance_fail_over_and_reshard_without_losing_or_repeating(run: 
         for message in messages:
             delivered[json.loads(json.loads(message["Body"])["Message"])["alert_id"]] += 1
             sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
-    assert delivered == Counter(a["alert_id"] for a in alerts)
+    assert set(delivered) == {a["alert_id"] for a in alerts}
+    victim_processed = {
+        (line["student"], line["seq"])
+        for line in run.log(victim)
+        if line.get("event") == "chunk processed" and line.get("student")
+    }
+    for alert in alerts:
+        if delivered[alert["alert_id"]] > 1:
+            assert delivered[alert["alert_id"]] == 2
+            assert (alert["student_id"], alert["sequence"]) in victim_processed, alert["alert_id"]
 
     # parents before children, from the workers' own logs
     ended: dict[str, float] = {}
