@@ -43,7 +43,7 @@ from proctoring.settings import Settings
 from proctoring.storage import Tables, from_item
 from producer.scenario import load_scenario, render_chunks
 from tests import kinesis_local
-from tests.conftest import DATA, needs_data, poll
+from tests.conftest import DATA, eventually, needs_data, poll
 from tests.pipeline import put_chunk
 
 pytestmark = [pytest.mark.slow, needs_data]
@@ -305,15 +305,17 @@ def test_workers_balance_fail_over_and_reshard_without_losing_or_repeating(run: 
     async def drained() -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
         async with async_clients(settings) as clients:
             tables = Tables(clients.dynamodb, settings.names)
-            deadline = time.monotonic() + 90
-            while True:
-                rows = {s: await tables.results(f"{EXAM}#{s}") for s in run.produced}
-                if all(len(rows[s]) >= n for s, n in run.produced.items()):
-                    return rows, await tables.alerts(EXAM)
-                if time.monotonic() > deadline:
-                    missing = {s: n - len(rows[s]) for s, n in run.produced.items()}
-                    pytest.fail(f"chunks without a result after 90 s: {missing}")
-                await asyncio.sleep(0.5)
+
+            async def rows() -> dict[str, list[dict[str, Any]]]:
+                return {s: await tables.results(f"{EXAM}#{s}") for s in run.produced}
+
+            found = await eventually(
+                rows,
+                lambda found: all(len(found[s]) >= n for s, n in run.produced.items()),
+                within=90,
+                interval=0.5,
+            )
+            return found, await tables.alerts(EXAM)
 
     # failover: from the kill to the first chunk of each orphaned shard processed by another worker
     resumed: dict[str, float] = {}
