@@ -29,6 +29,7 @@ from amazon_kclpy import kcl
 from amazon_kclpy.v3 import processor as kcl_processor
 
 from consumer.processor import BatchFailed, ChunkProcessor, Record
+from proctoring.analysis.engine import open_engine
 from proctoring.aws import async_clients
 from proctoring.cli.services import build_processor, cpu_pool, warm_pool
 from proctoring.metrics import Metrics
@@ -117,7 +118,9 @@ def run(settings: Settings) -> None:
             print(line, file=sys.stderr, flush=True)
 
         metrics = Metrics(settings.metrics_namespace, "consumer-kcl", to_stderr)
-        return build_processor(settings, clients, tables, pool, metrics)
+        # the engine PROCTOR_ENGINE names, as in the native worker (not always the local one)
+        engine = await stack.enter_async_context(open_engine(settings, tables, pool))
+        return build_processor(settings, clients, tables, pool, metrics, engine)
 
     try:
         processor = runner.run(build())

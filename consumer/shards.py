@@ -34,6 +34,7 @@ from consumer.leases import SHARD_END, TRIM_HORIZON, LeaseCoordinator, LeaseLost
 from consumer.processor import BatchFailed, ChunkProcessor, Record
 from proctoring.metrics import Metrics
 from proctoring.settings import Settings
+from proctoring.waiting import wait_any
 
 __all__ = ["ShardConsumer"]
 
@@ -70,7 +71,7 @@ class ShardConsumer:
         done = asyncio.Event()  # this shard's own stop: worker stop, lease lost, or shard end
         delay = self._leases.start_after(self.shard_id) - self._clock()
         if delay > 0:  # a stolen lease: the previous owner may still be finishing a batch
-            await _first(stop, lost, within=delay)
+            await wait_any(stop, lost, within=delay)
         if stop.is_set() or lost.is_set():
             return
         queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=self._settings.read_ahead)
@@ -106,7 +107,7 @@ class ShardConsumer:
                     self._metrics.add("Throttles", Operation="GetRecords")
                 backoff = min(backoff * 2, 5.0)
                 self._log.warning("GetRecords failed; backing off", code=code, seconds=backoff)
-                await _first(done, within=backoff * random.uniform(0.5, 1.0))
+                await wait_any(done, within=backoff * random.uniform(0.5, 1.0))
                 continue
             backoff = self._settings.min_get_interval
             records = [
@@ -125,7 +126,7 @@ class ShardConsumer:
                 await _put(queue, _END, done)
                 return
             pause = self._settings.min_get_interval if records else self._settings.poll_interval
-            await _first(done, within=max(0.0, pause - (self._clock() - started)))
+            await wait_any(done, within=max(0.0, pause - (self._clock() - started)))
 
     async def _process(self, queue: asyncio.Queue[Any], done: asyncio.Event) -> None:
         while not done.is_set():
@@ -183,18 +184,8 @@ class ShardConsumer:
 
 async def _relay(stop: asyncio.Event, lost: asyncio.Event, done: asyncio.Event) -> None:
     """Set ``done`` when the worker stops or the lease is lost."""
-    await _first(stop, lost, done)
+    await wait_any(stop, lost, done)
     done.set()
-
-
-async def _first(*events: asyncio.Event, within: float | None = None) -> None:
-    """Wait until any event is set, or the timeout passes."""
-    waiters = [asyncio.ensure_future(e.wait()) for e in events]
-    try:
-        await asyncio.wait(waiters, timeout=within, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
 
 
 async def _put(queue: asyncio.Queue[Any], item: Any, done: asyncio.Event) -> None:

@@ -30,6 +30,7 @@ from consumer.processor import ChunkProcessor
 from consumer.shards import ShardConsumer
 from proctoring.metrics import Metrics
 from proctoring.settings import Settings
+from proctoring.waiting import wait_any
 
 __all__ = ["Worker", "default_worker_id"]
 
@@ -119,7 +120,7 @@ class Worker:
                 )
             first = False
             events = [stop] if wake is None else [stop, wake]
-            await _first(events, seconds)
+            await wait_any(*events, within=seconds)
             if wake is not None:
                 wake.clear()
 
@@ -190,13 +191,3 @@ class Worker:
             self._log.error("shard consumer crashed", task=task.get_name(), error=repr(exc))
             key = task.get_name().removeprefix("shard-")
             self.leases.forget(key)
-
-
-async def _first(events: list[asyncio.Event], seconds: float) -> None:
-    """Wait until one of the events is set or ``seconds`` passed."""
-    waiters = [asyncio.ensure_future(e.wait()) for e in events]
-    try:
-        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()

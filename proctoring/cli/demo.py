@@ -33,6 +33,7 @@ from proctoring.errors import ProctoringError
 from proctoring.logs import configure_logging
 from proctoring.settings import Settings
 from proctoring.storage import Tables
+from proctoring.waiting import wait_any
 from producer.chunking import Chunk
 from producer.replay import Uploaded, replay
 from producer.scenario import load_scenario, render_chunks
@@ -201,7 +202,7 @@ async def _drive(
                             raise DemoFailed(
                                 f"chunks without a result after {done_timeout:.0f} s: {missing}"
                             )
-                        await _pause(stop, 0.25)
+                        await wait_any(stop, within=0.25)
                     await _refresh_from_tables(tables, board)
                     board.status = "done: every uploaded chunk has its result\n"
                     refresh()
@@ -296,10 +297,3 @@ def _report(board: Board) -> dict[str, Any]:
             for row in board.students.values()
         },
     }
-
-
-async def _pause(stop: asyncio.Event, seconds: float) -> None:
-    try:
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except TimeoutError:
-        return
