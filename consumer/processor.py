@@ -13,8 +13,9 @@ may checkpoint. Per batch:
    (``consumer.analyser``: repeats carried over, identity and objects on
    their cadence), write the result row, apply the rules with the exam's
    policy and the state stored in the student's session, create each new
-   alert once (deterministic id), publish it to SNS, save the state, the
-   schedule, the call counts and the risk score.
+   alert once (deterministic id), publish it to the FIFO alerts topic
+   (deduplicated by alert id), save the state, the schedule, the call
+   counts and the risk score.
 
 Bad input (malformed event, empty, non-video or truncated chunk, missing
 object) is recorded - log line, ``ChunkErrors`` metric, a row in the errors
@@ -404,6 +405,11 @@ class ChunkProcessor:
             self._sns.publish(
                 TopicArn=self._topic_arn,
                 Message=json.dumps(alert, default=str),
+                # FIFO topic: a re-publish of the same alert after a takeover is
+                # dropped (5-minute deduplication window); one exam's alerts stay
+                # in order.
+                MessageDeduplicationId=alert["alert_id"],
+                MessageGroupId=event.exam_id,
                 MessageAttributes={
                     "type": {"DataType": "String", "StringValue": finding.rule},
                     "exam_id": {"DataType": "String", "StringValue": event.exam_id},

@@ -367,9 +367,9 @@ def test_workers_balance_fail_over_and_reshard_without_losing_or_repeating(run: 
         near = [t for t in loss_times.get((worker, shard), []) if abs(t - stamp) <= LEASE]
         assert worker == victim or near, f"{chunk} repeated, but {worker} kept {shard}"
 
-    # one alert per incident, each delivered by SNS once; a second delivery only when the
-    # worker killed with -9 processed the chunk that raised it (published, died before the
-    # published mark, and the next owner published again)
+    # one alert per incident, each delivered once: a worker killed after publishing and
+    # before marking the alert published leaves it to the next owner, whose re-publish the
+    # FIFO topic drops (same deduplication id)
     assert sorted((a["student_id"], a["type"]) for a in alerts) == [(s, "NO_FACE") for s in AWAY]
     sqs = sync_client(settings, "sqs")
     queue = sqs.get_queue_url(QueueName=settings.names.alerts_queue)["QueueUrl"]
@@ -378,16 +378,7 @@ def test_workers_balance_fail_over_and_reshard_without_losing_or_repeating(run: 
         for message in messages:
             delivered[json.loads(json.loads(message["Body"])["Message"])["alert_id"]] += 1
             sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
-    assert set(delivered) == {a["alert_id"] for a in alerts}
-    victim_processed = {
-        (line["student"], line["seq"])
-        for line in run.log(victim)
-        if line.get("event") == "chunk processed" and line.get("student")
-    }
-    for alert in alerts:
-        if delivered[alert["alert_id"]] > 1:
-            assert delivered[alert["alert_id"]] == 2
-            assert (alert["student_id"], alert["sequence"]) in victim_processed, alert["alert_id"]
+    assert delivered == Counter(a["alert_id"] for a in alerts)
 
     # parents before children, from the workers' own logs
     ended: dict[str, float] = {}
