@@ -86,6 +86,8 @@ class Settings(BaseSettings):
     take_interval: float = Field(default=1.0, gt=0, description="seconds between balancing")
     shard_sync_interval: float = Field(default=10.0, gt=0, description="seconds between ListShards")
     shutdown_timeout: float = Field(default=30.0, gt=0, description="seconds to finish on SIGTERM")
+    poison_attempts: int = Field(default=5, ge=1, description="failures before a record is parked")
+    retry_max_backoff: float = Field(default=30.0, gt=0, description="longest pause between tries")
 
     # Analysis and rules.
     engine: Literal["local", "rekognition"] = "local"

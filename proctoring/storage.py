@@ -203,6 +203,33 @@ class Tables:
     async def errors(self, exam_id: str) -> list[dict[str, Any]]:
         return await self._query(self._names.errors_table, "exam_id", exam_id)
 
+    async def parked(self) -> list[dict[str, Any]]:
+        """Every parked record (``stage = parked``) of every exam: a scan, for operators."""
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self._names.errors_table,
+            "FilterExpression": "stage = :p",
+            "ExpressionAttributeValues": to_item({":p": "parked"}),
+            "ConsistentRead": True,
+        }
+        while True:
+            response = await self._call("scan", **kwargs)
+            items.extend(from_item(i) for i in response.get("Items", []))
+            if "LastEvaluatedKey" not in response:
+                return sorted(items, key=lambda i: i["created_at"])
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    async def mark_replayed(
+        self, exam_id: str, error_id: str, *, at: str, sequence_number: str
+    ) -> None:
+        await self._call(
+            "update_item",
+            TableName=self._names.errors_table,
+            Key=to_item({"exam_id": exam_id, "error_id": error_id}),
+            UpdateExpression="SET replayed_at = :a, replay_sequence_number = :s",
+            ExpressionAttributeValues=to_item({":a": at, ":s": sequence_number}),
+        )
+
     # ---- helpers -------------------------------------------------------------------
     async def _query(self, table: str, key: str, value: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
