@@ -28,11 +28,12 @@ import structlog
 from amazon_kclpy import kcl
 from amazon_kclpy.v3 import processor as kcl_processor
 
+from consumer.outbox import run_sweeper
 from consumer.poison import BatchRunner
 from consumer.processor import Record
 from proctoring.analysis.engine import open_engine
 from proctoring.aws import async_clients
-from proctoring.cli.services import build_processor, cpu_pool, warm_pool
+from proctoring.cli.services import build_processor, cpu_pool, outbox_sweeper, warm_pool
 from proctoring.metrics import Metrics
 from proctoring.settings import Settings
 from proctoring.storage import Tables
@@ -102,10 +103,16 @@ class ChunkRecordProcessor(kcl_processor.RecordProcessorBase):
         _log.info("kcl shutdown requested")
 
 
+async def _stopped(stop: asyncio.Event, task: asyncio.Task[None]) -> None:
+    stop.set()
+    await task
+
+
 def run(settings: Settings) -> None:
     """Serve the MultiLang protocol on stdin/stdout until the daemon closes stdin."""
     runner = _LoopThread()
     stack = contextlib.AsyncExitStack()
+    stopping = asyncio.Event()
 
     async def build() -> BatchRunner:
         clients = await stack.enter_async_context(async_clients(settings))
@@ -120,6 +127,15 @@ def run(settings: Settings) -> None:
         # the engine PROCTOR_ENGINE names, as in the native worker (not always the local one)
         engine = await stack.enter_async_context(open_engine(settings, tables, pool))
         processor = build_processor(settings, clients, tables, pool, metrics, engine)
+        # the daemon owns leases and checkpoints; the alert outbox is still this process's
+        sweeping = asyncio.create_task(
+            run_sweeper(
+                outbox_sweeper(settings, clients, tables, metrics),
+                stopping,
+                every=settings.outbox_sweep_interval,
+            )
+        )
+        stack.push_async_callback(_stopped, stopping, sweeping)
         return BatchRunner(processor, settings=settings, metrics=metrics)
 
     try:

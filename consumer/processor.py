@@ -32,7 +32,6 @@ import asyncio
 import base64
 import contextlib
 import functools
-import json
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -45,6 +44,7 @@ import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
 from consumer.analyser import Analysed, Policies, StudentAnalyser
+from consumer.outbox import AlertPublisher
 from proctoring.analysis.base import AnalysisError, Engine
 from proctoring.analysis.scheduling import thumbnail
 from proctoring.aws import AsyncClients
@@ -175,12 +175,13 @@ class ChunkProcessor:
     ) -> None:
         self._settings = settings
         self._s3 = clients.s3
-        self._sns = clients.sns
+        self._publisher = AlertPublisher(
+            clients.sns, tables, topic_arn, timeout=settings.call_timeout
+        )
         self._tables = tables
         self._engine = engine
         self._executor = executor
         self._metrics = metrics
-        self._topic_arn = topic_arn
         self._clock = clock
         self._policies = Policies(
             tables, tolerance=settings.tolerance, ttl=settings.policy_cache_seconds
@@ -454,26 +455,8 @@ class ChunkProcessor:
             existing = await self._tables.get_alert(event.exam_id, alert["alert_id"])
             if existing is None or existing.get("published"):
                 return  # raised and published before this replay
-            alert = {k: v for k, v in existing.items() if k != "published"}
-        response = await self._call(
-            self._sns.publish(
-                TopicArn=self._topic_arn,
-                Message=json.dumps(alert, default=str),
-                # FIFO topic: a re-publish of the same alert after a takeover is
-                # dropped (5-minute deduplication window); one exam's alerts stay
-                # in order.
-                MessageDeduplicationId=alert["alert_id"],
-                MessageGroupId=event.exam_id,
-                MessageAttributes={
-                    "type": {"DataType": "String", "StringValue": finding.rule},
-                    "exam_id": {"DataType": "String", "StringValue": event.exam_id},
-                    "severity": {"DataType": "String", "StringValue": finding.severity},
-                },
-            )
-        )
-        await self._tables.mark_alert_published(
-            event.exam_id, alert["alert_id"], response["MessageId"]
-        )
+            alert = existing
+        await self._publisher.publish(alert)
         self._metrics.add("AlertsRaised", Rule=finding.rule)
         _log.warning(
             "alert raised", alert=alert["alert_id"], type=finding.rule, first=finding.first_sequence

@@ -88,6 +88,8 @@ class Settings(BaseSettings):
     shutdown_timeout: float = Field(default=30.0, gt=0, description="seconds to finish on SIGTERM")
     poison_attempts: int = Field(default=5, ge=1, description="failures before a record is parked")
     retry_max_backoff: float = Field(default=30.0, gt=0, description="longest pause between tries")
+    outbox_sweep_interval: float = Field(default=30.0, gt=0, description="seconds between sweeps")
+    outbox_grace: float = Field(default=60.0, ge=0, description="unpublished this long: sweep it")
 
     # Analysis and rules.
     engine: Literal["local", "rekognition"] = "local"
