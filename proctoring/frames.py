@@ -181,8 +181,7 @@ def _middle_frame(
     start = stream.start_time or 0
     target = start + duration // 2
     codec = stream.codec_context
-    codec.thread_count = 1
-    codec.options = {"max_pixels": str(max_pixels)}
+    _configure(codec, max_pixels)
     last: VideoFrame | None = None
     try:
         container.seek(target, stream=stream, backward=True, any_frame=False)
@@ -282,8 +281,7 @@ def _first_frame(container: InputContainer, stream: VideoStream, *, max_pixels: 
     keyframes are decoded after it, until one decodes intact.
     """
     codec = stream.codec_context
-    codec.thread_count = 1  # one frame, in a process-pool worker: threads only add latency
-    codec.options = {"max_pixels": str(max_pixels)}  # the bitstream may disagree with the header
+    _configure(codec, max_pixels)
     packets = damaged = 0
     error: BaseException | None = None
     try:
@@ -312,6 +310,15 @@ def _first_frame(container: InputContainer, stream: VideoStream, *, max_pixels: 
         f"decodes ({'; '.join(details)})",
         reason="truncated",
     ) from error
+
+
+def _configure(codec: VideoCodecContext, max_pixels: int) -> None:
+    """Set the decoder up before it opens; after the middle frame's attempt it is open
+    already, configured, and PyAV refuses a new thread count (RuntimeError)."""
+    if codec.is_open:
+        return
+    codec.thread_count = 1  # one frame, in a process-pool worker: threads only add latency
+    codec.options = {"max_pixels": str(max_pixels)}  # the bitstream may disagree with the header
 
 
 def _decode(codec: VideoCodecContext, packet: Packet) -> list[VideoFrame]:
