@@ -342,7 +342,7 @@ def test_only_cloudformation_creates_and_deletes_the_face_collection() -> None:
 
 def test_every_table_is_on_demand_encrypted_recoverable_and_expiring() -> None:
     tables = _of_type("AWS::DynamoDB::Table")
-    assert len(tables) == 6
+    assert len(tables) == 8  # results, alerts, sessions, faces, errors, leases, exams, audit
     for logical, table in tables.items():
         props = table["Properties"]
         assert props["BillingMode"] == "PAY_PER_REQUEST", logical
