@@ -213,7 +213,7 @@ def demo(
     """Start the local stack and replay exam sessions; students and alerts live."""
     from proctoring.cli.demo import run_demo
 
-    settings = _settings(port=port, prefix="demo")
+    settings = _settings(port=port, prefix="demo", exam_gate=False)  # no exam service
     _run(
         run_demo(
             settings,
@@ -243,6 +243,6 @@ def eval_command(suite_path: Path | None, json_path: Path | None, port: int | No
     """Run the labelled scenarios through the pipeline: precision, recall, false alerts, cost."""
     from proctoring.cli.eval_run import DEFAULT_SUITE, run_eval
 
-    settings = _settings(port=port, prefix="eval", log_level="ERROR")
+    settings = _settings(port=port, prefix="eval", log_level="ERROR", exam_gate=False)
     configure_logging(settings)
     _run(run_eval(settings, suite_path or DEFAULT_SUITE, json_path=json_path, out=click.echo))
