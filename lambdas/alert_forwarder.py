@@ -2,7 +2,8 @@
 
 Subscribed (through the alerts queue, SQS FIFO: one message group per exam,
 deduplicated on the alert id) to the alerts topic. For each alert it claims
-``fwd#<alert_id>`` in the exams table with a conditional write and posts the
+``fwd#<alert_id>`` in the exams table with a conditional write (the claim
+fixes the message's time) and posts the
 alert to the exam's channel (``proctoring.channels``): to the proctor, and to
 the student when the exam says so (``student_alerts``). A second delivery of
 the same alert finds the claim and posts nothing; a post that failed leaves
@@ -21,13 +22,12 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
 import structlog
 
 from proctoring.channels import Channel, TransportError
-from proctoring.exams import ExamStore, now_iso
+from proctoring.exams import ExamStore
 from proctoring.logs import configure_logging
 from proctoring.settings import Settings
 from proctoring.storage import StorageError
@@ -56,22 +56,16 @@ def _summary(alert: Mapping[str, Any]) -> dict[str, Any]:
     return {k: alert[k] for k in keys if alert.get(k) is not None}
 
 
-def _created(alert: Mapping[str, Any]) -> str:
-    try:
-        return now_iso(datetime.fromisoformat(str(alert["created_at"])))
-    except (KeyError, ValueError):
-        return now_iso()
-
-
 async def forward_alert(exams: ExamStore, channel: Channel, alert: Mapping[str, Any]) -> bool:
     """Post one alert; False when it was posted before or its exam is unknown."""
     exam = await exams.get_exam(str(alert["exam_id"]))
     if exam is None:
         _log.warning("alert for an unknown exam; not posted", alert=alert["alert_id"])
         return False
-    if not await exams.claim_alert(
+    posting_at = await exams.claim_alert(
         exam["exam_id"], str(alert["alert_id"]), str(alert["student_id"])
-    ):
+    )
+    if posting_at is None:
         _log.info("alert posted before; not again", alert=alert["alert_id"])
         return False
     targets = [str(exam["proctor_id"])]
@@ -83,7 +77,7 @@ async def forward_alert(exams: ExamStore, channel: Channel, alert: Mapping[str, 
         student_id=str(alert["student_id"]),
         sender_id="proctoring",
         message_id=f"alert-{alert['alert_id']}",
-        created_at=_created(alert),
+        created_at=posting_at,
         alert=_summary(alert),
         targets=targets,
     )

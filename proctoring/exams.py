@@ -255,8 +255,13 @@ class ExamStore:
         return await self._query(ExpressionAttributeValues=to_item(values), **kwargs)
 
     # ---- forwarded alerts ---------------------------------------------------------------
-    async def claim_alert(self, exam_id: str, alert_id: str, student_id: str) -> bool:
-        """Claim an alert for posting; False when it was posted before."""
+    async def claim_alert(self, exam_id: str, alert_id: str, student_id: str) -> str | None:
+        """Claim an alert for posting: the time its message is posted under, or None when it
+        was posted before. A claim left ``posting`` by a failed attempt keeps its time, so the
+        retry writes the same message, not a second one; a new claim takes the time of now, so
+        live streams that follow the channel by time never miss a late alert."""
+        key = to_item({"exam_id": exam_id, "item": _FORWARDED + alert_id})
+        posting_at = now_iso()
         try:
             await self._call(
                 "put_item",
@@ -267,17 +272,21 @@ class ExamStore:
                         "item": _FORWARDED + alert_id,
                         "student_id": student_id,
                         "state": "posting",
-                        "claimed_at": now_iso(),
+                        "posting_at": posting_at,
                         "expires_at": self.expires_at(),
                     }
                 ),
-                ConditionExpression="attribute_not_exists(exam_id) OR #st = :posting",
-                ExpressionAttributeNames={"#st": "state"},
-                ExpressionAttributeValues=to_item({":posting": "posting"}),
+                ConditionExpression="attribute_not_exists(exam_id)",
             )
         except Conflict:
-            return False
-        return True
+            response = await self._call(
+                "get_item", TableName=self._names.exams_table, Key=key, ConsistentRead=True
+            )
+            claim = from_item(response.get("Item", {}))
+            if claim.get("state") != "posting":
+                return None
+            return str(claim["posting_at"])
+        return posting_at
 
     async def alert_posted(self, exam_id: str, alert_id: str, message_id: str) -> None:
         await self._call(
