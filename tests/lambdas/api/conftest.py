@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterator
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,7 @@ from dashboard.server import LocalServer
 from infrastructure.local import add_user, provision_identity, sign_in
 from lambdas.api import Api
 from lambdas.api.services import open_services
+from proctoring.cli.services import run_services
 from proctoring.settings import Settings
 
 PASSWORD = "Local-Passw0rd-2026"
@@ -36,8 +38,11 @@ USERS = {
 class ServerThread:
     """The local server with its own event loop in a thread (the tests are synchronous)."""
 
-    def __init__(self, settings: Settings, **services: Any) -> None:
+    def __init__(
+        self, settings: Settings, *, pipeline: Executor | None = None, **services: Any
+    ) -> None:
         self._settings = settings
+        self._pipeline = pipeline  # run router, consumer and forwarder too, with this pool
         self._services = services
         self._ready = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -60,9 +65,22 @@ class ServerThread:
         async with open_services(self._settings, **self._services) as services:
             self.server = LocalServer(Api(services), stream_poll=0.1)
             self.url = await self.server.start()
-            self._ready.set()
             try:
-                await self._stop.wait()
+                if self._pipeline is None:
+                    self._ready.set()
+                    await self._stop.wait()
+                else:
+                    async with asyncio.TaskGroup() as group:
+                        group.create_task(
+                            run_services(
+                                self._settings,
+                                self._stop,
+                                forwarder=True,
+                                executor=self._pipeline,
+                                metrics_sink=lambda line: None,
+                            )
+                        )
+                        self._ready.set()
             finally:
                 await self.server.stop()
 
@@ -95,7 +113,8 @@ class Service:
             token = self.tokens[who]
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
-        return self.http.request(method, self.url + path, headers=headers, timeout=60, **kw)
+        kw.setdefault("timeout", 60)
+        return self.http.request(method, self.url + path, headers=headers, **kw)
 
     def exam(self, who: str = "proctor", *, start: bool = False, **body: Any) -> str:
         response = self.call("POST", "/exams", who, json={"title": "Algebra I", **body})
