@@ -324,6 +324,8 @@ def test_the_consumer_may_call_what_it_calls_on_what_it_touches() -> None:
         "dynamodb:GetItem",
         "dynamodb:Query",
     }
+    assert by_sid["ExamGate"]["Action"] == "dynamodb:GetItem"
+    assert by_sid["ExamGate"]["Resource"] == {"Fn::GetAtt": ["ExamsTable", "Arn"]}
     services = {a.split(":")[0] for a in _actions("ConsumerTaskRole")}
     assert services == {"kinesis", "dynamodb", "s3", "sns", "rekognition", "kms"}
 
