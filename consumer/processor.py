@@ -8,7 +8,9 @@ may checkpoint. Per batch:
 2. drop duplicates inside the batch;
 3. per chunk, concurrently (bounded): GET the chunk, extract one upright
    frame (the middle one by default) and its thumbnail in the process pool,
-   store the JPEG;
+   store the JPEG - with ``PROCTOR_EXAM_GATE`` only for started exams: a chunk of a
+   stopped, not yet started or unknown exam gets a ``not_analysed`` result row
+   and nothing else;
 4. per student, in sequence order: analyse the frame as the schedule says
    (``consumer.analyser``: repeats carried over, identity and objects on
    their cadence), write the result row, apply the rules with the exam's
@@ -50,6 +52,7 @@ from proctoring.analysis.scheduling import thumbnail
 from proctoring.aws import AsyncClients
 from proctoring.errors import ProctoringError
 from proctoring.events import ChunkEvent, InvalidEvent
+from proctoring.exams import ExamStore
 from proctoring.frames import Frame, FrameError, extract_frame
 from proctoring.metrics import Metrics
 from proctoring.rules import Finding, alert_id
@@ -187,6 +190,7 @@ class ChunkProcessor:
             tables, tolerance=settings.tolerance, ttl=settings.policy_cache_seconds
         )
         self._slots = asyncio.Semaphore(settings.concurrency)
+        self._exams = ExamStore(clients.dynamodb, settings.names, timeout=settings.call_timeout)
 
     async def process(self, records: Sequence[Record], *, shard_id: str) -> BatchOutcome:
         """Process one batch; return only when all its effects are durable.
@@ -225,6 +229,8 @@ class ChunkProcessor:
                 continue
             chunks[identity] = (event, record)
 
+        if self._settings.exam_gate:
+            chunks = await self._gate(chunks, outcome)
         analysed = await self._gather(
             [self._analyse(event, record) for event, record in chunks.values()]
         )
@@ -239,6 +245,50 @@ class ChunkProcessor:
             outcome.alerts += counts.alerts
         self._metrics.flush()
         return outcome
+
+    async def _gate(
+        self, chunks: dict[Any, tuple[ChunkEvent, Record]], outcome: BatchOutcome
+    ) -> dict[Any, tuple[ChunkEvent, Record]]:
+        """Keep the chunks of started exams; record the others with a ``not_analysed`` row."""
+        statuses = {
+            exam_id: await self._exams.status(exam_id)
+            for exam_id in {event.exam_id for event, _ in chunks.values()}
+        }
+        kept = {}
+        for identity, (event, record) in chunks.items():
+            status = statuses[event.exam_id]
+            if status == "started":
+                kept[identity] = (event, record)
+                continue
+            reason = "unknown_exam" if status is None else f"exam_{status}"  # created or stopped
+            now = self._now()
+            await self._tables.put_result(
+                {
+                    "session_id": event.session_id,
+                    "chunk_id": f"{event.source}#{event.sequence:06d}",
+                    "exam_id": event.exam_id,
+                    "student_id": event.student_id,
+                    "source": event.source,
+                    "sequence": event.sequence,
+                    "chunk_key": event.key,
+                    "captured_at": event.captured_at.isoformat(),
+                    "uploaded_at": event.uploaded_at.isoformat(),
+                    "processed_at": now.isoformat(),
+                    "status": "not_analysed",
+                    "reason": reason,
+                    "expires_at": self._expiry(now),
+                }
+            )
+            outcome.results += 1
+            self._metrics.add("ChunksNotAnalysed", Reason=reason)
+            _log.info(
+                "chunk recorded, not analysed",
+                exam=event.exam_id,
+                student=event.student_id,
+                seq=event.sequence,
+                reason=reason,
+            )
+        return kept
 
     @staticmethod
     async def _gather(coroutines: Sequence[Any]) -> list[Any]:

@@ -31,7 +31,7 @@ from infrastructure.emulator import StackError
 from proctoring.aws import client_kwargs
 from proctoring.settings import Settings
 
-__all__ = ["provision"]
+__all__ = ["add_user", "provision", "provision_identity", "sign_in"]
 
 _log = structlog.get_logger(__name__)
 
@@ -231,3 +231,108 @@ class _Resolver:
             ]["QueueArn"]
             return arn
         raise StackError(f"cannot resolve {logical}.{attribute} locally")
+
+
+# ---- identity: the user pool, its groups and app client, from the template ------------------
+_POOL_KEYS = (
+    "UsernameAttributes",
+    "AutoVerifiedAttributes",
+    "AdminCreateUserConfig",
+    "Policies",
+    "AccountRecoverySetting",
+)
+_CLIENT_KEYS = (
+    "ClientName",
+    "GenerateSecret",
+    "ExplicitAuthFlows",
+    "PreventUserExistenceErrors",
+    "EnableTokenRevocation",
+    "AccessTokenValidity",
+    "IdTokenValidity",
+    "RefreshTokenValidity",
+    "TokenValidityUnits",
+)
+
+
+def provision_identity(settings: Settings) -> dict[str, str]:
+    """Create the template's user pool, groups and app client in the emulator (once).
+
+    moto's CloudFormation has no Cognito resources, so - like the ignored
+    properties above - they are created through Cognito's own API from the
+    template's ``UserPool``, ``*Group`` and ``UserPoolClient`` properties
+    (``Target=aws`` conditions aside). Returns ``UserPoolId``,
+    ``UserPoolClientId`` and ``JwksUrl`` (the emulator's, since its tokens name
+    the AWS issuer).
+    """
+    if not settings.endpoint_url:
+        raise StackError("provision_identity() is for the local emulator")
+    template = load_template()
+    resources = template["Resources"]
+    resolver = _Resolver(settings, template, {"Target": "local", "Prefix": settings.prefix}, {})
+    cognito = _client(settings, "cognito-idp")
+    name = resolver.resolve(resources["UserPool"]["Properties"]["UserPoolName"])
+    pools = cognito.list_user_pools(MaxResults=60)["UserPools"]
+    existing = [p["Id"] for p in pools if p["Name"] == name]
+    if existing:
+        pool_id = existing[0]
+        clients = cognito.list_user_pool_clients(UserPoolId=pool_id, MaxResults=10)
+        client_id = clients["UserPoolClients"][0]["ClientId"]
+    else:
+        props = resources["UserPool"]["Properties"]
+        pool_id = cognito.create_user_pool(
+            PoolName=name, **{k: resolver.resolve(props[k]) for k in _POOL_KEYS if k in props}
+        )["UserPool"]["Id"]
+        for resource in resources.values():
+            if resource["Type"] == "AWS::Cognito::UserPoolGroup":
+                group = resource["Properties"]
+                cognito.create_group(
+                    UserPoolId=pool_id,
+                    GroupName=group["GroupName"],
+                    Description=group.get("Description", ""),
+                    Precedence=group.get("Precedence", 0),
+                )
+        props = resources["UserPoolClient"]["Properties"]
+        client_id = cognito.create_user_pool_client(
+            UserPoolId=pool_id,
+            **{k: resolver.resolve(props[k]) for k in _CLIENT_KEYS if k in props},
+        )["UserPoolClient"]["ClientId"]
+    return {
+        "UserPoolId": pool_id,
+        "UserPoolClientId": client_id,
+        "JwksUrl": f"{settings.endpoint_url}/{pool_id}/.well-known/jwks.json",
+    }
+
+
+def add_user(settings: Settings, email: str, group: str, password: str) -> str:
+    """Create a confirmed user in the local pool's ``group``; return the user's ``sub``."""
+    if not settings.user_pool_id:
+        raise StackError("PROCTOR_USER_POOL_ID is not set (provision_identity)")
+    cognito = _client(settings, "cognito-idp")
+    user = cognito.admin_create_user(
+        UserPoolId=settings.user_pool_id,
+        Username=email,
+        UserAttributes=[
+            {"Name": "email", "Value": email},
+            {"Name": "email_verified", "Value": "true"},
+        ],
+        MessageAction="SUPPRESS",
+    )["User"]
+    cognito.admin_set_user_password(
+        UserPoolId=settings.user_pool_id, Username=email, Password=password, Permanent=True
+    )
+    cognito.admin_add_user_to_group(
+        UserPoolId=settings.user_pool_id, Username=email, GroupName=group
+    )
+    return next(a["Value"] for a in user["Attributes"] if a["Name"] == "sub")
+
+
+def sign_in(settings: Settings, email: str, password: str) -> dict[str, str]:
+    """The user's tokens (``IdToken``, ``AccessToken``) from the pool, as the web app gets them."""
+    cognito = _client(settings, "cognito-idp")
+    result = cognito.admin_initiate_auth(
+        UserPoolId=settings.user_pool_id,
+        ClientId=settings.user_pool_client_id,
+        AuthFlow="ADMIN_USER_PASSWORD_AUTH",
+        AuthParameters={"USERNAME": email, "PASSWORD": password},
+    )["AuthenticationResult"]
+    return {"IdToken": result["IdToken"], "AccessToken": result["AccessToken"]}

@@ -46,6 +46,8 @@ class ResourceNames:
         self.faces_table = f"{prefix}-faces"
         self.errors_table = f"{prefix}-errors"
         self.leases_table = f"{prefix}-leases"
+        self.exams_table = f"{prefix}-exams"
+        self.audit_table = f"{prefix}-audit"
 
 
 class Settings(BaseSettings):
@@ -123,6 +125,31 @@ class Settings(BaseSettings):
     max_repeats: int = Field(default=6, ge=0, description="repeated frames carried over in a row")
     policy_cache_seconds: float = Field(default=30.0, ge=0)
 
+    # Exam service (API, identity, Chime). The user pool's JWKS is fetched from ``jwks_url``
+    # (default: the issuer's /.well-known/jwks.json); the local stack points it at the emulator,
+    # whose tokens name the real AWS issuer.
+    user_pool_id: str | None = None
+    user_pool_client_id: str | None = None
+    jwks_url: str | None = None
+    api_port: int = Field(default=0, ge=0, le=65535, description="local API server; 0 = free")
+    static_dir: Path | None = None  # files the local server serves under / (the web app)
+    consent_version: str = Field(default="2026-11", min_length=1, max_length=40)
+    upload_url_seconds: int = Field(default=600, ge=60, le=7 * 24 * 3600)
+    uploads_per_request: int = Field(default=12, ge=1, le=120, description="chunks per request")
+    # Analyse only chunks of exams started through the exam service; the deployed consumer and
+    # `proctor serve` turn it on, the recordings-only tools (up, demo, eval, replay) leave it off.
+    exam_gate: bool = False
+    audit_retention_days: int = Field(default=2190, ge=1)
+    # Chime SDK (AWS): unset uses the local channel (messages in the exams table).
+    chime_app_instance_arn: str | None = None
+    chime_bearer_arn: str | None = None  # the AppInstanceUser the service acts as
+    chime_media_region: str | None = None  # default: region
+    # A media capture pipeline per started exam writes to the chunks bucket through this role
+    # (the bucket is KMS-encrypted with data_key_arn); unset: no capture pipeline.
+    chime_capture_role_arn: str | None = None
+    data_key_arn: str | None = None
+    channel_messages_per_second: float = Field(default=30.0, gt=0, description="Chime limit")
+
     # Observability.
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -136,6 +163,24 @@ class Settings(BaseSettings):
     def collection_id(self) -> str:
         """The Rekognition face collection (default ``<prefix>-faces``)."""
         return self.rekognition_collection or f"{self.prefix}-faces"
+
+    @property
+    def issuer(self) -> str | None:
+        """The user pool's token issuer, as Cognito writes it into ``iss``."""
+        if not self.user_pool_id:
+            return None
+        return f"https://cognito-idp.{self.region}.amazonaws.com/{self.user_pool_id}"
+
+    @property
+    def keys_url(self) -> str | None:
+        """Where the pool's signing keys are published (``jwks_url`` or the issuer's)."""
+        if self.jwks_url:
+            return self.jwks_url
+        return f"{self.issuer}/.well-known/jwks.json" if self.issuer else None
+
+    @property
+    def uses_chime(self) -> bool:
+        return self.chime_app_instance_arn is not None
 
     @property
     def is_local(self) -> bool:

@@ -163,6 +163,46 @@ class Tables:
     async def alerts(self, exam_id: str) -> list[dict[str, Any]]:
         return await self._query(self._names.alerts_table, "exam_id", exam_id)
 
+    async def review_alert(
+        self, exam_id: str, alert_id: str, review: Mapping[str, Any], *, status: str
+    ) -> dict[str, Any] | None:
+        """Append a proctor's review and set the alert's status; None for an unknown alert."""
+        try:
+            response = await self._call(
+                "update_item",
+                TableName=self._names.alerts_table,
+                Key=to_item({"exam_id": exam_id, "alert_id": alert_id}),
+                UpdateExpression=(
+                    "SET #s = :s, reviews = list_append(if_not_exists(reviews, :none), :r)"
+                ),
+                ConditionExpression="attribute_exists(alert_id)",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues=to_item(
+                    {":s": status, ":r": [dict(review)], ":none": []}
+                ),
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if _is_conditional_failure(exc):
+                return None
+            raise
+        return from_item(response["Attributes"])
+
+    async def delete_rows(self, table: str, keys: list[dict[str, Any]]) -> int:
+        """Delete items by key, 25 a batch, retrying what DynamoDB leaves unprocessed."""
+        for start in range(0, len(keys), 25):
+            requests = [{"DeleteRequest": {"Key": to_item(k)}} for k in keys[start : start + 25]]
+            pending: dict[str, Any] = {table: requests}
+            for _ in range(8):
+                response = await self._call("batch_write_item", RequestItems=pending)
+                pending = response.get("UnprocessedItems") or {}
+                if not pending:
+                    break
+                await asyncio.sleep(0.05)  # back off before the unprocessed rest
+            else:
+                raise StorageError(f"DynamoDB kept items of {table} unprocessed")
+        return len(keys)
+
     # ---- sessions (rule state) --------------------------------------------------
     async def get_session(self, exam_id: str, student_id: str) -> dict[str, Any] | None:
         response = await self._call(
@@ -246,6 +286,20 @@ class Tables:
             Key=to_item({"exam_id": exam_id, "error_id": error_id}),
             UpdateExpression="SET replayed_at = :a, replay_sequence_number = :s",
             ExpressionAttributeValues=to_item({":a": at, ":s": sequence_number}),
+        )
+
+    async def delete_face(self, exam_id: str, student_id: str) -> None:
+        await self._call(
+            "delete_item",
+            TableName=self._names.faces_table,
+            Key=to_item({"exam_id": exam_id, "student_id": student_id}),
+        )
+
+    async def delete_session(self, exam_id: str, student_id: str) -> None:
+        await self._call(
+            "delete_item",
+            TableName=self._names.sessions_table,
+            Key=to_item({"exam_id": exam_id, "student_id": student_id}),
         )
 
     # ---- helpers -------------------------------------------------------------------

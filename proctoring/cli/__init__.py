@@ -112,6 +112,29 @@ def up(port: int | None, prefix: str | None, shards: int) -> None:
 
 
 @main.command()
+@click.option("--port", type=int, help="emulator port (default: a free one)")
+@click.option("--api-port", type=int, help="API server port (default: a free one)")
+@click.option("--prefix", help="resource name prefix (default: proctor)")
+@click.option(
+    "--user",
+    "users",
+    multiple=True,
+    metavar="EMAIL:GROUP",
+    help="create this user (group proctor, student or admin) and print a token (repeatable)",
+)
+def serve(
+    port: int | None, api_port: int | None, prefix: str | None, users: tuple[str, ...]
+) -> None:
+    """The local exam service: stack, users, API server, forwarder, consumer, until Ctrl-C."""
+    from proctoring.cli.serving import serve_locally
+
+    settings = _settings(port=port, api_port=api_port, prefix=prefix, exam_gate=True)
+    configure_logging(settings)
+    _run(serve_locally(settings, users=list(users), out=click.echo))
+    click.echo("exam service stopped", err=True)
+
+
+@main.command()
 @click.option(
     "--kcl", is_flag=True, help="serve the KCL MultiLangDaemon protocol on stdin/stdout instead"
 )

@@ -1,9 +1,10 @@
-"""The long-running services of one process: the consumer worker and the chunk router.
+"""The long-running services of one process: the consumer worker, the chunk router, the forwarder.
 
 ``run_services`` wires them from settings - clients, tables, the process
 pool, the engine, metrics - and runs them until ``stop`` is set. ``proctor
 up`` and ``proctor demo`` run both against the local emulator; ``proctor
-consume`` runs only the consumer (the ECS task).
+consume`` runs only the consumer (the ECS task); ``proctor serve`` adds the alert
+forwarder on the alerts queue (a Lambda in AWS).
 """
 
 from __future__ import annotations
@@ -117,6 +118,7 @@ async def run_services(
     *,
     consumer: bool = True,
     router: bool = True,
+    forwarder: bool = False,
     metrics_sink: Callable[[str], None] = print,
     executor: Executor | None = None,
 ) -> None:
@@ -173,3 +175,22 @@ async def run_services(
                     group.create_task(
                         poll_queue(sqs=clients.sqs, queue_url=queue_url, invoke=invoke, stop=stop)
                     )
+                if forwarder:
+                    group.create_task(_forward_alerts(settings, clients, stop))
+
+
+async def _forward_alerts(settings: Settings, clients: AsyncClients, stop: asyncio.Event) -> None:
+    """The alert forwarder on the alerts queue, as Lambda's event source would run it."""
+    from lambdas.alert_forwarder import forward
+    from proctoring.channels import Channel, LocalTransport
+    from proctoring.exams import ExamStore
+    from proctoring.ratelimit import RateLimiter
+
+    exams = ExamStore(clients.dynamodb, settings.names, retention_days=settings.retention_days)
+    channel = Channel(exams, LocalTransport(), RateLimiter(settings.channel_messages_per_second))
+    queue_url = (await clients.sqs.get_queue_url(QueueName=settings.names.alerts_queue))["QueueUrl"]
+
+    async def invoke(event: dict[str, Any]) -> dict[str, Any]:
+        return await forward(event, exams=exams, channel=channel)
+
+    await poll_queue(sqs=clients.sqs, queue_url=queue_url, invoke=invoke, stop=stop)

@@ -273,8 +273,8 @@ def test_nothing_is_lost_or_doubled_and_lag_recovers(
         assert after, "chunks were uploaded after the outage"
         assert max(after) < 10, f"lag did not recover: {sorted(after)[-3:]}"
         print(
-            f"\n[{scenario}] {outcome['injected']} failures injected; lag up to {max(during):.1f} s "
-            f"during the outage, at most {max(after):.1f} s from 10 s after it"
+            f"\n[{scenario}] {outcome['injected']} failures injected; lag up to "
+            f"{max(during):.1f} s during the outage, at most {max(after):.1f} s from 10 s after it"
         )
     else:
         print(f"\n[{scenario}] {outcome['injected']} failures injected")

@@ -1,0 +1,153 @@
+"""The local HTTP server: the exam service's routes, its live alert stream, the web app's files.
+
+One aiohttp server on 127.0.0.1 mounts the same ``Api`` the Lambda runs
+(``lambdas.api``): every request becomes a ``Request``, goes through the same
+token check, authorisation and handler, and its ``Response`` goes back as is.
+What only this server does:
+
+- ``GET /exams/{exam_id}/alerts/stream``: server-sent events of the exam's
+  channel (``event: alert`` and ``event: chat``, ``id`` = the message's key,
+  ``Last-Event-ID`` resumes), after the route's own authorisation. In AWS the
+  console follows the exam's Chime channel instead;
+- files from ``static_dir`` (the proctor console and the student page) for
+  any other ``GET``, ``index.html`` for ``/``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from lambdas.api.app import Api
+from lambdas.api.http import MAX_BODY_BYTES, NotFound, Request, Response
+from proctoring.waiting import wait_any
+
+__all__ = ["LocalServer"]
+
+_log = structlog.get_logger(__name__)
+_HEARTBEAT_SECONDS = 15.0
+
+
+class LocalServer:
+    """Serve ``api`` (and ``static_dir``) on ``host:port``; ``start`` returns the base URL."""
+
+    def __init__(
+        self,
+        api: Api,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        static_dir: Path | None = None,
+        stream_poll: float = 0.5,
+    ) -> None:
+        self.api = api
+        self._host = host
+        self._port = port
+        self._static = static_dir.resolve() if static_dir else None
+        self._poll = stream_poll
+        self._closing = asyncio.Event()
+        self.changed = asyncio.Event()  # set by an in-process poster: streams look at once
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def start(self) -> str:
+        app = web.Application(client_max_size=MAX_BODY_BYTES + 1024)
+        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._host, self._port)
+        await site.start()
+        port = self._runner.addresses[0][1]  # the port the system chose when asked for 0
+        self.url = f"http://{self._host}:{port}"
+        _log.info("local API server", url=self.url)
+        return self.url
+
+    async def stop(self) -> None:
+        self._closing.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _dispatch(self, http: web.Request) -> web.StreamResponse:
+        try:
+            body = await http.read()
+        except web.HTTPRequestEntityTooLarge:
+            return _send(
+                Response.json(413, {"error": "the body is too large", "reason": "too_large"})
+            )
+        request = Request(
+            method=http.method,
+            path=http.path,
+            query=dict(http.query),
+            headers={k.lower(): v for k, v in http.headers.items()},
+            body=body,
+        )
+        try:
+            route, params = self.api.router.match(request.method, request.path)
+        except NotFound:
+            if http.method in ("GET", "HEAD") and self._static is not None:
+                return self._file(http.path)
+            return _send(await self.api.handle(request))
+        response = await self.api.handle(request)
+        if route.content_type == "text/event-stream" and response.status == 200:
+            return await self._stream(http, params["exam_id"])
+        return _send(response)
+
+    def _file(self, path: str) -> web.StreamResponse:
+        assert self._static is not None
+        relative = path.lstrip("/") or "index.html"
+        target = (self._static / relative).resolve()
+        if target.is_dir():
+            target = target / "index.html"
+        if not target.is_relative_to(self._static) or not target.is_file():
+            return _send(
+                Response.json(404, {"error": f"no file {path[:200]}", "reason": "no_file"})
+            )
+        return web.FileResponse(target, headers={"X-Content-Type-Options": "nosniff"})
+
+    async def _stream(self, http: web.Request, exam_id: str) -> web.StreamResponse:
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-store",
+                "X-Content-Type-Options": "nosniff",
+            }
+        )
+        await response.prepare(http)
+        store = self.api.services.exams
+        cursor = http.headers.get("Last-Event-ID") or None
+        quiet = 0.0
+        try:
+            await response.write(b"retry: 2000\n\n")
+            while not self._closing.is_set():
+                messages = await store.messages(exam_id, after=cursor)
+                for message in messages:
+                    cursor = message["item"]
+                    await response.write(_event(message))
+                if messages:
+                    quiet = 0.0
+                elif quiet >= _HEARTBEAT_SECONDS:
+                    await response.write(b": keep-alive\n\n")
+                    quiet = 0.0
+                self.changed.clear()
+                await wait_any(self.changed, self._closing, within=self._poll)
+                quiet += self._poll
+        except ConnectionResetError:
+            _log.info("alert stream closed by the client", exam=exam_id)
+        return response
+
+
+def _event(message: dict[str, Any]) -> bytes:
+    data = {k: v for k, v in message.items() if k not in ("exam_id", "item", "expires_at")}
+    kind = "alert" if message.get("kind") == "alert" else "chat"
+    text = json.dumps(data, default=str, separators=(",", ":"))  # one line: no newline in JSON
+    return f"id: {message['item']}\nevent: {kind}\ndata: {text}\n\n".encode()
+
+
+def _send(response: Response) -> web.Response:
+    return web.Response(status=response.status, body=response.body, headers=dict(response.headers))

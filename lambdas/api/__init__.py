@@ -1,0 +1,43 @@
+"""The exam service: one Lambda behind API Gateway's HTTP API, and the same routes locally.
+
+``handler`` is the Lambda entry point (payload format 2.0): API Gateway has
+matched the route and checked the token already (JWT authoriser); the handler
+verifies the token again (``lambdas.api.auth``), authorises by ownership and
+answers. ``dashboard.server`` mounts the same ``Api`` on a local HTTP server.
+
+Modules: ``http`` (requests, responses, errors), ``auth`` (tokens), ``app``
+(routes, dispatch), ``services`` (clients and stores), one module per
+resource (``exams``, ``sessions``, ``alerts``, ``chat``, ``reports``,
+``erasure``), ``openapi`` (the document, from the routes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from lambdas.api import alerts, chat, erasure, exams, openapi, reports, sessions
+from lambdas.api.app import ROUTER, Api
+from lambdas.api.http import from_lambda_event, to_lambda_response
+from lambdas.api.services import open_services
+from proctoring.logs import configure_logging
+from proctoring.settings import Settings
+
+__all__ = ["ROUTER", "Api", "handler"]
+
+_MODULES = (alerts, chat, erasure, exams, openapi, reports, sessions)  # they declare the routes
+
+
+def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    """AWS Lambda entry point for every route of the HTTP API."""
+    settings = Settings()
+    configure_logging(settings)
+    return asyncio.run(_handle(event, settings))
+
+
+async def _handle(event: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    async with open_services(settings) as services:
+        response = await Api(services).handle(
+            from_lambda_event(event), route_key=event.get("routeKey")
+        )
+    return to_lambda_response(response)

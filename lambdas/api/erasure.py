@@ -1,0 +1,143 @@
+"""Erasure: every biometric and recorded trace of one student in one exam, then an audit record.
+
+Deleted: the registered face (the Rekognition collection's face and the faces
+table row), every chunk and frame object under the student's prefixes, every
+row of the results, alerts, sessions and errors tables about the student, and
+the student's enrolment, consent, messages and forwarder claims in the exams
+table. Kept: one audit record (who, when, how much was deleted; nothing
+biometric) in the audit table. The exam's proctor or an admin may erase.
+Erasing twice is harmless: the second pass deletes nothing and is audited too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import structlog
+
+from lambdas.api.app import PROCTORS, ROUTER, Context
+from lambdas.api.exams import exam_for
+from lambdas.api.http import Request, Response
+from lambdas.api.schemas import AUDIT, ERASURE, check_id
+
+__all__ = ["erase_student"]
+
+_log = structlog.get_logger(__name__)
+
+
+async def _delete_prefix(s3: Any, bucket: str, prefix: str, call_timeout: float) -> int:
+    deleted = 0
+    kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
+    while True:
+        async with asyncio.timeout(call_timeout):
+            page = await s3.list_objects_v2(**kwargs)
+        keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+        if keys:
+            async with asyncio.timeout(call_timeout):
+                response = await s3.delete_objects(
+                    Bucket=bucket, Delete={"Objects": keys, "Quiet": True}
+                )
+            if response.get("Errors"):
+                raise RuntimeError(f"S3 kept {len(response['Errors'])} objects in {bucket}")
+            deleted += len(keys)
+        if not page.get("IsTruncated"):
+            return deleted
+        kwargs["ContinuationToken"] = page["NextContinuationToken"]
+
+
+async def erase_student(ctx: Context, exam_id: str, student_id: str) -> dict[str, int]:
+    services = ctx.services
+    settings = services.settings
+    names = settings.names
+    tables = services.tables
+    counts: dict[str, int] = {}
+
+    face = await tables.get_face(exam_id, student_id)
+    if face is not None and face.get("face_id") and services.rekognition is not None:
+        async with asyncio.timeout(settings.call_timeout):
+            await services.rekognition.delete_faces(
+                CollectionId=settings.collection_id, FaceIds=[face["face_id"]]
+            )
+    await tables.delete_face(exam_id, student_id)
+    counts["faces"] = int(face is not None)
+
+    prefix = f"{exam_id}/{student_id}/"
+    counts["chunks"] = await _delete_prefix(
+        services.s3, names.chunks_bucket, f"chunks/{prefix}", settings.call_timeout
+    )
+    counts["frames"] = await _delete_prefix(
+        services.s3, names.frames_bucket, f"frames/{prefix}", settings.call_timeout
+    )
+
+    results = await tables.results(f"{exam_id}#{student_id}")
+    counts["results"] = await tables.delete_rows(
+        names.results_table,
+        [{"session_id": r["session_id"], "chunk_id": r["chunk_id"]} for r in results],
+    )
+    alerts = [a for a in await tables.alerts(exam_id) if a.get("student_id") == student_id]
+    counts["alerts"] = await tables.delete_rows(
+        names.alerts_table, [{"exam_id": exam_id, "alert_id": a["alert_id"]} for a in alerts]
+    )
+    errors = [
+        e
+        for e in await tables.errors(exam_id)
+        if e.get("student_id") == student_id
+        or str(e.get("chunk_key", "")).startswith(f"chunks/{prefix}")
+    ]
+    counts["errors"] = await tables.delete_rows(
+        names.errors_table, [{"exam_id": exam_id, "error_id": e["error_id"]} for e in errors]
+    )
+    session = await tables.get_session(exam_id, student_id)
+    await tables.delete_session(exam_id, student_id)
+    counts["sessions"] = int(session is not None)
+
+    own = await services.exams.student_items(exam_id, student_id)
+    for key in own:
+        await services.exams.delete(key)
+    counts["exam_items"] = len(own)
+    return counts
+
+
+@ROUTER.route(
+    "DELETE",
+    "/exams/{exam_id}/students/{student_id}",
+    summary="Erase the student's face, recordings, frames, results, alerts and messages",
+    groups=PROCTORS,
+    response=ERASURE,
+    tag="erasure",
+)
+async def erase(request: Request, ctx: Context) -> Response:
+    exam = await exam_for(ctx, request.param("exam_id"))
+    student_id = check_id(request.param("student_id"), "student_id")
+    counts = await erase_student(ctx, exam["exam_id"], student_id)
+    record = await ctx.services.exams.audit(
+        exam["exam_id"],
+        {"action": "erasure", "student_id": student_id, "by": ctx.user_id, "deleted": counts},
+    )
+    _log.info("student erased", exam=exam["exam_id"], student=student_id, deleted=counts)
+    return Response.json(
+        200,
+        {
+            "exam_id": exam["exam_id"],
+            "student_id": student_id,
+            "deleted": counts,
+            "audit_id": record["audit_id"],
+        },
+    )
+
+
+@ROUTER.route(
+    "GET",
+    "/exams/{exam_id}/audit",
+    summary="The exam's audit trail (erasures)",
+    groups=PROCTORS,
+    response=AUDIT,
+    tag="erasure",
+)
+async def audit_trail(request: Request, ctx: Context) -> Response:
+    exam = await exam_for(ctx, request.param("exam_id"))
+    records = await ctx.services.exams.audit_records(exam["exam_id"])
+    return Response.json(
+        200, {"records": [{k: v for k, v in r.items() if k != "expires_at"} for r in records]}
+    )

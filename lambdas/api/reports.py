@@ -1,0 +1,181 @@
+"""The per-exam report: each student's timeline, alerts and the proctor's decisions.
+
+JSON for programs, CSV for the exam office's spreadsheet: one row per chunk
+and per alert, in time order per student. Cells that a spreadsheet would
+run as a formula (starting with ``=``, ``+``, ``-``, ``@``, tab or CR) are
+prefixed with ``'``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+from lambdas.api.alerts import exam_alerts, exam_results
+from lambdas.api.app import PROCTORS, ROUTER, Context
+from lambdas.api.exams import exam_for, public_exam
+from lambdas.api.http import Request, Response
+from lambdas.api.schemas import REPORT
+from proctoring.exams import now_iso
+
+__all__ = ["build_report"]
+
+_TIMELINE = (
+    "source",
+    "sequence",
+    "status",
+    "faces",
+    "identity",
+    "risk",
+    "captured_at",
+    "error_reason",
+)
+_CSV_COLUMNS = (
+    "student_id",
+    "row",
+    "source",
+    "sequence",
+    "time",
+    "status",
+    "faces",
+    "identity",
+    "alert_id",
+    "type",
+    "severity",
+    "decision",
+    "reviewed_by",
+    "note",
+)
+
+
+async def build_report(ctx: Context, exam: dict[str, Any]) -> dict[str, Any]:
+    exam_id = exam["exam_id"]
+    enrolments = {s["student_id"]: s for s in await ctx.services.exams.students(exam_id)}
+    alerts = await exam_alerts(ctx, exam_id, None)
+    students = sorted(set(enrolments) | {a["student_id"] for a in alerts})
+    report_students = []
+    for student_id in students:
+        enrolment = enrolments.get(student_id, {})
+        rows = await exam_results(ctx, exam_id, student_id)
+        rows.sort(key=lambda r: (r.get("source", ""), r.get("sequence", 0)))
+        own = [a for a in alerts if a["student_id"] == student_id]
+        report_students.append(
+            {
+                "student_id": student_id,
+                "joined_at": enrolment.get("joined_at"),
+                "consent": enrolment.get("consent"),
+                "registered_at": enrolment.get("registered_at"),
+                "chunks": len(rows),
+                "analysed": sum(1 for r in rows if r.get("status") == "ok"),
+                "not_analysed": sum(1 for r in rows if r.get("status") == "not_analysed"),
+                "errors": sum(1 for r in rows if r.get("status") == "error"),
+                "risk": max((float(r.get("risk") or 0) for r in rows), default=0.0),
+                "timeline": [
+                    {k: r.get(k) for k in _TIMELINE if r.get(k) is not None} for r in rows
+                ],
+                "alerts": [
+                    {
+                        "alert_id": a["alert_id"],
+                        "type": a.get("type"),
+                        "severity": a.get("severity"),
+                        "source": a.get("source"),
+                        "first_sequence": a.get("first_sequence"),
+                        "sequence": a.get("sequence"),
+                        "created_at": a.get("created_at"),
+                        "status": a.get("status"),
+                        "reviews": a.get("reviews", []),
+                    }
+                    for a in own
+                ],
+            }
+        )
+    return {"exam": public_exam(exam), "generated_at": now_iso(), "students": report_students}
+
+
+def _cell(value: Any) -> str:
+    text = "" if value is None else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def report_csv(report: dict[str, Any]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(_CSV_COLUMNS)
+    for student in report["students"]:
+        sid = student["student_id"]
+        for row in student["timeline"]:
+            writer.writerow(
+                _cell(v)
+                for v in (
+                    sid,
+                    "chunk",
+                    row.get("source"),
+                    row.get("sequence"),
+                    row.get("captured_at"),
+                    row.get("status"),
+                    row.get("faces"),
+                    row.get("identity"),
+                    "",
+                    "",
+                    "",
+                    "",
+                    "",
+                    "",
+                )
+            )
+        for alert in student["alerts"]:
+            last = alert["reviews"][-1] if alert["reviews"] else {}
+            writer.writerow(
+                _cell(v)
+                for v in (
+                    sid,
+                    "alert",
+                    alert.get("source"),
+                    alert.get("sequence"),
+                    alert.get("created_at"),
+                    alert.get("status"),
+                    "",
+                    "",
+                    alert["alert_id"],
+                    alert.get("type"),
+                    alert.get("severity"),
+                    last.get("decision"),
+                    last.get("by"),
+                    last.get("note"),
+                )
+            )
+    return out.getvalue()
+
+
+@ROUTER.route(
+    "GET",
+    "/exams/{exam_id}/report",
+    summary="The exam's report as JSON: per student timeline, alerts, decisions",
+    groups=PROCTORS,
+    response=REPORT,
+    tag="reports",
+)
+async def exam_report(request: Request, ctx: Context) -> Response:
+    exam = await exam_for(ctx, request.param("exam_id"))
+    return Response.json(200, await build_report(ctx, exam))
+
+
+@ROUTER.route(
+    "GET",
+    "/exams/{exam_id}/report.csv",
+    summary="The exam's report as CSV: one row per chunk and per alert",
+    groups=PROCTORS,
+    content_type="text/csv",
+    response={"type": "string"},
+    tag="reports",
+)
+async def exam_report_csv(request: Request, ctx: Context) -> Response:
+    exam = await exam_for(ctx, request.param("exam_id"))
+    text = report_csv(await build_report(ctx, exam))
+    return Response.text(
+        200,
+        text,
+        "text/csv; charset=utf-8",
+        **{"Content-Disposition": f'attachment; filename="{exam["exam_id"]}-report.csv"'},
+    )

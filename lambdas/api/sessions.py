@@ -1,0 +1,261 @@
+"""A student's session: join an exam, consent, register the face photo, get upload forms.
+
+Consent comes first: without consent to the current policy version
+(``PROCTOR_CONSENT_VERSION``) registration and uploads are refused (409
+``consent_required``). Upload forms are S3 presigned POSTs, one per chunk,
+each bound to one key the server fixes - ``chunks/<exam>/<student>/<source>/
+<sequence>_<ms>.<ext>`` (``proctoring.events.ChunkKey``) - with a ``video/*``
+content type and at most ``PROCTOR_MAX_CHUNK_BYTES``: a student can write
+their own next chunks and nothing else.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from lambdas.api.app import ANYONE_SIGNED_IN, ROUTER, STUDENTS, Context
+from lambdas.api.exams import exam_for
+from lambdas.api.http import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    Request,
+    Response,
+    Unprocessable,
+)
+from lambdas.api.schemas import ENROLMENT, UPLOADS, check_id
+from lambdas.register import MAX_PHOTO_BYTES
+from proctoring.analysis.faces import RegistrationError
+from proctoring.events import ChunkKey, InvalidEvent
+from proctoring.exams import now_iso
+
+__all__ = ["enrolment_for"]
+
+
+class Consent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    policy_version: str = Field(min_length=1, max_length=40)
+    accepted: Literal[True] = Field(description="must be true; without consent there is no exam")
+
+
+class Photo(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    photo: str = Field(min_length=1, description="base64 JPEG or PNG, at most 5 MB decoded")
+
+
+class UploadRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    source: Literal["camera", "screen"] = "camera"
+    first_sequence: int = Field(ge=0, lt=10**9 - 1000)
+    count: int = Field(default=1, ge=1, le=120)
+    ext: Literal["webm", "mp4", "mkv"] = "webm"
+    content_type: str = Field(default="video/webm", pattern=r"^video/[a-z0-9.+-]{1,40}$")
+
+
+def _view(enrolment: dict[str, Any]) -> dict[str, Any]:
+    keys = ("exam_id", "student_id", "joined_at", "consent", "registered_at", "meeting")
+    return {k: enrolment[k] for k in keys if enrolment.get(k) is not None}
+
+
+async def enrolment_for(ctx: Context, exam_id: str, student_id: str) -> dict[str, Any]:
+    """The student's own enrolment (the caller must be that student)."""
+    check_id(exam_id, "exam_id")
+    check_id(student_id, "student_id")
+    if student_id != ctx.user_id:
+        raise Forbidden("a student may act only for themselves", reason="not_owner")
+    enrolment = await ctx.services.exams.get_student(exam_id, student_id)
+    if enrolment is None:
+        if await ctx.services.exams.get_exam(exam_id) is None:
+            raise NotFound(f"no exam {exam_id}", reason="no_exam")
+        raise Conflict("join the exam first", reason="not_joined")
+    return enrolment
+
+
+def _require_consent(ctx: Context, enrolment: dict[str, Any]) -> None:
+    consent = enrolment.get("consent") or {}
+    if consent.get("version") != ctx.services.settings.consent_version:
+        raise Conflict(
+            f"consent to policy version {ctx.services.settings.consent_version} first",
+            reason="consent_required",
+        )
+
+
+@ROUTER.route(
+    "POST",
+    "/exams/{exam_id}/join",
+    summary="Join an exam as the calling student (idempotent)",
+    groups=STUDENTS,
+    response=ENROLMENT,
+    errors=(400, 401, 403, 404, 409),
+    tag="sessions",
+)
+async def join_exam(request: Request, ctx: Context) -> Response:
+    exam_id = check_id(request.param("exam_id"), "exam_id")
+    exam = await ctx.services.exams.get_exam(exam_id)
+    if exam is None:
+        raise NotFound(f"no exam {exam_id}", reason="no_exam")
+    if exam["status"] == "stopped":
+        raise Conflict("the exam is over", reason="exam_stopped")
+    check_id(ctx.user_id, "your user id")
+    enrolment = await ctx.services.exams.join(exam_id, ctx.user_id)
+    view = _view(enrolment)
+    if exam["status"] == "started":
+        view["meeting"] = await ctx.services.channel.transport.add_member(exam, ctx.user_id)
+    view["consent_version"] = ctx.services.settings.consent_version
+    return Response.json(200, view)
+
+
+@ROUTER.route(
+    "GET",
+    "/exams/{exam_id}/students/{student_id}",
+    summary="A student's enrolment: joined, consent, registered (the student, the proctor)",
+    groups=ANYONE_SIGNED_IN,
+    response=ENROLMENT,
+    tag="sessions",
+)
+async def get_enrolment(request: Request, ctx: Context) -> Response:
+    exam_id, student_id = request.param("exam_id"), request.param("student_id")
+    if ctx.principal.role == "student":
+        enrolment = await enrolment_for(ctx, exam_id, student_id)
+    else:
+        await exam_for(ctx, exam_id)
+        check_id(student_id, "student_id")
+        found = await ctx.services.exams.get_student(exam_id, student_id)
+        if found is None:
+            raise NotFound(f"{student_id} has not joined {exam_id}", reason="not_joined")
+        enrolment = found
+    view = _view(enrolment)
+    view["consent_version"] = ctx.services.settings.consent_version
+    return Response.json(200, view)
+
+
+@ROUTER.route(
+    "PUT",
+    "/exams/{exam_id}/students/{student_id}/consent",
+    summary="Record the student's consent to the current policy version (time is the server's)",
+    groups=STUDENTS,
+    body=Consent,
+    response=ENROLMENT,
+    errors=(400, 401, 403, 404, 409),
+    tag="sessions",
+)
+async def give_consent(request: Request, ctx: Context) -> Response:
+    body = request.json(Consent)
+    enrolment = await enrolment_for(ctx, request.param("exam_id"), request.param("student_id"))
+    current = ctx.services.settings.consent_version
+    if body.policy_version != current:
+        raise Conflict(
+            f"policy version {body.policy_version!r} is not the current one ({current})",
+            reason="stale_policy",
+        )
+    updated = await ctx.services.exams.update_student(
+        enrolment["exam_id"],
+        enrolment["student_id"],
+        {"consent": {"version": current, "at": now_iso()}},
+    )
+    return Response.json(200, _view(updated))
+
+
+@ROUTER.route(
+    "POST",
+    "/exams/{exam_id}/students/{student_id}/registration",
+    summary="Register the student's face photo (after consent); exactly one face",
+    groups=STUDENTS,
+    body=Photo,
+    ok=201,
+    response={"type": "object", "required": ["registered"]},
+    errors=(400, 401, 403, 404, 409, 413, 422),
+    tag="sessions",
+)
+async def register_face(request: Request, ctx: Context) -> Response:
+    body = request.json(Photo)
+    enrolment = await enrolment_for(ctx, request.param("exam_id"), request.param("student_id"))
+    _require_consent(ctx, enrolment)
+    try:
+        photo = base64.b64decode(body.photo, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise BadRequest("photo must be base64 (JPEG or PNG)", reason="bad_photo") from exc
+    if len(photo) > MAX_PHOTO_BYTES:
+        raise PayloadTooLarge(
+            f"the photo is {len(photo) // 1024} KB; at most {MAX_PHOTO_BYTES // 1024} KB",
+            reason="too_large",
+        )
+    try:
+        face = await ctx.services.register(enrolment["exam_id"], enrolment["student_id"], photo)
+    except RegistrationError as exc:
+        raise Unprocessable(str(exc), reason=exc.reason) from exc
+    except InvalidEvent as exc:
+        raise BadRequest(str(exc), reason=exc.reason) from exc
+    await ctx.services.exams.update_student(
+        enrolment["exam_id"], enrolment["student_id"], {"registered_at": now_iso()}
+    )
+    return Response.json(201, {"registered": True, "face": {"box": list(face.box)}})
+
+
+@ROUTER.route(
+    "POST",
+    "/exams/{exam_id}/students/{student_id}/uploads",
+    summary="Presigned POST forms for the student's next chunks (after consent, exam started)",
+    groups=STUDENTS,
+    body=UploadRequest,
+    response=UPLOADS,
+    errors=(400, 401, 403, 404, 409),
+    tag="sessions",
+)
+async def upload_forms(request: Request, ctx: Context) -> Response:
+    body = request.json(UploadRequest)
+    enrolment = await enrolment_for(ctx, request.param("exam_id"), request.param("student_id"))
+    _require_consent(ctx, enrolment)
+    settings = ctx.services.settings
+    exam = await ctx.services.exams.get_exam(enrolment["exam_id"])
+    if exam is None or exam["status"] != "started":
+        raise Conflict("the exam is not running", reason="exam_not_started")
+    if body.count > settings.uploads_per_request:
+        raise BadRequest(
+            f"at most {settings.uploads_per_request} chunks per request", reason="too_many"
+        )
+    now_ms = int(time.time() * 1000)
+    step_ms = int(settings.chunk_seconds * 1000)
+    uploads = []
+    for i in range(body.count):
+        sequence = body.first_sequence + i
+        key = ChunkKey(
+            exam_id=enrolment["exam_id"],
+            student_id=enrolment["student_id"],
+            source=body.source,
+            sequence=sequence,
+            captured_ms=now_ms + i * step_ms,  # the server's estimate: the key is fixed here
+            ext=body.ext,
+        ).key
+        form = await ctx.services.s3.generate_presigned_post(
+            Bucket=settings.names.chunks_bucket,
+            Key=key,
+            Fields={"Content-Type": body.content_type},
+            Conditions=[
+                {"Content-Type": body.content_type},
+                ["starts-with", "$Content-Type", "video/"],
+                ["content-length-range", 1, settings.max_chunk_bytes],
+            ],
+            ExpiresIn=settings.upload_url_seconds,
+        )
+        uploads.append(
+            {"sequence": sequence, "key": key, "url": form["url"], "fields": form["fields"]}
+        )
+    return Response.json(
+        200,
+        {
+            "uploads": uploads,
+            "max_bytes": settings.max_chunk_bytes,
+            "expires_in": settings.upload_url_seconds,
+        },
+    )

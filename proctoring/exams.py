@@ -1,0 +1,355 @@
+"""Exams, enrolments, channel messages and the audit trail, in DynamoDB.
+
+The exams table (``<prefix>-exams``) holds one partition per exam, keyed
+``exam_id`` + ``item``:
+
+- ``exam``: the exam itself - its proctor, title, status (created -> started
+  -> stopped), the Chime meeting, channel and capture pipeline;
+- ``student#<student_id>``: a student's enrolment - joined, consent (policy
+  version and time), registered;
+- ``msg#<time>#<id>``: the exam channel's messages when no Chime app instance
+  is configured (the local channel): chat between the proctor and a student,
+  alerts the forwarder posted; ``student_id`` names the thread;
+- ``fwd#<alert_id>``: the forwarder's claim on an alert, so each alert is
+  posted once however often SNS delivers it.
+
+Exam items carry ``proctor_id``; the sparse ``by-proctor`` index lists a
+proctor's exams. The audit table (``<prefix>-audit``, ``exam_id`` +
+``audit_id``) keeps what must outlive an erasure: who erased whose data, when,
+and how much. Nothing biometric is stored here.
+
+Errors::
+
+    ProctoringError
+     └── storage.StorageError
+          └── Conflict          a conditional write lost (exists already, wrong state)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from botocore.exceptions import ClientError
+
+from proctoring.settings import ResourceNames
+from proctoring.storage import StorageError, from_item, to_item
+
+__all__ = [
+    "EXAM_ITEM",
+    "Conflict",
+    "ExamStatus",
+    "ExamStore",
+    "message_item",
+    "now_iso",
+]
+
+ExamStatus = Literal["created", "started", "stopped"]
+EXAM_ITEM = "exam"
+_STUDENT = "student#"
+_MESSAGE = "msg#"
+_FORWARDED = "fwd#"
+BY_PROCTOR_INDEX = "by-proctor"
+
+
+class Conflict(StorageError):
+    """A conditional write lost: the item exists already, or is not in the expected state."""
+
+
+def now_iso(now: datetime | None = None) -> str:
+    """A UTC time that sorts as text: ``2026-11-27T10:00:00.123456Z``."""
+    return (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def message_item(created_at: str, message_id: str) -> str:
+    return f"{_MESSAGE}{created_at}#{message_id}"
+
+
+class ExamStore:
+    """Every read and write of the exams and audit tables; see the module docstring."""
+
+    def __init__(
+        self,
+        dynamodb: Any,
+        names: ResourceNames,
+        *,
+        retention_days: int = 30,
+        audit_retention_days: int = 2190,
+        timeout: float = 10.0,
+    ) -> None:
+        self._db = dynamodb
+        self._names = names
+        self._retention = timedelta(days=retention_days)
+        self._audit_retention = timedelta(days=audit_retention_days)
+        self._timeout = timeout
+
+    async def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            async with asyncio.timeout(self._timeout):
+                result: dict[str, Any] = await getattr(self._db, operation)(**kwargs)
+                return result
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            if code in ("ConditionalCheckFailedException", "TransactionCanceledException"):
+                raise Conflict(
+                    f"{operation} on {kwargs.get('TableName')}: condition failed"
+                ) from exc
+            raise StorageError(f"DynamoDB {operation} on {kwargs.get('TableName')}: {exc}") from exc
+        except TimeoutError as exc:
+            raise StorageError(f"DynamoDB {operation} timed out after {self._timeout} s") from exc
+
+    def expires_at(self, now: datetime | None = None) -> int:
+        return int(((now or datetime.now(UTC)) + self._retention).timestamp())
+
+    # ---- exams -------------------------------------------------------------------
+    async def create_exam(self, exam: Mapping[str, Any]) -> None:
+        await self._call(
+            "put_item",
+            TableName=self._names.exams_table,
+            Item=to_item({**exam, "item": EXAM_ITEM, "expires_at": self.expires_at()}),
+            ConditionExpression="attribute_not_exists(exam_id)",
+        )
+
+    async def get_exam(self, exam_id: str) -> dict[str, Any] | None:
+        return await self._get(exam_id, EXAM_ITEM)
+
+    async def status(self, exam_id: str) -> ExamStatus | None:
+        """The exam's status, or None for an unknown exam (what the consumer's gate reads)."""
+        response = await self._call(
+            "get_item",
+            TableName=self._names.exams_table,
+            Key=to_item({"exam_id": exam_id, "item": EXAM_ITEM}),
+            ProjectionExpression="#s",
+            ExpressionAttributeNames={"#s": "status"},
+            ConsistentRead=True,
+        )
+        item = from_item(response["Item"]) if "Item" in response else None
+        return item["status"] if item else None
+
+    async def update_exam(
+        self, exam_id: str, values: Mapping[str, Any], *, expect_status: tuple[str, ...]
+    ) -> dict[str, Any]:
+        """Set ``values`` on the exam if its status is one of ``expect_status``; Conflict else."""
+        names = {f"#k{i}": k for i, k in enumerate(values)}
+        assigned = {f":v{i}": v for i, v in enumerate(values.values())}
+        allowed = {f":s{i}": s for i, s in enumerate(expect_status)}
+        response = await self._call(
+            "update_item",
+            TableName=self._names.exams_table,
+            Key=to_item({"exam_id": exam_id, "item": EXAM_ITEM}),
+            UpdateExpression="SET " + ", ".join(f"#k{i} = :v{i}" for i in range(len(values))),
+            ConditionExpression=f"#status IN ({', '.join(allowed)})",
+            ExpressionAttributeNames={**names, "#status": "status"},
+            ExpressionAttributeValues=to_item({**assigned, **allowed}),
+            ReturnValues="ALL_NEW",
+        )
+        return from_item(response["Attributes"])
+
+    async def exams_of(self, proctor_id: str) -> list[dict[str, Any]]:
+        return await self._query(
+            KeyConditionExpression="proctor_id = :p",
+            ExpressionAttributeValues=to_item({":p": proctor_id}),
+            IndexName=BY_PROCTOR_INDEX,
+        )
+
+    async def all_exams(self) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self._names.exams_table,
+            "FilterExpression": "#i = :e",
+            "ExpressionAttributeNames": {"#i": "item"},
+            "ExpressionAttributeValues": to_item({":e": EXAM_ITEM}),
+        }
+        while True:
+            response = await self._call("scan", **kwargs)
+            items.extend(from_item(i) for i in response.get("Items", []))
+            if "LastEvaluatedKey" not in response:
+                return sorted(items, key=lambda i: str(i.get("created_at", "")))
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    # ---- enrolments ----------------------------------------------------------------
+    async def get_student(self, exam_id: str, student_id: str) -> dict[str, Any] | None:
+        return await self._get(exam_id, _STUDENT + student_id)
+
+    async def join(self, exam_id: str, student_id: str) -> dict[str, Any]:
+        """Enrol the student (idempotent: joining twice keeps the first enrolment)."""
+        item = {
+            "exam_id": exam_id,
+            "item": _STUDENT + student_id,
+            "student_id": student_id,
+            "joined_at": now_iso(),
+            "expires_at": self.expires_at(),
+        }
+        try:
+            await self._call(
+                "put_item",
+                TableName=self._names.exams_table,
+                Item=to_item(item),
+                ConditionExpression="attribute_not_exists(exam_id)",
+            )
+        except Conflict:
+            existing = await self.get_student(exam_id, student_id)
+            return existing or item
+        return item
+
+    async def students(self, exam_id: str) -> list[dict[str, Any]]:
+        return await self._query(
+            KeyConditionExpression="exam_id = :e AND begins_with(#i, :p)",
+            ExpressionAttributeNames={"#i": "item"},
+            ExpressionAttributeValues=to_item({":e": exam_id, ":p": _STUDENT}),
+        )
+
+    async def update_student(
+        self, exam_id: str, student_id: str, values: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Set ``values`` on an existing enrolment; Conflict when the student has not joined."""
+        names = {f"#k{i}": k for i, k in enumerate(values)}
+        assigned = {f":v{i}": v for i, v in enumerate(values.values())}
+        response = await self._call(
+            "update_item",
+            TableName=self._names.exams_table,
+            Key=to_item({"exam_id": exam_id, "item": _STUDENT + student_id}),
+            UpdateExpression="SET " + ", ".join(f"#k{i} = :v{i}" for i in range(len(values))),
+            ConditionExpression="attribute_exists(exam_id)",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=to_item(assigned),
+            ReturnValues="ALL_NEW",
+        )
+        return from_item(response["Attributes"])
+
+    # ---- the local channel's messages ------------------------------------------------
+    async def put_message(self, message: Mapping[str, Any]) -> bool:
+        """Store a message once; False when a message with its key exists already."""
+        try:
+            await self._call(
+                "put_item",
+                TableName=self._names.exams_table,
+                Item=to_item({**message, "expires_at": self.expires_at()}),
+                ConditionExpression="attribute_not_exists(exam_id)",
+            )
+        except Conflict:
+            return False
+        return True
+
+    async def messages(
+        self, exam_id: str, *, after: str | None = None, student_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The exam's messages in order, after the message key ``after``; one thread if asked."""
+        values: dict[str, Any] = {":e": exam_id}
+        if after:
+            condition = "exam_id = :e AND #i BETWEEN :a AND :z"
+            values.update({":a": after + "\x00", ":z": _MESSAGE + "\uffff"})
+        else:
+            condition = "exam_id = :e AND begins_with(#i, :p)"
+            values[":p"] = _MESSAGE
+        kwargs: dict[str, Any] = {
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeNames": {"#i": "item"},
+        }
+        if student_id is not None:
+            kwargs["FilterExpression"] = "student_id = :s"
+            values[":s"] = student_id
+        return await self._query(ExpressionAttributeValues=to_item(values), **kwargs)
+
+    # ---- forwarded alerts ---------------------------------------------------------------
+    async def claim_alert(self, exam_id: str, alert_id: str, student_id: str) -> str | None:
+        """Claim an alert for posting: the time its message is posted under, or None when it
+        was posted before. A claim left ``posting`` by a failed attempt keeps its time, so the
+        retry writes the same message, not a second one; a new claim takes the time of now, so
+        live streams that follow the channel by time never miss a late alert."""
+        key = to_item({"exam_id": exam_id, "item": _FORWARDED + alert_id})
+        posting_at = now_iso()
+        try:
+            await self._call(
+                "put_item",
+                TableName=self._names.exams_table,
+                Item=to_item(
+                    {
+                        "exam_id": exam_id,
+                        "item": _FORWARDED + alert_id,
+                        "student_id": student_id,
+                        "state": "posting",
+                        "posting_at": posting_at,
+                        "expires_at": self.expires_at(),
+                    }
+                ),
+                ConditionExpression="attribute_not_exists(exam_id)",
+            )
+        except Conflict:
+            response = await self._call(
+                "get_item", TableName=self._names.exams_table, Key=key, ConsistentRead=True
+            )
+            claim = from_item(response.get("Item", {}))
+            if claim.get("state") != "posting":
+                return None
+            return str(claim["posting_at"])
+        return posting_at
+
+    async def alert_posted(self, exam_id: str, alert_id: str, message_id: str) -> None:
+        await self._call(
+            "update_item",
+            TableName=self._names.exams_table,
+            Key=to_item({"exam_id": exam_id, "item": _FORWARDED + alert_id}),
+            UpdateExpression="SET #st = :posted, message_id = :m",
+            ExpressionAttributeNames={"#st": "state"},
+            ExpressionAttributeValues=to_item({":posted": "posted", ":m": message_id}),
+        )
+
+    # ---- erasure -----------------------------------------------------------------------
+    async def student_items(self, exam_id: str, student_id: str) -> list[dict[str, str]]:
+        """Keys of every item of this table that belongs to the student."""
+        items = await self._query(
+            KeyConditionExpression="exam_id = :e",
+            FilterExpression="student_id = :s",
+            ExpressionAttributeValues=to_item({":e": exam_id, ":s": student_id}),
+            ProjectionExpression="exam_id, #i",
+            ExpressionAttributeNames={"#i": "item"},
+        )
+        return [{"exam_id": i["exam_id"], "item": i["item"]} for i in items]
+
+    async def delete(self, key: Mapping[str, str]) -> None:
+        await self._call("delete_item", TableName=self._names.exams_table, Key=to_item(key))
+
+    async def audit(self, exam_id: str, record: Mapping[str, Any]) -> dict[str, Any]:
+        now = datetime.now(UTC)
+        item = {
+            **record,
+            "exam_id": exam_id,
+            "audit_id": f"{now_iso(now)}#{uuid.uuid4().hex[:12]}",
+            "at": now_iso(now),
+            "expires_at": int((now + self._audit_retention).timestamp()),
+        }
+        await self._call("put_item", TableName=self._names.audit_table, Item=to_item(item))
+        return item
+
+    async def audit_records(self, exam_id: str) -> list[dict[str, Any]]:
+        return await self._query(
+            table=self._names.audit_table,
+            KeyConditionExpression="exam_id = :e",
+            ExpressionAttributeValues=to_item({":e": exam_id}),
+        )
+
+    # ---- helpers -------------------------------------------------------------------------
+    async def _get(self, exam_id: str, item: str) -> dict[str, Any] | None:
+        response = await self._call(
+            "get_item",
+            TableName=self._names.exams_table,
+            Key=to_item({"exam_id": exam_id, "item": item}),
+            ConsistentRead=True,
+        )
+        return from_item(response["Item"]) if "Item" in response else None
+
+    async def _query(self, *, table: str | None = None, **kwargs: Any) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        kwargs["TableName"] = table or self._names.exams_table
+        if "IndexName" not in kwargs:
+            kwargs["ConsistentRead"] = True
+        while True:
+            response = await self._call("query", **kwargs)
+            items.extend(from_item(i) for i in response.get("Items", []))
+            if "LastEvaluatedKey" not in response:
+                return items
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]

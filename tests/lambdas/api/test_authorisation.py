@@ -1,0 +1,108 @@
+"""The authorisation matrix: every route x proctor-owner, other proctor, student-owner,
+other student, admin and anonymous, over HTTP with real Cognito tokens.
+
+Each route gets a fresh exam run by ``proctor``, ``student`` enrolled with
+consent and an alert about them, so a caller's answer depends only on who
+they are. Mutating routes are called by everyone else first and by the owner
+last. A route missing from the matrix fails the test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from typing import Any
+
+from lambdas.api import ROUTER
+from proctoring.aws import async_clients
+from proctoring.storage import Tables
+from tests.conftest import DATA, needs_data
+from tests.lambdas.api.conftest import Service
+
+CALLERS = ("proctor", "other_proctor", "student", "other_student", "admin", None)
+ALERT = "NO_FACE-00000000000000aa"
+
+# route key -> expected status for CALLERS (proctor-owner, other proctor, student-owner,
+# other student, admin, anonymous)
+MATRIX: dict[str, tuple[int, int, int, int, int, int]] = {
+    "GET /openapi.json": (200, 200, 200, 200, 200, 200),
+    "POST /exams": (201, 201, 403, 403, 201, 401),
+    "GET /exams": (200, 200, 403, 403, 200, 401),
+    "GET /exams/{exam_id}": (200, 403, 200, 403, 200, 401),
+    "POST /exams/{exam_id}/start": (200, 403, 403, 403, 200, 401),
+    "POST /exams/{exam_id}/stop": (200, 403, 403, 403, 200, 401),
+    "GET /exams/{exam_id}/results": (200, 403, 403, 403, 200, 401),
+    "GET /exams/{exam_id}/alerts": (200, 403, 403, 403, 200, 401),
+    "GET /exams/{exam_id}/alerts/stream": (200, 403, 403, 403, 200, 401),
+    "POST /exams/{exam_id}/alerts/{alert_id}/review": (200, 403, 403, 403, 200, 401),
+    "GET /exams/{exam_id}/alerts/{alert_id}/evidence": (200, 403, 403, 403, 200, 401),
+    "POST /exams/{exam_id}/join": (403, 403, 200, 200, 403, 401),
+    "GET /exams/{exam_id}/students/{student_id}": (200, 403, 200, 403, 200, 401),
+    "PUT /exams/{exam_id}/students/{student_id}/consent": (403, 403, 200, 403, 403, 401),
+    "POST /exams/{exam_id}/students/{student_id}/registration": (403, 403, 201, 403, 403, 401),
+    "POST /exams/{exam_id}/students/{student_id}/uploads": (403, 403, 200, 403, 403, 401),
+    "POST /exams/{exam_id}/students/{student_id}/messages": (201, 403, 201, 403, 201, 401),
+    "GET /exams/{exam_id}/students/{student_id}/messages": (200, 403, 200, 403, 200, 401),
+    "DELETE /exams/{exam_id}/students/{student_id}": (200, 403, 403, 403, 200, 401),
+    "GET /exams/{exam_id}/audit": (200, 403, 403, 403, 200, 401),
+    "GET /exams/{exam_id}/report": (200, 403, 403, 403, 200, 401),
+    "GET /exams/{exam_id}/report.csv": (200, 403, 403, 403, 200, 401),
+}
+
+
+def _bodies(service: Service) -> dict[str, Any]:
+    photo = base64.b64encode((DATA / "faces/obama.jpg").read_bytes()).decode()
+    return {
+        "POST /exams": {"title": "Matrix"},
+        "POST /exams/{exam_id}/alerts/{alert_id}/review": {"decision": "dismiss", "note": "ok"},
+        "PUT /exams/{exam_id}/students/{student_id}/consent": {
+            "policy_version": service.settings.consent_version,
+            "accepted": True,
+        },
+        "POST /exams/{exam_id}/students/{student_id}/registration": {"photo": photo},
+        "POST /exams/{exam_id}/students/{student_id}/uploads": {"first_sequence": 0},
+        "POST /exams/{exam_id}/students/{student_id}/messages": {"text": "hello"},
+    }
+
+
+def _fresh_exam(service: Service) -> str:
+    exam_id = service.exam("proctor", start=True)
+    service.enrol(exam_id, "student")
+
+    async def alert() -> None:
+        async with async_clients(service.settings) as clients:
+            await Tables(clients.dynamodb, service.settings.names).create_alert(
+                {
+                    "exam_id": exam_id,
+                    "alert_id": ALERT,
+                    "student_id": service.ids["student"],
+                    "type": "NO_FACE",
+                    "status": "open",
+                    "frame_key": f"frames/{exam_id}/{service.ids['student']}/camera/000001.jpg",
+                }
+            )
+
+    asyncio.run(alert())
+    return exam_id
+
+
+@needs_data
+def test_every_route_answers_each_caller_as_the_matrix_says(service: Service) -> None:
+    assert set(MATRIX) == {r.route_key for r in ROUTER.routes}, "every route is in the matrix"
+    bodies = _bodies(service)
+    wrong = []
+    for route_key, expected in MATRIX.items():
+        method, template = route_key.split(" ", 1)
+        exam_id = _fresh_exam(service)
+        path = template.format(exam_id=exam_id, student_id=service.ids["student"], alert_id=ALERT)
+        order = sorted(range(len(CALLERS)), key=lambda i: CALLERS[i] == "proctor")  # owner last
+        for i in order:
+            who = CALLERS[i]
+            kwargs: dict[str, Any] = {"stream": True}
+            if route_key in bodies:
+                kwargs["json"] = bodies[route_key]
+            with service.call(method, path, who, **kwargs) as response:
+                got = response.status_code
+            if got != expected[i]:
+                wrong.append(f"{route_key} as {who or 'anonymous'}: {got}, expected {expected[i]}")
+    assert wrong == []

@@ -1,0 +1,136 @@
+"""A student's session: join, consent first, register a real photo, upload by presigned POST."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime, timedelta
+
+import requests
+
+from proctoring.aws import sync_client
+from proctoring.events import ChunkKey
+from tests.conftest import DATA, needs_data
+from tests.lambdas.api.conftest import Service
+
+
+def _photo(name: str) -> str:
+    return base64.b64encode((DATA / "faces" / name).read_bytes()).decode()
+
+
+def test_without_consent_registration_and_uploads_are_refused(service: Service) -> None:
+    exam_id = service.exam(start=True)
+    student = service.enrol(exam_id, consent=False)
+    base = f"/exams/{exam_id}/students/{student}"
+    registration = service.call("POST", f"{base}/registration", "student", json={"photo": "AAAA"})
+    assert registration.status_code == 409 and registration.json()["reason"] == "consent_required"
+    uploads = service.call("POST", f"{base}/uploads", "student", json={"first_sequence": 0})
+    assert uploads.status_code == 409 and uploads.json()["reason"] == "consent_required"
+
+    stale = service.call(
+        "PUT", f"{base}/consent", "student", json={"policy_version": "2001-01", "accepted": True}
+    )
+    assert stale.status_code == 409 and stale.json()["reason"] == "stale_policy"
+    refused = service.call(
+        "PUT",
+        f"{base}/consent",
+        "student",
+        json={"policy_version": service.settings.consent_version, "accepted": False},
+    )
+    assert refused.status_code == 400 and "accepted" in refused.json()["error"]
+    given = service.call(
+        "PUT",
+        f"{base}/consent",
+        "student",
+        json={"policy_version": service.settings.consent_version, "accepted": True},
+    ).json()
+    assert given["consent"]["version"] == service.settings.consent_version
+    assert given["consent"]["at"].endswith("Z")
+
+
+def test_a_student_must_join_before_acting_and_only_for_themselves(service: Service) -> None:
+    exam_id = service.exam(start=True)
+    student = service.ids["student"]
+    consent = {"policy_version": service.settings.consent_version, "accepted": True}
+    not_joined = service.call(
+        "PUT", f"/exams/{exam_id}/students/{student}/consent", "student", json=consent
+    )
+    assert not_joined.status_code == 409 and not_joined.json()["reason"] == "not_joined"
+    service.enrol(exam_id)
+    someone_else = service.call(
+        "PUT", f"/exams/{exam_id}/students/{student}/consent", "other_student", json=consent
+    )
+    assert someone_else.status_code == 403
+    assert service.call("POST", "/exams/ex-unknown/join", "student").status_code == 404
+
+
+@needs_data
+def test_registration_takes_one_face_and_refuses_two(service: Service) -> None:
+    exam_id = service.exam()
+    student = service.enrol(exam_id)
+    url = f"/exams/{exam_id}/students/{student}/registration"
+    two = service.call("POST", url, "student", json={"photo": _photo("two_people.jpg")})
+    assert two.status_code == 422 and two.json()["reason"] == "several_faces"
+    one = service.call("POST", url, "student", json={"photo": _photo("obama.jpg")})
+    assert one.status_code == 201, one.text
+    assert service.call("GET", f"/exams/{exam_id}/students/{student}", "student").json()[
+        "registered_at"
+    ]
+    not_base64 = service.call("POST", url, "student", json={"photo": "***"})
+    assert not_base64.status_code == 400
+
+
+def test_upload_forms_write_exactly_the_students_next_chunks(service: Service) -> None:
+    exam_id = service.exam()
+    student = service.enrol(exam_id)
+    url = f"/exams/{exam_id}/students/{student}/uploads"
+    not_started = service.call("POST", url, "student", json={"first_sequence": 0})
+    assert not_started.status_code == 409 and not_started.json()["reason"] == "exam_not_started"
+    service.call("POST", f"/exams/{exam_id}/start", "proctor")
+
+    answer = service.call(
+        "POST", url, "student", json={"first_sequence": 7, "count": 3, "ext": "mp4",
+                                      "content_type": "video/mp4"}
+    ).json()  # fmt: skip
+    assert answer["max_bytes"] == service.settings.max_chunk_bytes
+    forms = answer["uploads"]
+    assert [f["sequence"] for f in forms] == [7, 8, 9]
+    for form in forms:
+        key = ChunkKey.parse(form["key"])  # the server fixed a valid chunk key
+        assert (key.exam_id, key.student_id, key.source, key.ext) == (
+            exam_id, student, "camera", "mp4",
+        )  # fmt: skip
+        assert form["fields"]["key"] == form["key"]
+        assert form["fields"]["Content-Type"] == "video/mp4"
+    form = forms[0]
+    posted = requests.post(
+        form["url"],
+        data=form["fields"],
+        files={"file": ("chunk.mp4", b"\x00\x00\x00\x18ftypmp42", "video/mp4")},
+        timeout=30,
+    )
+    assert posted.status_code in (200, 204), posted.text
+    s3 = sync_client(service.settings, "s3")
+    listed = s3.list_objects_v2(Bucket=service.settings.names.chunks_bucket)["Contents"]
+    assert [o["Key"] for o in listed] == [form["key"]]
+
+    # moto accepts any form field (it checks no POST policy); S3 enforces the signed policy, so
+    # the policy itself is what binds the upload: one exact key, a video type, the size limit.
+    policy = json.loads(base64.b64decode(form["fields"]["policy"]))
+    conditions = policy["conditions"]
+    assert {"key": form["key"]} in conditions
+    assert {"bucket": service.settings.names.chunks_bucket} in conditions
+    assert ["starts-with", "$Content-Type", "video/"] in conditions
+    assert ["content-length-range", 1, service.settings.max_chunk_bytes] in conditions
+    assert not any(
+        c[0] == "starts-with" and c[1] == "$key" for c in conditions if isinstance(c, list)
+    )
+    expires = datetime.fromisoformat(policy["expiration"].replace("Z", "+00:00"))
+    assert expires - datetime.now(UTC) <= timedelta(seconds=service.settings.upload_url_seconds)
+
+    too_many = service.call("POST", url, "student", json={"first_sequence": 0, "count": 500})
+    assert too_many.status_code == 400
+    not_video = service.call(
+        "POST", url, "student", json={"first_sequence": 0, "content_type": "text/html"}
+    )
+    assert not_video.status_code == 400 and "content_type" in not_video.json()["error"]
