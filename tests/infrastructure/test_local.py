@@ -92,7 +92,10 @@ def test_stores_are_encrypted_with_the_stacks_key(settings: Settings) -> None:
 def test_uploads_are_allowed_from_the_local_app_origin_only(settings: Settings) -> None:
     s3 = sync_client(settings, "s3")
     [chunks] = s3.get_bucket_cors(Bucket=settings.names.chunks_bucket)["CORSRules"]
-    assert (chunks["AllowedOrigins"], chunks["AllowedMethods"]) == (["http://127.0.0.1:*"], ["PUT"])
+    assert (chunks["AllowedOrigins"], chunks["AllowedMethods"]) == (
+        ["http://127.0.0.1:*"],
+        ["POST", "PUT"],
+    )
     [frames] = s3.get_bucket_cors(Bucket=settings.names.frames_bucket)["CORSRules"]
     assert frames["AllowedMethods"] == ["GET", "HEAD"]
 

@@ -200,7 +200,7 @@ def test_cors_allows_only_the_app_origin() -> None:
         assert "*" not in literals and not any(o.startswith("https://*") for o in literals)
         # without AppOrigin: the custom domain, else the distribution's own domain
         assert {"AppDomainName", "WebDistribution"} <= _refs(allowed)
-    assert {tuple(r["AllowedMethods"]) for r in rules} == {("PUT",), ("GET", "HEAD")}
+    assert {tuple(r["AllowedMethods"]) for r in rules} == {("POST", "PUT"), ("GET", "HEAD")}
 
 
 def test_the_web_app_is_served_only_through_cloudfront_with_origin_access_control() -> None:
