@@ -15,7 +15,7 @@ import secrets
 import signal
 from collections.abc import Callable
 
-from dashboard.server import LocalServer
+from dashboard.server import WEB_DIR, LocalServer
 from infrastructure.emulator import Emulator
 from infrastructure.local import add_user, provision, provision_identity, sign_in
 from lambdas.api import Api
@@ -62,7 +62,7 @@ async def serve_locally(
         async with open_services(settings) as services:
             server = LocalServer(
                 Api(services), host=settings.host, port=settings.api_port,
-                static_dir=settings.static_dir,
+                static_dir=settings.static_dir or WEB_DIR,
             )  # fmt: skip
             url = await server.start()
             try:
