@@ -9,13 +9,13 @@ from ``../shared/data/video`` (``camera_file``); nothing is downloaded.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
-from contextlib import contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -103,16 +103,20 @@ def camera_file(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Pat
 
 
 @pytest.fixture
-def launch() -> Iterator[Callable[..., object]]:
-    """``launch(camera=y4m)`` -> a Playwright Browser (closed after the test)."""
-    if not CHROMIUM.exists() and shutil.which("chromium") is None:
-        pytest.fail("Debian's chromium is not installed (make test installs it)")
+def launch() -> Iterator[Callable[..., Any]]:
+    """``launch(camera=y4m)`` -> a Playwright Browser (closed after the test).
+
+    Playwright starts on the first call: its sync API runs an event loop in this thread,
+    so a test does its own ``asyncio.run`` set-up first.
+    """
+    if not CHROMIUM.exists():
+        pytest.fail(f"Debian's chromium is not at {CHROMIUM} (make test installs it)")
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as playwright:
-        browsers = []
+    with ExitStack() as stack:
 
-        def start(camera: Path | None = None) -> object:
+        def start(camera: Path | None = None) -> Any:
+            playwright = stack.enter_context(sync_playwright())
             args = [
                 "--no-sandbox",
                 "--disable-gpu",
@@ -128,23 +132,15 @@ def launch() -> Iterator[Callable[..., object]]:
             browser = playwright.chromium.launch(
                 executable_path=str(CHROMIUM), headless=True, args=args
             )
-            browsers.append(browser)
+            stack.callback(browser.close)
             return browser
 
         yield start
-        for browser in browsers:
-            browser.close()
 
 
-@contextmanager
-def no_dialogs(page: object) -> Iterator[None]:
-    """Accept confirm() dialogs (stopping an exam asks)."""
-    page.on("dialog", lambda dialog: dialog.accept())  # type: ignore[attr-defined]
-    yield
-
-
-def screenshot(page: object, name: str) -> Path:
+def screenshot(page: Any, name: str) -> Path:
+    """The README's pictures (docs/screenshots), taken by the test run."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=False)  # type: ignore[attr-defined]
+    page.screenshot(path=str(path), full_page=False)
     return path
