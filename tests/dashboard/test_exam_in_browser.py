@@ -96,6 +96,24 @@ def test_impostor_recorded_uploaded_and_flagged_on_the_console(
     dialog.get_by_role("button", name="Save decision").click()
     expect(dialog.locator("#review-status")).to_have_text("Saved: confirmed.")
 
+    console.keyboard.press("Escape")
+    card.get_by_role("button").click()
+    student_view = console.locator("#student-view")
+    expect(student_view.locator("#timeline tr").first).to_be_visible()
+    student_view.get_by_label("Message to the student").fill(
+        "Please stay alone in front of the camera."
+    )
+    student_view.get_by_role("button", name="Send").click()
+    warning = student.locator("#warning")
+    expect(warning).to_have_text(
+        "Message from your proctor: Please stay alone in front of the camera.", timeout=15_000
+    )
+    student.get_by_label("Message").fill("Understood.")
+    student.get_by_role("button", name="Send").click()
+    expect(student_view.locator("#student-chat .theirs .text")).to_have_text(
+        "Understood.", timeout=15_000
+    )  # the console's live stream carries the reply
+
     report = api(web.url, proctor_token, f"/exams/{exam_id}/report")
     (row,) = [s for s in report["students"] if s["student_id"] == student_id]
     (reported,) = [a for a in row["alerts"] if a["alert_id"] == alert["alert_id"]]
