@@ -126,6 +126,7 @@ def launch() -> Iterator[Callable[..., Any]]:
                 "--no-first-run",
                 "--use-fake-ui-for-media-stream",
                 "--use-fake-device-for-media-stream",
+                "--auto-select-desktop-capture-source=Entire screen",  # getDisplayMedia
             ]
             if camera is not None:
                 args.append(f"--use-file-for-fake-video-capture={camera}")

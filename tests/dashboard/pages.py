@@ -26,9 +26,11 @@ def proctor_console(browser: Browser, url: str, email: str) -> tuple[BrowserCont
     return context, page
 
 
-def create_and_start_exam(page: Page, title: str) -> str:
+def create_and_start_exam(page: Page, title: str, *, screen: bool = False) -> str:
     """Create an exam in the console and start it; its id from the student link."""
     page.get_by_label("New exam title").fill(title)
+    if screen:
+        page.get_by_label("record screens").check()
     page.get_by_role("button", name="Create exam").click()
     page.get_by_role("link", name=title).click()
     expect(page.get_by_role("heading", name=title)).to_be_visible()
@@ -39,7 +41,13 @@ def create_and_start_exam(page: Page, title: str) -> str:
 
 
 def student_page(
-    browser: Browser, url: str, exam_id: str, email: str, *, photo: Any = None
+    browser: Browser,
+    url: str,
+    exam_id: str,
+    email: str,
+    *,
+    photo: Any = None,
+    screen: bool = False,
 ) -> tuple[BrowserContext, Page]:
     """A student through consent, system check and registration into the exam view.
 
@@ -59,6 +67,9 @@ def student_page(
     page.get_by_role("button", name="Agree and continue").click()
     expect(page.get_by_role("heading", name="System check")).to_be_visible()
     expect(page.locator("#check-camera")).to_contain_text("✓")
+    if screen:
+        page.get_by_role("button", name="Share my screen").click()
+        expect(page.locator("#check-screen")).to_contain_text("✓")
     page.get_by_role("button", name="Continue").click()
     expect(page.get_by_role("heading", name="Registration photo")).to_be_visible()
     if photo is None:
@@ -79,11 +90,11 @@ def uploaded(page: Page) -> int:
     return int(page.locator("#upload-status").get_attribute("data-uploaded") or 0)
 
 
-def chunk_keys(settings: Any, exam_id: str, student_id: str) -> list[str]:
+def chunk_keys(settings: Any, exam_id: str, student_id: str, source: str = "camera") -> list[str]:
     from proctoring.aws import sync_client
 
     s3 = sync_client(settings, "s3")
-    prefix = f"chunks/{exam_id}/{student_id}/camera/"
+    prefix = f"chunks/{exam_id}/{student_id}/{source}/"
     found = s3.list_objects_v2(Bucket=settings.names.chunks_bucket, Prefix=prefix)
     return sorted(o["Key"] for o in found.get("Contents", []))
 
