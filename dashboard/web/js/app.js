@@ -24,23 +24,23 @@ function decodeClaims(token) {
   return JSON.parse(new TextDecoder().decode(Uint8Array.from(json, (c) => c.charCodeAt(0))));
 }
 
-/** The current session ({token, claims}) or null when absent or expired. */
+/** The current session ({token, claims, refresh}) or null when absent or expired. */
 export function currentSession() {
   const raw = sessionStorage.getItem(SESSION_KEY);
   if (!raw) return null;
   try {
     const session = JSON.parse(raw);
-    if (session.claims.exp * 1000 < Date.now() + 30_000) return null;
+    if (session.claims.exp * 1000 < Date.now() + 30_000 && !session.refresh) return null; // else renewed
     return session;
   } catch {
     return null;
   }
 }
 
-/** Keep an id token (from sign-in, or the demo's link) for this tab. */
-export function useToken(token) {
+/** Keep an id token (from sign-in, or the demo's link) and its refresh token for this tab. */
+export function useToken(token, refresh = null) {
   const claims = decodeClaims(token);
-  const session = { token, claims };
+  const session = { token, claims, refresh };
   sessionStorage.setItem(SESSION_KEY, JSON.stringify(session));
   return session;
 }
@@ -53,8 +53,8 @@ export function groupsOf(session) {
   return session?.claims?.["cognito:groups"] ?? [];
 }
 
-/** Cognito InitiateAuth (USER_PASSWORD_AUTH) over plain fetch: no SDK, no secret. */
-export async function signIn(email, password) {
+/** Cognito InitiateAuth over plain fetch: no SDK, no secret. */
+async function initiateAuth(flow, parameters) {
   const config = await loadConfig();
   let response;
   try {
@@ -64,27 +64,45 @@ export async function signIn(email, password) {
         "Content-Type": "application/x-amz-json-1.1",
         "X-Amz-Target": "AWSCognitoIdentityProviderService.InitiateAuth",
       },
-      body: JSON.stringify({
-        AuthFlow: "USER_PASSWORD_AUTH",
-        ClientId: config.client_id,
-        AuthParameters: { USERNAME: email, PASSWORD: password },
-      }),
+      body: JSON.stringify({ AuthFlow: flow, ClientId: config.client_id, AuthParameters: parameters }),
     });
   } catch {
-    throw new Error("The sign-in service cannot be reached. Check your connection and try again.");
+    throw new TypeError("The sign-in service cannot be reached. Check your connection and try again.");
   }
   const body = await response.json().catch(() => ({}));
   if (!response.ok) {
     const kind = String(body.__type || "").split("#").pop();
     if (kind === "NotAuthorizedException" || kind === "UserNotFoundException") {
-      throw new Error("Wrong email or password.");
+      throw new Error(flow === "USER_PASSWORD_AUTH" ? "Wrong email or password." : "Your session has ended: sign in again.");
     }
     throw new Error(`Sign-in failed: ${body.message || kind || `HTTP ${response.status}`}`);
   }
   if (!body.AuthenticationResult) {
     throw new Error(`Sign-in needs a step this page does not support (${body.ChallengeName}).`);
   }
-  return useToken(body.AuthenticationResult.IdToken);
+  return body.AuthenticationResult;
+}
+
+/** Sign in with USER_PASSWORD_AUTH; the session keeps the refresh token for long exams. */
+export async function signIn(email, password) {
+  const result = await initiateAuth("USER_PASSWORD_AUTH", { USERNAME: email, PASSWORD: password });
+  return useToken(result.IdToken, result.RefreshToken);
+}
+
+const REFRESH_BEFORE_MS = 5 * 60_000;
+
+/** The session, its id token renewed (REFRESH_TOKEN_AUTH) when it ends within 5 minutes. */
+export async function freshSession() {
+  const session = currentSession();
+  if (!session?.refresh || session.claims.exp * 1000 - Date.now() > REFRESH_BEFORE_MS) return session;
+  try {
+    const result = await initiateAuth("REFRESH_TOKEN_AUTH", { REFRESH_TOKEN: session.refresh });
+    return useToken(result.IdToken, session.refresh);
+  } catch (error) {
+    if (error instanceof TypeError) return session; // offline: the current token still works
+    signOut();
+    throw error;
+  }
 }
 
 // ---- the API ------------------------------------------------------------------------------
@@ -100,7 +118,7 @@ export class ApiError extends Error {
 /** Call the exam service as the signed-in user; JSON in and out, ApiError on a refusal. */
 export async function api(path, { method = "GET", json, raw = false } = {}) {
   const config = await loadConfig();
-  const session = currentSession();
+  const session = await freshSession();
   const headers = {};
   if (session) headers.Authorization = `Bearer ${session.token}`;
   if (json !== undefined) headers["Content-Type"] = "application/json";

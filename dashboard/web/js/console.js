@@ -4,7 +4,7 @@
 // Live alerts come from the local server's SSE stream (config.live_alerts == "sse"); without
 // it (AWS, where the Chime channel carries them) the alerts list is polled.
 
-import { $, api, currentSession, el, fail, groupsOf, loadConfig, show, signInForm, signOut, step, useToken, when } from "./app.js";
+import { $, api, currentSession, el, fail, freshSession, groupsOf, loadConfig, show, signInForm, signOut, step, useToken, when } from "./app.js";
 
 const GRID_SECONDS = 3;
 const state = { config: null, exam: null, students: new Map(), alerts: new Map(), stream: null, timers: [], open: null };
@@ -216,12 +216,19 @@ function card(student) {
 // ---- alerts -----------------------------------------------------------------------------------
 
 function follow(examId) {
+  state.stream?.close();
   const token = currentSession()?.token;
   const url = `${state.config.api_url}/exams/${enc(examId)}/alerts/stream?access_token=${enc(token)}`;
   const stream = new EventSource(url);
   state.stream = stream;
   stream.addEventListener("open", () => show($("#feed-state"), "Live"));
-  stream.addEventListener("error", () => show($("#feed-state"), "Reconnecting…"));
+  stream.addEventListener("error", async () => {
+    show($("#feed-state"), "Reconnecting…");
+    if (stream.readyState !== EventSource.CLOSED || state.stream !== stream) return;
+    // Refused (an expired token): renew the token, then follow again with it.
+    await freshSession().catch(() => null);
+    setTimeout(() => state.stream === stream && follow(examId), 2000);
+  });
   stream.addEventListener("alert", (event) => {
     const message = JSON.parse(event.data);
     if (message.alert) addAlert(message.alert, true);
