@@ -8,7 +8,7 @@ may checkpoint. Per batch:
 2. drop duplicates inside the batch;
 3. per chunk, concurrently (bounded): GET the chunk, extract one upright
    frame (the middle one by default) and its thumbnail in the process pool,
-   store the JPEG - only for started exams (``PROCTOR_EXAM_GATE``): a chunk of a
+   store the JPEG - with ``PROCTOR_EXAM_GATE`` only for started exams: a chunk of a
    stopped, not yet started or unknown exam gets a ``not_analysed`` result row
    and nothing else;
 4. per student, in sequence order: analyse the frame as the schedule says

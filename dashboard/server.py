@@ -87,9 +87,7 @@ class LocalServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port)
         await site.start()
-        server = site._server
-        assert server is not None and server.sockets  # type: ignore[attr-defined]
-        port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        port = self._runner.addresses[0][1]  # the port the system chose when asked for 0
         self.url = f"http://{self._host}:{port}"
         _log.info("local API server", url=self.url)
         return self.url

@@ -1,8 +1,10 @@
 """Registration: a student's photo becomes the reference face for an exam.
 
-``handler`` serves ``POST /exams/{exam_id}/students/{student_id}/registration``
-behind API Gateway (body: ``{"photo": "<base64 JPEG or PNG>"}``);
-``proctor register`` calls ``register_photo`` directly. A photo without
+``register_photo`` is what the exam service's registration route
+(``lambdas.api.sessions``: token, ownership and consent checked first) and
+``proctor register`` call. ``handler`` is the bare function without those
+checks; it is no longer deployed (the template routes registration to
+``lambdas.api.handler``) and stays for direct operator use. A photo without
 exactly one usable face is refused with a message the student can act on
 (HTTP 422). The face's embedding goes to the collection, never to a log.
 """

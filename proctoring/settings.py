@@ -132,7 +132,9 @@ class Settings(BaseSettings):
     consent_version: str = Field(default="2026-11", min_length=1, max_length=40)
     upload_url_seconds: int = Field(default=600, ge=60, le=7 * 24 * 3600)
     uploads_per_request: int = Field(default=12, ge=1, le=120, description="chunks per request")
-    exam_gate: bool = True  # analyse only chunks of started exams
+    # Analyse only chunks of exams started through the exam service; the deployed consumer and
+    # `proctor serve` turn it on, the recordings-only tools (up, demo, eval, replay) leave it off.
+    exam_gate: bool = False
     audit_retention_days: int = Field(default=2190, ge=1)
     # Chime SDK (AWS): unset uses the local channel (messages in the exams table).
     chime_app_instance_arn: str | None = None

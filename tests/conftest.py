@@ -58,8 +58,7 @@ def settings(emulator: Emulator) -> Settings:
         poll_interval=0.05,
         cpu_workers=2,
         log_format="console",
-        exam_gate=False,  # pipeline tests replay without the exam service; the gate's own tests
-    )  #                  and the exam service's set it
+    )
     outputs = provision(base)
     return base.model_copy(update={"alerts_topic_arn": outputs["AlertsTopicArn"]})
 

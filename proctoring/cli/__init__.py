@@ -129,7 +129,7 @@ def serve(
     """The local exam service: stack, users, API server, forwarder, consumer, until Ctrl-C."""
     from proctoring.cli.serving import serve_locally
 
-    settings = _settings(port=port, api_port=api_port, prefix=prefix)
+    settings = _settings(port=port, api_port=api_port, prefix=prefix, exam_gate=True)
     configure_logging(settings)
     _run(serve_locally(settings, users=list(users), out=click.echo))
     click.echo("exam service stopped", err=True)
@@ -247,7 +247,7 @@ def demo(
     terminal and on the proctor console (its signed-in link is printed)."""
     from proctoring.cli.demo import run_demo
 
-    settings = _settings(port=port, api_port=api_port, prefix="demo", exam_gate=False)
+    settings = _settings(port=port, api_port=api_port, prefix="demo")
     if open_browser is None:
         open_browser = not exit_when_done and sys.stderr.isatty()
     _run(
@@ -280,6 +280,6 @@ def eval_command(suite_path: Path | None, json_path: Path | None, port: int | No
     """Run the labelled scenarios through the pipeline: precision, recall, false alerts, cost."""
     from proctoring.cli.eval_run import DEFAULT_SUITE, run_eval
 
-    settings = _settings(port=port, prefix="eval", log_level="ERROR", exam_gate=False)
+    settings = _settings(port=port, prefix="eval", log_level="ERROR")
     configure_logging(settings)
     _run(run_eval(settings, suite_path or DEFAULT_SUITE, json_path=json_path, out=click.echo))

@@ -94,7 +94,7 @@ def test_uploads_are_allowed_from_the_local_app_origin_only(settings: Settings) 
     [chunks] = s3.get_bucket_cors(Bucket=settings.names.chunks_bucket)["CORSRules"]
     assert (chunks["AllowedOrigins"], chunks["AllowedMethods"]) == (
         ["http://127.0.0.1:*"],
-        ["POST", "PUT"],
+        ["PUT", "POST"],
     )
     [frames] = s3.get_bucket_cors(Bucket=settings.names.frames_bucket)["CORSRules"]
     assert frames["AllowedMethods"] == ["GET", "HEAD"]

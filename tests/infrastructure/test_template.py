@@ -200,7 +200,7 @@ def test_cors_allows_only_the_app_origin() -> None:
         assert "*" not in literals and not any(o.startswith("https://*") for o in literals)
         # without AppOrigin: the custom domain, else the distribution's own domain
         assert {"AppDomainName", "WebDistribution"} <= _refs(allowed)
-    assert {tuple(r["AllowedMethods"]) for r in rules} == {("POST", "PUT"), ("GET", "HEAD")}
+    assert {tuple(r["AllowedMethods"]) for r in rules} == {("PUT", "POST"), ("GET", "HEAD")}
 
 
 def test_the_web_app_is_served_only_through_cloudfront_with_origin_access_control() -> None:
@@ -324,6 +324,8 @@ def test_the_consumer_may_call_what_it_calls_on_what_it_touches() -> None:
         "dynamodb:GetItem",
         "dynamodb:Query",
     }
+    assert by_sid["ExamGate"]["Action"] == "dynamodb:GetItem"
+    assert by_sid["ExamGate"]["Resource"] == {"Fn::GetAtt": ["ExamsTable", "Arn"]}
     services = {a.split(":")[0] for a in _actions("ConsumerTaskRole")}
     assert services == {"kinesis", "dynamodb", "s3", "sns", "rekognition", "kms"}
 
@@ -448,18 +450,64 @@ def test_the_consumer_accepts_no_inbound_traffic() -> None:
 # ---- API and users --------------------------------------------------------------------------
 
 
-def test_every_route_requires_a_cognito_token() -> None:
+def test_every_route_but_the_openapi_document_requires_a_cognito_token() -> None:
     routes = _of_type("AWS::ApiGatewayV2::Route")
     assert routes
     for logical, route in routes.items():
+        if route["Properties"]["RouteKey"] == "GET /openapi.json":
+            assert route["Properties"]["AuthorizationType"] == "NONE"
+            continue
         assert route["Properties"]["AuthorizationType"] == "JWT", logical
         assert route["Properties"]["AuthorizerId"] == {"Ref": "HttpApiAuthorizer"}
     jwt = _props("HttpApiAuthorizer")["JwtConfiguration"]
     assert jwt["Audience"] == [{"Ref": "UserPoolClient"}]
     assert "UserPool" in _refs(jwt["Issuer"])
-    assert {r["Properties"]["RouteKey"] for r in routes.values()} >= {
-        "POST /exams/{exam_id}/students/{student_id}/registration"
+
+
+def test_the_api_routes_are_exactly_the_code_s_routes() -> None:
+    from lambdas.api import ROUTER
+
+    routes = _of_type("AWS::ApiGatewayV2::Route").values()
+    deployed = {r["Properties"]["RouteKey"] for r in routes}
+    served = {r.route_key for r in ROUTER.routes if not r.local_only}
+    assert deployed == served
+    registration = "POST /exams/{exam_id}/students/{student_id}/registration"
+    for route in routes:  # registration on its own function (Rekognition rights), the rest one
+        target = route["Properties"]["Target"]["Fn::Sub"]
+        expected = (
+            "RegisterIntegration"
+            if route["Properties"]["RouteKey"] == registration
+            else "ApiIntegration"
+        )
+        assert target == f"integrations/${{{expected}}}"
+    for function in ("RegisterFunction", "ApiFunction"):
+        assert _props(function)["Handler"] == "lambdas.api.handler"
+        assert {"PROCTOR_USER_POOL_ID", "PROCTOR_USER_POOL_CLIENT_ID"} <= set(
+            _props(function)["Environment"]["Variables"]
+        )
+
+
+def test_the_exam_service_reaches_only_what_it_serves() -> None:
+    statements = {
+        s["Sid"]: s
+        for s in _props("ExamServiceRole")["Policies"][0]["PolicyDocument"]["Statement"]
+        if "Sid" in s
     }
+    assert _refs(statements["UploadFormsAndErasure"]["Resource"]) == {"ChunksBucket"}
+    assert "chunks/*" in str(statements["UploadFormsAndErasure"]["Resource"])
+    assert set(_as_list(statements["FaceErasure"]["Action"])) == {"rekognition:DeleteFaces"}
+    assert set(_as_list(statements["Audit"]["Action"])) == {"dynamodb:PutItem", "dynamodb:Query"}
+    forwarder = _actions("AlertForwarderRole")
+    assert "chime:SendChannelMessage" in forwarder and "dynamodb:DeleteItem" not in forwarder
+    mapping = _props("AlertForwarderEventSource")
+    assert mapping["EventSourceArn"] == {"Fn::GetAtt": ["AlertsQueue", "Arn"]}
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    rate = _props("AlertForwarderFunction")["Environment"]["Variables"]
+    assert (
+        mapping["ScalingConfig"]["MaximumConcurrency"]
+        * float(rate["PROCTOR_CHANNEL_MESSAGES_PER_SECOND"])
+        <= 30
+    )  # Chime SDK messaging's SendChannelMessage limit
 
 
 def test_the_user_pool_has_the_three_groups_and_a_browser_client() -> None:
@@ -507,7 +555,12 @@ def test_alarms_cover_lag_errors_throttles_and_dead_letters() -> None:
         "WriteThrottleEvents",
     } <= names
     functions = {next(iter(_refs(d["FunctionName"]))) for _, n, d in metrics if n == "Errors"}
-    assert functions == {"ChunkRouterFunction", "RegisterFunction"}
+    assert functions == {
+        "ChunkRouterFunction",
+        "RegisterFunction",
+        "ApiFunction",
+        "AlertForwarderFunction",
+    }
     dead_letter_queues = {
         name for name in _of_type("AWS::SQS::Queue") if name.endswith("DeadLetterQueue")
     }
@@ -620,7 +673,7 @@ def test_everything_only_aws_can_run_is_left_out_of_the_local_stack() -> None:
     }
     for logical, resource in RESOURCES.items():
         if logical not in local:
-            assert resource["Condition"] in ("IsAws", "HasAlarmEmail"), logical
+            assert resource["Condition"] in ("IsAws", "HasAlarmEmail", "HasChimeCapture"), logical
 
 
 def test_deploy_docs_list_every_parameter_and_suppression() -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import json
+from datetime import UTC, datetime, timedelta
 
 import requests
 
@@ -111,6 +113,20 @@ def test_upload_forms_write_exactly_the_students_next_chunks(service: Service) -
     s3 = sync_client(service.settings, "s3")
     listed = s3.list_objects_v2(Bucket=service.settings.names.chunks_bucket)["Contents"]
     assert [o["Key"] for o in listed] == [form["key"]]
+
+    # moto accepts any form field (it checks no POST policy); S3 enforces the signed policy, so
+    # the policy itself is what binds the upload: one exact key, a video type, the size limit.
+    policy = json.loads(base64.b64decode(form["fields"]["policy"]))
+    conditions = policy["conditions"]
+    assert {"key": form["key"]} in conditions
+    assert {"bucket": service.settings.names.chunks_bucket} in conditions
+    assert ["starts-with", "$Content-Type", "video/"] in conditions
+    assert ["content-length-range", 1, service.settings.max_chunk_bytes] in conditions
+    assert not any(
+        c[0] == "starts-with" and c[1] == "$key" for c in conditions if isinstance(c, list)
+    )
+    expires = datetime.fromisoformat(policy["expiration"].replace("Z", "+00:00"))
+    assert expires - datetime.now(UTC) <= timedelta(seconds=service.settings.upload_url_seconds)
 
     too_many = service.call("POST", url, "student", json={"first_sequence": 0, "count": 500})
     assert too_many.status_code == 400
