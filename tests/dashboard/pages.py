@@ -63,6 +63,7 @@ def student_page(
     page.goto(f"{url}/student.html?exam={exam_id}")
     sign_in(page, email)
     expect(page.get_by_role("heading", name="Consent to proctoring")).to_be_visible()
+    expect(page.locator("#recording")).to_be_hidden()  # nothing is recorded before consent
     page.get_by_label("I have read the policy").check()
     page.get_by_role("button", name="Agree and continue").click()
     expect(page.get_by_role("heading", name="System check")).to_be_visible()

@@ -103,8 +103,12 @@ async function systemCheck() {
 
 function register() {
   step("register");
-  $("#register-video").srcObject = state.camera;
+  const video = $("#register-video");
+  video.srcObject = state.camera;
   const status = $("#register-status");
+  const take = $("#take-photo");
+  take.disabled = video.readyState < 2; // no frame to take yet
+  video.addEventListener("loadeddata", () => { take.disabled = false; }, { once: true });
   return new Promise((resolve) => {
     async function send(blob) {
       show(status, "Checking your photo…");
@@ -123,7 +127,7 @@ function register() {
       show(status, `Registered. Upload speed about ${mbps.toFixed(1)} Mbit/s.`);
       resolve();
     }
-    $("#take-photo").addEventListener("click", async () => send(await snapshot($("#register-video"))));
+    take.addEventListener("click", async () => send(await snapshot(video)));
     $("#photo-file").addEventListener("change", (event) => {
       const file = event.target.files[0];
       if (file) send(file);
