@@ -73,6 +73,8 @@ async def serve_locally(
                 out(f"export PROCTOR_USER_POOL_CLIENT_ID={settings.user_pool_client_id}")
                 out(f"export PROCTOR_JWKS_URL={settings.jwks_url}")
                 out(f"# the API: {url} (OpenAPI document: {url}/openapi.json)")
+                out(f"# proctor console: {url}/console.html")
+                out(f"# a student's exam page: {url}/student.html?exam=<exam id>")
                 for email, token in tokens.items():
                     variable = "TOKEN_" + "".join(c if c.isalnum() else "_" for c in email).upper()
                     out(f"export {variable}={token}")
