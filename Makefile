@@ -10,7 +10,7 @@ INFRA_BIN   := $(INFRA_VENV)/bin
 INFRA_STAMP := $(INFRA_VENV)/.installed
 TEMPLATES   := infrastructure/template.yaml infrastructure/bootstrap.yaml
 
-.PHONY: demo test lint infra-check package up clean
+.PHONY: demo test lint infra-check package up clean chromium
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,8 +29,13 @@ demo: $(STAMP)
 	$(BIN)/proctor demo --exit-when-done --report demo-report.json
 
 ## test: lint, type-check, scan the templates and run the whole test suite against the local stack
-test: $(STAMP) $(NODE) lint infra-check
+test: $(STAMP) $(NODE) chromium lint infra-check
 	$(BIN)/python -m pytest
+
+## chromium: Debian's chromium for the web pages' browser tests (Playwright drives it; nothing is
+## downloaded by Playwright itself). CI runs as root; elsewhere install it once with sudo.
+chromium:
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 
 ## lint: ruff and mypy
 lint: $(STAMP)

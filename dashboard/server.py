@@ -9,8 +9,12 @@ What only this server does:
   channel (``event: alert`` and ``event: chat``, ``id`` = the message's key,
   ``Last-Event-ID`` resumes), after the route's own authorisation. In AWS the
   console follows the exam's Chime channel instead;
-- files from ``static_dir`` (the proctor console and the student page) for
-  any other ``GET``, ``index.html`` for ``/``.
+- ``GET /config.json``: what the web pages need to find the API and sign in
+  (``web_config``: the API's base URL, the Cognito endpoint and app client,
+  the consent version, the chunk length, whether Chime is configured). In AWS
+  the same file is written beside the pages in the web bucket;
+- files from ``static_dir`` (default ``dashboard/web``: the proctor console and
+  the student page) for any other ``GET``, ``index.html`` for ``/``.
 """
 
 from __future__ import annotations
@@ -25,12 +29,31 @@ from aiohttp import web
 
 from lambdas.api.app import Api
 from lambdas.api.http import MAX_BODY_BYTES, NotFound, Request, Response
+from proctoring.settings import Settings
 from proctoring.waiting import wait_any
 
-__all__ = ["LocalServer"]
+__all__ = ["WEB_DIR", "LocalServer", "web_config"]
 
 _log = structlog.get_logger(__name__)
 _HEARTBEAT_SECONDS = 15.0
+WEB_DIR = Path(__file__).resolve().parent / "web"
+_TYPES = {".js": "text/javascript", ".mjs": "text/javascript", ".css": "text/css"}
+
+
+def web_config(settings: Settings, *, api_url: str = "") -> dict[str, Any]:
+    """The pages' configuration: where the API and the user pool are (no secret in it)."""
+    region = settings.region
+    return {
+        "api_url": api_url,  # "" = the pages' own origin (the local server serves both)
+        "region": region,
+        "cognito_endpoint": settings.endpoint_url or f"https://cognito-idp.{region}.amazonaws.com/",
+        "client_id": settings.user_pool_client_id,
+        "consent_version": settings.consent_version,
+        "chunk_seconds": settings.chunk_seconds,
+        "max_chunk_bytes": settings.max_chunk_bytes,
+        "live_alerts": "sse" if settings.is_local else "chime",
+        "chime": {"enabled": settings.uses_chime, "region": settings.chime_media_region or region},
+    }
 
 
 class LocalServer:
@@ -42,13 +65,15 @@ class LocalServer:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
-        static_dir: Path | None = None,
+        static_dir: Path | None = WEB_DIR,
         stream_poll: float = 0.5,
+        config: dict[str, Any] | None = None,
     ) -> None:
         self.api = api
         self._host = host
         self._port = port
         self._static = static_dir.resolve() if static_dir else None
+        self._config = config if config is not None else web_config(api.services.settings)
         self._poll = stream_poll
         self._closing = asyncio.Event()
         self.changed = asyncio.Event()  # set by an in-process poster: streams look at once
@@ -90,6 +115,8 @@ class LocalServer:
         try:
             route, params = self.api.router.match(request.method, request.path)
         except NotFound:
+            if http.method in ("GET", "HEAD") and http.path == "/config.json":
+                return _send(Response.json(200, self._config))
             if http.method in ("GET", "HEAD") and self._static is not None:
                 return self._file(http.path)
             return _send(await self.api.handle(request))
@@ -108,7 +135,19 @@ class LocalServer:
             return _send(
                 Response.json(404, {"error": f"no file {path[:200]}", "reason": "no_file"})
             )
-        return web.FileResponse(target, headers={"X-Content-Type-Options": "nosniff"})
+        headers = {
+            "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "no-cache",
+            # the pages load only their own files; they talk to the API, Cognito and S3
+            "Content-Security-Policy": (
+                "default-src 'self'; img-src 'self' blob: data: http: https:; "
+                "media-src 'self' blob: http: https:; connect-src 'self' http: https:; "
+                "script-src 'self'; style-src 'self'; object-src 'none'; frame-ancestors 'none'"
+            ),
+        }
+        if target.suffix in _TYPES:
+            headers["Content-Type"] = _TYPES[target.suffix]
+        return web.FileResponse(target, headers=headers)
 
     async def _stream(self, http: web.Request, exam_id: str) -> web.StreamResponse:
         response = web.StreamResponse(

@@ -1,7 +1,7 @@
 """The proctor's view in a terminal: who needs attention, and why.
 
 A pure rendering of ``Board`` (students, their latest result, their alerts,
-and the live alert feed from SNS) into a rich renderable; ``proctor demo``
+and the live alert feed) into a rich renderable; ``proctor demo``
 refreshes it a few times a second.
 """
 
@@ -85,7 +85,7 @@ def render(board: Board) -> Group:
             _latest(row),
             alerts if alerts.plain else Text("none", style="dim"),
         )
-    feed = Table(title="Live alerts (SNS)", expand=True, show_header=True)
+    feed = Table(title="Live alerts", expand=True, show_header=True)
     feed.add_column("time")
     feed.add_column("student")
     feed.add_column("alert")

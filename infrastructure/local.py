@@ -245,6 +245,7 @@ _CLIENT_KEYS = (
     "ClientName",
     "GenerateSecret",
     "ExplicitAuthFlows",
+    "ReadAttributes",
     "PreventUserExistenceErrors",
     "EnableTokenRevocation",
     "AccessTokenValidity",
@@ -303,8 +304,13 @@ def provision_identity(settings: Settings) -> dict[str, str]:
     }
 
 
-def add_user(settings: Settings, email: str, group: str, password: str) -> str:
-    """Create a confirmed user in the local pool's ``group``; return the user's ``sub``."""
+def add_user(
+    settings: Settings, email: str, group: str, password: str, *, name: str | None = None
+) -> str:
+    """Create a confirmed user in the local pool's ``group``; return the user's ``sub``.
+
+    ``name`` is the user's ``name`` attribute (what a proctor's console shows of a student).
+    """
     if not settings.user_pool_id:
         raise StackError("PROCTOR_USER_POOL_ID is not set (provision_identity)")
     cognito = _client(settings, "cognito-idp")
@@ -314,6 +320,7 @@ def add_user(settings: Settings, email: str, group: str, password: str) -> str:
         UserAttributes=[
             {"Name": "email", "Value": email},
             {"Name": "email_verified", "Value": "true"},
+            *([{"Name": "name", "Value": name}] if name else []),
         ],
         MessageAction="SUPPRESS",
     )["User"]

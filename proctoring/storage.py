@@ -109,6 +109,19 @@ class Tables:
     async def results(self, session_id: str) -> list[dict[str, Any]]:
         return await self._query(self._names.results_table, "session_id", session_id)
 
+    async def latest_result(self, session_id: str, source: str = "camera") -> dict[str, Any] | None:
+        """The result row of the session's highest sequence of ``source`` (one read, not all)."""
+        response = await self._call(
+            "query",
+            TableName=self._names.results_table,
+            KeyConditionExpression="session_id = :k AND begins_with(chunk_id, :s)",
+            ExpressionAttributeValues=to_item({":k": session_id, ":s": f"{source}#"}),
+            ScanIndexForward=False,
+            Limit=1,
+        )
+        items = response.get("Items", [])
+        return from_item(items[0]) if items else None
+
     # ---- alerts ----------------------------------------------------------------
     async def create_alert(self, alert: Mapping[str, Any]) -> bool:
         """Create an alert unless its id exists; True when this call created it."""

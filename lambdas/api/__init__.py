@@ -8,7 +8,7 @@ answers. ``dashboard.server`` mounts the same ``Api`` on a local HTTP server.
 Modules: ``http`` (requests, responses, errors), ``auth`` (tokens), ``app``
 (routes, dispatch), ``services`` (clients and stores), one module per
 resource (``exams``, ``sessions``, ``alerts``, ``chat``, ``reports``,
-``erasure``), ``openapi`` (the document, from the routes).
+``erasure``, ``roster``), ``openapi`` (the document, from the routes).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from lambdas.api import alerts, chat, erasure, exams, openapi, reports, sessions
+from lambdas.api import alerts, chat, erasure, exams, openapi, reports, roster, sessions
 from lambdas.api.app import ROUTER, Api
 from lambdas.api.http import from_lambda_event, to_lambda_response
 from lambdas.api.services import open_services
@@ -25,7 +25,16 @@ from proctoring.settings import Settings
 
 __all__ = ["ROUTER", "Api", "handler"]
 
-_MODULES = (alerts, chat, erasure, exams, openapi, reports, sessions)  # they declare the routes
+_MODULES = (
+    alerts,
+    chat,
+    erasure,
+    exams,
+    openapi,
+    reports,
+    roster,
+    sessions,
+)  # they declare the routes
 
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:

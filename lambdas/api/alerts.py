@@ -143,7 +143,7 @@ async def review_alert(request: Request, ctx: Context) -> Response:
 @ROUTER.route(
     "GET",
     "/exams/{exam_id}/alerts/{alert_id}/evidence",
-    summary="A short-lived link to the alert's evidence frame",
+    summary="Short-lived links to the alert's evidence frame and the chunk it came from",
     groups=PROCTORS,
     response=EVIDENCE,
     tag="results",
@@ -154,9 +154,13 @@ async def alert_evidence(request: Request, ctx: Context) -> Response:
     alert = await ctx.services.tables.get_alert(exam["exam_id"], alert_id)
     if alert is None or not alert.get("frame_key"):
         raise NotFound(f"no evidence for {alert_id}", reason="no_alert")
-    url = await ctx.services.s3.generate_presigned_url(
-        "get_object",
-        Params={"Bucket": ctx.services.settings.names.frames_bucket, "Key": alert["frame_key"]},
-        ExpiresIn=_EVIDENCE_SECONDS,
-    )
-    return Response.json(200, {"url": url, "expires_in": _EVIDENCE_SECONDS})
+    names = ctx.services.settings.names
+    links = {"url": (names.frames_bucket, alert["frame_key"])}
+    if alert.get("chunk_key"):  # the chunk the frame came from, for the console's video element
+        links["chunk_url"] = (names.chunks_bucket, alert["chunk_key"])
+    answer: dict[str, Any] = {"expires_in": _EVIDENCE_SECONDS}
+    for name, (bucket, key) in links.items():
+        answer[name] = await ctx.services.s3.generate_presigned_url(
+            "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=_EVIDENCE_SECONDS
+        )
+    return Response.json(200, answer)

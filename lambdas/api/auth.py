@@ -43,6 +43,7 @@ class Principal:
     user_id: str
     groups: frozenset[str]
     email: str | None = None
+    name: str | None = None  # the user's ``name`` attribute, shown to their proctor as text
 
     @property
     def role(self) -> Role | None:
@@ -105,6 +106,7 @@ class Verifier:
             user_id=str(claims["sub"]),
             groups=frozenset(claims.get("cognito:groups") or ()),
             email=claims.get("email") if isinstance(claims.get("email"), str) else None,
+            name=claims["name"][:200] if isinstance(claims.get("name"), str) else None,
         )
 
     def _decode(self, token: str, key: Any) -> dict[str, Any]:

@@ -30,6 +30,7 @@ class CreateExam(BaseModel):
     student_alerts: bool = Field(
         default=False, description="also post each alert to the student it is about"
     )
+    screen: bool = Field(default=False, description="record the student's screen too")
 
 
 _PUBLIC = (
@@ -38,6 +39,7 @@ _PUBLIC = (
     "proctor_id",
     "status",
     "student_alerts",
+    "screen",
     "created_at",
     "started_at",
     "stopped_at",
@@ -47,7 +49,7 @@ _PUBLIC = (
 
 
 def public_exam(exam: dict[str, Any], *, for_student: bool = False) -> dict[str, Any]:
-    keys = ("exam_id", "title", "status", "meeting_id") if for_student else _PUBLIC
+    keys = ("exam_id", "title", "status", "screen", "meeting_id") if for_student else _PUBLIC
     return {k: exam[k] for k in keys if exam.get(k) is not None}
 
 
@@ -93,6 +95,7 @@ async def create_exam(request: Request, ctx: Context) -> Response:
         "proctor_id": ctx.user_id,
         "status": "created",
         "student_alerts": body.student_alerts,
+        "screen": body.screen,
         "created_at": now_iso(),
     }
     await ctx.services.exams.create_exam(exam)

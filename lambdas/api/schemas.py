@@ -43,6 +43,7 @@ EXAM = obj(
     {
         "proctor_id": STR,
         "student_alerts": BOOL,
+        "screen": BOOL,
         "created_at": STR,
         "started_at": STR,
         "stopped_at": STR,
@@ -52,6 +53,7 @@ EXAM_LIST = listing("exams", EXAM)
 ENROLMENT = obj(
     {"exam_id": STR, "student_id": STR, "joined_at": STR},
     {
+        "name": STR,
         "consent": obj({"version": STR, "at": STR}),
         "registered_at": STR,
         "consent_version": STR,
@@ -72,7 +74,7 @@ UPLOADS = obj({"uploads": {"type": "array", "items": UPLOAD}, "max_bytes": INT, 
 REPORT = obj({"exam": EXAM, "students": {"type": "array", "items": {"type": "object"}}})
 ERASURE = obj({"exam_id": STR, "student_id": STR, "deleted": {"type": "object"}, "audit_id": STR})
 AUDIT = listing("records", obj({"audit_id": STR, "action": STR, "at": STR}))
-EVIDENCE = obj({"url": STR, "expires_in": INT})
+EVIDENCE = obj({"url": STR, "expires_in": INT}, {"chunk_url": STR})
 
 
 def check_id(value: str, name: str, *, alert: bool = False) -> str:

@@ -63,7 +63,7 @@ class UploadRequest(BaseModel):
 
 
 def _view(enrolment: dict[str, Any]) -> dict[str, Any]:
-    keys = ("exam_id", "student_id", "joined_at", "consent", "registered_at", "meeting")
+    keys = ("exam_id", "student_id", "name", "joined_at", "consent", "registered_at", "meeting")
     return {k: enrolment[k] for k in keys if enrolment.get(k) is not None}
 
 
@@ -108,6 +108,9 @@ async def join_exam(request: Request, ctx: Context) -> Response:
         raise Conflict("the exam is over", reason="exam_stopped")
     check_id(ctx.user_id, "your user id")
     enrolment = await ctx.services.exams.join(exam_id, ctx.user_id)
+    name = ctx.principal.name or ctx.principal.email  # what the proctor's console shows
+    if name and enrolment.get("name") != name:
+        enrolment = await ctx.services.exams.update_student(exam_id, ctx.user_id, {"name": name})
     view = _view(enrolment)
     if exam["status"] == "started":
         view["meeting"] = await ctx.services.channel.transport.add_member(exam, ctx.user_id)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -283,17 +284,29 @@ def replay_command(
     help="replay speed; 1 = real time, 0 = as fast as possible",
 )
 @click.option("--port", type=int)
+@click.option("--api-port", type=int, help="the console's server port (default: a free one)")
+@click.option(
+    "--open/--no-open",
+    "open_browser",
+    default=None,
+    help="open the proctor console in a browser (default: on a terminal, unless --exit-when-done)",
+)
 def demo(
     scenarios: tuple[Path, ...],
     exit_when_done: bool,
     report: Path | None,
     speed: float,
     port: int | None,
+    api_port: int | None,
+    open_browser: bool | None,
 ) -> None:
-    """Start the local stack and replay exam sessions; students and alerts live."""
+    """Start the local stack and replay exam sessions; students and alerts live, on the
+    terminal and on the proctor console (its signed-in link is printed)."""
     from proctoring.cli.demo import run_demo
 
-    settings = _settings(port=port, prefix="demo")
+    settings = _settings(port=port, api_port=api_port, prefix="demo")
+    if open_browser is None:
+        open_browser = not exit_when_done and sys.stderr.isatty()
     _run(
         run_demo(
             settings,
@@ -301,6 +314,7 @@ def demo(
             speed=speed or None,
             exit_when_done=exit_when_done,
             report=report,
+            open_browser=open_browser,
         )
     )
 

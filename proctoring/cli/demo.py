@@ -3,8 +3,11 @@
 Starts the local stack (emulator, provisioned from the CloudFormation
 template), runs the chunk router and the consumer in this process,
 registers one student per scenario, replays all sessions at once and shows
-students and alerts live. With ``exit_when_done`` it waits until every
-uploaded chunk has its result row, writes the report and returns.
+students and alerts live: on the terminal, and on the proctor console, whose
+signed-in link it prints (and opens in a browser with ``open_browser``;
+``proctoring.cli.console``). The alert forwarder posts each alert to the
+exam's channel, which the console follows. With ``exit_when_done`` it waits
+until every uploaded chunk has its result row, writes the report and returns.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import json
 import signal
 import tempfile
 import time
+import webbrowser
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +32,7 @@ from infrastructure.emulator import Emulator
 from infrastructure.local import provision
 from proctoring.analysis.engine import open_engine
 from proctoring.aws import AsyncClients, async_clients
+from proctoring.cli.console import identity_for_demo, serve_console
 from proctoring.cli.services import cpu_pool, run_services
 from proctoring.errors import ProctoringError
 from proctoring.logs import configure_logging
@@ -75,6 +80,7 @@ async def run_demo(
     console: Console | None = None,
     exam_id: str = "demo-exam",
     done_timeout: float = 120.0,
+    open_browser: bool = False,
 ) -> dict[str, Any]:
     """Run the demo; return the report (also written to ``report`` when given)."""
     console = console or Console(stderr=True)
@@ -84,6 +90,7 @@ async def run_demo(
         settings = settings.model_copy(update={"endpoint_url": emulator.endpoint_url})
         outputs = provision(settings)
         settings = settings.model_copy(update={"alerts_topic_arn": outputs["AlertsTopicArn"]})
+        settings, proctor_id, token = await identity_for_demo(settings)
         console.print(f"local stack on {emulator.endpoint_url} (prefix {settings.prefix})")
 
         stop = asyncio.Event()
@@ -115,13 +122,15 @@ async def run_demo(
                             stop,
                             console,
                             done_timeout,
+                            (proctor_id, token),
+                            open_browser,
                         )
                     )
                 finally:
                     stop.set()
 
             async with asyncio.TaskGroup() as group:
-                group.create_task(run_services(settings, stop, metrics_sink=sink))
+                group.create_task(run_services(settings, stop, forwarder=True, metrics_sink=sink))
                 group.create_task(drive())
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
@@ -144,6 +153,8 @@ async def _drive(
     stop: asyncio.Event,
     console: Console,
     done_timeout: float,
+    proctor: tuple[str, str],
+    open_browser: bool,
 ) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     board.status = "rendering scenarios into 5 s chunks"
@@ -173,40 +184,67 @@ async def _drive(
             board.status = "replaying sessions" + (
                 f" at {speed}x real time" if speed else " as fast as possible"
             )
-            with Live(
-                render(board), console=console, refresh_per_second=4, transient=False
-            ) as live:
-                refresh = lambda: live.update(render(board))  # noqa: E731
-                async with asyncio.TaskGroup() as group:
-                    uploads = [
-                        group.create_task(_replay(clients, settings, board, s, speed, refresh))
-                        for s in sessions
-                    ]
-                    watcher = group.create_task(
-                        _watch(clients, tables, settings, board, stop, refresh)
+            proctor_id, token = proctor
+            async with serve_console(
+                settings,
+                exam_id=board.exam_id,
+                title="Demo exam",
+                proctor_id=proctor_id,
+                token=token,
+                students=[(s.student_id, f"{s.student_id} ({s.photo.name})") for s in sessions],
+            ) as link:
+                console.print(f"proctor console: {link.url}", soft_wrap=True, highlight=False)
+                if open_browser:
+                    await asyncio.to_thread(webbrowser.open, link.url)
+                return await _show(
+                    clients, tables, settings, board, sessions, speed, exit_when_done, stop,
+                    console, done_timeout,
+                )  # fmt: skip
+
+
+async def _show(
+    clients: AsyncClients,
+    tables: Tables,
+    settings: Settings,
+    board: Board,
+    sessions: list[_Session],
+    speed: float | None,
+    exit_when_done: bool,
+    stop: asyncio.Event,
+    console: Console,
+    done_timeout: float,
+) -> dict[str, Any]:
+    """Replay the sessions and show the board until done (or Ctrl-C)."""
+    with Live(render(board), console=console, refresh_per_second=4, transient=False) as live:
+        refresh = lambda: live.update(render(board))  # noqa: E731
+        async with asyncio.TaskGroup() as group:
+            uploads = [
+                group.create_task(_replay(clients, settings, board, s, speed, refresh))
+                for s in sessions
+            ]
+            watcher = group.create_task(_watch(tables, board, stop, refresh))
+            await asyncio.gather(*uploads)
+            board.status = "all chunks uploaded; waiting for results"
+            deadline = time.monotonic() + done_timeout
+            while not stop.is_set():
+                if all(r.results >= r.uploaded for r in board.students.values()):
+                    if exit_when_done:
+                        break
+                    board.status = "all chunks processed; Ctrl-C to stop"
+                elif exit_when_done and time.monotonic() > deadline:
+                    missing = {
+                        r.student_id: r.uploaded - r.results
+                        for r in board.students.values()
+                        if r.results < r.uploaded
+                    }
+                    raise DemoFailed(
+                        f"chunks without a result after {done_timeout:.0f} s: {missing}"
                     )
-                    await asyncio.gather(*uploads)
-                    board.status = "all chunks uploaded; waiting for results"
-                    deadline = time.monotonic() + done_timeout
-                    while not stop.is_set():
-                        if all(r.results >= r.uploaded for r in board.students.values()):
-                            if exit_when_done:
-                                break
-                            board.status = "all chunks processed; Ctrl-C to stop"
-                        elif exit_when_done and time.monotonic() > deadline:
-                            missing = {
-                                r.student_id: r.uploaded - r.results
-                                for r in board.students.values()
-                                if r.results < r.uploaded
-                            }
-                            raise DemoFailed(
-                                f"chunks without a result after {done_timeout:.0f} s: {missing}"
-                            )
-                        await wait_any(stop, within=0.25)
-                    await _refresh_from_tables(tables, board)
-                    board.status = "done: every uploaded chunk has its result\n"
-                    refresh()
-                    watcher.cancel()
+                await wait_any(stop, within=0.25)
+            await _refresh_from_tables(tables, board)
+            board.status = "done: every uploaded chunk has its result\n"
+            refresh()
+            watcher.cancel()
     return _report(board)
 
 
@@ -236,31 +274,22 @@ async def _replay(
 
 
 async def _watch(
-    clients: AsyncClients,
-    tables: Tables,
-    settings: Settings,
-    board: Board,
-    stop: asyncio.Event,
-    refresh: Callable[[], None],
+    tables: Tables, board: Board, stop: asyncio.Event, refresh: Callable[[], None]
 ) -> None:
-    """Follow the alerts queue (SNS -> SQS) and the results, as a proctor's screen would."""
-    queue_url = (await clients.sqs.get_queue_url(QueueName=settings.names.alerts_queue))["QueueUrl"]
+    """Follow the results and the alerts in the tables, as a proctor's screen would (the
+    alerts queue belongs to the forwarder, which posts them to the console's stream)."""
     while not stop.is_set():
-        response = await clients.sqs.receive_message(
-            QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
-        )
-        for message in response.get("Messages", []):
-            alert = json.loads(json.loads(message["Body"])["Message"])
-            board.feed.appendleft(alert)
-            await clients.sqs.delete_message(
-                QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"]
-            )
         await _refresh_from_tables(tables, board)
         refresh()
+        await wait_any(stop, within=0.5)
 
 
 async def _refresh_from_tables(tables: Tables, board: Board) -> None:
     alerts = await tables.alerts(board.exam_id)
+    known = {a["alert_id"] for row in board.students.values() for a in row.alerts}
+    for alert in sorted(alerts, key=lambda a: str(a.get("created_at", ""))):
+        if alert["alert_id"] not in known:
+            board.feed.appendleft(alert)
     for row in board.students.values():
         results = await tables.results(f"{board.exam_id}#{row.student_id}")
         row.results = len(results)

@@ -15,7 +15,7 @@ import secrets
 import signal
 from collections.abc import Callable
 
-from dashboard.server import LocalServer
+from dashboard.server import WEB_DIR, LocalServer
 from infrastructure.emulator import Emulator
 from infrastructure.local import add_user, provision, provision_identity, sign_in
 from lambdas.api import Api
@@ -62,7 +62,7 @@ async def serve_locally(
         async with open_services(settings) as services:
             server = LocalServer(
                 Api(services), host=settings.host, port=settings.api_port,
-                static_dir=settings.static_dir,
+                static_dir=settings.static_dir or WEB_DIR,
             )  # fmt: skip
             url = await server.start()
             try:
@@ -73,6 +73,8 @@ async def serve_locally(
                 out(f"export PROCTOR_USER_POOL_CLIENT_ID={settings.user_pool_client_id}")
                 out(f"export PROCTOR_JWKS_URL={settings.jwks_url}")
                 out(f"# the API: {url} (OpenAPI document: {url}/openapi.json)")
+                out(f"# proctor console: {url}/console.html")
+                out(f"# a student's exam page: {url}/student.html?exam=<exam id>")
                 for email, token in tokens.items():
                     variable = "TOKEN_" + "".join(c if c.isalnum() else "_" for c in email).upper()
                     out(f"export {variable}={token}")

@@ -32,6 +32,7 @@ MATRIX: dict[str, tuple[int, int, int, int, int, int]] = {
     "POST /exams/{exam_id}/start": (200, 403, 403, 403, 200, 401),
     "POST /exams/{exam_id}/stop": (200, 403, 403, 403, 200, 401),
     "GET /exams/{exam_id}/results": (200, 403, 403, 403, 200, 401),
+    "GET /exams/{exam_id}/students": (200, 403, 403, 403, 200, 401),
     "GET /exams/{exam_id}/alerts": (200, 403, 403, 403, 200, 401),
     "GET /exams/{exam_id}/alerts/stream": (200, 403, 403, 403, 200, 401),
     "POST /exams/{exam_id}/alerts/{alert_id}/review": (200, 403, 403, 403, 200, 401),

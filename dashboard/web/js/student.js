@@ -1,0 +1,271 @@
+// The student's exam page: sign in, consent, system check, registration photo, the exam.
+//
+// The exam id comes from the link (?exam=...). Recording starts when the proctor starts the
+// exam; chunks go through the IndexedDB outbox (outbox.js), so a network cut loses nothing.
+
+import { $, ApiError, api, currentSession, el, fail, loadConfig, show, signInForm, step, when } from "./app.js";
+import { Outbox, Uploader } from "./outbox.js";
+import { ChunkRecorder, recordingType } from "./recorder.js";
+
+const examId = new URLSearchParams(location.search).get("exam");
+const state = { camera: null, screen: null, exam: null, student: null, base: "", seen: new Set() };
+
+async function main() {
+  const config = await loadConfig();
+  if (!examId) {
+    step("signin");
+    show($("#signin-status"), "This link names no exam (?exam=...). Ask your proctor for the exam link.");
+    return;
+  }
+  let session = currentSession();
+  if (!session) {
+    step("signin");
+    session = await signInForm($("#signin-form"), $("#signin-status"), "student");
+  }
+  state.student = session.claims.sub;
+  state.base = `/exams/${encodeURIComponent(examId)}/students/${encodeURIComponent(state.student)}`;
+  let enrolment;
+  try {
+    enrolment = await api(`/exams/${encodeURIComponent(examId)}/join`, { method: "POST" });
+    state.exam = await api(`/exams/${encodeURIComponent(examId)}`);
+  } catch (error) {
+    step("signin");
+    fail($("#signin-status"), error);
+    return;
+  }
+  show($("#exam-title"), state.exam.title);
+  document.title = `${state.exam.title} - proctored exam`;
+  if (enrolment.consent?.version !== enrolment.consent_version) {
+    await consent(enrolment.consent_version);
+  }
+  await systemCheck();
+  if (!enrolment.registered_at) await register();
+  await exam(config);
+}
+
+function consent(version) {
+  step("consent");
+  show($("#policy-version"), version);
+  const form = $("#consent-form");
+  return new Promise((resolve) => {
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      try {
+        await api(`${state.base}/consent`, {
+          method: "PUT",
+          json: { policy_version: version, accepted: true },
+        });
+        resolve();
+      } catch (error) {
+        fail($("#consent-status"), error);
+      }
+    });
+  });
+}
+
+async function systemCheck() {
+  step("check");
+  const status = $("#check-status");
+  try {
+    state.camera = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: false });
+    $("#check-video").srcObject = state.camera;
+    const track = state.camera.getVideoTracks()[0];
+    const { width, height } = track.getSettings();
+    show($("#check-camera"), `Camera: ✓ ${track.label || "camera"} (${width}×${height})`);
+  } catch (error) {
+    show($("#check-camera"), "Camera: ✗ not available");
+    fail(status, new Error(`The camera cannot be used (${error.name}). Allow camera access and reload the page.`));
+    return new Promise(() => {}); // the exam cannot go on without a camera
+  }
+  const type = recordingType();
+  show($("#check-recorder"), type ? `Recorder: ✓ ${type}` : "Recorder: ✗ this browser cannot record WebM video");
+  const next = $("#check-continue");
+  const share = $("#share-screen");
+  const ready = () => {
+    next.disabled = !type || (state.exam.screen && !state.screen);
+  };
+  if (state.exam.screen) {
+    show($("#check-screen"), "Screen sharing: required by this exam, not shared yet");
+    share.hidden = false;
+    share.addEventListener("click", async () => {
+      try {
+        state.screen = await navigator.mediaDevices.getDisplayMedia({ video: true, audio: false });
+        show($("#check-screen"), "Screen sharing: ✓ shared");
+      } catch (error) {
+        fail(status, new Error(`Screen sharing was refused (${error.name}); this exam needs it.`));
+      }
+      ready();
+    });
+  }
+  ready();
+  return new Promise((resolve) => next.addEventListener("click", resolve, { once: true }));
+}
+
+function register() {
+  step("register");
+  const video = $("#register-video");
+  video.srcObject = state.camera;
+  const status = $("#register-status");
+  const take = $("#take-photo");
+  take.disabled = video.readyState < 2; // no frame to take yet
+  video.addEventListener("loadeddata", () => { take.disabled = false; }, { once: true });
+  return new Promise((resolve) => {
+    async function send(blob) {
+      show(status, "Checking your photo…");
+      const photo = await base64(blob);
+      const started = performance.now();
+      try {
+        await api(`${state.base}/registration`, { method: "POST", json: { photo } });
+      } catch (error) {
+        fail(status, error instanceof ApiError && error.status === 422
+          ? new Error(`${error.message} Try again.`)
+          : error);
+        return;
+      }
+      const mbps = (photo.length * 8) / ((performance.now() - started) / 1000) / 1e6;
+      show($("#check-upload"), `Upload speed: ${mbps.toFixed(1)} Mbit/s (5 s chunks need about 0.6)`);
+      show(status, `Registered. Upload speed about ${mbps.toFixed(1)} Mbit/s.`);
+      resolve();
+    }
+    take.addEventListener("click", async () => send(await snapshot(video)));
+    $("#photo-file").addEventListener("change", (event) => {
+      const file = event.target.files[0];
+      if (file) send(file);
+    });
+  });
+}
+
+function snapshot(video) {
+  const canvas = el("canvas", { width: video.videoWidth || 640, height: video.videoHeight || 480 });
+  canvas.getContext("2d").drawImage(video, 0, 0, canvas.width, canvas.height);
+  return new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.92));
+}
+
+async function base64(blob) {
+  const bytes = new Uint8Array(await blob.arrayBuffer());
+  let binary = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(binary);
+}
+
+async function waitForStart() {
+  while (state.exam.status === "created") {
+    step("waiting");
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    state.exam = await api(`/exams/${encodeURIComponent(examId)}`).catch(() => state.exam);
+  }
+}
+
+async function exam(config) {
+  await waitForStart();
+  if (state.exam.status === "stopped") {
+    step("done");
+    show($("#done-status"), "This exam has ended.");
+    return;
+  }
+  step("exam");
+  $("#exam-video").srcObject = state.camera;
+  const outbox = await Outbox.open(`proctoring-outbox-${examId}-${state.student}`);
+  const sources = { camera: state.camera };
+  if (state.screen) sources.screen = state.screen;
+  const uploaders = {};
+  const recorders = [];
+  const render = () => renderUploads(uploaders, recorders, outbox);
+  for (const [source, stream] of Object.entries(sources)) {
+    const uploader = new Uploader(outbox, { exam: examId, student: state.student, source, onChange: render });
+    uploaders[source] = uploader;
+    const counter = `proctoring-next-${examId}-${state.student}-${source}`;
+    const recorder = new ChunkRecorder(stream, {
+      seconds: config.chunk_seconds,
+      firstSequence: Number(localStorage.getItem(counter) || 0),
+      onChunk: async (blob, sequence) => {
+        await outbox.put(source, sequence, blob);
+        localStorage.setItem(counter, String(sequence + 1));
+        uploader.wake();
+        render();
+      },
+    });
+    recorders.push(recorder);
+    recorder.start();
+    uploader.run();
+  }
+  $("#recording").hidden = false;
+  render();
+  chat();
+  watchExam(recorders);
+}
+
+async function renderUploads(uploaders, recorders, outbox) {
+  const waiting = await outbox.count();
+  const all = Object.values(uploaders);
+  const uploaded = all.reduce((sum, u) => sum + u.uploaded, 0);
+  const offline = all.some((u) => u.offline);
+  const speed = all.map((u) => u.bitsPerSecond).find((b) => b);
+  const parts = [`${uploaded} chunk${uploaded === 1 ? "" : "s"} uploaded`];
+  if (waiting) parts.push(`${waiting} waiting on this computer`);
+  if (offline) parts.push("offline: recording continues and is kept until the connection is back");
+  else if (speed) parts.push(`upload ${(speed / 1e6).toFixed(1)} Mbit/s`);
+  const status = $("#upload-status");
+  status.dataset.uploaded = String(uploaded);
+  status.dataset.waiting = String(waiting);
+  status.classList.toggle("offline", offline);
+  show(status, parts.join(" · "));
+}
+
+function chat() {
+  const log = $("#chat-log");
+  const form = $("#chat-form");
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    try {
+      await api(`${state.base}/messages`, { method: "POST", json: { text: form.text.value } });
+      form.reset();
+      await refresh();
+    } catch (error) {
+      fail($("#chat-status"), error);
+    }
+  });
+  async function refresh() {
+    let messages;
+    try {
+      ({ messages } = await api(`${state.base}/messages`));
+    } catch {
+      return; // offline: the next look catches up
+    }
+    for (const message of messages) {
+      if (state.seen.has(message.message_id)) continue;
+      state.seen.add(message.message_id);
+      const mine = message.sender_id === state.student;
+      if (message.kind === "alert") {
+        warn(`Proctoring notice: ${message.alert?.type ?? "alert"}. Your proctor has been informed.`);
+        continue;
+      }
+      log.append(el("li", { class: mine ? "mine" : "theirs" },
+        el("span", { class: "who" }, mine ? "You" : "Proctor"), " ",
+        el("time", {}, when(message.created_at)), " ",
+        el("span", { class: "text" }, message.text)));
+      if (!mine) warn(`Message from your proctor: ${message.text}`);
+    }
+  }
+  refresh();
+  setInterval(refresh, 3000);
+}
+
+function warn(text) {
+  const box = $("#warning");
+  show(box, text);
+  box.hidden = false;
+}
+
+function watchExam(recorders) {
+  const timer = setInterval(async () => {
+    const exam = await api(`/exams/${encodeURIComponent(examId)}`).catch(() => null);
+    if (exam?.status !== "stopped") return;
+    clearInterval(timer);
+    for (const recorder of recorders) recorder.stop();
+    $("#recording").hidden = true;
+    warn("The exam has been stopped by your proctor. Chunks still waiting are uploaded; keep this page open until none is left.");
+  }, 5000);
+}
+
+main().catch((error) => fail($("#signin-status"), error));

@@ -1,0 +1,54 @@
+"""An exam that asks for the screen: the student must share it, and both sources are
+recorded in self-contained chunks, uploaded and analysed (the screen gets no face rules)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import av
+import pytest
+
+from infrastructure.local import sign_in
+from tests.conftest import poll
+from tests.dashboard.conftest import Web
+from tests.dashboard.pages import (
+    api,
+    chunk_keys,
+    create_and_start_exam,
+    get_chunk,
+    proctor_console,
+    student_page,
+)
+from tests.lambdas.api.conftest import PASSWORD
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+
+def test_an_exam_that_asks_for_the_screen_records_camera_and_screen(
+    web: Web, launch: Callable[..., Any], camera_file: Callable[[str], Path]
+) -> None:
+    browser = launch(camera=camera_file("center_focus.mp4"))
+    _, console = proctor_console(browser, web.url, web.emails["proctor"])
+    exam_id = create_and_start_exam(console, "Programming - screen recorded", screen=True)
+    student_id = web.ids["student"]
+    student_page(browser, web.url, exam_id, web.emails["student"], screen=True)
+    token = sign_in(web.settings, web.emails["proctor"], PASSWORD)["IdToken"]
+    for _ in poll("two chunks of each source analysed", 60):
+        rows = api(web.url, token, f"/exams/{exam_id}/results?student_id={student_id}")["results"]
+        done = {
+            source: sum(1 for r in rows if r["source"] == source) for source in ("camera", "screen")
+        }
+        if min(done.values()) >= 2:
+            break
+    assert {r["status"] for r in rows} == {"ok"}
+    sizes = {}
+    for source in ("camera", "screen"):
+        for key in chunk_keys(web.settings, exam_id, student_id, source)[:2]:
+            with av.open(io.BytesIO(get_chunk(web.settings, key))) as container:
+                frame = next(container.decode(video=0))  # each chunk decodes alone
+            sizes.setdefault(source, set()).add((frame.width, frame.height))
+    (screen,) = sizes["screen"]
+    assert screen[0] > screen[1] and sizes["screen"] != sizes["camera"]  # the (wide) screen

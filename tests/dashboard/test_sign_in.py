@@ -1,0 +1,47 @@
+"""Signing in on the pages: Cognito's InitiateAuth over fetch, clear refusals, and a token
+renewed before it ends, so an exam longer than the token's hour goes on."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.dashboard.conftest import Web
+from tests.dashboard.pages import sign_in
+
+pytestmark = pytest.mark.browser
+_SESSION = "JSON.parse(sessionStorage.getItem('proctoring.session'))"
+_TOKEN = f"{_SESSION}.token"
+
+
+def test_wrong_password_wrong_group_and_a_renewed_token(
+    web: Web, launch: Callable[..., Any]
+) -> None:
+    page = launch().new_context().new_page()
+    page.goto(f"{web.url}/console.html")
+    page.get_by_label("Email").fill(web.emails["proctor"])
+    page.get_by_label("Password").fill("not the password")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#signin-status")).to_have_text("Wrong email or password.")
+
+    sign_in(page, web.emails["student"])  # a student on the proctor's console
+    expect(page.locator("#signin-status")).to_contain_text("for the proctor group")
+
+    sign_in(page, web.emails["proctor"])
+    expect(page.get_by_role("heading", name="Your exams")).to_be_visible()
+    first = page.evaluate(_TOKEN)
+    # The id token ends in 2 minutes (as after 58 minutes of an exam): the next call renews it.
+    page.evaluate(
+        "() => { const s = JSON.parse(sessionStorage.getItem('proctoring.session'));"
+        " s.claims.exp = Math.floor(Date.now() / 1000) + 120;"
+        " sessionStorage.setItem('proctoring.session', JSON.stringify(s)) }"
+    )
+    page.get_by_label("New exam title").fill("After renewal")
+    page.get_by_role("button", name="Create exam").click()
+    expect(page.get_by_role("link", name="After renewal")).to_be_visible()
+    renewed = page.evaluate(_TOKEN)
+    assert renewed != first
+    assert page.evaluate(f"{_SESSION}.claims.exp * 1000 - Date.now()") > 30 * 60_000

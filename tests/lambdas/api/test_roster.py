@@ -1,0 +1,96 @@
+"""What the proctor's console reads: the roster by attention, the evidence's chunk link,
+the student's name from their token, the web pages' configuration."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import requests
+
+from infrastructure.local import add_user, sign_in
+from proctoring.aws import async_clients
+from proctoring.storage import Tables
+from tests.lambdas.api.conftest import PASSWORD, Service
+
+
+def _write(
+    service: Service, *, alerts: list[dict[str, Any]], results: list[dict[str, Any]]
+) -> None:
+    async def run() -> None:
+        async with async_clients(service.settings) as clients:
+            tables = Tables(clients.dynamodb, service.settings.names)
+            for alert in alerts:
+                await tables.create_alert(alert)
+            for row in results:
+                await tables.put_result(row)
+            await clients.s3.put_object(
+                Bucket=service.settings.names.chunks_bucket, Key="chunks/x.webm", Body=b"video"
+            )
+
+    asyncio.run(run())
+
+
+def test_roster_puts_the_student_with_an_open_alert_first_with_name_and_frame(
+    service: Service,
+) -> None:
+    exam_id = service.exam("proctor", start=True)
+    calm = service.enrol(exam_id, "other_student")
+    flagged = service.enrol(exam_id, "student")
+    _write(
+        service,
+        alerts=[
+            {"exam_id": exam_id, "alert_id": "NO_FACE-00000000000000aa", "student_id": flagged,
+             "type": "NO_FACE", "severity": "high", "status": "open", "sequence": 3,
+             "frame_key": "frames/f.jpg", "chunk_key": "chunks/x.webm"},
+        ],
+        results=[
+            {"session_id": f"{exam_id}#{calm}", "chunk_id": f"camera#{n:06d}", "sequence": n,
+             "status": "ok", "faces": 1, "frame_key": f"frames/{n}.jpg"}
+            for n in (0, 1, 2)
+        ],
+    )  # fmt: skip
+    students = service.call("GET", f"/exams/{exam_id}/students", "proctor").json()["students"]
+    assert [s["student_id"] for s in students] == [flagged, calm]
+    assert students[0]["open_alerts"] == 1 and students[0]["open_alert_types"] == ["NO_FACE"]
+    assert students[1]["latest"]["sequence"] == 2  # the newest chunk, not the first
+    assert "/frames/2.jpg" in students[1]["frame_url"]
+    assert students[0]["name"] == "student@example.edu"  # no name attribute: the email
+
+    evidence = service.call(
+        "GET", f"/exams/{exam_id}/alerts/NO_FACE-00000000000000aa/evidence", "proctor"
+    ).json()
+    chunk = requests.get(evidence["chunk_url"], timeout=10)
+    assert chunk.content == b"video"
+
+    reviewed = service.call(
+        "POST", f"/exams/{exam_id}/alerts/NO_FACE-00000000000000aa/review", "proctor",
+        json={"decision": "dismiss"},
+    )  # fmt: skip
+    assert reviewed.status_code == 200
+    students = service.call("GET", f"/exams/{exam_id}/students", "proctor").json()["students"]
+    assert students[0]["open_alerts"] == 0 and students[0]["student_id"] == calm
+
+
+def test_a_students_name_attribute_reaches_the_proctor_as_sent(service: Service) -> None:
+    name = "<b>Zoë</b> O'Brien"
+    add_user(service.settings, "zoe@example.edu", "student", PASSWORD, name=name)
+    token = sign_in(service.settings, "zoe@example.edu", PASSWORD)["IdToken"]
+    exam_id = service.exam("proctor", start=True)
+    joined = service.call("POST", f"/exams/{exam_id}/join", token=token).json()
+    assert joined["name"] == name
+    (student,) = service.call("GET", f"/exams/{exam_id}/students", "proctor").json()["students"]
+    assert student["name"] == name
+
+
+def test_the_pages_get_their_configuration_from_the_server(service: Service) -> None:
+    config = requests.get(f"{service.url}/config.json", timeout=10).json()
+    assert config["client_id"] == service.settings.user_pool_client_id
+    assert config["cognito_endpoint"] == service.settings.endpoint_url
+    assert config["consent_version"] == service.settings.consent_version
+    assert config["live_alerts"] == "sse" and config["chime"]["enabled"] is False
+    page = requests.get(f"{service.url}/console.html", timeout=10)
+    assert page.headers["Content-Type"].startswith("text/html")
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    script = requests.get(f"{service.url}/js/console.js", timeout=10)
+    assert script.headers["Content-Type"].startswith("text/javascript")
