@@ -140,8 +140,28 @@ def launch() -> Iterator[Callable[..., Any]]:
 
 
 def screenshot(page: Any, name: str) -> Path:
-    """The README's pictures (docs/screenshots), taken by the test run."""
+    """The README's pictures (docs/screenshots), taken by the test run.
+
+    A picture is rewritten only when it changed visibly (more than 5 % of its
+    pixels, by more than a faint shade), so the video frames and clocks on the
+    pages do not dirty the tree on every run; commit the ones that changed.
+    """
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=False)
+    taken = page.screenshot(full_page=False)
+    if not path.exists() or _visibly_different(path.read_bytes(), taken):
+        path.write_bytes(taken)
     return path
+
+
+def _visibly_different(before: bytes, after: bytes) -> bool:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    old = np.asarray(Image.open(io.BytesIO(before)).convert("L"), dtype=np.int16)
+    new = np.asarray(Image.open(io.BytesIO(after)).convert("L"), dtype=np.int16)
+    if old.shape != new.shape:
+        return True
+    return bool((np.abs(old - new) > 24).mean() > 0.05)
