@@ -88,7 +88,9 @@ class Settings(BaseSettings):
     shutdown_timeout: float = Field(default=30.0, gt=0, description="seconds to finish on SIGTERM")
 
     # Analysis and rules.
-    engine: Literal["local", "rekognition"] = "local"
+    engine: Literal["local", "rekognition", "fixed"] = "local"
+    # Load tests: PROCTOR_ENGINE=fixed answers every frame after this many seconds.
+    fixed_latency: float = Field(default=0.1, ge=0, le=60, description="seconds")
     # dlib's own 0.6 leaves no margin on our data: the one impostor pair of
     # shared/data measures 0.59-0.64 while same-person frames measure 0.31-0.45
     # (docs/operations.md, "Identity threshold").
