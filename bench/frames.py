@@ -72,19 +72,27 @@ def run(data_dir: Path, size: Size) -> list[Figure]:
                 continue
             source, target = Path(folder) / "chunk.mp4", Path(folder) / "out.jpg"
             source.write_bytes(data)
-            command = [ffmpeg, "-v", "error", "-y", "-i", str(source), "-frames:v", "1", str(target)]
+            command = [ffmpeg, "-v", "error", "-y", "-i", str(source)]
+            command += ["-frames:v", "1", str(target)]
             subprocesses.append(
                 median_ms(lambda c=command: subprocess.run(c, check=True), ffmpeg_repeats)
             )
-            print(f"  {name}: extract_frame {product[-1]:.2f} ms, floor {floors[-1]:.2f} ms, "
-                  f"ffmpeg {subprocesses[-1]:.1f} ms")
+            print(
+                f"  {name}: extract_frame {product[-1]:.2f} ms, floor {floors[-1]:.2f} ms, "
+                f"ffmpeg {subprocesses[-1]:.1f} ms"
+            )
     value = round(statistics.mean(product), 2)
     floor_ms = round(statistics.mean(floors), 2)
-    details = {"chunks": len(cut), "repeats_per_chunk": repeats, "per_chunk_ms": dict(
-        zip([n for n, _ in cut], [round(p, 2) for p in product], strict=True))}
+    details = {
+        "chunks": len(cut),
+        "repeats_per_chunk": repeats,
+        "per_chunk_ms": dict(zip([n for n, _ in cut], [round(p, 2) for p in product], strict=True)),
+    }
     if ffmpeg is None:
-        print("  ffmpeg not found on PATH: the subprocess baseline is not measured "
-              "(apt-get install ffmpeg, or run `make bench`, which installs it)")
+        print(
+            "  ffmpeg not found on PATH: the subprocess baseline is not measured "
+            "(apt-get install ffmpeg, or run `make bench`, which installs it)"
+        )
         ffmpeg_ms = None
     else:
         ffmpeg_ms = round(statistics.mean(subprocesses), 1)
