@@ -16,11 +16,13 @@ here too.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import statistics
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 import psutil
 
@@ -54,7 +56,7 @@ def _pool_cpu(pool: object) -> float:
 
 
 async def measure(
-    students: int, batches: int, data_dir: Path, *, position: str = "middle"
+    students: int, batches: int, data_dir: Path, *, position: Literal["first", "middle"] = "middle"
 ) -> dict[str, float]:
     """CPU ms per chunk: {"extraction", "rest", "total", "chunks"}.
 
@@ -125,7 +127,7 @@ def run(data_dir: Path, size: Size) -> list[Figure]:
     cpu = asyncio.run(measure(students, batches, data_dir))
     first = asyncio.run(measure(students, batches, data_dir, position="first"))
     floor_ms = statistics.mean(
-        median_ms(lambda d=data: floor(d), 5) for _, data in cut_chunks(data_dir)
+        median_ms(functools.partial(floor, data), 5) for _, data in cut_chunks(data_dir)
     )
     total = round(cpu["total"], 2)
     capacity = int(_TASK_VCPUS * _CHUNK_SECONDS * 1000 / cpu["total"])

@@ -14,6 +14,7 @@ import os
 import time
 from concurrent.futures import Executor
 from pathlib import Path
+from typing import Literal
 
 from bench.frames import chunks
 from bench.harness import Figure, Size
@@ -25,7 +26,7 @@ from proctoring.settings import Settings
 __all__ = ["run"]
 
 
-def _fps(pool: Executor, frames: list[bytes], identity: str, rounds: int) -> float:
+def _fps(pool: Executor, frames: list[bytes], identity: Literal["yes", "no"], rounds: int) -> float:
     job = functools.partial(describe_frame, identity=identity)
     started = time.perf_counter()
     count = 0

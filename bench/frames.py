@@ -14,6 +14,7 @@ The figures are the means over the chunks of those medians.
 
 from __future__ import annotations
 
+import functools
 import io
 import shutil
 import statistics
@@ -45,7 +46,7 @@ def chunks(data_dir: Path, limit: int | None = None) -> list[tuple[str, bytes]]:
 
 def floor(data: bytes) -> bytes:
     """Decode the first keyframe and encode it as JPEG; nothing else."""
-    with av.open(io.BytesIO(data), options={"skip_frame": "all"}) as container:
+    with av.open(io.BytesIO(data), "r", options={"skip_frame": "all"}) as container:
         stream = container.streams.video[0]
         codec = stream.codec_context
         codec.thread_count = 1
@@ -66,8 +67,8 @@ def run(data_dir: Path, size: Size) -> list[Figure]:
     product, floors, subprocesses = [], [], []
     with tempfile.TemporaryDirectory(prefix="bench-frames-") as folder:
         for name, data in cut:
-            product.append(median_ms(lambda d=data: extract_frame(d), repeats))
-            floors.append(median_ms(lambda d=data: floor(d), repeats))
+            product.append(median_ms(functools.partial(extract_frame, data), repeats))
+            floors.append(median_ms(functools.partial(floor, data), repeats))
             if ffmpeg is None:
                 continue
             source, target = Path(folder) / "chunk.mp4", Path(folder) / "out.jpg"
@@ -75,7 +76,7 @@ def run(data_dir: Path, size: Size) -> list[Figure]:
             command = [ffmpeg, "-v", "error", "-y", "-i", str(source)]
             command += ["-frames:v", "1", str(target)]
             subprocesses.append(
-                median_ms(lambda c=command: subprocess.run(c, check=True), ffmpeg_repeats)
+                median_ms(functools.partial(subprocess.run, command, check=True), ffmpeg_repeats)
             )
             print(
                 f"  {name}: extract_frame {product[-1]:.2f} ms, floor {floors[-1]:.2f} ms, "

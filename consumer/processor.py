@@ -415,6 +415,11 @@ class ChunkProcessor:
             event.exam_id, alert["alert_id"], response["MessageId"]
         )
         self._metrics.add("AlertsRaised", Rule=finding.rule)
+        self._metrics.add(  # S3 ObjectCreated of the raising chunk -> alert published
+            "AlertLatencyMs",
+            (self._now() - event.uploaded_at).total_seconds() * 1000,
+            "Milliseconds",
+        )
         _log.warning(
             "alert raised", alert=alert["alert_id"], type=finding.rule, first=finding.first_sequence
         )

@@ -13,7 +13,14 @@ from __future__ import annotations
 
 import asyncio
 
-from proctoring.analysis.base import NAIVE, FaceDetail, FrameAnalysis, Plan, RegisteredFace
+from proctoring.analysis.base import (
+    NAIVE,
+    FaceDetail,
+    FrameAnalysis,
+    Identity,
+    Plan,
+    RegisteredFace,
+)
 
 __all__ = ["FixedLatencyEngine"]
 
@@ -42,7 +49,7 @@ class FixedLatencyEngine:
     ) -> FrameAnalysis:
         await asyncio.sleep(self.latency)  # the analysis time being simulated
         face = FaceDetail(box=_BOX, confidence=99.0, yaw=0.0, pitch=0.0, gaze="center")
-        identity = "match" if plan.identity != "no" else "unchecked"
+        identity: Identity = "match" if plan.identity != "no" else "unchecked"
         return FrameAnalysis(
             faces=(face,),
             identity=identity,
