@@ -7,6 +7,7 @@ runs some of them.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -53,7 +54,9 @@ def main(argv: list[str] | None = None) -> None:
     for name in args.only or BENCHMARKS:
         print(f"== {name}", flush=True)
         t0 = time.monotonic()
+        load = [round(x, 2) for x in os.getloadavg()]  # others on the machine skew the figures
         for figure in _runner(name)(data_dir, args.size, args.out.parent):
+            figure.details["load_average_at_start"] = load
             figures.append(figure)
             print(figure.line(), flush=True)
         print(f"   ({time.monotonic() - t0:.0f} s)", flush=True)

@@ -20,9 +20,10 @@ import functools
 import os
 import statistics
 import time
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import psutil
 
@@ -57,8 +58,8 @@ def _pool_cpu(pool: object) -> float:
 
 async def measure(
     students: int, batches: int, data_dir: Path, *, position: Literal["first", "middle"] = "middle"
-) -> dict[str, float]:
-    """CPU ms per chunk: {"extraction", "rest", "total", "chunks"}.
+) -> dict[str, Any]:
+    """CPU ms per chunk: {"extraction", "rest", "total", "chunks"}, and the AWS calls made.
 
     Logs as in production: JSON lines at INFO (written to /dev/null here).
     """
@@ -108,6 +109,11 @@ async def measure(
                         batch.append(Record(f"{sequence}-{student}", event.to_bytes()))
                     records.append(batch)
                 await processor.process(records[0], shard_id="bench")
+                calls: Counter[str] = Counter()
+                for client in (clients.s3, clients.dynamodb, clients.sns):
+                    client.meta.events.register(
+                        "before-call", lambda model, **_: calls.update([model.name])
+                    )
                 main_before, pool_before = time.process_time(), _pool_cpu(pool)
                 for batch in records[1:]:
                     await processor.process(batch, shard_id="bench")
@@ -115,6 +121,8 @@ async def measure(
                 pool_cpu = _pool_cpu(pool) - pool_before
     processed = students * batches
     return {
+        "aws_calls_per_chunk": sum(calls.values()) / processed,
+        "aws_calls": dict(calls),
         "chunks": processed,
         "extraction": pool_cpu * 1000 / processed,
         "rest": main_cpu * 1000 / processed,
@@ -135,12 +143,20 @@ def run(data_dir: Path, size: Size) -> list[Figure]:
         "extraction_ms": round(cpu["extraction"], 2),
         "rest_ms": round(cpu["rest"], 2),
         "chunks": cpu["chunks"],
+        "aws_calls_per_chunk": round(cpu["aws_calls_per_chunk"], 2),
+        "aws_calls": cpu["aws_calls"],
+        "rest_ms_per_aws_call": round(cpu["rest"] / cpu["aws_calls_per_chunk"], 2),
         "students_per_batch": students,
         "engine": "fixed (0.1 s wait, no CPU)",
         "frame_position": "middle (the default), with the first frame as fallback",
-        "with_frame_position_first": {k: round(v, 2) for k, v in first.items()},
+        "with_frame_position_first": {
+            k: round(first[k], 2) for k in ("extraction", "rest", "total")
+        },
     }
-    print(f"  extraction {details['extraction_ms']} ms + rest {details['rest_ms']} ms per chunk")
+    print(
+        f"  extraction {details['extraction_ms']} ms + rest {details['rest_ms']} ms per chunk;"
+        f" {details['aws_calls_per_chunk']} AWS calls per chunk {cpu['aws_calls']}"
+    )
     print(f"  PROCTOR_FRAME_POSITION=first: {details['with_frame_position_first']}")
     return [
         Figure(
