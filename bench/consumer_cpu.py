@@ -25,11 +25,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-import psutil
-
 from bench.frames import chunks as cut_chunks
 from bench.frames import floor
-from bench.harness import Figure, Size, median_ms
+from bench.harness import Figure, Size, median_ms, pool_cpu
 from consumer.processor import Record
 from infrastructure.emulator import Emulator
 from infrastructure.local import provision
@@ -46,14 +44,6 @@ __all__ = ["measure", "run"]
 
 _CHUNK_SECONDS = 5.0
 _TASK_VCPUS = 2
-
-
-def _pool_cpu(pool: object) -> float:
-    total = 0.0
-    for process in getattr(pool, "_processes", {}).values():
-        times = psutil.Process(process.pid).cpu_times()
-        total += times.user + times.system
-    return total
 
 
 async def measure(
@@ -114,19 +104,19 @@ async def measure(
                     client.meta.events.register(
                         "before-call", lambda model, **_: calls.update([model.name])
                     )
-                main_before, pool_before = time.process_time(), _pool_cpu(pool)
+                main_before, pool_before = time.process_time(), pool_cpu(pool)
                 for batch in records[1:]:
                     await processor.process(batch, shard_id="bench")
                 main_cpu = time.process_time() - main_before
-                pool_cpu = _pool_cpu(pool) - pool_before
+                pool_seconds = pool_cpu(pool) - pool_before
     processed = students * batches
     return {
         "aws_calls_per_chunk": sum(calls.values()) / processed,
         "aws_calls": dict(calls),
         "chunks": processed,
-        "extraction": pool_cpu * 1000 / processed,
+        "extraction": pool_seconds * 1000 / processed,
         "rest": main_cpu * 1000 / processed,
-        "total": (pool_cpu + main_cpu) * 1000 / processed,
+        "total": (pool_seconds + main_cpu) * 1000 / processed,
     }
 
 

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["RESULTS", "Figure", "Size", "machine", "median_ms", "write"]
+__all__ = ["RESULTS", "Figure", "Size", "machine", "median_ms", "pool_cpu", "write"]
 
 RESULTS = Path(__file__).resolve().parent / "results"
 Size = Literal["full", "tiny"]
@@ -57,6 +57,17 @@ def median_ms(call: Callable[[], object], repeats: int) -> float:
         call()
         times.append(time.perf_counter() - started)
     return statistics.median(times) * 1000
+
+
+def pool_cpu(pool: object) -> float:
+    """CPU seconds (user + system) used so far by a process pool's worker processes."""
+    import psutil
+
+    total = 0.0
+    for process in getattr(pool, "_processes", {}).values():
+        times = psutil.Process(process.pid).cpu_times()
+        total += times.user + times.system
+    return total
 
 
 def machine() -> dict[str, Any]:

@@ -3,7 +3,10 @@
 Locally there is no Lambda service, so the local stack drives the same
 handler with this poller: receive up to 10 messages, hand them over as an
 ``aws:sqs`` event, delete the ones the handler did not report in
-``batchItemFailures``. A handler that raises leaves the whole batch on the
+``batchItemFailures``. Like the event source mapping, which starts with five
+concurrent pollers, ``concurrency`` loops receive and invoke side by side: one
+loop alone (three round trips per batch of ten) falls behind at a few dozen
+chunks a second (docs/benchmarks.md). A handler that raises leaves the whole batch on the
 queue; it comes back after the visibility timeout and, after the queue's
 ``maxReceiveCount``, goes to the dead-letter queue - exactly the deployed
 behaviour.
@@ -31,11 +34,27 @@ async def poll_queue(
     invoke: Invoke,
     stop: asyncio.Event,
     wait_seconds: int = 1,
+    concurrency: int = 5,
 ) -> None:
     """Deliver the queue's messages to ``invoke`` until ``stop`` is set."""
+    if concurrency < 1:
+        raise ValueError("concurrency must be at least 1")
     queue_arn = (await sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"]))[
         "Attributes"
     ]["QueueArn"]
+    async with asyncio.TaskGroup() as group:
+        for _ in range(concurrency):
+            group.create_task(_poll(sqs, queue_url, queue_arn, invoke, stop, wait_seconds))
+
+
+async def _poll(
+    sqs: Any,
+    queue_url: str,
+    queue_arn: str,
+    invoke: Invoke,
+    stop: asyncio.Event,
+    wait_seconds: int,
+) -> None:
     while not stop.is_set():
         response = await sqs.receive_message(
             QueueUrl=queue_url,
