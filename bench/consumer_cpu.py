@@ -16,9 +16,7 @@ here too.
 from __future__ import annotations
 
 import asyncio
-import functools
 import os
-import statistics
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -27,7 +25,7 @@ from typing import Any, Literal
 
 from bench.frames import chunks as cut_chunks
 from bench.frames import floor
-from bench.harness import Figure, Size, median_ms, pool_cpu
+from bench.harness import Figure, Size, pool_cpu
 from consumer.processor import Record
 from infrastructure.emulator import Emulator
 from infrastructure.local import provision
@@ -120,13 +118,23 @@ async def measure(
     }
 
 
+def _floor_cpu_ms(chunk_data: list[bytes], rounds: int) -> float:
+    """CPU ms per chunk of the floor (decode one keyframe + JPEG), like the figure it is
+    compared with: CPU time, which other work on the machine does not inflate."""
+    for data in chunk_data:
+        floor(data)
+    started = time.process_time()
+    for _ in range(rounds):
+        for data in chunk_data:
+            floor(data)
+    return (time.process_time() - started) * 1000 / (rounds * len(chunk_data))
+
+
 def run(data_dir: Path, size: Size) -> list[Figure]:
     students, batches = (3, 1) if size == "tiny" else (40, 6)
     cpu = asyncio.run(measure(students, batches, data_dir))
     first = asyncio.run(measure(students, batches, data_dir, position="first"))
-    floor_ms = statistics.mean(
-        median_ms(functools.partial(floor, data), 5) for _, data in cut_chunks(data_dir)
-    )
+    floor_ms = _floor_cpu_ms([data for _, data in cut_chunks(data_dir)], rounds=5)
     total = round(cpu["total"], 2)
     capacity = int(_TASK_VCPUS * _CHUNK_SECONDS * 1000 / cpu["total"])
     details = {
@@ -154,7 +162,7 @@ def run(data_dir: Path, size: Size) -> list[Figure]:
             value=total,
             unit="CPU ms per chunk (engine excluded)",
             baseline=round(floor_ms, 2),
-            baseline_is="floor: decode one keyframe + JPEG of the same chunks",
+            baseline_is="floor: decode one keyframe + JPEG of the same chunks (CPU time)",
             ratio=round(total / floor_ms, 2),
             ratio_means="times the floor",
             goal="<= 8 ms",
