@@ -24,6 +24,7 @@ from typing import Any
 
 from bench.harness import Figure, Size
 from proctoring.aws import async_clients
+from proctoring.metrics_view import aggregate
 from proctoring.settings import Settings
 from proctoring.storage import Tables
 from producer.chunking import chunk_recording
@@ -123,6 +124,12 @@ def run(data_dir: Path, size: Size, out: Path) -> list[Figure]:
     finally:
         stack.stop()
     (out / "e2e.json").write_text(json.dumps({"light": base, "steps": reports}, indent=2) + "\n")
+    # the stack's own side of the whole ramp, from its EMF lines (what `proctor metrics` shows)
+    stack_ms = {
+        series.name: {k: row[k] for k in ("samples", "p50", "p99")}
+        for series in aggregate(metrics.read_text().splitlines())
+        if series.unit == "Milliseconds" and (row := series.summary())
+    }
     at_goal = reports.get(_GOAL_STUDENTS) or reports[steps[0]]
     goal_students = _GOAL_STUDENTS if _GOAL_STUDENTS in reports else steps[0]
     p99 = at_goal["latency_ms"]["created_to_result"]["p99"]
@@ -142,6 +149,7 @@ def run(data_dir: Path, size: Size, out: Path) -> list[Figure]:
                 "parts_ms": {k: v for k, v in at_goal["latency_ms"].items()},
                 "lag": at_goal["lag"],
                 "throughput": at_goal["throughput"],
+                "stack_metrics_ms_whole_ramp": stack_ms,
             },
         ),
         Figure(
