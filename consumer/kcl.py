@@ -6,7 +6,8 @@ to this process over stdin/stdout (one JSON message a line). Each
 ``processRecords`` batch goes through the same ``ChunkProcessor`` as the
 native worker, on an event loop in a background thread; the batch is
 checkpointed only after it returned (every effect durable). A batch that
-fails on AWS errors is retried in place, so the shard never skips it.
+fails is retried in place (``consumer.poison``: backoff while AWS fails,
+poison records parked), so the shard never skips it.
 
 stdout belongs to the protocol: logs and EMF metrics go to stderr here.
 
@@ -20,7 +21,6 @@ import asyncio
 import contextlib
 import sys
 import threading
-import time
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -28,10 +28,12 @@ import structlog
 from amazon_kclpy import kcl
 from amazon_kclpy.v3 import processor as kcl_processor
 
-from consumer.processor import BatchFailed, ChunkProcessor, Record
+from consumer.outbox import run_sweeper
+from consumer.poison import BatchRunner
+from consumer.processor import Record
 from proctoring.analysis.engine import open_engine
 from proctoring.aws import async_clients
-from proctoring.cli.services import build_processor, cpu_pool, warm_pool
+from proctoring.cli.services import build_processor, cpu_pool, outbox_sweeper, warm_pool
 from proctoring.metrics import Metrics
 from proctoring.settings import Settings
 from proctoring.storage import Tables
@@ -61,12 +63,9 @@ class _LoopThread:
 class ChunkRecordProcessor(kcl_processor.RecordProcessorBase):
     """One shard's record processor, as the MultiLangDaemon drives it."""
 
-    def __init__(
-        self, processor: ChunkProcessor, runner: _LoopThread, *, retry_pause: float = 1.0
-    ) -> None:
-        self._processor = processor
-        self._runner = runner
-        self._retry_pause = retry_pause
+    def __init__(self, batches: BatchRunner, loop: _LoopThread) -> None:
+        self._batches = batches
+        self._loop = loop
         self.shard_id = ""
 
     def initialize(self, initialize_input: Any) -> None:
@@ -81,15 +80,16 @@ class ChunkRecordProcessor(kcl_processor.RecordProcessorBase):
         ]
         if not records:
             return
-        while True:
-            try:
-                outcome = self._runner.run(self._processor.process(records, shard_id=self.shard_id))
-                break
-            except BatchFailed as exc:  # retry in place: the daemon must not move past it
-                _log.error("batch failed; processing it again", error=str(exc))
-                time.sleep(self._retry_pause)  # back-off between attempts on a blocking protocol
+        # retried in place while AWS fails, poison records parked: the daemon must not
+        # move past a batch that is not done
+        outcome = self._loop.run(self._batches.run(records, shard_id=self.shard_id))
         process_records_input.checkpointer.checkpoint(records[-1].sequence_number)
-        _log.info("kcl batch checkpointed", records=len(records), results=outcome.results)
+        _log.info(
+            "kcl batch checkpointed",
+            records=len(records),
+            results=outcome.results,
+            parked=outcome.parked,
+        )
 
     def lease_lost(self, lease_lost_input: Any) -> None:
         _log.warning("kcl lease lost; nothing to checkpoint")
@@ -103,12 +103,18 @@ class ChunkRecordProcessor(kcl_processor.RecordProcessorBase):
         _log.info("kcl shutdown requested")
 
 
+async def _stopped(stop: asyncio.Event, task: asyncio.Task[None]) -> None:
+    stop.set()
+    await task
+
+
 def run(settings: Settings) -> None:
     """Serve the MultiLang protocol on stdin/stdout until the daemon closes stdin."""
     runner = _LoopThread()
     stack = contextlib.AsyncExitStack()
+    stopping = asyncio.Event()
 
-    async def build() -> ChunkProcessor:
+    async def build() -> BatchRunner:
         clients = await stack.enter_async_context(async_clients(settings))
         pool = stack.enter_context(cpu_pool(settings))
         await warm_pool(pool, settings.cpu_workers)
@@ -120,11 +126,21 @@ def run(settings: Settings) -> None:
         metrics = Metrics(settings.metrics_namespace, "consumer-kcl", to_stderr)
         # the engine PROCTOR_ENGINE names, as in the native worker (not always the local one)
         engine = await stack.enter_async_context(open_engine(settings, tables, pool))
-        return build_processor(settings, clients, tables, pool, metrics, engine)
+        processor = build_processor(settings, clients, tables, pool, metrics, engine)
+        # the daemon owns leases and checkpoints; the alert outbox is still this process's
+        sweeping = asyncio.create_task(
+            run_sweeper(
+                outbox_sweeper(settings, clients, tables, metrics),
+                stopping,
+                every=settings.outbox_sweep_interval,
+            )
+        )
+        stack.push_async_callback(_stopped, stopping, sweeping)
+        return BatchRunner(processor, settings=settings, metrics=metrics)
 
     try:
-        processor = runner.run(build())
-        kcl.KCLProcess(ChunkRecordProcessor(processor, runner)).run()
+        batches = runner.run(build())
+        kcl.KCLProcess(ChunkRecordProcessor(batches, runner)).run()
     finally:
         runner.run(stack.aclose())
         runner.stop()

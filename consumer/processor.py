@@ -13,8 +13,9 @@ may checkpoint. Per batch:
    (``consumer.analyser``: repeats carried over, identity and objects on
    their cadence), write the result row, apply the rules with the exam's
    policy and the state stored in the student's session, create each new
-   alert once (deterministic id), publish it to SNS, save the state, the
-   schedule, the call counts and the risk score.
+   alert once (deterministic id), publish it to the FIFO alerts topic
+   (deduplicated by alert id), save the state, the schedule, the call
+   counts and the risk score.
 
 Bad input (malformed event, empty, non-video or truncated chunk, missing
 object) is recorded - log line, ``ChunkErrors`` metric, a row in the errors
@@ -28,13 +29,14 @@ that is safe.
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import functools
-import json
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -42,6 +44,7 @@ import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
 from consumer.analyser import Analysed, Policies, StudentAnalyser
+from consumer.outbox import AlertPublisher
 from proctoring.analysis.base import AnalysisError, Engine
 from proctoring.analysis.scheduling import thumbnail
 from proctoring.aws import AsyncClients
@@ -60,7 +63,52 @@ _RAW_PREVIEW = 512
 
 
 class BatchFailed(ProctoringError):
-    """An AWS call failed after its retries: the batch must be processed again."""
+    """The batch must be processed again.
+
+    ``poison`` tells why it failed: ``False`` when AWS was unavailable (throttled,
+    timed out, unreachable, refused) - processing again will succeed once it is
+    back, however long that takes; ``True`` when the failure belongs to the
+    records themselves (AWS rejected the request as invalid, or the pipeline hit
+    an error no check anticipated) - processing again may never succeed, so the
+    caller parks the record after a bounded number of attempts
+    (``consumer.poison``).
+    """
+
+    def __init__(self, message: str, *, poison: bool = False) -> None:
+        super().__init__(message)
+        self.poison = poison
+
+
+# AWS error codes about the request itself: sending it again cannot succeed.
+_REQUEST_ERRORS = frozenset(
+    {
+        "ValidationException",
+        "SerializationException",
+        "InvalidParameter",
+        "InvalidParameterException",
+        "InvalidParameterValue",
+        "InvalidParameterValueException",
+        "InvalidImageFormatException",
+        "ImageTooLargeException",
+        "ItemCollectionSizeLimitExceededException",
+        "InvalidArgument",
+        "InvalidRequest",
+        "EntityTooLarge",
+        "KeyTooLongError",
+    }
+)
+_UNAVAILABLE = (BotoCoreError, TimeoutError, OSError, AnalysisError)
+
+
+def is_poison(exc: BaseException) -> bool:
+    """Whether a failure belongs to the records (True) or to AWS's availability (False)."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(is_poison(e) for e in exc.exceptions)
+    if isinstance(exc, StorageError) and exc.__cause__ is not None:
+        return is_poison(exc.__cause__)
+    if isinstance(exc, ClientError):
+        return exc.response.get("Error", {}).get("Code") in _REQUEST_ERRORS
+    return not isinstance(exc, (*_UNAVAILABLE, StorageError))
 
 
 @dataclass(frozen=True)
@@ -78,6 +126,12 @@ class BatchOutcome:
     errors: int = 0
     duplicates: int = 0
     alerts: int = 0
+    parked: int = 0
+
+    def __add__(self, other: BatchOutcome) -> BatchOutcome:
+        return BatchOutcome(
+            *(getattr(self, f.name) + getattr(other, f.name) for f in fields(BatchOutcome))
+        )
 
 
 @dataclass(frozen=True)
@@ -139,12 +193,13 @@ class ChunkProcessor:
     ) -> None:
         self._settings = settings
         self._s3 = clients.s3
-        self._sns = clients.sns
+        self._publisher = AlertPublisher(
+            clients.sns, tables, topic_arn, timeout=settings.call_timeout
+        )
         self._tables = tables
         self._engine = engine
         self._executor = executor
         self._metrics = metrics
-        self._topic_arn = topic_arn
         self._clock = clock
         self._policies = Policies(
             tables, tolerance=settings.tolerance, ttl=settings.policy_cache_seconds
@@ -159,10 +214,11 @@ class ChunkProcessor:
         """
         try:
             return await self._process(records, shard_id)
-        except* (ClientError, BotoCoreError, StorageError, AnalysisError, TimeoutError) as group:
+        except* Exception as group:
             first = group.exceptions[0]
             raise BatchFailed(
-                f"batch of {len(records)} records on {shard_id}: {first!r}"
+                f"batch of {len(records)} records on {shard_id}: {first!r}",
+                poison=is_poison(group),
             ) from group
 
     async def _process(self, records: Sequence[Record], shard_id: str) -> BatchOutcome:
@@ -437,21 +493,8 @@ class ChunkProcessor:
             existing = await self._tables.get_alert(event.exam_id, alert["alert_id"])
             if existing is None or existing.get("published"):
                 return  # raised and published before this replay
-            alert = {k: v for k, v in existing.items() if k != "published"}
-        response = await self._call(
-            self._sns.publish(
-                TopicArn=self._topic_arn,
-                Message=json.dumps(alert, default=str),
-                MessageAttributes={
-                    "type": {"DataType": "String", "StringValue": finding.rule},
-                    "exam_id": {"DataType": "String", "StringValue": event.exam_id},
-                    "severity": {"DataType": "String", "StringValue": finding.severity},
-                },
-            )
-        )
-        await self._tables.mark_alert_published(
-            event.exam_id, alert["alert_id"], response["MessageId"]
-        )
+            alert = existing
+        await self._publisher.publish(alert)
         self._metrics.add("AlertsRaised", Rule=finding.rule)
         self._metrics.add(  # S3 ObjectCreated of the raising chunk -> alert published
             "AlertLatencyMs",
@@ -460,6 +503,67 @@ class ChunkProcessor:
         )
         _log.warning(
             "alert raised", alert=alert["alert_id"], type=finding.rule, first=finding.first_sequence
+        )
+
+    # ---- poison ---------------------------------------------------------------------
+    async def park(
+        self, record: Record, *, shard_id: str, error: BaseException, attempts: int
+    ) -> None:
+        """Set aside a record that kept failing, so that the shard moves on.
+
+        The errors table gets a ``stage = parked`` row with the whole record
+        (``proctor parked replay`` puts it back on the stream); for a chunk,
+        its result row says ``status = error`` so the student's timeline shows
+        the gap instead of hiding it.
+        """
+        try:
+            event: ChunkEvent | None = ChunkEvent.from_bytes(record.data)
+        except InvalidEvent:
+            event = None
+        exam_id = event.exam_id if event else "_unknown"
+        now = self._now()
+        if event is not None:  # best effort: the errors row below is the record that counts
+            with contextlib.suppress(StorageError, ClientError):
+                await self._tables.put_result(
+                    {
+                        "session_id": event.session_id,
+                        "chunk_id": f"{event.source}#{event.sequence:06d}",
+                        "exam_id": event.exam_id,
+                        "student_id": event.student_id,
+                        "source": event.source,
+                        "sequence": event.sequence,
+                        "chunk_key": event.key,
+                        "status": "error",
+                        "error_reason": "parked",
+                        "error": f"processing failed {attempts} times; parked for replay",
+                        "processed_at": now.isoformat(),
+                        "expires_at": self._expiry(now),
+                    }
+                )
+        row = {
+            "exam_id": exam_id,
+            "error_id": f"parked#{shard_id}#{record.sequence_number}",
+            "stage": "parked",
+            "reason": "poison",
+            "message": repr(error)[:2000],
+            "attempts": attempts,
+            "shard_id": shard_id,
+            "sequence_number": record.sequence_number,
+            "partition_key": record.partition_key,
+            "data": base64.b64encode(record.data).decode("ascii"),
+            "student_id": event.student_id if event else None,
+            "chunk_key": event.key if event else None,
+            "created_at": now.isoformat(),
+            "expires_at": self._expiry(now),
+        }
+        await self._tables.put_error({k: v for k, v in row.items() if v is not None})
+        self._metrics.add("RecordsParked")
+        _log.error(
+            "record parked",
+            shard=shard_id,
+            sequence_number=record.sequence_number,
+            attempts=attempts,
+            error=repr(error)[:500],
         )
 
     # ---- bad input ----------------------------------------------------------------

@@ -9,8 +9,9 @@ Two tasks per shard, joined by a queue of at most ``read_ahead`` batches
   ``ProvisionedThroughputExceededException``, and asks for a new iterator
   after the last record it read when one expires;
 - the processor hands each batch to the record-processing core, in order,
-  and checkpoints its last sequence number once the core returned (every
-  effect durable). At the end of a closed shard it checkpoints ``SHARD_END``,
+  through ``consumer.poison`` (retried with backoff while AWS fails, poison
+  records parked), and checkpoints its last sequence number once it returned
+  (every effect durable). At the end of a closed shard it checkpoints ``SHARD_END``,
   which lets the children start.
 
 Both stop when the worker stops or the lease is lost; the batch in hand is
@@ -31,7 +32,8 @@ import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
 from consumer.leases import SHARD_END, TRIM_HORIZON, LeaseCoordinator, LeaseLost
-from consumer.processor import BatchFailed, ChunkProcessor, Record
+from consumer.poison import BatchRunner
+from consumer.processor import Record
 from proctoring.metrics import Metrics
 from proctoring.settings import Settings
 from proctoring.waiting import wait_any
@@ -51,7 +53,7 @@ class ShardConsumer:
         *,
         settings: Settings,
         kinesis: Any,
-        processor: ChunkProcessor,
+        runner: BatchRunner,
         leases: LeaseCoordinator,
         metrics: Metrics,
         clock: Callable[[], float] = time.monotonic,
@@ -59,7 +61,7 @@ class ShardConsumer:
         self.shard_id = shard_id
         self._settings = settings
         self._kinesis = kinesis
-        self._processor = processor
+        self._runner = runner
         self._leases = leases
         self._metrics = metrics
         self._clock = clock
@@ -147,17 +149,9 @@ class ShardConsumer:
                 return
 
     async def _process_batch(self, records: list[Record]) -> None:
-        while True:
-            if not self._leases.valid(self.shard_id):
-                raise LeaseLost(f"lease {self.shard_id} is no longer valid")
-            started = self._clock()
-            try:
-                with structlog.contextvars.bound_contextvars(shard=self.shard_id):
-                    outcome = await self._processor.process(records, shard_id=self.shard_id)
-                break
-            except BatchFailed as exc:
-                self._log.error("batch failed; processing it again", error=str(exc))
-                await asyncio.sleep(self._settings.poll_interval)  # back off, then retry in order
+        started = self._clock()
+        with structlog.contextvars.bound_contextvars(shard=self.shard_id):
+            outcome = await self._runner.run(records, shard_id=self.shard_id, check=self._held)
         await self._leases.checkpoint(self.shard_id, records[-1].sequence_number)
         self._metrics.add("RecordsProcessed", len(records))
         self._metrics.add("BatchLatencyMs", (self._clock() - started) * 1000, "Milliseconds")
@@ -167,7 +161,12 @@ class ShardConsumer:
             results=outcome.results,
             errors=outcome.errors,
             alerts=outcome.alerts,
+            parked=outcome.parked,
         )
+
+    def _held(self) -> None:
+        if not self._leases.valid(self.shard_id):
+            raise LeaseLost(f"lease {self.shard_id} is no longer valid")
 
     async def _iterator(self, after: str | None) -> str:
         kwargs: dict[str, Any] = (

@@ -26,6 +26,7 @@ import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
 from consumer.leases import LeaseCoordinator, LeaseTable
+from consumer.poison import BatchRunner
 from consumer.processor import ChunkProcessor
 from consumer.shards import ShardConsumer
 from proctoring.metrics import Metrics
@@ -58,7 +59,7 @@ class Worker:
     ) -> None:
         self._settings = settings
         self._kinesis = kinesis
-        self._processor = processor
+        self._runner = BatchRunner(processor, settings=settings, metrics=metrics)
         self._metrics = metrics
         self._clock = clock
         self.worker_id = worker_id or settings.worker_id or default_worker_id()
@@ -173,7 +174,7 @@ class Worker:
             key,
             settings=self._settings,
             kinesis=self._kinesis,
-            processor=self._processor,
+            runner=self._runner,
             leases=self.leases,
             metrics=self._metrics,
             clock=self._clock,

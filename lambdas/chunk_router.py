@@ -9,13 +9,19 @@ Records Kinesis rejects (throttling, internal errors) are retried with
 exponential backoff; SQS messages whose records still fail are reported as
 ``batchItemFailures`` so only those come back. An object whose key is not a
 chunk key is bad input: logged, counted and recorded in the errors table,
-never retried.
+never retried. So is a message that is not an S3 notification, or an S3
+record that lacks a field or carries one of the wrong type
+(``bad_notification``): whoever can send to the queue must not be able to
+fail the invocation, or the SQS batch around it would come back until its
+good messages land in the dead-letter queue.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import re
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,7 +32,7 @@ import structlog
 from tenacity import AsyncRetrying, retry_if_result, stop_after_attempt, wait_random_exponential
 
 from proctoring.aws import async_clients
-from proctoring.events import ChunkEvent, InvalidEvent
+from proctoring.events import IDENTIFIER, ChunkEvent, InvalidEvent
 from proctoring.logs import configure_logging
 from proctoring.metrics import Metrics
 from proctoring.settings import Settings
@@ -36,6 +42,8 @@ __all__ = ["RouteOutcome", "handler", "route"]
 
 _log = structlog.get_logger(__name__)
 _MAX_RECORDS_PER_PUT = 500
+_RAW_PREVIEW = 512
+_MAX_SORT_KEY_BYTES = 1024  # DynamoDB's limit on a range key value
 
 
 @dataclass
@@ -58,24 +66,44 @@ class _Pending:
 
 def _s3_records(
     event: Mapping[str, Any],
-) -> tuple[list[tuple[str | None, dict[str, Any]]], list[str]]:
-    """(SQS message id or None, S3 record) for every S3 record, and unreadable message ids."""
-    found: list[tuple[str | None, dict[str, Any]]] = []
-    unreadable: list[str] = []
+) -> tuple[list[tuple[str | None, Any]], list[tuple[str, str]]]:
+    """(SQS message id or None, S3 record) for every S3 record, and (message id, body) of
+    every message that is not an S3 notification."""
+    found: list[tuple[str | None, Any]] = []
+    unreadable: list[tuple[str, str]] = []
     for record in event.get("Records", []):
         if record.get("eventSource") == "aws:sqs":
+            body = record.get("body")
             try:
-                body = json.loads(record["body"])
-                records = body.get("Records", []) if isinstance(body, dict) else None
+                parsed = json.loads(body) if isinstance(body, str) else None
             except json.JSONDecodeError:
-                records = None
-            if records is None:
-                unreadable.append(record.get("messageId", "?"))
+                parsed = None
+            records = parsed.get("Records", []) if isinstance(parsed, dict) else None
+            if not isinstance(records, list):
+                unreadable.append((str(record.get("messageId", "?")), str(body)))
                 continue
-            found.extend((record["messageId"], r) for r in records)
+            found.extend((record.get("messageId"), r) for r in records)
         elif record.get("eventSource") == "aws:s3":
             found.append((None, record))
     return found, unreadable
+
+
+def _object_created(record: Any) -> tuple[str, str, int, datetime]:
+    """Bucket, key (URL-decoded), size and event time of an S3 record.
+
+    Raises ValueError naming what is missing or malformed.
+    """
+    try:
+        s3 = record["s3"]
+        bucket, key = s3["bucket"]["name"], s3["object"]["key"]
+        size, uploaded_at = int(s3["object"].get("size", 0)), record["eventTime"]
+        if not (isinstance(bucket, str) and isinstance(key, str) and isinstance(uploaded_at, str)):
+            raise TypeError("bucket, key and eventTime must be strings")
+        return bucket, urllib.parse.unquote_plus(key), size, datetime.fromisoformat(uploaded_at)
+    except KeyError as exc:
+        raise ValueError(f"the S3 record has no {exc.args[0]!r}") from exc
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise ValueError(f"the S3 record is malformed: {type(exc).__name__}: {exc}") from exc
 
 
 async def route(
@@ -92,23 +120,39 @@ async def route(
     outcome = RouteOutcome()
     pending: list[_Pending] = []
     records, unreadable = _s3_records(event)
-    for unreadable_id in unreadable:
+    for unreadable_id, body in unreadable:
         outcome.rejected += 1
-        _log.error("message is not an S3 notification", message_id=unreadable_id)
-        metrics.add("RouterErrors", Reason="not_s3_notification")
-    for message_id, record in records:
-        if not str(record.get("eventName", "")).startswith("ObjectCreated:"):
+        await _reject_message(
+            tables,
+            metrics,
+            f"message#{unreadable_id}",
+            "not_s3_notification",
+            "the message is not an S3 notification (no Records list)",
+            body,
+            retention_days,
+        )
+    for position, (message_id, record) in enumerate(records):
+        if isinstance(record, dict) and not str(record.get("eventName", "")).startswith(
+            "ObjectCreated:"
+        ):
             outcome.ignored += 1  # s3:TestEvent and the like carry no object
             continue
-        bucket = record["s3"]["bucket"]["name"]
-        key = urllib.parse.unquote_plus(record["s3"]["object"]["key"])
         try:
-            chunk = ChunkEvent.from_key(
-                bucket,
-                key,
-                size=int(record["s3"]["object"].get("size", 0)),
-                uploaded_at=datetime.fromisoformat(record["eventTime"]),
+            bucket, key, size, uploaded_at = _object_created(record)
+        except ValueError as exc:
+            outcome.rejected += 1
+            await _reject_message(
+                tables,
+                metrics,
+                f"message#{message_id}#{position}",
+                "bad_notification",
+                str(exc),
+                json.dumps(record, default=str),
+                retention_days,
             )
+            continue
+        try:
+            chunk = ChunkEvent.from_key(bucket, key, size=size, uploaded_at=uploaded_at)
         except InvalidEvent as exc:
             outcome.rejected += 1
             await _reject(tables, metrics, bucket, key, exc, retention_days)
@@ -177,11 +221,18 @@ async def _reject(
 ) -> None:
     now = datetime.now(UTC)
     parts = key.split("/")
-    exam_id = parts[1] if len(parts) > 2 and parts[0] == "chunks" and parts[1] else "_unknown"
+    exam_id = parts[1] if len(parts) > 2 and parts[0] == "chunks" else ""
+    if not re.fullmatch(IDENTIFIER, exam_id) or ".." in exam_id:
+        exam_id = "_unknown"  # no partition per made-up exam name; operators look here
+    error_id = f"object#{bucket}/{key}"
+    if len(error_id.encode()) > _MAX_SORT_KEY_BYTES:
+        # A 1,024-byte key of multi-byte characters: the row must still be written (a
+        # refused write would fail the invocation and the SQS batch around it).
+        error_id = f"object#{bucket}/sha256:{hashlib.sha256(key.encode()).hexdigest()}"
     await tables.put_error(
         {
-            "exam_id": exam_id[:64],
-            "error_id": f"object#{bucket}/{key}"[:1024],
+            "exam_id": exam_id,
+            "error_id": error_id,
             "stage": "router",
             "reason": exc.reason,
             "message": str(exc),
@@ -193,6 +244,33 @@ async def _reject(
     )
     metrics.add("RouterErrors", Reason=exc.reason)
     _log.error("object is not a chunk", reason=exc.reason, error=str(exc))
+
+
+async def _reject_message(
+    tables: Tables,
+    metrics: Metrics,
+    error_id: str,
+    reason: str,
+    message: str,
+    raw: str,
+    retention_days: int,
+) -> None:
+    """Record a queue message (or one of its records) that names no object."""
+    now = datetime.now(UTC)
+    await tables.put_error(
+        {
+            "exam_id": "_unknown",
+            "error_id": error_id[:256],
+            "stage": "router",
+            "reason": reason,
+            "message": message,
+            "raw": raw[:_RAW_PREVIEW],
+            "created_at": now.isoformat(),
+            "expires_at": int((now + timedelta(days=retention_days)).timestamp()),
+        }
+    )
+    metrics.add("RouterErrors", Reason=reason)
+    _log.error("message is not a chunk notification", reason=reason, error=message)
 
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from proctoring.errors import ProctoringError
 
 __all__ = [
+    "IDENTIFIER",
     "MAX_EVENT_BYTES",
     "SCHEMA_VERSION",
     "ChunkEvent",
@@ -44,7 +45,9 @@ CHUNK_PREFIX = "chunks/"
 EXTENSIONS = ("mp4", "webm", "mkv")
 
 Source = Literal["camera", "screen"]
-Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+IDENTIFIER: Final = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+"""What an exam or student id may be (and ``..`` is refused besides)."""
+Identifier = Annotated[str, Field(pattern=IDENTIFIER)]
 
 _KEY = re.compile(
     r"^chunks/(?P<exam_id>[^/]+)/(?P<student_id>[^/]+)/(?P<source>[^/]+)/"
@@ -158,17 +161,21 @@ class ChunkEvent(_Ids):
     def from_key(cls, bucket: str, key: str, *, size: int, uploaded_at: datetime) -> ChunkEvent:
         """Build the event for an uploaded object (what the chunk router does)."""
         parts = ChunkKey.parse(key)
-        return cls(
-            exam_id=parts.exam_id,
-            student_id=parts.student_id,
-            source=parts.source,
-            sequence=parts.sequence,
-            bucket=bucket,
-            key=key,
-            size=size,
-            captured_at=parts.captured_at,
-            uploaded_at=uploaded_at,
-        )
+        try:
+            return cls(
+                exam_id=parts.exam_id,
+                student_id=parts.student_id,
+                source=parts.source,
+                sequence=parts.sequence,
+                bucket=bucket,
+                key=key,
+                size=size,
+                captured_at=parts.captured_at,
+                uploaded_at=uploaded_at,
+            )
+        except ValidationError as exc:
+            # The notification's own fields: a negative size, a time without a zone.
+            raise InvalidEvent(f"object {key[:200]!r}: {_describe(exc)}") from exc
 
     def to_bytes(self) -> bytes:
         return self.model_dump_json().encode()

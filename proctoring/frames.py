@@ -8,6 +8,12 @@ picklable arguments and result, meant to run in a process-pool worker.
 
 Only the MP4/QuickTime and Matroska/WebM demuxers are allowed, so a JPEG, a
 playlist or any other format FFmpeg could probe is refused before parsing.
+Only the video codecs a recorder produces are decoded (H.264 and HEVC from
+phones, cameras and the Chime media pipeline; VP8, VP9 and AV1 from a
+browser's MediaRecorder): an image codec (MJPEG, PNG, JPEG 2000), raw video
+or any other of FFmpeg's hundreds of decoders in a valid container is
+refused before a packet reaches it, which keeps the decoders exposed to
+uploads to the few the service needs.
 The frame size is checked against ``max_pixels`` from the stream parameters
 before anything is decoded, and the decoder refuses larger frames on its own.
 
@@ -16,8 +22,10 @@ Errors::
     ProctoringError
      └── FrameError        a chunk that yields no usable frame; ``reason`` is one of
                            empty            0 bytes
-                           not_video        not an MP4/WebM/MKV, or no decodable video codec
+                           not_video        not an MP4/WebM/MKV, or its frame cannot become RGB
                            no_video_stream  a valid container without a video stream
+                           unsupported_codec  a video stream in a codec no recorder produces
+                                            (MJPEG, PNG, raw video, ...) or FFmpeg does not know
                            truncated        the container is cut or corrupt, no frame decodes
                            too_large        width * height above ``max_pixels`` (not decoded)
                            too_long         container duration above ``max_seconds``
@@ -52,6 +60,11 @@ _EBML_MAGIC = b"\x1a\x45\xdf\xa3"
 # What PyAV raises for bad input: FFmpeg errors, and ValueError / OSError / EOFError for
 # malformed metadata or streams it cannot represent.
 _AV_ERRORS = (av.FFmpegError, ValueError, OSError, EOFError)
+# FFmpeg codec names (not decoder names: AV1 is decoded by libdav1d) a recorder produces.
+_VIDEO_CODECS = frozenset({"h264", "hevc", "vp8", "vp9", "av1"})
+# The decoders FFmpeg may open while probing the container (avformat's codec whitelist):
+# the native ones for those codecs, libvpx's and libdav1d. No other decoder sees the bytes.
+_DECODER_WHITELIST = "h264,hevc,vp8,vp9,av1,libvpx,libvpx-vp9,libdav1d"
 # One colour converter per process, kept across chunks: a frame's own converter builds a new
 # swscale context (with a thread pool) for every frame, ~0.5 ms of a ~5 ms extraction.
 _TO_RGB = VideoReformatter()
@@ -121,7 +134,10 @@ def extract_frame(
         container = av.open(
             io.BytesIO(data),
             mode="r",
-            container_options={"format_whitelist": _FORMAT_WHITELIST},
+            container_options={
+                "format_whitelist": _FORMAT_WHITELIST,
+                "codec_whitelist": _DECODER_WHITELIST,
+            },
             # For the decoders avformat_find_stream_info opens: take the sizes from the
             # headers, decode nothing (half the cost of a 480p chunk, and no bomb).
             options={"skip_frame": "all"},
@@ -169,8 +185,7 @@ def _middle_frame(
     start = stream.start_time or 0
     target = start + duration // 2
     codec = stream.codec_context
-    codec.thread_count = 1
-    codec.options = {"max_pixels": str(max_pixels)}
+    _configure(codec, max_pixels)
     last: VideoFrame | None = None
     try:
         container.seek(target, stream=stream, backward=True, any_frame=False)
@@ -229,13 +244,17 @@ def _video_stream(container: InputContainer) -> VideoStream:
             f"the {_format_name(container)} container has no video stream (streams: {kinds})",
             reason="no_video_stream",
         )
+    names = []
     for stream in streams:
-        if stream.codec_context is not None:
+        codec = stream.codec_context
+        name = codec.codec.canonical_name if codec is not None else "unknown"
+        if name in _VIDEO_CODECS:
             return stream
+        names.append(name)
     raise FrameError(
-        f"the {_format_name(container)} container's video stream uses a codec that cannot "
-        "be decoded",
-        reason="not_video",
+        f"the {_format_name(container)} container's video is {', '.join(names)}, not one of "
+        f"the codecs a recorder produces ({', '.join(sorted(_VIDEO_CODECS))}); not decoded",
+        reason="unsupported_codec",
     )
 
 
@@ -266,8 +285,7 @@ def _first_frame(container: InputContainer, stream: VideoStream, *, max_pixels: 
     keyframes are decoded after it, until one decodes intact.
     """
     codec = stream.codec_context
-    codec.thread_count = 1  # one frame, in a process-pool worker: threads only add latency
-    codec.options = {"max_pixels": str(max_pixels)}  # the bitstream may disagree with the header
+    _configure(codec, max_pixels)
     packets = damaged = 0
     error: BaseException | None = None
     try:
@@ -296,6 +314,15 @@ def _first_frame(container: InputContainer, stream: VideoStream, *, max_pixels: 
         f"decodes ({'; '.join(details)})",
         reason="truncated",
     ) from error
+
+
+def _configure(codec: VideoCodecContext, max_pixels: int) -> None:
+    """Set the decoder up before it opens; after the middle frame's attempt it is open
+    already, configured, and PyAV refuses a new thread count (RuntimeError)."""
+    if codec.is_open:
+        return
+    codec.thread_count = 1  # one frame, in a process-pool worker: threads only add latency
+    codec.options = {"max_pixels": str(max_pixels)}  # the bitstream may disagree with the header
 
 
 def _decode(codec: VideoCodecContext, packet: Packet) -> list[VideoFrame]:

@@ -38,8 +38,8 @@ class ResourceNames:
         self.frames_bucket = f"{prefix}-frames"
         self.stream = f"{prefix}-chunks"
         self.chunk_events_queue = f"{prefix}-chunk-events"
-        self.alerts_topic = f"{prefix}-alerts"
-        self.alerts_queue = f"{prefix}-alerts"
+        self.alerts_topic = f"{prefix}-alerts.fifo"
+        self.alerts_queue = f"{prefix}-alerts.fifo"
         self.results_table = f"{prefix}-results"
         self.alerts_table = f"{prefix}-alerts"
         self.sessions_table = f"{prefix}-sessions"
@@ -86,6 +86,10 @@ class Settings(BaseSettings):
     take_interval: float = Field(default=1.0, gt=0, description="seconds between balancing")
     shard_sync_interval: float = Field(default=10.0, gt=0, description="seconds between ListShards")
     shutdown_timeout: float = Field(default=30.0, gt=0, description="seconds to finish on SIGTERM")
+    poison_attempts: int = Field(default=5, ge=1, description="failures before a record is parked")
+    retry_max_backoff: float = Field(default=30.0, gt=0, description="longest pause between tries")
+    outbox_sweep_interval: float = Field(default=30.0, gt=0, description="seconds between sweeps")
+    outbox_grace: float = Field(default=60.0, ge=0, description="unpublished this long: sweep it")
 
     # Analysis and rules.
     engine: Literal["local", "rekognition", "fixed"] = "local"

@@ -6,8 +6,8 @@ floats). Writes that must happen once are conditional, so a replayed batch
 changes nothing:
 
 - results: ``session_id`` (exam#student), ``chunk_id`` (source#sequence) - one row per chunk;
-- alerts: ``exam_id``, ``alert_id`` (deterministic per incident) - created once, then
-  marked ``published`` after SNS accepted it;
+- alerts: ``exam_id``, ``alert_id`` (deterministic per incident) - created once, in the
+  sparse ``outbox`` index until it is marked ``published`` after SNS accepted it;
 - sessions: ``exam_id``, ``student_id`` - rule state with an optimistic ``version``;
 - faces: ``exam_id``, ``student_id`` - the registered face embedding (biometric: never logged);
 - errors: ``exam_id``, ``error_id`` - bad input a human can inspect.
@@ -34,6 +34,7 @@ from proctoring.settings import ResourceNames
 
 __all__ = ["StaleState", "StorageError", "Tables", "from_item", "to_item"]
 
+_OUTBOX = "pending"  # the one partition of the alerts' outbox index
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
@@ -129,7 +130,8 @@ class Tables:
             await self._call(
                 "put_item",
                 TableName=self._names.alerts_table,
-                Item=to_item({**alert, "published": False}),
+                # `outbox` puts it in the sparse outbox index until it is published
+                Item=to_item({**alert, "published": False, "outbox": _OUTBOX}),
                 ConditionExpression="attribute_not_exists(alert_id)",
             )
         except ClientError as exc:
@@ -152,9 +154,25 @@ class Tables:
             "update_item",
             TableName=self._names.alerts_table,
             Key=to_item({"exam_id": exam_id, "alert_id": alert_id}),
-            UpdateExpression="SET published = :t, message_id = :m",
+            UpdateExpression="SET published = :t, message_id = :m REMOVE outbox",
             ExpressionAttributeValues=to_item({":t": True, ":m": message_id}),
         )
+
+    async def unpublished_alerts(self, created_before: str) -> list[dict[str, Any]]:
+        """Alerts created before ``created_before`` (ISO time), not yet published, oldest first."""
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self._names.alerts_table,
+            "IndexName": "outbox",
+            "KeyConditionExpression": "outbox = :o AND created_at < :t",
+            "ExpressionAttributeValues": to_item({":o": _OUTBOX, ":t": created_before}),
+        }
+        while True:
+            response = await self._call("query", **kwargs)
+            items.extend(from_item(i) for i in response.get("Items", []))
+            if "LastEvaluatedKey" not in response:
+                return items
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
     async def alerts(self, exam_id: str) -> list[dict[str, Any]]:
         return await self._query(self._names.alerts_table, "exam_id", exam_id)
@@ -216,6 +234,33 @@ class Tables:
 
     async def errors(self, exam_id: str) -> list[dict[str, Any]]:
         return await self._query(self._names.errors_table, "exam_id", exam_id)
+
+    async def parked(self) -> list[dict[str, Any]]:
+        """Every parked record (``stage = parked``) of every exam: a scan, for operators."""
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self._names.errors_table,
+            "FilterExpression": "stage = :p",
+            "ExpressionAttributeValues": to_item({":p": "parked"}),
+            "ConsistentRead": True,
+        }
+        while True:
+            response = await self._call("scan", **kwargs)
+            items.extend(from_item(i) for i in response.get("Items", []))
+            if "LastEvaluatedKey" not in response:
+                return sorted(items, key=lambda i: i["created_at"])
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    async def mark_replayed(
+        self, exam_id: str, error_id: str, *, at: str, sequence_number: str
+    ) -> None:
+        await self._call(
+            "update_item",
+            TableName=self._names.errors_table,
+            Key=to_item({"exam_id": exam_id, "error_id": error_id}),
+            UpdateExpression="SET replayed_at = :a, replay_sequence_number = :s",
+            ExpressionAttributeValues=to_item({":a": at, ":s": sequence_number}),
+        )
 
     # ---- helpers -------------------------------------------------------------------
     async def _query(

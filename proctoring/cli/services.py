@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
 from typing import Any
 
+from consumer.outbox import AlertPublisher, OutboxSweeper, run_sweeper
 from consumer.processor import ChunkProcessor
 from consumer.worker import Worker
 from lambdas.chunk_router import route
@@ -100,6 +101,16 @@ def build_processor(
     )
 
 
+def outbox_sweeper(
+    settings: Settings, clients: AsyncClients, tables: Tables, metrics: Metrics
+) -> OutboxSweeper:
+    """The alert-outbox sweeper every consumer process runs beside its worker."""
+    publisher = AlertPublisher(
+        clients.sns, tables, settings.alerts_topic_arn or "", timeout=settings.call_timeout
+    )
+    return OutboxSweeper(tables, publisher, metrics, grace=settings.outbox_grace)
+
+
 async def run_services(
     settings: Settings,
     stop: asyncio.Event,
@@ -142,6 +153,13 @@ async def run_services(
                     )
                     workers.append(worker)
                     group.create_task(worker.run(stop))
+                    group.create_task(
+                        run_sweeper(
+                            outbox_sweeper(settings, clients, tables, metrics),
+                            stop,
+                            every=settings.outbox_sweep_interval,
+                        )
+                    )
                 if router:
                     invoke = router_invoker(
                         settings,

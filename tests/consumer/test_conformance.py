@@ -5,12 +5,12 @@ implementation), while chunks are produced continuously:
 
 - three workers balance to 1-2 shards each within three lease periods;
 - a split and a merge while running: parents finish before children start,
-  every student's chunks are processed in order, nothing is lost or repeated;
+  every student's chunks are processed in order, nothing is lost or repeated
+  (moto never ends a closed shard: there, children must stay unstarted);
 - after ``kill -9`` of a worker, its shards are processed again within 15 s;
 - at the end every produced chunk has exactly one result row, every incident
-  exactly one alert, and SNS delivered each alert once - twice only when the
-  killed worker had published it but died before recording that (the open
-  part of the alert outbox: docs/architecture.md, "Known limits").
+  exactly one alert, and SNS delivered each alert exactly once (the FIFO
+  alerts topic drops the re-publish of a worker taking over).
 
 S3, DynamoDB and SNS are always moto's; only Kinesis changes.
 """
@@ -71,16 +71,18 @@ PRESENT = [_student_in(e, "p") for e in (0, 2, 3, 4, 5, 7)]  # facing the camera
 
 
 # moto's Kinesis keeps routing new records to a shard after splitting or merging it and
-# never ends the closed shard (moto 5.2: PutRecords writes to the parent, GetRecords keeps
-# returning NextShardIterator), so resharding is checked against kinesis-local only.
-MOTO_RESHARDING = "moto keeps writing to closed shards and never ends them"
+# never ends the closed shard (moto 5.2.5: PutRecords writes to the parent, GetRecords keeps
+# returning NextShardIterator). Against moto the suite still splits and merges, and checks
+# what moto can show: the children are discovered and held back while their parents are
+# open, and nothing is lost or repeated. Parents ending and children taking over are
+# checked against kinesis-local.
 
 
 @dataclass
 class _Run:
     settings: Settings
     folder: Path
-    reshard: bool
+    parents_end: bool  # the emulator ends a shard after a split or merge
     workers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     files: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
     produced: dict[str, int] = field(default_factory=dict)
@@ -223,6 +225,12 @@ def _split_and_merge(run: _Run, kinesis: Any, stream: str) -> list[str]:
     )
     _wait_active(kinesis, stream)
     parents = {first["ShardId"], shards[2]["ShardId"], shards[3]["ShardId"]}
+    if not run.parents_end:
+        for _ in poll("children discovered", 3 * LEASE):
+            leases = run.leases()
+            children = [k for k, v in leases.items() if set(v.get("parentShardIds", [])) & parents]
+            if len(children) == 3:
+                return children
     for _ in poll("parents ended and children taken", 6 * LEASE):
         leases = run.leases()
         children = [k for k, v in leases.items() if set(v.get("parentShardIds", [])) & parents]
@@ -253,7 +261,7 @@ def run(request: pytest.FixtureRequest, emulator: Emulator, tmp_path: Path) -> I
             kinesis = sync_client(settings, "kinesis")
             kinesis.create_stream(StreamName=settings.names.stream, ShardCount=4)
             _wait_active(kinesis, settings.names.stream)
-        result = _Run(settings, tmp_path, reshard=request.param == "kinesis-local")
+        result = _Run(settings, tmp_path, parents_end=request.param == "kinesis-local")
         try:
             yield result
         finally:
@@ -272,15 +280,28 @@ def test_workers_balance_fail_over_and_reshard_without_losing_or_repeating(run: 
         # ---- three workers balance -------------------------------------------------
         for worker in ("w1", "w2", "w3"):
             run.start(worker)
+        # the clock starts when the last worker starts leasing (its process pool warm), so a
+        # slow interpreter start on a loaded machine is not counted as balancing time
+        for _ in poll("3 workers started", 60):
+            if all(
+                any(line.get("event") == "worker started" for line in run.log(w))
+                for w in run.workers
+            ):
+                break
         for elapsed in poll("3 workers balanced on 4 shards", 3 * LEASE):
             owners = _owners(run.leases())
             if sum(owners.values()) == 4 and len(owners) == 3 and max(owners.values()) <= 2:
                 balanced_after = elapsed
+                first_started = min(
+                    datetime.fromisoformat(line["timestamp"]).timestamp()
+                    for w in run.workers
+                    for line in run.log(w)
+                    if line.get("event") == "worker started"
+                )
+                since_first = time.time() - first_started
                 break
 
-        children: list[str] = []
-        if run.reshard:
-            children = _split_and_merge(run, kinesis, stream)
+        children = _split_and_merge(run, kinesis, stream)
 
         # ---- kill -9 the worker holding the most shards ------------------------------------
         victim, _ = _owners(run.leases()).most_common(1)[0]
@@ -367,9 +388,9 @@ def test_workers_balance_fail_over_and_reshard_without_losing_or_repeating(run: 
         near = [t for t in loss_times.get((worker, shard), []) if abs(t - stamp) <= LEASE]
         assert worker == victim or near, f"{chunk} repeated, but {worker} kept {shard}"
 
-    # one alert per incident, each delivered by SNS once; a second delivery only when the
-    # worker killed with -9 processed the chunk that raised it (published, died before the
-    # published mark, and the next owner published again)
+    # one alert per incident, each delivered once: a worker killed after publishing and
+    # before marking the alert published leaves it to the next owner, whose re-publish the
+    # FIFO topic drops (same deduplication id)
     assert sorted((a["student_id"], a["type"]) for a in alerts) == [(s, "NO_FACE") for s in AWAY]
     sqs = sync_client(settings, "sqs")
     queue = sqs.get_queue_url(QueueName=settings.names.alerts_queue)["QueueUrl"]
@@ -378,16 +399,7 @@ def test_workers_balance_fail_over_and_reshard_without_losing_or_repeating(run: 
         for message in messages:
             delivered[json.loads(json.loads(message["Body"])["Message"])["alert_id"]] += 1
             sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
-    assert set(delivered) == {a["alert_id"] for a in alerts}
-    victim_processed = {
-        (line["student"], line["seq"])
-        for line in run.log(victim)
-        if line.get("event") == "chunk processed" and line.get("student")
-    }
-    for alert in alerts:
-        if delivered[alert["alert_id"]] > 1:
-            assert delivered[alert["alert_id"]] == 2
-            assert (alert["student_id"], alert["sequence"]) in victim_processed, alert["alert_id"]
+    assert delivered == Counter(a["alert_id"] for a in alerts)
 
     # parents before children, from the workers' own logs
     ended: dict[str, float] = {}
@@ -401,13 +413,17 @@ def test_workers_balance_fail_over_and_reshard_without_losing_or_repeating(run: 
                 started.setdefault(line["shard"], stamp)
                 started[line["shard"]] = min(started[line["shard"]], stamp)
     leases = run.leases()
+    assert len(children) == 3
     for child in children:
+        if not run.parents_end:
+            assert child not in started, f"{child} started while its parents are open"
         for parent in leases[child]["parentShardIds"]:
             if child in started:
                 assert ended[parent] <= started[child], f"{child} started before {parent} ended"
 
     print(
-        f"\n[{(settings.kinesis_endpoint_url and 'kinesis-local') or 'moto'}] balanced after "
-        f"{balanced_after:.1f} s, failover of {len(orphaned)} shard(s) in {failover:.1f} s, "
+        f"\n[{(settings.kinesis_endpoint_url and 'kinesis-local') or 'moto'}] balanced "
+        f"{balanced_after:.1f} s after the last worker started ({since_first:.1f} s after the "
+        f"first), failover of {len(orphaned)} shard(s) in {failover:.1f} s, "
         f"{sum(run.produced.values())} chunks, {len(repeated)} repeated after kill -9"
     )

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from consumer.processor import Record
+from consumer.processor import BatchFailed, Record
 from proctoring.aws import async_clients
 from proctoring.cli.services import build_processor
 from proctoring.events import ChunkEvent
@@ -104,57 +104,74 @@ def test_bad_chunks_and_events_become_error_records_and_the_rest_goes_on(
     assert {"empty", "not_video", "not_json", "bad_key"} <= reasons
 
 
-def test_processing_a_batch_again_creates_no_duplicate_results_or_alerts(
-    settings: Settings, pool: Executor, tmp_path: Any
-) -> None:
+def _away_chunks(tmp_path: Any) -> list[Any]:
     require_data()
     scenario_file = tmp_path / "away.yaml"
     scenario_file.write_text("segments:\n  - empty: 15\n")
-    chunks = list(render_chunks(load_scenario(scenario_file, data_dir=DATA)))
+    return list(render_chunks(load_scenario(scenario_file, data_dir=DATA)))
+
+
+async def _routed(
+    clients: Any, tables: Tables, settings: Settings, chunks: list[Any]
+) -> list[tuple[str, list[Record]]]:
+    """Upload the chunks, route their S3 events into Kinesis as the router does, read them back."""
+    from lambdas.chunk_router import route
+
+    await replay(
+        chunks,
+        s3=clients.s3,
+        bucket=settings.names.chunks_bucket,
+        exam_id=EXAM,
+        student_id="away",
+        speed=None,
+    )
+    listing = await clients.s3.list_objects_v2(Bucket=settings.names.chunks_bucket)
+    event = {
+        "Records": [
+            {
+                "eventSource": "aws:s3",
+                "eventName": "ObjectCreated:Put",
+                "eventTime": "2026-11-27T10:00:00.000Z",
+                "s3": {
+                    "bucket": {"name": settings.names.chunks_bucket},
+                    "object": {"key": o["Key"], "size": 1},
+                },
+            }
+            for o in listing["Contents"]
+        ]
+    }
+    await route(
+        event,
+        kinesis=clients.kinesis,
+        tables=tables,
+        stream=settings.names.stream,
+        metrics=Metrics("Test", "router", lambda line: None),
+    )
+    return await _read_all(clients.kinesis, settings.names.stream)
+
+
+async def _delivered(clients: Any, settings: Settings) -> list[dict[str, Any]]:
+    """What the alerts topic delivered to its queue, drained."""
+    queue = (await clients.sqs.get_queue_url(QueueName=settings.names.alerts_queue))["QueueUrl"]
+    messages: list[dict[str, Any]] = []
+    while batch := (await clients.sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)).get(
+        "Messages"
+    ):
+        for message in batch:
+            messages.append(json.loads(json.loads(message["Body"])["Message"]))
+            await clients.sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+    return messages
+
+
+def test_processing_a_batch_again_creates_no_duplicate_results_or_alerts(
+    settings: Settings, pool: Executor, tmp_path: Any
+) -> None:
+    chunks = _away_chunks(tmp_path)
 
     async def run() -> tuple[list[Any], ...]:
         async with async_clients(settings) as clients:
             tables = Tables(clients.dynamodb, settings.names)
-            await replay(
-                chunks,
-                s3=clients.s3,
-                bucket=settings.names.chunks_bucket,
-                exam_id=EXAM,
-                student_id="away",
-                speed=None,
-            )
-            # route the uploads into Kinesis as the router does, then read them back
-            from lambdas.chunk_router import route
-
-            metrics = Metrics("Test", "router", lambda line: None)
-            keys = [
-                o["Key"]
-                for o in (await clients.s3.list_objects_v2(Bucket=settings.names.chunks_bucket))[
-                    "Contents"
-                ]
-            ]
-            event = {
-                "Records": [
-                    {
-                        "eventSource": "aws:s3",
-                        "eventName": "ObjectCreated:Put",
-                        "eventTime": "2026-11-27T10:00:00.000Z",
-                        "s3": {
-                            "bucket": {"name": settings.names.chunks_bucket},
-                            "object": {"key": key, "size": 1},
-                        },
-                    }
-                    for key in keys
-                ]
-            }
-            await route(
-                event,
-                kinesis=clients.kinesis,
-                tables=tables,
-                stream=settings.names.stream,
-                metrics=metrics,
-            )
-            records = await _read_all(clients.kinesis, settings.names.stream)
+            records = await _routed(clients, tables, settings, chunks)
             processor = build_processor(
                 settings, clients, tables, pool, Metrics("Test", "consumer", lambda line: None)
             )
@@ -163,15 +180,14 @@ def test_processing_a_batch_again_creates_no_duplicate_results_or_alerts(
             again = [await processor.process(batch, shard_id=shard) for shard, batch in records]
             alerts_twice = await tables.alerts(EXAM)
             results = await tables.results(f"{EXAM}#away")
-            queue = (await clients.sqs.get_queue_url(QueueName=settings.names.alerts_queue))[
-                "QueueUrl"
-            ]
-            delivered = (
-                await clients.sqs.receive_message(
-                    QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=0
-                )
-            ).get("Messages", [])
-            return first, again, alerts_once, alerts_twice, results, delivered
+            return (
+                first,
+                again,
+                alerts_once,
+                alerts_twice,
+                results,
+                await _delivered(clients, settings),
+            )
 
     first, again, alerts_once, alerts_twice, results, delivered = asyncio.run(run())
     assert sum(o.alerts for o in first) == 1
@@ -181,6 +197,49 @@ def test_processing_a_batch_again_creates_no_duplicate_results_or_alerts(
     assert alerts_once[0]["published"] is True
     assert len(results) == len(chunks) == 3
     assert len(delivered) == 1, "the alert is published once, not once per processing"
+
+
+class _DiesBeforeMarking(Tables):
+    async def mark_alert_published(self, exam_id: str, alert_id: str, message_id: str) -> None:
+        raise ConnectionResetError("worker killed after SNS accepted the alert")
+
+
+def test_an_alert_published_by_a_worker_that_died_before_marking_it_is_delivered_once(
+    settings: Settings, pool: Executor, tmp_path: Any
+) -> None:
+    """The window exactly-once hinges on: SNS accepted the alert, the worker died before
+    the ``published`` mark, so the batch was not checkpointed and the next owner of the
+    shard processes it again and publishes again. The FIFO topic drops the second copy."""
+    chunks = _away_chunks(tmp_path)
+
+    async def run() -> tuple[Any, list[dict[str, Any]], list[dict[str, Any]]]:
+        async with async_clients(settings) as clients:
+            tables = Tables(clients.dynamodb, settings.names)
+            records = await _routed(clients, tables, settings, chunks)
+            metrics = Metrics("Test", "consumer", lambda line: None)
+            dying = build_processor(
+                settings,
+                clients,
+                _DiesBeforeMarking(clients.dynamodb, settings.names),
+                pool,
+                metrics,
+            )
+            with pytest.raises(BatchFailed, match="worker killed"):
+                for shard, batch in records:
+                    await dying.process(batch, shard_id=shard)
+            unmarked = await tables.alerts(EXAM)
+
+            taking_over = build_processor(settings, clients, tables, pool, metrics)
+            for shard, batch in records:
+                await taking_over.process(batch, shard_id=shard)
+            return unmarked, await tables.alerts(EXAM), await _delivered(clients, settings)
+
+    unmarked, alerts, delivered = asyncio.run(run())
+    assert [(a["type"], a["published"]) for a in unmarked] == [("NO_FACE", False)]
+    assert [(a["type"], a["published"]) for a in alerts] == [("NO_FACE", True)]
+    assert [m["alert_id"] for m in delivered] == [alerts[0]["alert_id"]], (
+        "published by both workers, delivered once"
+    )
 
 
 async def _read_all(kinesis: Any, stream: str) -> list[tuple[str, list[Record]]]:

@@ -506,6 +506,7 @@ def test_alarms_cover_lag_errors_throttles_and_dead_letters() -> None:
         "ReadThrottleEvents",
         "WriteThrottleEvents",
     } <= names
+    assert "RecordsParked" in names, "a parked record wakes someone up"
     functions = {next(iter(_refs(d["FunctionName"]))) for _, n, d in metrics if n == "Errors"}
     assert functions == {"ChunkRouterFunction", "RegisterFunction"}
     dead_letter_queues = {
