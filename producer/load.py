@@ -58,6 +58,7 @@ _log = structlog.get_logger(__name__)
 Mode = Literal["full", "events"]
 _THROTTLES = ("ProvisionedThroughputExceededException", "SlowDown", "ThrottlingException")
 _FLAT_SLOPE_MS_PER_MIN = 1000
+_CLOCK_SKEW = 2.0  # seconds between this machine's clock and S3's / the consumer's
 _RESULT_FIELDS = ("chunk_id", "sequence", "processed_at", "uploaded_at", "status", "error_reason")
 
 
@@ -113,6 +114,8 @@ class Progress:
     results: int = 0
     alerts: int = 0
     errors: int = 0
+    """Uploads that failed and results with ``status = error``."""
+    upload_errors: int = 0
 
 
 @dataclass
@@ -407,6 +410,7 @@ async def _student(
                 except (ClientError, BotoCoreError) as exc:
                     _count_failure(report, "upload", exc)
                     progress.errors += 1
+                    progress.upload_errors += 1
                     continue
         report.created[(student, sequence)] = created
         progress.created += 1
@@ -473,16 +477,21 @@ async def _collect(
     within: float,
     clock: Callable[[], float],
 ) -> None:
-    """Follow every student's result rows until each created chunk has one (or ``within``)."""
-    last: dict[str, str] = dict.fromkeys(students, "#")  # sorts before every chunk id
-    seen: dict[str, int] = dict.fromkeys(students, 0)
+    """Follow every student's result rows until each created chunk has one (or ``within``).
+
+    Rows are read from the lowest sequence not seen yet. A row written before its chunk
+    was created in this run (an earlier run of the same exam and student, not replaced
+    yet) is not this run's: it is read again until the new result replaces it.
+    """
+    seen: dict[str, set[int]] = {student: set() for student in students}
+    lowest: dict[str, int] = dict.fromkeys(students, 0)  # lowest sequence without its row
     per_student = len(schedule)
     interval = 1.0 / poll_rate
     all_created_at: float | None = None
     while True:
         created = Counter(student for student, _ in report.created)
-        outstanding = [s for s in students if seen[s] < created[s]]
-        everything_created = progress.created + progress.errors >= progress.planned
+        outstanding = [s for s in students if len(seen[s]) < created[s]]
+        everything_created = progress.created + progress.upload_errors >= progress.planned
         if everything_created and all_created_at is None:
             all_created_at = clock()
         if everything_created and not outstanding:
@@ -495,23 +504,27 @@ async def _collect(
             continue
         for student in outstanding:
             started = clock()
-            rows = await tables.results_after(
-                f"{plan.exam_id}#{student}", last[student], _RESULT_FIELDS
-            )
+            after = "#" if lowest[student] == 0 else f"camera#{lowest[student] - 1:06d}"
+            rows = await tables.results_after(f"{plan.exam_id}#{student}", after, _RESULT_FIELDS)
             for row in rows:
                 key = (student, int(row["sequence"]))
-                if key in report.written:
+                created_at = report.created.get(key)
+                if created_at is None or key in report.written:
                     continue
+                uploaded = datetime.fromisoformat(row["uploaded_at"]).timestamp()
+                if uploaded < created_at - _CLOCK_SKEW:
+                    continue  # an earlier run's row
                 report.written[key] = datetime.fromisoformat(row["processed_at"]).timestamp()
-                report.uploaded[key] = datetime.fromisoformat(row["uploaded_at"]).timestamp()
+                report.uploaded[key] = uploaded
                 if row.get("status") == "error":
                     reason = str(row.get("error_reason", "unknown"))
                     report.failed[reason] = report.failed.get(reason, 0) + 1
                     progress.errors += 1
-                seen[student] += 1
+                seen[student].add(key[1])
                 progress.results += 1
-                last[student] = max(last[student], str(row["chunk_id"]))
-            if seen[student] >= per_student:
+            while lowest[student] in seen[student]:
+                lowest[student] += 1
+            if len(seen[student]) >= per_student:
                 continue
             pause = interval - (clock() - started)
             if pause > 0:
