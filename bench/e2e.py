@@ -70,6 +70,8 @@ class _Stack:
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(timeout=60)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
 
 
 async def _step(
