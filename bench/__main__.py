@@ -7,6 +7,7 @@ runs some of them.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 from collections.abc import Callable
@@ -60,6 +61,10 @@ def main(argv: list[str] | None = None) -> None:
             figures.append(figure)
             print(figure.line(), flush=True)
         print(f"   ({time.monotonic() - t0:.0f} s)", flush=True)
+    if args.only and args.out.exists():  # some benchmarks again: keep the others' figures
+        kept = json.loads(args.out.read_text()).get("benchmarks", {})
+        fresh = {f.name for f in figures}
+        figures = [Figure(**f) for name, f in kept.items() if name not in fresh] + figures
     write(figures, args.out, size=args.size, started=started)
     print(f"results written to {args.out} after {time.monotonic() - started:.0f} s")
 

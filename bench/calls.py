@@ -44,8 +44,10 @@ def run(data_dir: Path, size: Size) -> list[Figure]:
             baseline_is="naive plan: DetectFaces, SearchFacesByImage, DetectLabels on every chunk",
             ratio=ratio,
             ratio_means="fraction of the naive plan's calls",
-            goal="fewer calls than the naive plan at the same recall",
-            met=ratio is not None and ratio < 1 and recall == naive_recall,
+            goal="fewer calls than the naive plan at the same recall or better",
+            met=ratio is not None
+            and ratio < 1
+            and all(recall[rule] >= naive_recall[rule] for rule in recall),
             details={
                 "per_api": report["calls_per_student_hour"],
                 "recall": recall,

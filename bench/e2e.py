@@ -46,6 +46,9 @@ class _Stack:
             "PROCTOR_FIXED_LATENCY": str(_LATENCY),
             "PROCTOR_LOG_LEVEL": "WARNING",
             "PROCTOR_LOG_FORMAT": "json",
+            # real-time students: a student's chunks are 5 s apart, five pollers cannot
+            # reorder them, and one falls behind at ~100 students (docs/benchmarks.md)
+            "PROCTOR_ROUTER_POLLERS": "5",
         }
         command = [sys.executable, "-m", "proctoring.cli", "up", "--prefix", "bench-e2e"]
         command += ["--metrics-file", str(metrics_file)]

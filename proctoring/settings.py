@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     take_interval: float = Field(default=1.0, gt=0, description="seconds between balancing")
     shard_sync_interval: float = Field(default=10.0, gt=0, description="seconds between ListShards")
     shutdown_timeout: float = Field(default=30.0, gt=0, description="seconds to finish on SIGTERM")
+    # Local stack only: SQS pollers feeding the chunk router (Lambda's event source in AWS).
+    # More keep up with hundreds of students, but may reorder chunks uploaded at once.
+    router_pollers: int = Field(default=1, ge=1, le=50)
     poison_attempts: int = Field(default=5, ge=1, description="failures before a record is parked")
     retry_max_backoff: float = Field(default=30.0, gt=0, description="longest pause between tries")
     outbox_sweep_interval: float = Field(default=30.0, gt=0, description="seconds between sweeps")

@@ -1,4 +1,4 @@
-"""The local SQS event source invokes the handler from several pollers at once, as Lambda's
+"""The local SQS event source can invoke the handler from several pollers at once, as Lambda's
 event source mapping does (it starts with five)."""
 
 from __future__ import annotations
@@ -50,7 +50,12 @@ def test_batches_are_handled_side_by_side_and_each_message_once(settings: Settin
 
             async with asyncio.timeout(60):
                 await poll_queue(
-                    sqs=clients.sqs, queue_url=url, invoke=invoke, stop=stop, wait_seconds=1
+                    sqs=clients.sqs,
+                    queue_url=url,
+                    invoke=invoke,
+                    stop=stop,
+                    wait_seconds=1,
+                    concurrency=5,
                 )
             return most, bodies
 
