@@ -10,7 +10,7 @@ INFRA_BIN   := $(INFRA_VENV)/bin
 INFRA_STAMP := $(INFRA_VENV)/.installed
 TEMPLATES   := infrastructure/template.yaml infrastructure/bootstrap.yaml
 
-.PHONY: demo test lint infra-check package up clean chromium
+.PHONY: demo test lint infra-check package up bench clean chromium
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,21 @@ $(STAMP): setup.cfg pyproject.toml
 $(NODE): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $(NODE)
+
+BENCH_STAMP := $(VENV)/.bench-installed
+
+# The benchmarks' extras; Debian's ffmpeg for the subprocess baseline of the frame benchmark
+# (without it that baseline is reported as not measured, with the reason).
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[local,dev,bench]'
+	command -v ffmpeg >/dev/null || { command -v apt-get >/dev/null && apt-get update -qq && \
+		apt-get install -y -qq ffmpeg >/dev/null; } || \
+		echo "ffmpeg not installed: the frame benchmark's subprocess baseline will be skipped"
+	touch $(BENCH_STAMP)
+
+## bench: every benchmark against its in-run baseline (~10 min); writes bench/results/latest.json
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m bench
 
 ## demo: start the local stack, replay four exam sessions live, write demo-report.json, exit
 demo: $(STAMP)

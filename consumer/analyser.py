@@ -23,7 +23,7 @@ session; :class:`Policies` reads each exam's policy item, cached for a while.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -151,13 +151,14 @@ class StudentAnalyser:
         event: ChunkEvent,
         jpeg: bytes,
         thumb: bytes | None,
-        fallback: bytes | None = None,
+        fallback: Callable[[], Awaitable[bytes | None]] | None = None,
     ) -> Analysed:
         """Schedule, analyse and evaluate one camera chunk (in sequence order).
 
-        ``fallback`` is a second frame of the chunk (its first), analysed for faces when
+        ``fallback`` gives a second frame of the chunk (its first), analysed for faces when
         ``jpeg`` shows none: a face missed in one frame (motion, a turned head) is common,
-        and a student away from the desk is absent from both.
+        and a student away from the desk is absent from both. It is asked for only then
+        (None: the frame could not be had), so most chunks never pay for it.
         """
         source = event.source
         schedule = self._schedules.get(source, ScheduleState())
@@ -185,13 +186,16 @@ class StudentAnalyser:
                 event.exam_id, event.student_id, jpeg, decision.plan
             )
             calls = {api: int(analysis.calls.get(api, 0)) for api in API_NAMES}
+            second_jpeg = None
             if not analysis.faces and fallback is not None:
+                second_jpeg = await fallback()
+            if second_jpeg is not None:
                 # Faces again, paid only if the local detector finds one there (a face
                 # changes the empty signature); objects were looked for already.
                 second = await self._engine.analyse(
                     event.exam_id,
                     event.student_id,
-                    fallback,
+                    second_jpeg,
                     replace(decision.plan, objects=False, confirm="if_changed", confirmed=()),
                 )
                 calls = {api: calls[api] + int(second.calls.get(api, 0)) for api in API_NAMES}

@@ -36,7 +36,7 @@ import contextlib
 import functools
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
@@ -144,21 +144,39 @@ class _Chunk:
     frame: Frame | None = None
     frame_key: str | None = None
     thumb: bytes | None = None
-    fallback: Frame | None = None
+    fallback: _FirstFrame | None = None
     analysed: Analysed | None = None
     error: FrameError | InvalidEvent | None = None
 
 
 def _frame_and_thumbnail(
     data: bytes, *, max_pixels: int, position: Literal["first", "middle"]
-) -> tuple[Frame, bytes, Frame | None]:
-    """Process-pool job: the frame to analyse, its 32x32 grey thumbnail (for the schedule)
-    and, for the middle frame, the first one as the fallback when the middle shows no face."""
+) -> tuple[Frame, bytes]:
+    """Process-pool job: the frame to analyse and its 32x32 grey thumbnail (for the schedule)."""
     frame = extract_frame(data, max_pixels=max_pixels, position=position)
-    fallback = None
-    if position == "middle" and frame.time > 0:
-        fallback = extract_frame(data, max_pixels=max_pixels, position="first")
-    return frame, thumbnail(frame.jpeg), fallback
+    return frame, thumbnail(frame.jpeg)
+
+
+class _FirstFrame:
+    """A chunk's first frame, the fallback when its middle frame shows no face.
+
+    Extracted only when asked (the chunk fetched again): most chunks show a face in
+    the middle frame, and extracting the first one up front cost every chunk a second
+    decode and JPEG (docs/benchmarks.md). Asked again, it answers from memory.
+    """
+
+    def __init__(self, load: Callable[[], Awaitable[Frame]]) -> None:
+        self._load = load
+        self.frame: Frame | None = None
+
+    async def jpeg(self) -> bytes | None:
+        if self.frame is None:
+            try:
+                self.frame = await self._load()
+            except FrameError as exc:  # gone or unreadable since the middle frame: none
+                _log.warning("first frame unavailable", reason=exc.reason, error=str(exc))
+                return None
+        return self.frame.jpeg
 
 
 class ChunkProcessor:
@@ -306,7 +324,7 @@ class ChunkProcessor:
                     data = await self._fetch(event)
                     loop = asyncio.get_running_loop()
                     started = time.perf_counter()
-                    frame, thumb, fallback = await loop.run_in_executor(
+                    frame, thumb = await loop.run_in_executor(
                         self._executor,
                         functools.partial(
                             _frame_and_thumbnail,
@@ -338,8 +356,27 @@ class ChunkProcessor:
                     frame=frame,
                     frame_key=frame_key,
                     thumb=thumb,
-                    fallback=fallback,
+                    fallback=self._first_frame(event)
+                    if self._settings.frame_position == "middle" and frame.time > 0
+                    else None,
                 )
+
+    def _first_frame(self, event: ChunkEvent) -> _FirstFrame:
+        async def load() -> Frame:
+            data = await self._fetch(event)
+            loop = asyncio.get_running_loop()
+            frame: Frame = await loop.run_in_executor(
+                self._executor,
+                functools.partial(
+                    extract_frame,
+                    data,
+                    max_pixels=self._settings.max_frame_pixels,
+                    position="first",
+                ),
+            )
+            return frame
+
+        return _FirstFrame(load)
 
     async def _fetch(self, event: ChunkEvent) -> bytes:
         limit = self._settings.max_chunk_bytes
@@ -426,16 +463,17 @@ class ChunkProcessor:
 
     async def _store_fallback(self, chunk: _Chunk) -> _Chunk:
         """The first frame was analysed instead of the middle one: it is the evidence."""
-        assert chunk.fallback is not None and chunk.frame_key is not None
+        assert chunk.fallback is not None and chunk.fallback.frame is not None
+        assert chunk.frame_key is not None
         await self._call(
             self._s3.put_object(
                 Bucket=self._settings.names.frames_bucket,
                 Key=chunk.frame_key,
-                Body=chunk.fallback.jpeg,
+                Body=chunk.fallback.frame.jpeg,
                 ContentType="image/jpeg",
             )
         )
-        return replace(chunk, frame=chunk.fallback)
+        return replace(chunk, frame=chunk.fallback.frame)
 
     async def _write_result(self, chunk: _Chunk) -> None:
         event = chunk.event
@@ -508,6 +546,11 @@ class ChunkProcessor:
             alert = existing
         await self._publisher.publish(alert)
         self._metrics.add("AlertsRaised", Rule=finding.rule)
+        self._metrics.add(  # S3 ObjectCreated of the raising chunk -> alert published
+            "AlertLatencyMs",
+            (self._now() - event.uploaded_at).total_seconds() * 1000,
+            "Milliseconds",
+        )
         _log.warning(
             "alert raised", alert=alert["alert_id"], type=finding.rule, first=finding.first_sequence
         )

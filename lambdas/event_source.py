@@ -3,10 +3,16 @@
 Locally there is no Lambda service, so the local stack drives the same
 handler with this poller: receive up to 10 messages, hand them over as an
 ``aws:sqs`` event, delete the ones the handler did not report in
-``batchItemFailures``. A handler that raises leaves the whole batch on the
-queue; it comes back after the visibility timeout and, after the queue's
-``maxReceiveCount``, goes to the dead-letter queue - exactly the deployed
-behaviour.
+``batchItemFailures``. ``concurrency`` loops receive and invoke side by side,
+as the event source mapping's pollers do (it starts with five): one loop
+alone (three round trips per batch of ten) falls behind at a few dozen chunks
+a second (docs/benchmarks.md). Several may put a student's chunks out of order
+when they are uploaded at once (a replay at full speed; a student's real chunks
+are 5 s apart), and a late chunk gets no rule evaluation, so the local stack
+runs one unless told otherwise (``PROCTOR_ROUTER_POLLERS``). A handler that
+raises leaves the whole batch on the queue; it comes back after the
+visibility timeout and, after the queue's ``maxReceiveCount``, goes to the
+dead-letter queue - exactly the deployed behaviour.
 """
 
 from __future__ import annotations
@@ -31,11 +37,27 @@ async def poll_queue(
     invoke: Invoke,
     stop: asyncio.Event,
     wait_seconds: int = 1,
+    concurrency: int = 1,
 ) -> None:
     """Deliver the queue's messages to ``invoke`` until ``stop`` is set."""
+    if concurrency < 1:
+        raise ValueError("concurrency must be at least 1")
     queue_arn = (await sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"]))[
         "Attributes"
     ]["QueueArn"]
+    async with asyncio.TaskGroup() as group:
+        for _ in range(concurrency):
+            group.create_task(_poll(sqs, queue_url, queue_arn, invoke, stop, wait_seconds))
+
+
+async def _poll(
+    sqs: Any,
+    queue_url: str,
+    queue_arn: str,
+    invoke: Invoke,
+    stop: asyncio.Event,
+    wait_seconds: int,
+) -> None:
     while not stop.is_set():
         response = await sqs.receive_message(
             QueueUrl=queue_url,

@@ -44,6 +44,7 @@ from av.packet import Packet
 from av.stream import Disposition
 from av.video.codeccontext import VideoCodecContext
 from av.video.frame import VideoFrame
+from av.video.reformatter import VideoReformatter
 from av.video.stream import VideoStream
 from PIL import Image
 
@@ -64,6 +65,9 @@ _VIDEO_CODECS = frozenset({"h264", "hevc", "vp8", "vp9", "av1"})
 # The decoders FFmpeg may open while probing the container (avformat's codec whitelist):
 # the native ones for those codecs, libvpx's and libdav1d. No other decoder sees the bytes.
 _DECODER_WHITELIST = "h264,hevc,vp8,vp9,av1,libvpx,libvpx-vp9,libdav1d"
+# One colour converter per process, kept across chunks: a frame's own converter builds a new
+# swscale context (with a thread pool) for every frame, ~0.5 ms of a ~5 ms extraction.
+_TO_RGB = VideoReformatter()
 _TRANSPOSE = {
     1: Image.Transpose.ROTATE_90,
     2: Image.Transpose.ROTATE_180,
@@ -346,7 +350,8 @@ def _checked(frame: VideoFrame, *, max_pixels: int) -> VideoFrame:
 def _to_frame(frame: VideoFrame, stream: VideoStream, *, jpeg_quality: int) -> Frame:
     quarter_turns = round(frame.rotation / 90) % 4
     try:
-        pixels = frame.to_ndarray(format="rgb24")
+        # one thread: this runs in a process-pool worker, one per core
+        pixels = _TO_RGB.reformat(frame, format="rgb24", threads=1).to_ndarray()
     except _AV_ERRORS as exc:
         raise FrameError(
             f"the first frame ({frame.format.name}, {frame.width}x{frame.height}) cannot be "

@@ -8,7 +8,9 @@ CloudWatch_Embedded_Metric_Format_Specification.html); the tests check it.
 
 Metric names used by the service (keep them stable: dashboards and alarms
 depend on them): ChunksProcessed, ChunkErrors, EventsRouted, RouterErrors,
-AlertsRaised, FrameExtractionMs, AnalysisMs, ChunkLatencyMs, BatchSize.
+AlertsRaised, FrameExtractionMs, AnalysisMs, ChunkLatencyMs (the end-to-end latency:
+S3 ObjectCreated -> result row written), AlertLatencyMs, RouterLatencyMs, BatchSize.
+``proctoring.metrics_view`` reads the documents back (``proctor metrics``).
 """
 
 from __future__ import annotations

@@ -88,13 +88,18 @@ class Settings(BaseSettings):
     take_interval: float = Field(default=1.0, gt=0, description="seconds between balancing")
     shard_sync_interval: float = Field(default=10.0, gt=0, description="seconds between ListShards")
     shutdown_timeout: float = Field(default=30.0, gt=0, description="seconds to finish on SIGTERM")
+    # Local stack only: SQS pollers feeding the chunk router (Lambda's event source in AWS).
+    # More keep up with hundreds of students, but may reorder chunks uploaded at once.
+    router_pollers: int = Field(default=1, ge=1, le=50)
     poison_attempts: int = Field(default=5, ge=1, description="failures before a record is parked")
     retry_max_backoff: float = Field(default=30.0, gt=0, description="longest pause between tries")
     outbox_sweep_interval: float = Field(default=30.0, gt=0, description="seconds between sweeps")
     outbox_grace: float = Field(default=60.0, ge=0, description="unpublished this long: sweep it")
 
     # Analysis and rules.
-    engine: Literal["local", "rekognition"] = "local"
+    engine: Literal["local", "rekognition", "fixed"] = "local"
+    # Load tests: PROCTOR_ENGINE=fixed answers every frame after this many seconds.
+    fixed_latency: float = Field(default=0.1, ge=0, le=60, description="seconds")
     # dlib's own 0.6 leaves no margin on our data: the one impostor pair of
     # shared/data measures 0.59-0.64 while same-person frames measure 0.31-0.45
     # (docs/operations.md, "Identity threshold").

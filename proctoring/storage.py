@@ -122,6 +122,20 @@ class Tables:
         items = response.get("Items", [])
         return from_item(items[0]) if items else None
 
+    async def results_after(
+        self, session_id: str, after_chunk_id: str, fields: tuple[str, ...]
+    ) -> list[dict[str, Any]]:
+        """The session's result rows whose ``chunk_id`` sorts after ``after_chunk_id``, with
+        only ``fields`` (a load test follows thousands of sessions without re-reading rows)."""
+        names = {f"#f{i}": name for i, name in enumerate(fields)}
+        return await self._query(
+            self._names.results_table,
+            "session_id",
+            session_id,
+            extra_condition=("chunk_id > :after", {":after": after_chunk_id}),
+            projection=(", ".join(names), names),
+        )
+
     # ---- alerts ----------------------------------------------------------------
     async def create_alert(self, alert: Mapping[str, Any]) -> bool:
         """Create an alert unless its id exists; True when this call created it."""
@@ -316,14 +330,29 @@ class Tables:
         )
 
     # ---- helpers -------------------------------------------------------------------
-    async def _query(self, table: str, key: str, value: str) -> list[dict[str, Any]]:
+    async def _query(
+        self,
+        table: str,
+        key: str,
+        value: str,
+        *,
+        extra_condition: tuple[str, dict[str, Any]] | None = None,
+        projection: tuple[str, dict[str, str]] | None = None,
+    ) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
+        condition = f"{key} = :k"
+        values: dict[str, Any] = {":k": value}
+        if extra_condition is not None:
+            condition += f" AND {extra_condition[0]}"
+            values.update(extra_condition[1])
         kwargs: dict[str, Any] = {
             "TableName": table,
-            "KeyConditionExpression": f"{key} = :k",
-            "ExpressionAttributeValues": to_item({":k": value}),
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeValues": to_item(values),
             "ConsistentRead": True,
         }
+        if projection is not None:
+            kwargs["ProjectionExpression"], kwargs["ExpressionAttributeNames"] = projection
         while True:
             response = await self._call("query", **kwargs)
             items.extend(from_item(i) for i in response.get("Items", []))

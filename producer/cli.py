@@ -1,19 +1,74 @@
-"""``proctor replay``: one recording or scenario uploaded as one student's chunks."""
+"""``proctor replay``: a recording or scenario uploaded as one student's chunks, or as many
+students' at once (a load test, ``producer.load``)."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 from proctoring.aws import async_clients
 from proctoring.errors import ProctoringError
 from proctoring.settings import Settings
+from proctoring.storage import Tables
+from producer.chunking import Chunk
+from producer.load import LoadPlan, LoadReport, Mode, Progress, run_load
 from producer.replay import Uploaded, replay
 from producer.scenario import load_scenario, render_chunks, scenario_for_recording
 
-__all__ = ["replay_source"]
+__all__ = ["load_source", "replay_source", "session_chunks"]
 
 _SCENARIO_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+async def session_chunks(settings: Settings, source: Path) -> tuple[str, list[Chunk]]:
+    """A recording or scenario file rendered into 5 s chunks: (its student or name, chunks)."""
+    if source.suffix.lower() in _SCENARIO_SUFFIXES:
+        scenario = load_scenario(source, data_dir=settings.data_dir)
+    else:
+        scenario = scenario_for_recording(source)
+    chunks = await asyncio.to_thread(
+        lambda: list(render_chunks(scenario, seconds=settings.chunk_seconds))
+    )
+    return scenario.student or scenario.name, chunks
+
+
+async def load_source(
+    settings: Settings,
+    source: Path,
+    *,
+    students: int,
+    exam_id: str,
+    speed: float | None,
+    duration: float | None,
+    mode: Mode,
+    within: float,
+    poll_rate: float,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> LoadReport:
+    """``students`` simulated students replaying ``source`` at once (producer.load)."""
+    name, chunks = await session_chunks(settings, source)
+    plan = LoadPlan(
+        chunks=chunks,
+        students=students,
+        exam_id=exam_id,
+        student_prefix=name[:56],
+        speed=speed,
+        duration=duration,
+        mode=mode,
+        chunk_seconds=settings.chunk_seconds,
+    )
+    async with async_clients(settings) as clients:
+        tables = Tables(clients.dynamodb, settings.names, timeout=settings.call_timeout)
+        return await run_load(
+            plan,
+            settings=settings,
+            clients=clients,
+            tables=tables,
+            within=within,
+            poll_rate=poll_rate,
+            on_progress=on_progress,
+        )
 
 
 async def replay_source(

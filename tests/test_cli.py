@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import queue
 import signal
@@ -255,6 +256,18 @@ def test_up_serves_register_and_replay_then_stops_on_ctrl_c(tmp_path: Path) -> N
         assert [r["sequence"] for r in rows] == [0, 1]
         assert [r["faces"] for r in rows] == [1, 1]
         assert {r["identity"] for r in rows} == {"match"}, "obama2.jpg is the registered student"
+
+        # a load test of the same stack: two students at once, report and plot
+        report, plot = tmp_path / "load.json", tmp_path / "load.png"
+        loaded = _proctor(
+            "replay", str(scenario), "--exam", "load", "--students", "2", "--speed", "0",
+            "--report", str(report), "--plot", str(plot), env=env,
+        )  # fmt: skip
+        assert loaded.returncode == 0, loaded.stderr
+        assert "4 of 4 chunks have results (0 missing)" in loaded.stdout
+        figures = json.loads(report.read_text())
+        assert figures["latency_ms"]["created_to_result"]["count"] == 4
+        assert plot.read_bytes().startswith(b"\x89PNG")
 
         # A terminal's Ctrl-C sends SIGINT to every process of the foreground job: `up`
         # and the process pool that analysed the chunks (and the emulator, were it in it).

@@ -1,4 +1,5 @@
-"""Choosing the analysis engine: one setting, ``PROCTOR_ENGINE`` (``local`` or ``rekognition``).
+"""Choosing the analysis engine: one setting, ``PROCTOR_ENGINE`` (``local``, ``rekognition``, or
+``fixed`` for load tests).
 
 :func:`open_engine` builds the engine the settings name, with what it needs
 (the process pool and an optional ONNX detector for the local engine; an
@@ -18,6 +19,7 @@ from contextlib import asynccontextmanager
 
 from proctoring.analysis.base import Engine, FrameAnalysis
 from proctoring.analysis.budget import Budget, RateLimiter
+from proctoring.analysis.fixed import FixedLatencyEngine
 from proctoring.analysis.local import LocalEngine
 from proctoring.analysis.objects import DetectorConfig, check_model, load_labels
 from proctoring.analysis.rekognition import RekognitionEngine
@@ -25,7 +27,15 @@ from proctoring.aws import rekognition_client
 from proctoring.settings import Settings
 from proctoring.storage import Tables
 
-__all__ = ["Analysis", "Engine", "LocalEngine", "RekognitionEngine", "detector", "open_engine"]
+__all__ = [
+    "Analysis",
+    "Engine",
+    "FixedLatencyEngine",
+    "LocalEngine",
+    "RekognitionEngine",
+    "detector",
+    "open_engine",
+]
 
 Analysis = FrameAnalysis
 """The former name of :class:`~proctoring.analysis.base.FrameAnalysis`."""
@@ -66,6 +76,9 @@ async def open_engine(
     """The engine ``settings.engine`` names, open for the duration of the block."""
     if settings.engine == "local":
         yield local_engine(settings, tables, executor)
+        return
+    if settings.engine == "fixed":
+        yield FixedLatencyEngine(settings.fixed_latency)
         return
     gate = None
     if settings.rekognition_gate and importlib.util.find_spec("dlib") is not None:

@@ -9,6 +9,7 @@ as printed by ``proctor up``, or real AWS credentials.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
 from collections.abc import Callable
@@ -67,6 +68,7 @@ async def _until_signalled(
     consumer: bool,
     router: bool,
     ready: Callable[[], None] | None = None,
+    metrics_sink: Callable[[str], None] = print,
 ) -> None:
     """Run the services until SIGINT or SIGTERM; ``ready`` is called once both are handled."""
     stop = asyncio.Event()
@@ -77,7 +79,7 @@ async def _until_signalled(
 
     if ready is not None:
         ready()
-    await run_services(settings, stop, consumer=consumer, router=router)
+    await run_services(settings, stop, consumer=consumer, router=router, metrics_sink=metrics_sink)
 
 
 @click.group()
@@ -90,7 +92,20 @@ def main() -> None:
 @click.option("--port", type=int, help="emulator port (default: a free one)")
 @click.option("--prefix", help="resource name prefix (default: proctor)")
 @click.option("--shards", type=int, default=2, show_default=True)
-def up(port: int | None, prefix: str | None, shards: int) -> None:
+@click.option(
+    "--router/--no-router",
+    default=True,
+    show_default=True,
+    help="run the chunk router (off for `proctor replay --mode events`)",
+)
+@click.option(
+    "--metrics-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="append the EMF metric lines here (for `proctor metrics`) instead of stdout",
+)
+def up(
+    port: int | None, prefix: str | None, shards: int, router: bool, metrics_file: Path | None
+) -> None:
     """Start the local stack: emulator, resources, chunk router and consumer, until Ctrl-C."""
     from infrastructure.emulator import Emulator
     from infrastructure.local import provision
@@ -108,7 +123,16 @@ def up(port: int | None, prefix: str | None, shards: int) -> None:
             click.echo(f"export PROCTOR_PREFIX={settings.prefix}")
             click.echo(f"export PROCTOR_ALERTS_TOPIC_ARN={settings.alerts_topic_arn}")
 
-        _run(_until_signalled(settings, consumer=True, router=True, ready=announce))
+        with contextlib.ExitStack() as files:
+            sink: Callable[[str], None] = print
+            if metrics_file is not None:
+                stream = files.enter_context(metrics_file.open("a", buffering=1))
+                sink = lambda line: print(line, file=stream)  # noqa: E731
+            _run(
+                _until_signalled(
+                    settings, consumer=True, router=router, ready=announce, metrics_sink=sink
+                )
+            )
     click.echo("local stack stopped", err=True)
 
 
@@ -241,16 +265,84 @@ def register(exam_id: str, student_id: str, photo: Path) -> None:
     "do_register",
     default=True,
     show_default=True,
-    help="register the scenario's photo first",
+    help="register the scenario's photo first (one student only)",
+)
+@click.option(
+    "--students",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="simulated students replaying SOURCE at once; more than 1 makes a load test",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["full", "events"]),
+    default="full",
+    show_default=True,
+    help="load test: upload through S3 (full), or put events for pre-uploaded chunks "
+    "(events: the consumer alone; run the stack without the chunk router)",
+)
+@click.option("--duration", type=float, help="load test: seconds per student (SOURCE cycled)")
+@click.option(
+    "--report",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="load test: write the JSON report here (a load test even with one student)",
+)
+@click.option(
+    "--plot", type=click.Path(dir_okay=False, path_type=Path), help="load test: PNG plot here"
+)
+@click.option(
+    "--within",
+    type=float,
+    default=120.0,
+    show_default=True,
+    help="load test: seconds to wait for the last results",
+)
+@click.option(
+    "--poll-rate",
+    type=float,
+    default=20.0,
+    show_default=True,
+    help="load test: result queries per second",
 )
 def replay_command(
-    source: Path, exam_id: str, student_id: str | None, speed: float, do_register: bool
+    source: Path,
+    exam_id: str,
+    student_id: str | None,
+    speed: float,
+    do_register: bool,
+    students: int,
+    mode: str,
+    duration: float | None,
+    report: Path | None,
+    plot: Path | None,
+    within: float,
+    poll_rate: float,
 ) -> None:
-    """Upload a recording or a scenario file as one student's 5 s chunks."""
-    from producer.cli import replay_source
+    """Upload a recording or a scenario file as one student's 5 s chunks, or as many students'.
 
+    With --students N (or --report) it is a load test: it waits for the results and
+    prints throughput, latency percentiles, alerts, throttles and errors.
+    """
     settings = _settings()
     configure_logging(settings)
+    if students > 1 or report is not None or plot is not None:
+        _load(
+            settings,
+            source,
+            exam_id,
+            students,
+            speed,
+            mode,
+            duration,
+            report,
+            plot,
+            within,
+            poll_rate,
+        )
+        return
+    from producer.cli import replay_source
+
     uploaded = _run(
         replay_source(
             settings,
@@ -262,6 +354,86 @@ def replay_command(
         )
     )
     click.echo(f"uploaded {len(uploaded)} chunks")
+
+
+def _load(
+    settings: Settings,
+    source: Path,
+    exam_id: str,
+    students: int,
+    speed: float,
+    mode: str,
+    duration: float | None,
+    report_path: Path | None,
+    plot: Path | None,
+    within: float,
+    poll_rate: float,
+) -> None:
+    import json
+
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import Progress as Bars
+
+    from producer.cli import load_source
+    from producer.load import Progress, plot_report
+
+    with Bars(
+        TextColumn("{task.description:<18}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[note]}"),
+        TimeElapsedColumn(),
+        transient=False,
+    ) as bars:
+        created = bars.add_task("chunks created", total=None, note="")
+        written = bars.add_task("results written", total=None, note="")
+
+        def show(progress: Progress) -> None:
+            bars.update(created, total=progress.planned, completed=progress.created)
+            bars.update(
+                written,
+                total=progress.planned,
+                completed=progress.results,
+                note=f"alerts {progress.alerts}, errors {progress.errors}",
+            )
+
+        outcome = _run(
+            load_source(
+                settings,
+                source,
+                students=students,
+                exam_id=exam_id,
+                speed=speed or None,
+                duration=duration,
+                mode=mode,  # type: ignore[arg-type]
+                within=within,
+                poll_rate=poll_rate,
+                on_progress=show,
+            )
+        )
+    summary = outcome.to_dict(timeline=True)
+    latency = summary["latency_ms"]
+    click.echo(
+        f"{summary['chunks']['results']} of {summary['chunks']['planned']} chunks have results "
+        f"({summary['chunks']['missing']} missing); "
+        f"{summary['throughput']['results_per_second']} results/s"
+    )
+    for name, values in latency.items():
+        click.echo(
+            f"{name}: p50 {values['p50']} ms, p90 {values['p90']} ms, p99 {values['p99']} ms "
+            f"(n={values['count']})"
+        )
+    click.echo(
+        f"lag flat: {summary['lag']['flat']} ({summary['lag']['reason']}); alerts "
+        f"{summary['alerts']['delivered']}; throttles {summary['throttles'] or 0}; "
+        f"errors {summary['errors'] or 0}"
+    )
+    if report_path is not None:
+        report_path.write_text(json.dumps(summary, indent=2) + "\n")
+        click.echo(f"report written to {report_path}")
+    if plot is not None:
+        plot_report(outcome, plot)
+        click.echo(f"plot written to {plot}")
 
 
 @main.command()
@@ -317,6 +489,44 @@ def demo(
             open_browser=open_browser,
         )
     )
+
+
+@main.command("metrics")
+@click.argument(
+    "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option("--json", "as_json", is_flag=True, help="print the aggregates as JSON")
+def metrics_command(files: tuple[Path, ...], as_json: bool) -> None:
+    """Aggregate EMF metric lines (proctor up --metrics-file, the demo's .metrics.jsonl).
+
+    Counts are summed; timings get p50/p90/p99/max, per service and dimensions.
+    """
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from proctoring.metrics_view import aggregate
+
+    lines = [line for path in files for line in path.read_text().splitlines()]
+    rows = [series.summary() for series in aggregate(lines)]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = Table("service", "metric", "dimensions", "unit", "samples", "sum", "p50", "p99", "max")
+    for row in rows:
+        dims = dict(row["dimensions"])  # type: ignore[call-overload]
+        service = dims.pop("Service", "")
+        table.add_row(
+            service,
+            str(row["metric"]),
+            ", ".join(f"{k}={v}" for k, v in dims.items()),
+            str(row["unit"]),
+            str(row["samples"]),
+            f"{row['sum']:g}",
+            *(str(row.get(k, "")) for k in ("p50", "p99", "max")),
+        )
+    Console(width=140).print(table)
 
 
 @main.command("eval")

@@ -173,7 +173,13 @@ async def run_services(
                         await clients.sqs.get_queue_url(QueueName=settings.names.chunk_events_queue)
                     )["QueueUrl"]
                     group.create_task(
-                        poll_queue(sqs=clients.sqs, queue_url=queue_url, invoke=invoke, stop=stop)
+                        poll_queue(
+                            sqs=clients.sqs,
+                            queue_url=queue_url,
+                            invoke=invoke,
+                            stop=stop,
+                            concurrency=settings.router_pollers,
+                        )
                     )
                 if forwarder:
                     group.create_task(_forward_alerts(settings, clients, stop))

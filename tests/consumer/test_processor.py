@@ -14,13 +14,14 @@ from consumer.processor import BatchFailed, Record
 from proctoring.aws import async_clients
 from proctoring.cli.services import build_processor
 from proctoring.events import ChunkEvent
+from proctoring.frames import extract_frame
 from proctoring.metrics import Metrics
 from proctoring.settings import Settings
 from proctoring.storage import Tables
 from producer.chunking import chunk_recording
 from producer.replay import replay
 from producer.scenario import load_scenario, render_chunks
-from tests.conftest import DATA, eventually, require_data
+from tests.conftest import DATA, eventually, needs_data, require_data
 from tests.pipeline import running_pipeline, stream_records
 
 pytestmark = pytest.mark.slow
@@ -249,3 +250,38 @@ async def _read_all(kinesis: Any, stream: str) -> list[tuple[str, list[Record]]]
             Record(r["SequenceNumber"], r["Data"], r["PartitionKey"])
         )
     return list(batches.items())
+
+
+@needs_data
+def test_the_first_frame_is_fetched_and_analysed_only_when_the_middle_shows_no_face(
+    settings: Settings, pool: Executor
+) -> None:
+    """The Hamilton clip's middle frames catch the performer mid-turn (no face); its first
+    frames show him. Those chunks are analysed on their first frame, which becomes the
+    evidence; a chunk whose middle frame has a face never fetches the first one."""
+    exam = "fallback-exam"
+
+    async def run() -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[bytes]]:
+        async with running_pipeline(settings, pool) as pipeline:
+            hamilton = await pipeline.play(exam, "hamilton", DATA / "video/short_hamilton_clip.mp4")
+            phone = await pipeline.play(exam, "phone", DATA / "video/center_focus.mp4")
+            first = await pipeline.wait_for_results(exam, "hamilton", len(hamilton))
+            second = await pipeline.wait_for_results(exam, "phone", len(phone))
+            frames = []
+            for row in first:
+                response = await pipeline.clients.s3.get_object(
+                    Bucket=settings.names.frames_bucket, Key=row["frame_key"]
+                )
+                async with response["Body"] as body:
+                    frames.append(await body.read())
+            return first, second, frames
+
+    hamilton, phone, stored = asyncio.run(run())
+    chunks = list(chunk_recording(DATA / "video/short_hamilton_clip.mp4"))
+    # chunk 1: no face mid-turn, the performer in its first frame - that frame is the evidence
+    assert hamilton[1]["analysed"] == "fallback" and hamilton[1]["faces"] >= 1
+    assert stored[1] == extract_frame(chunks[1].data, position="first").jpeg
+    # chunk 0: no face in either frame - the middle one stays the evidence
+    assert hamilton[0]["analysed"] == "frame" and hamilton[0]["faces"] == 0
+    assert stored[0] == extract_frame(chunks[0].data, position="middle").jpeg
+    assert phone and all(r["analysed"] != "fallback" for r in phone if r["frame_time"] > 0)

@@ -1,0 +1,180 @@
+"""End-to-end latency and the largest load the local stack sustains with flat lag.
+
+Starts ``proctor up`` (moto's server, the template provisioned, the chunk
+router and one consumer worker with the ``fixed`` engine: 100 ms per frame,
+no CPU) as a child process, then replays students through the full path
+(S3 PUT -> notification -> SQS -> router -> Kinesis -> consumer -> DynamoDB)
+with ``producer.load``, in real time, in steps of more students. A step is
+sustained when its lag stays flat (the last third of its chunks within 1.5x,
+or +500 ms, of the first third) and every chunk has its result. The first
+step that is not sustained ends the ramp.
+
+Baseline: the same measurement at a light load (20 students) in the same run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from bench.harness import Figure, Size
+from proctoring.aws import async_clients
+from proctoring.metrics_view import aggregate
+from proctoring.settings import Settings
+from proctoring.storage import Tables
+from producer.chunking import chunk_recording
+from producer.load import LoadPlan, LoadReport, plot_report, run_load
+
+__all__ = ["run"]
+
+_LATENCY = 0.1
+_GOAL_STUDENTS = 200
+
+
+class _Stack:
+    """``proctor up`` as a child process; its settings once it printed them."""
+
+    def __init__(self, metrics_file: Path) -> None:
+        env = {
+            **os.environ,
+            "PROCTOR_ENGINE": "fixed",
+            "PROCTOR_FIXED_LATENCY": str(_LATENCY),
+            "PROCTOR_LOG_LEVEL": "WARNING",
+            "PROCTOR_LOG_FORMAT": "json",
+            # real-time students: a student's chunks are 5 s apart, five pollers cannot
+            # reorder them, and one falls behind at ~100 students (docs/benchmarks.md)
+            "PROCTOR_ROUTER_POLLERS": "5",
+        }
+        command = [sys.executable, "-m", "proctoring.cli", "up", "--prefix", "bench-e2e"]
+        command += ["--metrics-file", str(metrics_file)]
+        self.process = subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        )
+        exports: dict[str, str] = {}
+        assert self.process.stdout is not None
+        while len(exports) < 3:  # the three export lines come once the stack is up
+            line = self.process.stdout.readline()
+            if not line:
+                raise RuntimeError(f"proctor up exited with {self.process.wait()}")
+            name, _, value = line.removeprefix("export ").strip().partition("=")
+            exports[name] = value
+        self.settings = Settings(
+            endpoint_url=exports["PROCTOR_ENDPOINT_URL"],
+            prefix=exports["PROCTOR_PREFIX"],
+            alerts_topic_arn=exports["PROCTOR_ALERTS_TOPIC_ARN"],
+            log_level="WARNING",
+        )
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=60)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+async def _step(
+    settings: Settings, chunks: list[Any], students: int, seconds: float, speed: float | None
+) -> LoadReport:
+    plan = LoadPlan(
+        chunks=chunks,
+        students=students,
+        exam_id=f"e2e-{students}",
+        speed=speed,
+        duration=seconds,
+        mode="full",
+    )
+    async with async_clients(settings) as clients:
+        tables = Tables(clients.dynamodb, settings.names)
+        return await run_load(
+            plan, settings=settings, clients=clients, tables=tables, within=90.0, poll_rate=10.0
+        )
+
+
+def run(data_dir: Path, size: Size, out: Path) -> list[Figure]:
+    chunks = list(chunk_recording(data_dir / "video" / "short_hamilton_clip.mp4"))
+    if size == "tiny":
+        light, steps, seconds, speed = 2, [3], 10.0, None
+    else:
+        light, steps, seconds, speed = 20, [50, 100, 200, 300, 400], 30.0, 1.0
+    metrics = out / "e2e-metrics.jsonl"
+    metrics.unlink(missing_ok=True)
+    stack = _Stack(metrics)
+    reports: dict[int, dict[str, Any]] = {}
+    try:
+        base = asyncio.run(_step(stack.settings, chunks, light, seconds, speed)).to_dict()
+        print(f"  {light} students: p99 {base['latency_ms']['created_to_result']['p99']} ms")
+        sustained = 0
+        for students in steps:
+            report = asyncio.run(_step(stack.settings, chunks, students, seconds, speed))
+            summary = reports[students] = report.to_dict()
+            result = summary["latency_ms"]["created_to_result"]
+            print(
+                f"  {students} students: p50 {result['p50']} ms, p99 {result['p99']} ms, "
+                f"lag flat {summary['lag']['flat']}, missing {summary['chunks']['missing']}"
+            )
+            if students <= _GOAL_STUDENTS or size == "tiny":  # the goal's step, or the last below
+                plot_report(
+                    report,
+                    out / "e2e.png",
+                    title=f"{students} students, full path, 100 ms analysis, local stack",
+                )
+            if not summary["lag"]["flat"]:
+                break
+            sustained = students
+    finally:
+        stack.stop()
+    (out / "e2e.json").write_text(json.dumps({"light": base, "steps": reports}, indent=2) + "\n")
+    # the stack's own side of the whole ramp, from its EMF lines (what `proctor metrics` shows)
+    stack_ms = {
+        series.name: {k: row[k] for k in ("samples", "p50", "p99")}
+        for series in aggregate(metrics.read_text().splitlines())
+        if series.unit == "Milliseconds" and (row := series.summary())
+    }
+    at_goal = reports.get(_GOAL_STUDENTS) or reports[steps[0]]
+    goal_students = _GOAL_STUDENTS if _GOAL_STUDENTS in reports else steps[0]
+    p99 = at_goal["latency_ms"]["created_to_result"]["p99"]
+    base_p99 = base["latency_ms"]["created_to_result"]["p99"]
+    return [
+        Figure(
+            name="e2e_p99_latency",
+            value=p99,
+            unit=f"ms, chunk created -> result written, {goal_students} students, 100 ms analysis",
+            baseline=base_p99,
+            baseline_is=f"the same at {light} students",
+            ratio=round(p99 / base_p99, 2) if p99 and base_p99 else None,
+            ratio_means="times the light-load p99",
+            goal="<= 1000 ms at >= 200 students",
+            met=p99 is not None and p99 <= 1000 and goal_students >= _GOAL_STUDENTS,
+            details={
+                "parts_ms": {k: v for k, v in at_goal["latency_ms"].items()},
+                "lag": at_goal["lag"],
+                "throughput": at_goal["throughput"],
+                "stack_metrics_ms_whole_ramp": stack_ms,
+            },
+        ),
+        Figure(
+            name="local_stack_sustained_students",
+            value=sustained,
+            unit="students with flat lag (local stack, full path, real time)",
+            baseline=None,
+            baseline_is="steps tried: " + ", ".join(map(str, steps)),
+            ratio=None,
+            ratio_means="-",
+            goal=f">= {_GOAL_STUDENTS} students",
+            met=sustained >= _GOAL_STUDENTS if size == "full" else None,
+            details={
+                str(n): {
+                    "p99_ms": r["latency_ms"]["created_to_result"]["p99"],
+                    "results_per_second": r["throughput"]["results_per_second"],
+                    "lag": r["lag"],
+                    "missing": r["chunks"]["missing"],
+                }
+                for n, r in reports.items()
+            },
+        ),
+    ]
