@@ -21,6 +21,7 @@ from lambdas.api.app import ROUTER, Api
 from lambdas.api.http import from_lambda_event, to_lambda_response
 from lambdas.api.services import open_services
 from proctoring.logs import configure_logging
+from proctoring.metrics import Metrics
 from proctoring.settings import Settings
 
 __all__ = ["ROUTER", "Api", "handler"]
@@ -45,8 +46,10 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
 
 
 async def _handle(event: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    metrics = Metrics(settings.metrics_namespace, "api", print)  # EMF lines on stdout
     async with open_services(settings) as services:
-        response = await Api(services).handle(
+        response = await Api(services, metrics=metrics).handle(
             from_lambda_event(event), route_key=event.get("routeKey")
         )
+    metrics.flush()
     return to_lambda_response(response)

@@ -24,6 +24,7 @@ from pydantic import BaseModel
 
 from lambdas.api.auth import ADMIN, PROCTOR, STUDENT, Principal, Role
 from lambdas.api.http import ApiError, Forbidden, NotFound, Request, Response, Unauthorized
+from proctoring.metrics import Metrics
 from proctoring.storage import StorageError
 
 __all__ = [
@@ -141,9 +142,14 @@ ROUTER = Router()
 class Api:
     """Dispatch one request: route, token, group, handler, errors."""
 
-    def __init__(self, services: Any, router: Router = ROUTER) -> None:
+    def __init__(
+        self, services: Any, router: Router = ROUTER, *, metrics: Metrics | None = None
+    ) -> None:
         self.services = services
         self.router = router
+        # ApiRequests (Route, Status class) and ApiLatencyMs (Route), as EMF; the Lambda
+        # handler prints and flushes them per invocation, the local server per its caller
+        self.metrics = metrics or Metrics("proctoring", "api", lambda line: None)
 
     async def handle(self, request: Request, route_key: str | None = None) -> Response:
         started = time.perf_counter()
@@ -169,12 +175,11 @@ class Api:
         except Exception:
             _log.exception("handler failed", route=route and route.route_key)
             response = Response.json(500, {"error": "internal error", "reason": "internal"})
-        _log.info(
-            "request",
-            route=route.route_key if route else None,
-            status=response.status,
-            ms=round((time.perf_counter() - started) * 1000, 1),
-        )
+        ms = round((time.perf_counter() - started) * 1000, 1)
+        route_key = route.route_key if route else "unmatched"
+        self.metrics.add("ApiRequests", Route=route_key, Status=f"{response.status // 100}xx")
+        self.metrics.add("ApiLatencyMs", ms, "Milliseconds", Route=route_key)
+        _log.info("request", route=route_key, status=response.status, ms=ms)
         return response
 
     async def authorise(self, request: Request, route: Route) -> Principal:
