@@ -10,7 +10,7 @@ INFRA_BIN   := $(INFRA_VENV)/bin
 INFRA_STAMP := $(INFRA_VENV)/.installed
 TEMPLATES   := infrastructure/template.yaml infrastructure/bootstrap.yaml
 
-.PHONY: demo test lint infra-check package up bench clean chromium
+.PHONY: demo test lint infra-check package up bench soak clean chromium
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ $(BENCH_STAMP): $(STAMP)
 ## bench: every benchmark against its in-run baseline (~10 min); writes bench/results/latest.json
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench
+
+## soak: 60 students for 10 minutes on the local stack; lag and memory must stay flat (bench/results/soak.*)
+soak: $(BENCH_STAMP)
+	$(BIN)/python -m bench.soak --students 60 --minutes 10
 
 ## demo: start the local stack, replay four exam sessions live, write demo-report.json, exit
 demo: $(STAMP)
