@@ -16,12 +16,15 @@ here too.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
+
+import structlog
 
 from bench.frames import chunks as cut_chunks
 from bench.frames import floor
@@ -52,7 +55,13 @@ async def measure(
     Logs as in production: JSON lines at INFO (written to /dev/null here).
     """
     chunk_data = [data for _, data in cut_chunks(data_dir)]
-    with Emulator() as emulator, open(os.devnull, "w") as devnull:  # noqa: ASYNC230
+    logging_config = structlog.get_config()  # restored below: devnull closes with the block
+    with (
+        Emulator() as emulator,
+        open(os.devnull, "w") as devnull,  # noqa: ASYNC230
+        contextlib.ExitStack() as restore,
+    ):
+        restore.callback(lambda: structlog.configure(**logging_config))
         settings = Settings(
             endpoint_url=emulator.endpoint_url,
             prefix=f"bench-cpu-{position}",

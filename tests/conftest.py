@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
+import structlog
 
 from infrastructure.emulator import Emulator
 from infrastructure.local import provision
@@ -35,6 +36,15 @@ def require_data() -> Path:
     if not DATA.is_dir():
         pytest.skip(_NO_DATA)
     return DATA
+
+
+@pytest.fixture(autouse=True)
+def _logging_config_restored() -> Iterator[None]:
+    """Each test leaves structlog as it found it (a benchmark or a CLI run in-process
+    configures logging for itself, possibly onto a stream it closes afterwards)."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
 
 
 @pytest.fixture(scope="session")
