@@ -281,21 +281,7 @@ class ChunkProcessor:
             reason = "unknown_exam" if status is None else f"exam_{status}"  # created or stopped
             now = self._now()
             await self._tables.put_result(
-                {
-                    "session_id": event.session_id,
-                    "chunk_id": f"{event.source}#{event.sequence:06d}",
-                    "exam_id": event.exam_id,
-                    "student_id": event.student_id,
-                    "source": event.source,
-                    "sequence": event.sequence,
-                    "chunk_key": event.key,
-                    "captured_at": event.captured_at.isoformat(),
-                    "uploaded_at": event.uploaded_at.isoformat(),
-                    "processed_at": now.isoformat(),
-                    "status": "not_analysed",
-                    "reason": reason,
-                    "expires_at": self._expiry(now),
-                }
+                self._result_row(event, now, status="not_analysed", reason=reason)
             )
             outcome.results += 1
             self._metrics.add("ChunksNotAnalysed", Reason=reason)
@@ -478,20 +464,9 @@ class ChunkProcessor:
     async def _write_result(self, chunk: _Chunk) -> None:
         event = chunk.event
         now = self._now()
-        row: dict[str, Any] = {
-            "session_id": event.session_id,
-            "chunk_id": f"{event.source}#{event.sequence:06d}",
-            "exam_id": event.exam_id,
-            "student_id": event.student_id,
-            "source": event.source,
-            "sequence": event.sequence,
-            "chunk_key": event.key,
-            "captured_at": event.captured_at.isoformat(),
-            "uploaded_at": event.uploaded_at.isoformat(),
-            "processed_at": now.isoformat(),
-            "latency_ms": round((now - event.uploaded_at).total_seconds() * 1000),
-            "expires_at": self._expiry(now),
-        }
+        row = self._result_row(
+            event, now, latency_ms=round((now - event.uploaded_at).total_seconds() * 1000)
+        )
         if chunk.error is not None:
             row.update(status="error", error_reason=chunk.error.reason, error=str(chunk.error))
         else:
@@ -575,20 +550,13 @@ class ChunkProcessor:
         if event is not None:  # best effort: the errors row below is the record that counts
             with contextlib.suppress(StorageError, ClientError):
                 await self._tables.put_result(
-                    {
-                        "session_id": event.session_id,
-                        "chunk_id": f"{event.source}#{event.sequence:06d}",
-                        "exam_id": event.exam_id,
-                        "student_id": event.student_id,
-                        "source": event.source,
-                        "sequence": event.sequence,
-                        "chunk_key": event.key,
-                        "status": "error",
-                        "error_reason": "parked",
-                        "error": f"processing failed {attempts} times; parked for replay",
-                        "processed_at": now.isoformat(),
-                        "expires_at": self._expiry(now),
-                    }
+                    self._result_row(
+                        event,
+                        now,
+                        status="error",
+                        error_reason="parked",
+                        error=f"processing failed {attempts} times; parked for replay",
+                    )
                 )
         row = {
             "exam_id": exam_id,
@@ -659,6 +627,23 @@ class ChunkProcessor:
         )
         self._metrics.add("ChunkErrors", Reason=reason)
         _log.error("bad input", reason=reason, error=message, stage=fields.get("stage"))
+
+    def _result_row(self, event: ChunkEvent, now: datetime, **fields: Any) -> dict[str, Any]:
+        """A chunk's result row: where the chunk is and when it came, then ``fields``."""
+        return {
+            "session_id": event.session_id,
+            "chunk_id": f"{event.source}#{event.sequence:06d}",
+            "exam_id": event.exam_id,
+            "student_id": event.student_id,
+            "source": event.source,
+            "sequence": event.sequence,
+            "chunk_key": event.key,
+            "captured_at": event.captured_at.isoformat(),
+            "uploaded_at": event.uploaded_at.isoformat(),
+            "processed_at": now.isoformat(),
+            "expires_at": self._expiry(now),
+            **fields,
+        }
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), tz=UTC)
