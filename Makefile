@@ -1,7 +1,9 @@
-# The obvious targets. Each one creates or reuses .venv and installs what it needs.
+# The obvious targets. Each one creates or reuses .venv and installs what it needs, exactly as
+# locked in requirements/*.txt (`make lock` writes the locks; docs/dependencies.md).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+LOCKED := $(VENV)/.locked
 STAMP  := $(VENV)/.installed
 NODE   := node_modules/.installed
 # The template scanners live apart: checkov pins an old boto3 (docs/dependencies.md).
@@ -10,14 +12,45 @@ INFRA_BIN   := $(INFRA_VENV)/bin
 INFRA_STAMP := $(INFRA_VENV)/.installed
 TEMPLATES   := infrastructure/template.yaml infrastructure/bootstrap.yaml
 
-.PHONY: demo test lint infra-check package up bench soak clean chromium
+.PHONY: demo test lint infra-check package up bench soak clean chromium lock check-locked
 
-$(STAMP): setup.cfg pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[local,dev]'
+# The venv is a function of the lock: a new lock makes a new venv (nothing stale stays in it).
+$(LOCKED): requirements/dev.txt
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements/dev.txt
+	touch $(LOCKED)
+
+# The project itself, editable, with nothing resolved: every dependency came from the lock.
+# (-qq: setuptools' note on every editable install is information, not a warning.)
+$(STAMP): $(LOCKED) setup.cfg pyproject.toml requirements/kcl.txt
+	$(BIN)/python -m pip install -qq --no-deps --no-build-isolation -e .
 	$(BIN)/python -m consumer.kclpy_install
+	$(BIN)/python -m infrastructure.locks requirements/dev.txt requirements/kcl.txt
 	touch $(STAMP)
+
+## check-locked: the .venv holds exactly what requirements/dev.txt and kcl.txt pin
+check-locked: $(STAMP)
+	$(BIN)/python -m infrastructure.locks requirements/dev.txt requirements/kcl.txt
+
+# Every lock, and how it is resolved. UPGRADE=1 moves every pin to the newest release that
+# setup.cfg's ranges allow; UPGRADE=moto moves that package alone. Without it the pins stay
+# (the existing lock is preferred), so a second `make lock` changes nothing.
+UV_COMPILE = $(BIN)/uv pip compile --quiet --generate-hashes --custom-compile-command "make lock" \
+	$(if $(filter 1,$(UPGRADE)),--upgrade,$(if $(UPGRADE),--upgrade-package $(UPGRADE)))
+ALL_EXTRAS = --extra local --extra dev --extra bench --extra load --extra objects
+
+## lock: regenerate requirements/*.txt from setup.cfg and requirements/*.in (UPGRADE=1|name)
+lock: $(STAMP)
+	$(UV_COMPILE) --universal --python-version 3.11 setup.cfg requirements/dev.in $(ALL_EXTRAS) \
+		-o requirements/dev.txt
+	$(UV_COMPILE) --universal --python-version 3.11 setup.cfg --extra local \
+		-o requirements/consumer.txt
+	$(UV_COMPILE) --python-version 3.12 --python-platform x86_64-manylinux_2_28 --only-binary :all: setup.cfg \
+		-o requirements/lambda.txt
+	$(UV_COMPILE) --universal --python-version 3.11 requirements/infra.in -o requirements/infra.txt
+	$(UV_COMPILE) --universal --python-version 3.11 --no-deps requirements/kcl.in \
+		-o requirements/kcl.txt
 
 # kinesis-local, the independent Kinesis emulator of the consumer's conformance tests
 $(NODE): package.json package-lock.json
@@ -26,10 +59,9 @@ $(NODE): package.json package-lock.json
 
 BENCH_STAMP := $(VENV)/.bench-installed
 
-# The benchmarks' extras; Debian's ffmpeg for the subprocess baseline of the frame benchmark
-# (without it that baseline is reported as not measured, with the reason).
+# The benchmarks' extras are in the lock already. Debian's ffmpeg for the subprocess baseline
+# of the frame benchmark (without it that baseline is reported as not measured, with the reason).
 $(BENCH_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[local,dev,bench]'
 	command -v ffmpeg >/dev/null || { command -v apt-get >/dev/null && apt-get update -qq && \
 		apt-get install -y -qq ffmpeg >/dev/null; } || \
 		echo "ffmpeg not installed: the frame benchmark's subprocess baseline will be skipped"
@@ -62,10 +94,10 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-$(INFRA_STAMP): infrastructure/requirements-check.txt
-	test -x $(INFRA_BIN)/python || $(PYTHON) -m venv $(INFRA_VENV)
-	$(INFRA_BIN)/python -m pip install --quiet --upgrade pip
-	$(INFRA_BIN)/python -m pip install --quiet -r infrastructure/requirements-check.txt
+$(INFRA_STAMP): requirements/infra.txt
+	rm -rf $(INFRA_VENV)
+	$(PYTHON) -m venv $(INFRA_VENV)
+	$(INFRA_BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements/infra.txt
 	touch $(INFRA_STAMP)
 
 ## infra-check: cfn-lint (errors and warnings) and checkov (every check, suppressions in the templates)

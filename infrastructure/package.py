@@ -1,9 +1,10 @@
 """Build the Lambda code zip: the project and its dependencies, for Lambda's Python and CPU.
 
 ``python -m infrastructure.package`` (``make package``) builds the project's
-wheel, installs it with its dependencies into ``build/lambda/`` as
-``manylinux`` wheels for the functions' runtime (CPython 3.12, x86_64 - the
-template's ``Runtime`` and ``Architectures``), leaves out what only the
+wheel, installs it with its dependencies - exactly the versions and hashes
+of ``requirements/lambda.txt`` - into ``build/lambda/`` as ``manylinux``
+wheels for the functions' runtime (CPython 3.12, x86_64 - the template's
+``Runtime`` and ``Architectures``, and the lock's target), leaves out what only the
 consumer and the CLI use (PyAV with its FFmpeg, rich - together ~120 MiB,
 which would break Lambda's 250 MiB limit), and zips that folder
 reproducibly: same inputs, same bytes. The zip is named after its content
@@ -30,11 +31,21 @@ from pathlib import Path
 
 from proctoring.errors import ProctoringError
 
-__all__ = ["EXCLUDED", "PackageError", "build", "zip_folder"]
+__all__ = ["EXCLUDED", "GLIBC", "LOCK", "PLATFORMS", "PackageError", "build", "zip_folder"]
 
 _ROOT = Path(__file__).resolve().parents[1]
+LOCK = _ROOT / "requirements" / "lambda.txt"  # `make lock` resolves it for this runtime
 PYTHON_VERSION = "3.12"  # the template's Runtime: python3.12
-PLATFORM = "manylinux2014_x86_64"  # the template's Architectures: [x86_64]
+# The template's Architectures: [x86_64]; Lambda's python3.12 runs on Amazon Linux 2023 (glibc
+# 2.34). `make lock` resolves requirements/lambda.txt for x86_64-manylinux_2_28, which takes
+# every older manylinux tag too; pip needs each tag named.
+GLIBC = (2, 28)
+PLATFORMS = (
+    *(f"manylinux_2_{minor}_x86_64" for minor in range(GLIBC[1], 4, -1)),
+    "manylinux2014_x86_64",
+    "manylinux2010_x86_64",
+    "manylinux1_x86_64",
+)
 MAX_UNZIPPED = 250 * 1024 * 1024  # Lambda's limit for code from S3
 _EPOCH = (1980, 1, 1, 0, 0, 0)  # zip's earliest date: no build time in the archive
 _SKIP_DIRS = {"__pycache__", "tests"}
@@ -88,20 +99,19 @@ def build(out_dir: Path = _ROOT / "build") -> Path:
         shutil.rmtree(folder, ignore_errors=True)
     _pip("wheel", "--quiet", "--no-deps", "--wheel-dir", str(wheels), str(_ROOT))
     [wheel] = wheels.glob("*.whl")
-    _pip(
-        "install",
-        "--quiet",
+    target = [
         "--target",
         str(site),
-        "--platform",
-        PLATFORM,
+        *(arg for platform in PLATFORMS for arg in ("--platform", platform)),
         "--implementation",
         "cp",
         "--python-version",
         PYTHON_VERSION,
         "--only-binary=:all:",
-        str(wheel),
-    )
+        "--no-deps",
+    ]
+    _pip("install", "--quiet", *target, "--require-hashes", "-r", str(LOCK))
+    _pip("install", "--quiet", *target, str(wheel))  # the project: its dependencies are in
     for name in EXCLUDED:
         for path in [
             *site.glob(name),

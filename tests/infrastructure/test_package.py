@@ -8,7 +8,7 @@ import zipfile
 from pathlib import Path
 
 from infrastructure import load_template
-from infrastructure.package import EXCLUDED, PLATFORM, PYTHON_VERSION, zip_folder
+from infrastructure.package import EXCLUDED, GLIBC, LOCK, PLATFORMS, PYTHON_VERSION, zip_folder
 
 
 def _tree(root: Path) -> None:
@@ -43,7 +43,13 @@ def test_the_zip_is_built_for_the_templates_runtime() -> None:
     ]
     assert {f["Runtime"] for f in functions} == {f"python{PYTHON_VERSION}"}
     assert {tuple(f["Architectures"]) for f in functions} == {("x86_64",)}
-    assert PLATFORM.endswith("x86_64")
+    assert all(platform.endswith("_x86_64") for platform in PLATFORMS)
+    # the lock the zip is installed from is resolved for that runtime by `make lock`
+    makefile = (LOCK.parents[1] / "Makefile").read_text(encoding="utf-8")
+    assert (
+        f"--python-version {PYTHON_VERSION} --python-platform x86_64-manylinux_2_{GLIBC[1]}"
+        in makefile
+    )
 
 
 def test_the_handlers_import_without_the_packages_left_out() -> None:
