@@ -74,8 +74,10 @@ class Plan:
     local detector's :data:`Signature` differs from ``confirmed`` (the signature of the
     last frame DetectFaces saw); otherwise the local faces stand. ``identity`` is
     ``"yes"``, ``"no"`` or ``"if_changed"``: compare with the registered face only when
-    the faces differ from ``previous_faces`` (count, place or size). ``objects``: look for
-    objects and count people.
+    the faces differ from ``previous_faces`` (count, place or size) or a face's content
+    differs from ``identity_faces`` (its crop at the last identity check) by more than
+    ``face_change_above`` (``scheduling.identity_wanted``). ``objects``: look
+    for objects and count people.
     """
 
     faces: bool = True
@@ -84,6 +86,8 @@ class Plan:
     identity: Literal["yes", "no", "if_changed"] = "yes"
     objects: bool = True
     previous_faces: tuple[tuple[int, int, int, int], ...] | None = None
+    identity_faces: tuple[bytes, ...] | None = None
+    face_change_above: float = 0.0
 
     def calls(self, faces_found: int, identity_checked: bool, confirmed: bool) -> dict[str, int]:
         """Rekognition calls this plan costs, given what the frame showed."""
@@ -185,6 +189,9 @@ class FrameAnalysis:
     """Rekognition calls made (AWS) or that the same plan would make (local)."""
     signature: Signature | None = None
     """The local detector's view of the faces (the cost gate's); None without one."""
+    face_thumbs: tuple[bytes, ...] | None = None
+    """Per face, in box order, the local crop the schedule compares (``face_thumbnail``);
+    None without a local view of the faces. Not in :meth:`summary`: the schedule keeps it."""
 
     def summary(self) -> dict[str, Any]:
         """Result-row fields; never embeddings."""
