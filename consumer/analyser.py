@@ -61,6 +61,7 @@ def observation(sequence: int, analysis: FrameAnalysis) -> Observation:
         faces=len(analysis.faces),
         identity=analysis.identity,
         distance=analysis.distance,
+        threshold=analysis.threshold,
         details=analysis.faces,
         persons=analysis.persons,
         objects=tuple((o.label, o.confidence) for o in analysis.objects),

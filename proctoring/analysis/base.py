@@ -179,6 +179,8 @@ class FrameAnalysis:
     height: int
     distance: float | None = None
     """Local engine: embedding distance to the registered face (< threshold = match)."""
+    threshold: float | None = None
+    """Local engine: the distance above which the face is someone else's (with ``distance``)."""
     similarity: float | None = None
     """Rekognition: similarity (0-100) of the registered face, when it matched."""
     persons: int | None = None
@@ -193,6 +195,13 @@ class FrameAnalysis:
     """Per face, in box order, the local crop the schedule compares (``face_thumbnail``);
     None without a local view of the faces. Not in :meth:`summary`: the schedule keeps it."""
 
+    @property
+    def margin(self) -> float | None:
+        """How far the distance lies from the threshold: positive on the mismatch side."""
+        if self.distance is None or self.threshold is None:
+            return None
+        return round(float(self.distance) - float(self.threshold), 4)
+
     def summary(self) -> dict[str, Any]:
         """Result-row fields; never embeddings."""
         return {
@@ -201,6 +210,8 @@ class FrameAnalysis:
             "face_details": [f.to_dict() for f in self.faces],
             "identity": self.identity,
             "distance": None if self.distance is None else round(self.distance, 4),
+            "threshold": self.threshold if self.distance is not None else None,
+            "margin": self.margin,
             "similarity": None if self.similarity is None else round(self.similarity, 2),
             "persons": self.persons,
             "objects": [o.to_dict() for o in self.objects],
@@ -219,6 +230,7 @@ class FrameAnalysis:
             width=int(data.get("frame_width", 0)),
             height=int(data.get("frame_height", 0)),
             distance=data.get("distance"),
+            threshold=data.get("threshold"),
             similarity=data.get("similarity"),
             persons=data.get("persons"),
             objects=tuple(

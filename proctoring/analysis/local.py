@@ -132,6 +132,7 @@ class LocalEngine:
             width=found.width,
             height=found.height,
             distance=distance,
+            threshold=self._threshold if distance is not None else None,
             persons=found.persons,
             objects=found.objects or (),
             objects_status=status,  # type: ignore[arg-type]
