@@ -61,6 +61,7 @@ def observation(sequence: int, analysis: FrameAnalysis) -> Observation:
         faces=len(analysis.faces),
         identity=analysis.identity,
         distance=analysis.distance,
+        threshold=analysis.threshold,
         details=analysis.faces,
         persons=analysis.persons,
         objects=tuple((o.label, o.confidence) for o in analysis.objects),
@@ -131,6 +132,7 @@ class StudentAnalyser:
             objects_every=settings.objects_every,
             similar_below=settings.similar_below,
             max_repeats=settings.max_repeats,
+            face_change_above=settings.face_change_above,
         )
         self._chunk_seconds = settings.chunk_seconds
         self.policy = policy.for_student(Accommodations.from_item(session))
@@ -225,6 +227,7 @@ class StudentAnalyser:
                 objects_checked=analysis.objects_status != "skipped",
                 faces_confirmed=calls["DetectFaces"] > 0,
                 sig=analysis.signature,
+                face_thumbs=analysis.face_thumbs,
             )
             if not decision.repeat:
                 self._last[source] = analysis.summary()

@@ -653,9 +653,19 @@ class ChunkProcessor:
 
 
 def _evidence(row: dict[str, Any]) -> dict[str, Any]:
-    """What the proctor sees beside the frame: the face details, people and objects."""
+    """What the proctor sees beside the frame: the face details, identity (with the distance
+    to the registered face, the threshold and the margin between them), people and objects."""
     return {
         key: row[key]
-        for key in ("face_details", "identity", "persons", "objects", "similarity")
+        for key in (
+            "face_details",
+            "identity",
+            "distance",
+            "threshold",
+            "margin",
+            "persons",
+            "objects",
+            "similarity",
+        )
         if row.get(key) not in (None, [], {})
     }

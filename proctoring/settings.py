@@ -128,6 +128,9 @@ class Settings(BaseSettings):
     rekognition_gate: bool = True
     similar_below: float = Field(default=3.0, ge=0, le=255, description="grey levels")
     max_repeats: int = Field(default=6, ge=0, description="repeated frames carried over in a row")
+    # Identity is checked again when a face's crop changed by more than this since the last
+    # check (grey levels, analysis/scheduling.py; chosen by `python -m bench.face_change`).
+    face_change_above: float = Field(default=1.0, ge=0, le=255)
     policy_cache_seconds: float = Field(default=30.0, ge=0)
 
     # Exam service (API, identity, Chime). The user pool's JWKS is fetched from ``jwks_url``

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from proctoring.cli.evaluation import Incident, SessionRun, load_suite, score
+from proctoring.cli.evaluation import (
+    Incident,
+    SessionRun,
+    failures,
+    flag_delays,
+    load_suite,
+    score,
+)
 from tests.conftest import require_data
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,3 +88,79 @@ def test_eval_runs_a_suite_through_the_pipeline_and_writes_the_figures(tmp_path:
     assert figures["false_alerts_per_student_hour"] == 0
     assert 0 < figures["calls_vs_naive"] < 1
     assert [g["gaze"] for g in figures["gaze"]][:3] == ["center", "left", "center"]
+
+
+def _swap_run(alert_on: int | None) -> SessionRun:
+    """Five chunks; someone else from 10 s (chunk 2); FACE_MISMATCH raised on ``alert_on``."""
+    times = [(5.0 * i, 5.0 * i + 5) for i in range(5)]
+    return SessionRun(
+        name="swap",
+        incidents=(Incident(rule="FACE_MISMATCH", start=10, end=25),),
+        chunk_times=times,
+        results=[{"source": "camera", "status": "ok", "calls": {}} for _ in times],
+        alerts=[]
+        if alert_on is None
+        else [{"type": "FACE_MISMATCH", "first_sequence": 2, "sequence": alert_on}],
+    )
+
+
+def test_a_schedule_that_loses_recall_or_flags_an_impostor_late_fails_the_eval() -> None:
+    naive = [_swap_run(3)]
+    assert failures(score(naive), score(naive), naive) == []
+    assert flag_delays(naive) == [{"session": "swap", "start": 10, "chunks": 2}]
+    missed = [_swap_run(None)]
+    messages = failures(score(missed), score(naive), missed)
+    assert messages[0].startswith("FACE_MISMATCH: the schedule's recall 0.00 (0 of 1)")
+    assert "below the naive plan's 1.00" in messages[0]
+    assert "swap (from 10 s) was flagged never" in messages[1]
+    late = [_swap_run(4)]
+    assert failures(score(late), score(naive), late) == [
+        "FACE_MISMATCH: the impostor of swap (from 10 s) was flagged on its chunk 3, "
+        "not within 2 chunks"
+    ]
+
+
+@pytest.mark.slow
+def test_eval_fails_naming_the_rule_when_the_schedule_skips_the_swap_recheck(
+    tmp_path: Path,
+) -> None:
+    """The same swap passes with the default schedule and fails with the re-check off."""
+    require_data()
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(
+        f"scenarios:\n"
+        f"  - file: {EVAL / 'swap_d19_aoc.yaml'}\n"
+        f"    register_frame: talking/liveportrait/d19.mp4\n"
+        f"    incidents:\n"
+        f"      - {{rule: FACE_MISMATCH, start: 10, end: 25}}\n"
+    )
+    command = [sys.executable, "-m", "proctoring.cli", "eval", "--suite", str(suite)]
+    outcomes = {}
+    for name, above in (("default", None), ("no re-check", "255")):
+        env = {k: v for k, v in os.environ.items() if k != "PROCTOR_FACE_CHANGE_ABOVE"}
+        if above is not None:
+            env["PROCTOR_FACE_CHANGE_ABOVE"] = above  # face content never "changes"
+        out = tmp_path / f"{name}.json"
+        outcomes[name] = (
+            subprocess.run(
+                [*command, "--json", str(out)],
+                capture_output=True,
+                text=True,
+                timeout=600,
+                check=False,
+                cwd=tmp_path,
+                env=env,
+            ),
+            out,
+        )
+    passed, figures = outcomes["default"]
+    assert passed.returncode == 0, passed.stderr[-3000:]
+    assert "| FACE_MISMATCH | 1 | 1 | 1.00 | 1.00 | 1.00 |" in passed.stdout
+    assert json.loads(figures.read_text())["impostor_flagged_on_chunk"] == [
+        {"session": "swap_d19_aoc", "start": 10, "chunks": 2}
+    ]
+    failed, figures = outcomes["no re-check"]
+    assert failed.returncode != 0
+    assert "FACE_MISMATCH: the schedule's recall 0.00 (0 of 1)" in failed.stderr
+    assert "below the naive plan's 1.00" in failed.stderr
+    assert json.loads(figures.read_text())["failures"], "the figures are written all the same"

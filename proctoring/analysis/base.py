@@ -74,8 +74,10 @@ class Plan:
     local detector's :data:`Signature` differs from ``confirmed`` (the signature of the
     last frame DetectFaces saw); otherwise the local faces stand. ``identity`` is
     ``"yes"``, ``"no"`` or ``"if_changed"``: compare with the registered face only when
-    the faces differ from ``previous_faces`` (count, place or size). ``objects``: look for
-    objects and count people.
+    the faces differ from ``previous_faces`` (count, place or size) or a face's content
+    differs from ``identity_faces`` (its crop at the last identity check) by more than
+    ``face_change_above`` (``scheduling.identity_wanted``). ``objects``: look
+    for objects and count people.
     """
 
     faces: bool = True
@@ -84,6 +86,8 @@ class Plan:
     identity: Literal["yes", "no", "if_changed"] = "yes"
     objects: bool = True
     previous_faces: tuple[tuple[int, int, int, int], ...] | None = None
+    identity_faces: tuple[bytes, ...] | None = None
+    face_change_above: float = 0.0
 
     def calls(self, faces_found: int, identity_checked: bool, confirmed: bool) -> dict[str, int]:
         """Rekognition calls this plan costs, given what the frame showed."""
@@ -175,6 +179,8 @@ class FrameAnalysis:
     height: int
     distance: float | None = None
     """Local engine: embedding distance to the registered face (< threshold = match)."""
+    threshold: float | None = None
+    """Local engine: the distance above which the face is someone else's (with ``distance``)."""
     similarity: float | None = None
     """Rekognition: similarity (0-100) of the registered face, when it matched."""
     persons: int | None = None
@@ -185,6 +191,16 @@ class FrameAnalysis:
     """Rekognition calls made (AWS) or that the same plan would make (local)."""
     signature: Signature | None = None
     """The local detector's view of the faces (the cost gate's); None without one."""
+    face_thumbs: tuple[bytes, ...] | None = None
+    """Per face, in box order, the local crop the schedule compares (``face_thumbnail``);
+    None without a local view of the faces. Not in :meth:`summary`: the schedule keeps it."""
+
+    @property
+    def margin(self) -> float | None:
+        """How far the distance lies from the threshold: positive on the mismatch side."""
+        if self.distance is None or self.threshold is None:
+            return None
+        return round(float(self.distance) - float(self.threshold), 4)
 
     def summary(self) -> dict[str, Any]:
         """Result-row fields; never embeddings."""
@@ -194,6 +210,8 @@ class FrameAnalysis:
             "face_details": [f.to_dict() for f in self.faces],
             "identity": self.identity,
             "distance": None if self.distance is None else round(self.distance, 4),
+            "threshold": self.threshold if self.distance is not None else None,
+            "margin": self.margin,
             "similarity": None if self.similarity is None else round(self.similarity, 2),
             "persons": self.persons,
             "objects": [o.to_dict() for o in self.objects],
@@ -212,6 +230,7 @@ class FrameAnalysis:
             width=int(data.get("frame_width", 0)),
             height=int(data.get("frame_height", 0)),
             distance=data.get("distance"),
+            threshold=data.get("threshold"),
             similarity=data.get("similarity"),
             persons=data.get("persons"),
             objects=tuple(

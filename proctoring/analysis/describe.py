@@ -16,7 +16,7 @@ from typing import Literal
 
 import numpy as np
 
-from proctoring.analysis.base import DetectedObject, FaceDetail
+from proctoring.analysis.base import DetectedObject, FaceDetail, Plan
 from proctoring.analysis.faces import _box, _decode, _models
 from proctoring.analysis.gaze import gaze_direction, pupil_ratio
 from proctoring.analysis.objects import DetectorConfig, detect_objects
@@ -28,7 +28,7 @@ from proctoring.analysis.pose import (
     mouth_aspect_ratio,
 )
 from proctoring.analysis.quality import face_quality
-from proctoring.analysis.scheduling import faces_changed
+from proctoring.analysis.scheduling import face_thumbnail, identity_wanted
 
 __all__ = ["LocalFrame", "describe_frame"]
 
@@ -47,6 +47,8 @@ class LocalFrame:
     objects: tuple[DetectedObject, ...] | None = None
     """None when no detection ran (not asked, or no model)."""
     persons: int | None = None
+    face_thumbs: tuple[bytes, ...] = ()
+    """Per face, in box order: the crop the schedule compares (``face_thumbnail``)."""
 
 
 def describe_frame(
@@ -56,6 +58,8 @@ def describe_frame(
     max_side: int = 1024,
     identity: Literal["yes", "no", "if_changed"] = "yes",
     previous_faces: tuple[Box, ...] | None = None,
+    identity_faces: tuple[bytes, ...] | None = None,
+    face_change_above: float = 0.0,
     gaze_offset: float = 0.11,
     detector: DetectorConfig | None = None,
 ) -> LocalFrame:
@@ -99,8 +103,16 @@ def describe_frame(
             )
         )
     boxes = tuple(f.box for f in faces)
-    wanted = identity == "yes" or (
-        identity == "if_changed" and faces_changed(previous_faces, boxes)
+    thumbs = tuple(face_thumbnail(pixels, box) for box in sorted(boxes))
+    wanted = identity_wanted(
+        Plan(
+            identity=identity,
+            previous_faces=previous_faces,
+            identity_faces=identity_faces,
+            face_change_above=face_change_above,
+        ),
+        boxes,
+        thumbs,
     )
     embeddings: tuple[tuple[float, ...], ...] | None = None
     if wanted:
@@ -123,4 +135,5 @@ def describe_frame(
         embeddings=embeddings,
         objects=objects,
         persons=persons,
+        face_thumbs=thumbs,
     )

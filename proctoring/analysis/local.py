@@ -92,6 +92,8 @@ class LocalEngine:
             upsample=self._upsample,
             identity=plan.identity,
             previous_faces=plan.previous_faces,
+            identity_faces=plan.identity_faces,
+            face_change_above=plan.face_change_above,
             gaze_offset=self._gaze_offset,
             detector=self._detector if plan.objects else None,
         )
@@ -130,9 +132,11 @@ class LocalEngine:
             width=found.width,
             height=found.height,
             distance=distance,
+            threshold=self._threshold if distance is not None else None,
             persons=found.persons,
             objects=found.objects or (),
             objects_status=status,  # type: ignore[arg-type]
             calls=plan.calls(len(found.faces), checked and reference is not None, confirmed),
             signature=sig,
+            face_thumbs=found.face_thumbs,
         )

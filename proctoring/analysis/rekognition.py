@@ -43,7 +43,7 @@ from proctoring.analysis.base import (
 )
 from proctoring.analysis.budget import Budget
 from proctoring.analysis.faces import RegistrationError
-from proctoring.analysis.scheduling import faces_changed, signature, signature_changed
+from proctoring.analysis.scheduling import identity_wanted, signature, signature_changed
 from proctoring.storage import Tables
 
 __all__ = ["RekognitionEngine", "face_detail"]
@@ -180,10 +180,12 @@ class RekognitionEngine:
         faces: tuple[FaceDetail, ...] = ()
         calls = {"DetectFaces": 0, "SearchFacesByImage": 0, "DetectLabels": 0}
         sig = None
+        thumbs = None
         confirm = plan.faces
         if plan.faces and self._gate is not None:
             local = await self._gate(jpeg)
             sig = signature(local.faces)
+            thumbs = local.face_thumbs
             if plan.confirm == "if_changed" and not signature_changed(plan.confirmed, sig):
                 faces, confirm = local.faces, False  # nothing DetectFaces could add
         if confirm:
@@ -197,9 +199,7 @@ class RekognitionEngine:
                 for d in response.get("FaceDetails", [])
             )
         boxes = tuple(b for b, _, _ in sig) if sig is not None else tuple(f.box for f in faces)
-        wanted = plan.identity == "yes" or (
-            plan.identity == "if_changed" and faces_changed(plan.previous_faces, boxes)
-        )
+        wanted = identity_wanted(plan, boxes, thumbs)
         identity: Identity = "unchecked"
         similarity: float | None = None
         if wanted:
@@ -227,6 +227,7 @@ class RekognitionEngine:
             objects_status="checked" if plan.objects else "skipped",
             calls=calls,
             signature=sig,
+            face_thumbs=thumbs,
         )
 
     async def _search(self, jpeg: bytes, face_id: str) -> tuple[Identity, float | None]:

@@ -16,8 +16,15 @@ the schedule's state and the frame's thumbnail and answers with a
   would have paid);
 - **identity** is checked on the first analysed chunk, every
   ``identity_every``-th chunk, while a FACE_MISMATCH or FACE_NOT_CLEAR streak
-  is pending (not yet alerted), and whenever the faces changed (count, place or size: the
-  plan's ``if_changed``, decided by the engine once it has found the faces);
+  is pending (not yet alerted), and whenever the faces changed since the last
+  identity check (the plan's ``if_changed``, decided by the engine once it has
+  found the faces, :func:`identity_wanted`): in count, place or size, or in
+  *content* - a face's :func:`face_thumbnail` (a contrast-normalised grey crop and
+  a colour histogram) differs from the one at the last identity check by more than
+  ``face_change_above`` (:func:`face_difference`). Someone
+  else taking the seat in the same place changes the content, not the box;
+  the threshold is chosen on one half of the people of ``../shared/data``
+  (``python -m bench.face_change``, docs/operations.md "Identity re-checks");
 - **objects** (and people) are looked for every ``objects_every``-th chunk
   from the session's start, or on every chunk while the student is flagged
   (a MULTIPLE_FACES, LOOKING_AWAY or object rule pending or open).
@@ -39,13 +46,18 @@ from PIL import Image
 from proctoring.analysis.base import FaceDetail, Plan, Signature
 
 __all__ = [
+    "FACE_CHANGE_ABOVE",
     "Cadence",
     "Decision",
     "ScheduleState",
     "advance",
     "decide",
+    "face_difference",
+    "face_thumbnail",
     "faces_changed",
+    "faces_content_changed",
     "frame_difference",
+    "identity_wanted",
     "signature",
     "signature_changed",
     "thumbnail",
@@ -53,6 +65,16 @@ __all__ = [
 
 Box = tuple[int, int, int, int]
 _THUMB = 32
+_FACE_THUMB = 12
+_COLOUR_BINS = (12, 8)
+_FACE_BYTES = _FACE_THUMB**2 + 2 * _COLOUR_BINS[0] * _COLOUR_BINS[1]
+_FACE_MARGIN = 0.3
+"""The face crop is the detector's box grown by this share of its side on each side: hair,
+the jaw line and the collar belong to who sits there (0.3 separated people best of 0, 0.15
+and 0.3 on the development half)."""
+_LAYOUT_SCALE = 19.5
+_COLOUR_SCALE = 0.315
+FACE_CHANGE_ABOVE = 1.0
 _IDENTITY_RULES = frozenset({"FACE_MISMATCH", "FACE_NOT_CLEAR"})
 _FACE_RULES = frozenset(
     {"NO_FACE", "MULTIPLE_FACES", "FACE_MISMATCH", "LOOKING_AWAY", "FACE_NOT_CLEAR"}
@@ -73,6 +95,7 @@ class Cadence:
     objects_every: int = 6
     similar_below: float = 3.0
     max_repeats: int = 6
+    face_change_above: float = FACE_CHANGE_ABOVE
 
 
 @dataclass(frozen=True)
@@ -91,6 +114,9 @@ class ScheduleState:
     """The last chunk DetectFaces saw (or would have, locally)."""
     confirmed: Signature | None = None
     """The local signature of that chunk."""
+    identity_faces: tuple[bytes, ...] | None = None
+    """The :func:`face_thumbnail` of each face at the last identity check (box order);
+    None: unknown (never checked, or the engine has no local view of the faces)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -105,6 +131,9 @@ class ScheduleState:
             "confirmed": None
             if self.confirmed is None
             else [[list(box), away, clear] for box, away, clear in self.confirmed],
+            "identity_faces": None
+            if self.identity_faces is None
+            else [bytes(t) for t in self.identity_faces],
         }
 
     @classmethod
@@ -125,6 +154,9 @@ class ScheduleState:
             confirmed=None
             if data.get("confirmed") is None
             else tuple((_box(b), a, c) for b, a, c in data["confirmed"]),
+            identity_faces=None
+            if data.get("identity_faces") is None
+            else tuple(bytes(t) for t in data["identity_faces"]),
         )
 
 
@@ -162,6 +194,90 @@ def frame_difference(a: bytes, b: bytes) -> float:
         return 255.0
     cells = np.abs(first - second).reshape(_THUMB // 4, 4, _THUMB // 4, 4).mean(axis=(1, 3))
     return float(cells.max())
+
+
+def face_thumbnail(pixels: np.ndarray, box: Box) -> bytes:
+    """What :func:`face_difference` compares of one face of an RGB image (336 bytes).
+
+    The detector's box grown by ``_FACE_MARGIN`` a side (clipped to the image) gives
+    two views, both blind to a change of light: a 12x12 grey crop stretched to mean 128
+    and standard deviation 40 grey levels (the face's layout: features, glasses, hair
+    line), and a hue x saturation histogram, 12 x 8 bins, brightness left out (skin, hair
+    and clothes colour).
+    """
+    height, width = pixels.shape[:2]
+    left, top, w, h = box
+    grow_x, grow_y = int(w * _FACE_MARGIN), int(h * _FACE_MARGIN)
+    x0, y0 = max(left - grow_x, 0), max(top - grow_y, 0)
+    x1, y1 = min(left + w + grow_x, width), min(top + h + grow_y, height)
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return bytes(_FACE_BYTES)
+    crop = Image.fromarray(np.ascontiguousarray(pixels[y0:y1, x0:x1, :3]).astype(np.uint8))
+    grey = np.asarray(
+        crop.convert("L").resize((_FACE_THUMB, _FACE_THUMB), Image.Resampling.BOX),
+        dtype=np.float32,
+    )
+    spread = float(grey.std()) or 1.0
+    layout = np.clip(128.0 + 40.0 * (grey - float(grey.mean())) / spread, 0, 255)
+    hsv = np.asarray(crop.resize((32, 32), Image.Resampling.BOX).convert("HSV"))
+    counts, _, _ = np.histogram2d(
+        hsv[..., 0].ravel(), hsv[..., 1].ravel(), bins=_COLOUR_BINS, range=((0, 256), (0, 256))
+    )
+    colour = (counts.ravel() / max(float(counts.sum()), 1.0)).astype("<f2")
+    return layout.round().astype(np.uint8).tobytes() + colour.tobytes()
+
+
+def _face_parts(thumb: bytes) -> tuple[np.ndarray, np.ndarray] | None:
+    if len(thumb) != _FACE_BYTES:
+        return None
+    layout = np.frombuffer(thumb[: _FACE_THUMB**2], dtype=np.uint8).astype(np.float32)
+    colour = np.frombuffer(thumb[_FACE_THUMB**2 :], dtype="<f2").astype(np.float32)
+    return layout, colour
+
+
+def face_difference(a: bytes, b: bytes) -> float:
+    """How different two :func:`face_thumbnail` views are, 1.0 = the two most alike strangers.
+
+    The mean of the layout's mean absolute grey difference over ``_LAYOUT_SCALE`` and the
+    colour histograms' L1 distance over ``_COLOUR_SCALE``: each scale is the smallest
+    difference between two different people of the development half of
+    ``../shared/data`` (``python -m bench.face_change``), so one unit is "as different as
+    the two most alike strangers measured".
+    """
+    first, second = _face_parts(a), _face_parts(b)
+    if first is None or second is None:
+        return 255.0
+    layout = float(np.abs(first[0] - second[0]).mean()) / _LAYOUT_SCALE
+    colour = float(np.abs(first[1] - second[1]).sum()) / _COLOUR_SCALE
+    return round((layout + colour) / 2, 4)
+
+
+def faces_content_changed(
+    previous: tuple[bytes, ...] | None, current: tuple[bytes, ...] | None, above: float
+) -> bool:
+    """True when a face's crop differs from the one at the last identity check.
+
+    Unknown crops (either None) count as changed: a check is never skipped on a signal
+    that is not there. Faces are compared in box order; another count is a change.
+    """
+    if previous is None or current is None or len(previous) != len(current):
+        return True
+    return any(face_difference(a, b) > above for a, b in zip(previous, current, strict=True))
+
+
+def identity_wanted(
+    plan: Plan, boxes: tuple[Box, ...], face_thumbs: tuple[bytes, ...] | None
+) -> bool:
+    """Whether a frame whose faces are ``boxes`` (crops ``face_thumbs``) needs identity checked.
+
+    ``if_changed``: when the faces moved, resized or changed in number since the last
+    analysed frame, or a face's content changed since the last identity check.
+    """
+    if plan.identity != "if_changed":
+        return plan.identity == "yes"
+    return faces_changed(plan.previous_faces, boxes) or faces_content_changed(
+        plan.identity_faces, face_thumbs, plan.face_change_above
+    )
 
 
 def faces_changed(previous: tuple[Box, ...] | None, boxes: tuple[Box, ...]) -> bool:
@@ -256,6 +372,8 @@ def decide(
         identity=identity,  # type: ignore[arg-type]
         objects=objects,
         previous_faces=state.boxes,
+        identity_faces=state.identity_faces,
+        face_change_above=cadence.face_change_above,
     )
     return Decision(repeat=False, plan=plan, difference=difference)
 
@@ -271,6 +389,7 @@ def advance(
     objects_checked: bool = False,
     faces_confirmed: bool = False,
     sig: Signature | None = None,
+    face_thumbs: tuple[bytes, ...] | None = None,
 ) -> ScheduleState:
     """The state after chunk ``sequence`` was handled as ``decision`` said."""
     if sequence <= state.last_sequence:
@@ -287,4 +406,5 @@ def advance(
         boxes=boxes,
         faces_sequence=sequence if faces_confirmed else state.faces_sequence,
         confirmed=sig if faces_confirmed else state.confirmed,
+        identity_faces=face_thumbs if identity_checked else state.identity_faces,
     )

@@ -8,6 +8,11 @@ chunk, no repeats carried over) as the in-process baseline, once with the
 name. Each scenario is one student of the exam ``eval``, uploaded as fast as
 possible; the pass ends when every student's session has evaluated its last
 chunk. Scoring is :mod:`proctoring.cli.evaluation`.
+
+The eval fails (:class:`EvalFailed`, a non-zero exit of ``proctor eval``) when the
+scheduled pass loses recall on any rule against the naive pass, or flags an
+impostor later than on their second chunk (``evaluation.failures``); the tables
+and the JSON are written first, so the figures of a failed run can be read.
 """
 
 from __future__ import annotations
@@ -24,7 +29,15 @@ from infrastructure.emulator import Emulator
 from infrastructure.local import provision
 from proctoring.analysis.engine import open_engine
 from proctoring.aws import async_clients
-from proctoring.cli.evaluation import Score, SessionRun, Suite, load_suite, score
+from proctoring.cli.evaluation import (
+    Score,
+    SessionRun,
+    Suite,
+    failures,
+    flag_delays,
+    load_suite,
+    score,
+)
 from proctoring.cli.services import cpu_pool, run_services
 from proctoring.errors import ProctoringError
 from proctoring.frames import extract_frame
@@ -50,7 +63,7 @@ _GAZE_SCENARIOS = ("glance_left", "glance_right")
 
 
 class EvalFailed(ProctoringError):
-    """A pass did not finish: some chunks never got their result in time."""
+    """A pass did not finish in time, or the schedule lost recall against the naive plan."""
 
 
 def _render(
@@ -108,11 +121,16 @@ async def run_eval(
             out(f"{name} pass done after {time.monotonic() - started:.0f} s")
     report = _report(passes, settings)
     report["elapsed_seconds"] = round(time.monotonic() - started, 1)
+    report["failures"] = failures(
+        passes["scheduled"][0], passes["naive"][0], passes["scheduled"][1]
+    )
     for line in _tables(report):
         out(line)
     if json_path is not None:
         await asyncio.to_thread(json_path.write_text, json.dumps(report, indent=2) + "\n")
         out(f"figures written to {json_path}")
+    if report["failures"]:
+        raise EvalFailed("the eval failed:\n  " + "\n  ".join(report["failures"]))
     return report
 
 
@@ -231,6 +249,8 @@ def _report(
             for a in scheduled.false_alert_list
         ],
         "gaze": gaze,
+        "impostor_flagged_on_chunk": flag_delays(runs),
+        "naive_impostor_flagged_on_chunk": flag_delays(passes["naive"][1]),
         "sessions": {
             run.name: [
                 {
@@ -286,6 +306,22 @@ def _tables(report: dict[str, Any]) -> list[str]:
         f"({sum(report['calls'].values())} of {report['naive_calls']} "
         f"over {report['chunks']} chunks)",
     ]
+    if report["impostor_flagged_on_chunk"]:
+        naive_delays = {
+            (d["session"], d["start"]): d["chunks"]
+            for d in report["naive_impostor_flagged_on_chunk"]
+        }
+        lines += [
+            "",
+            "| impostor session | takes the seat at (s) | flagged on their chunk | naive plan |",
+        ]
+        lines.append("| --- | ---: | ---: | ---: |")
+        for d in report["impostor_flagged_on_chunk"]:
+            naive_chunks = naive_delays.get((d["session"], d["start"]))
+            lines.append(
+                f"| {d['session']} | {d['start']:g} | {d['chunks'] or 'never'} | "
+                f"{naive_chunks or 'never'} |"
+            )
     if report["gaze"]:
         lines += ["", "| scenario | chunk | frame at (s) | head yaw | pupil ratio | gaze |"]
         lines.append("| --- | ---: | ---: | ---: | ---: | --- |")

@@ -16,6 +16,10 @@ the alerts in, the figures out.
   outside every labelled incident).
 - **Calls**: the Rekognition calls the schedule made or planned (per result
   row), against the naive plan of every API on every chunk (3 per chunk).
+- **Gates** (:func:`failures`): the schedule exists to save calls *at equal
+  recall*, so a rule whose scheduled recall is below the naive plan's fails the
+  eval; so does an impostor (a labelled FACE_MISMATCH incident) not flagged on
+  the first or second chunk after taking the seat (:func:`flag_delays`).
 
 Errors::
 
@@ -43,9 +47,15 @@ __all__ = [
     "Suite",
     "SuiteEntry",
     "SuiteError",
+    "failures",
+    "flag_delays",
     "load_suite",
+    "recall_shortfalls",
     "score",
 ]
+
+FLAG_WITHIN_CHUNKS = 2
+"""An impostor is flagged on the first or second chunk after taking the seat (issue 14)."""
 
 
 class SuiteError(ProctoringError):
@@ -254,3 +264,59 @@ def score(runs: list[SessionRun]) -> Score:
 
 def _overlaps(span: tuple[float, float], incident: Incident) -> bool:
     return span[0] < incident.end and incident.start < span[1]
+
+
+def recall_shortfalls(scheduled: Score, naive: Score) -> list[str]:
+    """One message per rule whose scheduled recall is below the naive plan's."""
+    messages = []
+    for name, rule in scheduled.rules.items():
+        ours, baseline = rule.recall, naive.rules[name].recall
+        if ours is not None and baseline is not None and ours < baseline:
+            messages.append(
+                f"{name}: the schedule's recall {ours:.2f} ({rule.detected} of "
+                f"{rule.incidents}) is below the naive plan's {baseline:.2f}: the schedule "
+                f"skipped a check the naive plan made"
+            )
+    return messages
+
+
+def flag_delays(runs: list[SessionRun], rule: str = "FACE_MISMATCH") -> list[dict[str, Any]]:
+    """Per labelled ``rule`` incident: on which of its chunks the first true alert was raised.
+
+    ``chunks`` counts from the chunk the incident starts in (1: flagged on that chunk);
+    None when no alert of the rule overlaps the incident.
+    """
+    delays = []
+    for run in runs:
+        for incident in run.incidents:
+            if incident.rule != rule:
+                continue
+            start = next(
+                (
+                    i
+                    for i, (begin, end) in enumerate(run.chunk_times)
+                    if begin <= incident.start < end
+                ),
+                None,
+            )
+            raised = [
+                int(a["sequence"])
+                for a in run.alerts
+                if a["type"] == rule and _overlaps(run.span(a), incident)
+            ]
+            chunks = None if start is None or not raised else min(raised) - start + 1
+            delays.append({"session": run.name, "start": incident.start, "chunks": chunks})
+    return delays
+
+
+def failures(scheduled: Score, naive: Score, runs: list[SessionRun]) -> list[str]:
+    """Why the scheduled pass fails the eval (see the module docstring); empty: it passes."""
+    messages = recall_shortfalls(scheduled, naive)
+    for delay in flag_delays(runs):
+        if delay["chunks"] is None or delay["chunks"] > FLAG_WITHIN_CHUNKS:
+            when = "never" if delay["chunks"] is None else f"on its chunk {delay['chunks']}"
+            messages.append(
+                f"FACE_MISMATCH: the impostor of {delay['session']} (from {delay['start']:g} s) "
+                f"was flagged {when}, not within {FLAG_WITHIN_CHUNKS} chunks"
+            )
+    return messages

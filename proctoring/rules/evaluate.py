@@ -15,7 +15,12 @@ None neither extends nor breaks a streak.
 - MULTIPLE_FACES: more than one face.
 - FACE_MISMATCH: faces were seen, identity was checked and none matches. A
   face that is not clear says nothing about identity (bad light is not an
-  identity alert; FACE_NOT_CLEAR reports it).
+  identity alert; FACE_NOT_CLEAR reports it). Its severity follows the margin
+  of the chunk that raised it (distance minus threshold, local engine): below
+  the policy's ``mismatch_low_margin`` the alert is one step lower (high ->
+  medium), a near call for the proctor to look at rather than a clear stranger;
+  without a distance (Rekognition answers only matches) the rule's severity
+  stands.
 - LOOKING_AWAY: one face, turned beyond the yaw (or pitch) limit, or eyes
   turned left, right, up or down.
 - EXTRA_PERSON: the object detector counts more than one person, face or not.
@@ -64,6 +69,8 @@ class Observation:
     faces: int
     identity: Identity
     distance: float | None = None
+    threshold: float | None = None
+    """The distance above which identity is a mismatch (with ``distance``)."""
     details: tuple[FaceDetail, ...] = ()
     persons: int | None = None
     objects: tuple[tuple[str, float], ...] = ()
@@ -204,6 +211,21 @@ def _condition(rule: str, obs: Observation, policy: Policy) -> bool | None:
     raise KeyError(rule)
 
 
+_LOWER: dict[Severity, Severity] = {"high": "medium", "medium": "low", "low": "low"}
+
+
+def _severity(rule: str, obs: Observation, policy: Policy) -> Severity:
+    """The rule's severity; a FACE_MISMATCH close to the threshold one step lower."""
+    severity = policy.severity_for(rule)
+    near = (
+        rule == "FACE_MISMATCH"
+        and obs.distance is not None
+        and obs.threshold is not None
+        and obs.distance - obs.threshold < policy.mismatch_low_margin
+    )
+    return _LOWER[severity] if near else severity
+
+
 def unavailable_rules(obs: Observation, policy: Policy) -> list[str]:
     """Enabled rules the engine cannot evaluate on this chunk (no object detector)."""
     if obs.objects_status != "unavailable":
@@ -245,7 +267,9 @@ def evaluate(
             streak = replace(streak, open=True)
             incidents[rule] = incidents.get(rule, 0) + 1
             findings.append(
-                Finding(rule, policy.severity_for(rule), obs.sequence, streak.first, streak.count)
+                Finding(
+                    rule, _severity(rule, obs, policy), obs.sequence, streak.first, streak.count
+                )
             )
         streaks[rule] = streak
     return RuleState(last_sequence=obs.sequence, streaks=streaks, incidents=incidents), findings

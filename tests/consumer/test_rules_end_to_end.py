@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from infrastructure.emulator import Emulator
+from proctoring.rules import Policy
 from proctoring.settings import Settings
 from tests.conftest import DATA, require_data
 from tests.pipeline import running_pipeline
@@ -105,6 +106,11 @@ def test_impostor_raises_face_mismatch_with_evidence(outcome: dict[str, Any]) ->
     alert = alerts[0]
     assert alert["severity"] == "high"
     assert alert["distance"] > 0.6
+    evidence = alert["evidence"]
+    assert evidence["distance"] == alert["distance"]
+    assert evidence["threshold"] == 0.55, "the local engine's default"
+    assert evidence["margin"] == pytest.approx(evidence["distance"] - 0.55, abs=1e-3)
+    assert evidence["margin"] >= Policy().mismatch_low_margin, "a clear stranger: high"
     assert (alert["first_sequence"], alert["sequence"]) == (0, 1)
     frame = Image.open(io.BytesIO(outcome["impostor_frame"]))
     assert frame.format == "JPEG"

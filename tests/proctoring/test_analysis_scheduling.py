@@ -8,11 +8,15 @@ from PIL import Image
 
 from proctoring.analysis.base import FaceDetail
 from proctoring.analysis.scheduling import (
+    FACE_CHANGE_ABOVE,
     Cadence,
     ScheduleState,
     advance,
     decide,
+    face_difference,
+    face_thumbnail,
     faces_changed,
+    faces_content_changed,
     frame_difference,
     signature,
     signature_changed,
@@ -110,3 +114,102 @@ def test_faces_and_signatures_change_with_count_place_size_and_gaze() -> None:
     assert not signature_changed(signature((FACE,)), signature((FACE,)))
     assert signature_changed(signature((FACE,)), signature((looking,)))
     assert signature_changed((), signature((FACE,)))
+
+
+def _chunk_frames(scenario: str) -> list[bytes]:
+    """The middle frame of each chunk of an eval scenario, as the consumer extracts it."""
+    from pathlib import Path
+
+    from proctoring.frames import extract_frame
+    from producer.scenario import load_scenario, render_chunks
+    from tests.conftest import DATA, require_data
+
+    require_data()
+    path = Path(__file__).resolve().parents[2] / "producer/scenarios/eval" / scenario
+    chunks = render_chunks(load_scenario(path, data_dir=DATA))
+    return [extract_frame(c.data, position="middle").jpeg for c in chunks]
+
+
+def test_someone_else_in_the_same_place_is_checked_the_same_person_moving_is_not() -> None:
+    from proctoring.analysis.base import Plan
+    from proctoring.analysis.describe import describe_frame
+
+    # swap_d19_aoc: a man for 10 s (chunks 0-1), then a woman in the same box (chunks 2-4).
+    frames = _chunk_frames("swap_d19_aoc.yaml")
+    checked = describe_frame(frames[0], identity="yes")
+    assert checked.embeddings and len(checked.face_thumbs) == 1
+    previous = tuple(f.box for f in checked.faces)
+    plan = Plan(
+        identity="if_changed",
+        previous_faces=previous,
+        identity_faces=checked.face_thumbs,
+        face_change_above=Cadence().face_change_above,
+    )
+    same = describe_frame(
+        frames[1],
+        identity="if_changed",
+        previous_faces=previous,
+        identity_faces=plan.identity_faces,
+        face_change_above=plan.face_change_above,
+    )
+    other = describe_frame(
+        frames[2],
+        identity="if_changed",
+        previous_faces=previous,
+        identity_faces=plan.identity_faces,
+        face_change_above=plan.face_change_above,
+    )
+    assert not faces_changed(previous, tuple(f.box for f in other.faces)), (
+        "count, place and size alone say nothing changed"
+    )
+    assert same.embeddings is None, "the same man 5 s later: no identity check paid"
+    assert other.embeddings is not None, "someone else in his place: identity checked"
+    assert face_difference(checked.face_thumbs[0], other.face_thumbs[0]) > 1.5 * FACE_CHANGE_ABOVE
+    assert face_difference(checked.face_thumbs[0], same.face_thumbs[0]) < FACE_CHANGE_ABOVE
+
+
+def test_a_change_of_exposure_is_no_change_of_face() -> None:
+    import numpy as np
+
+    image = np.zeros((240, 320, 3), dtype=np.uint8)
+    image[60:180, 100:160] = (190, 150, 120)  # light skin on the left, shadow on the right
+    image[60:180, 160:220] = (90, 70, 60)
+    brighter = np.clip(image.astype(np.float32) * 1.25, 0, 255).astype(np.uint8)
+    box = (110, 70, 100, 100)
+    assert face_difference(face_thumbnail(image, box), face_thumbnail(brighter, box)) < 0.2
+    other = np.zeros_like(image)
+    other[60:120, 100:220] = (40, 30, 30)  # dark hair above, darker skin below
+    other[120:180, 100:220] = (150, 100, 70)
+    assert face_difference(face_thumbnail(image, box), face_thumbnail(other, box)) > 1.0
+
+
+def test_the_crops_at_the_last_identity_check_are_kept_with_the_session() -> None:
+    crop = bytes(range(144)) + bytes(192)  # a layout and an empty colour histogram
+    decision = decide(ScheduleState(), 0, None)
+    state = advance(
+        ScheduleState(),
+        0,
+        None,
+        decision,
+        boxes=(FACE.box,),
+        identity_checked=True,
+        face_thumbs=(crop,),
+    )
+    state = ScheduleState.from_dict(state.to_dict())
+    assert state.identity_faces == (crop,)
+    later = decide(state, 1, None)
+    assert later.plan.identity == "if_changed"
+    assert later.plan.identity_faces == (crop,), "the engine compares against them"
+    unchecked = advance(
+        state, 1, None, later, boxes=(FACE.box,), identity_checked=False, face_thumbs=(bytes(336),)
+    )
+    assert unchecked.identity_faces == (crop,), "only an identity check moves the reference"
+    assert faces_content_changed(None, (crop,), 1.0), "unknown crops: check"
+    assert faces_content_changed((crop,), (crop, crop), 1.0), "another count: check"
+    assert not faces_content_changed((crop,), (crop,), 1.0)
+
+
+def test_the_settings_default_is_the_measured_threshold() -> None:
+    from proctoring.settings import Settings
+
+    assert Settings().face_change_above == FACE_CHANGE_ABOVE == Cadence().face_change_above

@@ -78,3 +78,27 @@ def test_alert_ids_are_deterministic_per_incident() -> None:
     assert alert_id("e", "s", "camera", finding) == alert_id("e", "s", "camera", finding)
     other = Finding("NO_FACE", "medium", 7, 6, 2)
     assert alert_id("e", "s", "camera", finding) != alert_id("e", "s", "camera", other)
+
+
+def test_a_face_mismatch_close_to_the_threshold_is_one_severity_lower() -> None:
+    def raised(distance: float | None) -> Finding:
+        state = RuleState()
+        findings: list[Finding] = []
+        for sequence in range(2):
+            state, findings = evaluate(
+                state,
+                Observation(
+                    sequence=sequence,
+                    faces=1,
+                    identity="mismatch",
+                    distance=distance,
+                    threshold=None if distance is None else 0.55,
+                ),
+            )
+        (finding,) = findings
+        return finding
+
+    assert Policy().mismatch_low_margin == 0.05
+    assert raised(0.72).severity == "high", "a clear stranger"
+    assert raised(0.58).severity == "medium", "0.03 over the line: a near call"
+    assert raised(None).severity == "high", "no distance (Rekognition): the rule's severity"

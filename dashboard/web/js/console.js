@@ -299,7 +299,14 @@ function renderNumbers(alert) {
   for (const key of NUMBERS) {
     if (alert[key] !== undefined && alert[key] !== null) rows.push([key, alert[key]]);
   }
-  for (const [key, value] of Object.entries(flatten(alert.evidence || {}, "evidence"))) rows.push([key, value]);
+  const evidence = alert.evidence || {};
+  if (typeof evidence.distance === "number" && typeof evidence.threshold === "number") {
+    // Identity in words: how far the face lies from the registered one, and from the line.
+    const margin = evidence.distance - evidence.threshold;
+    const side = margin > 0 ? "someone else's side" : "the student's side";
+    rows.push(["identity distance", `${evidence.distance.toFixed(3)} against a threshold of ${evidence.threshold.toFixed(2)}: ${Math.abs(margin).toFixed(3)} on ${side}`]);
+  }
+  for (const [key, value] of Object.entries(flatten(evidence, "evidence"))) rows.push([key, value]);
   show($("#alert-numbers"), rows.map(([key, value]) => [el("dt", {}, key), el("dd", {}, typeof value === "number" ? String(Math.round(value * 1000) / 1000) : String(value))]));
 }
 
