@@ -24,6 +24,7 @@ from typing import Any
 
 from bench.harness import Figure, Size
 from proctoring.aws import async_clients
+from proctoring.lifetime import tied
 from proctoring.metrics_view import aggregate
 from proctoring.settings import Settings
 from proctoring.storage import Tables
@@ -53,7 +54,11 @@ class _Stack:
         command = [sys.executable, "-m", "proctoring.cli", "up", "--prefix", "bench-e2e"]
         command += ["--metrics-file", str(metrics_file)]
         self.process = subprocess.Popen(
-            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+            tied(command),  # a killed benchmark takes the stack along
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
         )
         exports: dict[str, str] = {}
         assert self.process.stdout is not None

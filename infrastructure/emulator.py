@@ -5,7 +5,9 @@ requests per second that way and a crash in it cannot take the caller down.
 The caller owns it: ``with Emulator(...) as emulator:`` starts it, waits until
 it answers and stops it on exit, including on Ctrl-C. It runs in its own
 process group, so a terminal's Ctrl-C reaches only the caller, which stops its
-services while the emulator still answers and then stops the emulator.
+services while the emulator still answers and then stops the emulator. A caller
+that dies without stopping it (SIGKILL, the OOM killer) takes it along
+(``proctoring.lifetime.tied``).
 
 Errors::
 
@@ -25,6 +27,7 @@ import urllib.request
 from types import TracebackType
 
 from proctoring.errors import ProctoringError
+from proctoring.lifetime import tied
 
 __all__ = ["Emulator", "StackError", "free_port"]
 
@@ -71,7 +74,7 @@ class Emulator:
 
     def start(self) -> Emulator:
         self._process = subprocess.Popen(  # noqa: S603 - a fixed command line of ours
-            self.command(),
+            tied(self.command()),  # ends with us, even when we are killed
             cwd=self.cwd,
             env=self.environment(),
             stdin=subprocess.DEVNULL,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing
+import os
 import signal
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
@@ -27,6 +28,7 @@ from proctoring.analysis.engine import local_engine, open_engine
 from proctoring.analysis.faces import warm_up
 from proctoring.aws import AsyncClients, async_clients
 from proctoring.errors import ProctoringError
+from proctoring.lifetime import bind_to_parent
 from proctoring.metrics import Metrics
 from proctoring.settings import Settings
 from proctoring.storage import Tables
@@ -35,20 +37,31 @@ __all__ = ["build_processor", "cpu_pool", "router_invoker", "run_services", "war
 
 
 def cpu_pool(settings: Settings) -> ProcessPoolExecutor:
-    """The process pool for decoding and face analysis (spawned: no fork of a threaded process)."""
-    return ProcessPoolExecutor(
+    """The process pool for decoding and face analysis (spawned: no fork of a threaded process).
+
+    Every process starts now, from the calling thread, and ends with this process
+    however it ends (``proctoring.lifetime``): create the pool in the thread that owns
+    it, for as long as it lives (the main thread, the event loop's thread).
+    """
+    pool = ProcessPoolExecutor(
         max_workers=settings.cpu_workers,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_start_pool_worker,
+        initargs=(os.getpid(),),
     )
+    for _ in range(settings.cpu_workers):  # each submit with no idle process spawns one
+        pool.submit(int)
+    return pool
 
 
-def _start_pool_worker() -> None:
-    """Ignore Ctrl-C, then load the models.
+def _start_pool_worker(parent_pid: int) -> None:
+    """End with the parent and on SIGTERM, ignore Ctrl-C, then load the models.
 
     A terminal sends Ctrl-C to every process of the job, pool workers included; the
     owner decides when to stop (after the batch in hand) and shuts the pool down.
+    SIGTERM and the parent's death end a worker at once: nothing in it needs saving.
     """
+    bind_to_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     warm_up()
 
@@ -73,7 +86,7 @@ def router_invoker(
 
 
 async def warm_pool(pool: Executor, workers: int) -> None:
-    """Start every pool process and load its models now, not on the first chunk.
+    """Have the pool's processes load their models now, not on the first chunk.
 
     A worker that takes over shards after a failover must process at once.
     """
