@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import configparser
+import json
 from pathlib import Path
+
+from packaging.requirements import Requirement
 
 from proctoring.settings import Settings
 
@@ -22,3 +26,22 @@ def test_every_setting_is_documented_in_operations() -> None:
 def test_readme_opens_with_the_two_commands() -> None:
     head = (ROOT / "README.md").read_text()[:400]
     assert "make demo" in head and "make test" in head
+
+
+def test_every_declared_dependency_says_why_it_is_there() -> None:
+    """Each direct dependency (setup.cfg, requirements/*.in, package.json) has its reason
+    in docs/dependencies.md, written as `name`."""
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg", encoding="utf-8")
+    sections = [config["options"]["install_requires"], *config["options.extras_require"].values()]
+    sections += [p.read_text(encoding="utf-8") for p in (ROOT / "requirements").glob("*.in")]
+    names = {
+        Requirement(line.split("#")[0].strip()).name
+        for text in sections
+        for line in text.splitlines()
+        if line.split("#")[0].strip()
+    }
+    names |= set(json.loads((ROOT / "package.json").read_text())["devDependencies"])
+    documented = (ROOT / "docs" / "dependencies.md").read_text(encoding="utf-8").lower()
+    missing = sorted(n for n in names if f"`{n.lower()}" not in documented)
+    assert missing == []
