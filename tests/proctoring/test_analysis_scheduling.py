@@ -145,19 +145,15 @@ def test_someone_else_in_the_same_place_is_checked_the_same_person_moving_is_not
         identity_faces=checked.face_thumbs,
         face_change_above=Cadence().face_change_above,
     )
-    same = describe_frame(
-        frames[1],
-        identity="if_changed",
-        previous_faces=previous,
-        identity_faces=plan.identity_faces,
-        face_change_above=plan.face_change_above,
-    )
-    other = describe_frame(
-        frames[2],
-        identity="if_changed",
-        previous_faces=previous,
-        identity_faces=plan.identity_faces,
-        face_change_above=plan.face_change_above,
+    same, other = (
+        describe_frame(
+            frame,
+            identity="if_changed",
+            previous_faces=previous,
+            identity_faces=plan.identity_faces,
+            face_change_above=plan.face_change_above,
+        )
+        for frame in frames[1:3]
     )
     assert not faces_changed(previous, tuple(f.box for f in other.faces)), (
         "count, place and size alone say nothing changed"
