@@ -13,7 +13,6 @@ import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
@@ -23,6 +22,7 @@ import structlog
 from infrastructure.emulator import Emulator
 from infrastructure.local import provision
 from proctoring.cli.services import cpu_pool
+from proctoring.pool import RenewingPool
 from proctoring.settings import Settings
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -74,7 +74,7 @@ def settings(emulator: Emulator) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def pool() -> Iterator[ProcessPoolExecutor]:
+def pool() -> Iterator[RenewingPool]:
     with cpu_pool(Settings(cpu_workers=2)) as executor:
         yield executor
 

@@ -30,28 +30,35 @@ from proctoring.aws import AsyncClients, async_clients
 from proctoring.errors import ProctoringError
 from proctoring.lifetime import bind_to_parent
 from proctoring.metrics import Metrics
+from proctoring.pool import RenewingPool
 from proctoring.settings import Settings
 from proctoring.storage import Tables
 
 __all__ = ["build_processor", "cpu_pool", "router_invoker", "run_services", "warm_pool"]
 
 
-def cpu_pool(settings: Settings) -> ProcessPoolExecutor:
+def cpu_pool(settings: Settings) -> RenewingPool:
     """The process pool for decoding and face analysis (spawned: no fork of a threaded process).
 
     Every process starts now, from the calling thread, and ends with this process
     however it ends (``proctoring.lifetime``): create the pool in the thread that owns
-    it, for as long as it lives (the main thread, the event loop's thread).
+    it, for as long as it lives (the main thread, the event loop's thread). When one of
+    its processes dies (OOM killer, a crash), the next job makes the pool again
+    (``proctoring.pool``) instead of every later job failing.
     """
-    pool = ProcessPoolExecutor(
-        max_workers=settings.cpu_workers,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=_start_pool_worker,
-        initargs=(os.getpid(),),
-    )
-    for _ in range(settings.cpu_workers):  # each submit with no idle process spawns one
-        pool.submit(int)
-    return pool
+
+    def start() -> ProcessPoolExecutor:
+        pool = ProcessPoolExecutor(
+            max_workers=settings.cpu_workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start_pool_worker,
+            initargs=(os.getpid(),),
+        )
+        for _ in range(settings.cpu_workers):  # each submit with no idle process spawns one
+            pool.submit(int)
+        return pool
+
+    return RenewingPool(start)
 
 
 def _start_pool_worker(parent_pid: int) -> None:

@@ -1,0 +1,138 @@
+"""A pool process that dies (OOM killer, a crash) costs one job, not every job after it."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import signal
+import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from consumer.worker import Worker
+from proctoring.aws import async_clients
+from proctoring.cli.services import build_processor, cpu_pool
+from proctoring.metrics import Metrics
+from proctoring.pool import RenewingPool
+from proctoring.settings import Settings
+from proctoring.storage import Tables
+from producer.scenario import load_scenario, render_chunks
+from tests.conftest import DATA, eventually, require_data
+from tests.pipeline import put_chunk
+
+
+def _small_pool() -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+
+
+def _die() -> None:  # a job that kills the process running it, as a decoder crash would
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _gone(pid: int, deadline: float) -> None:
+    while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline, f"pool process {pid} still alive"
+        time.sleep(0.02)
+
+
+def test_the_job_whose_process_died_fails_and_the_next_one_runs_on_a_new_pool() -> None:
+    renewed: list[int] = []
+    with RenewingPool(_small_pool, on_renew=renewed.append) as pool:
+        assert pool.submit(pow, 2, 5).result(timeout=60) == 32
+        with pytest.raises(BrokenProcessPool):
+            pool.submit(_die).result(timeout=60)
+        assert pool.submit(pow, 3, 2).result(timeout=60) == 9, "not broken for good"
+        assert pool.renewals == 1 and renewed == [1]
+        assert pool.submit(pow, 2, 2).result(timeout=60) == 4
+        assert pool.renewals == 1, "a healthy pool is kept"
+
+
+def test_a_process_killed_while_idle_costs_no_job() -> None:
+    with RenewingPool(_small_pool) as pool:
+        assert pool.submit(abs, -1).result(timeout=60) == 1
+        (pid,) = pool.pids()
+        os.kill(pid, signal.SIGKILL)  # the OOM killer picks it between two jobs
+        _gone(pid, time.monotonic() + 10)
+        deadline = time.monotonic() + 10
+        while True:  # the pool's own thread notices the death shortly after; either way
+            try:
+                assert pool.submit(abs, -2).result(timeout=60) == 2
+                break
+            except BrokenProcessPool:  # it broke after our submit was taken: retried once
+                assert time.monotonic() < deadline
+        assert pool.renewals == 1
+        assert pool.pids() and pid not in pool.pids()
+
+
+def test_a_crash_every_time_stays_a_failure_of_that_job() -> None:
+    """A chunk that kills its process on every try must still fail (the batch runner parks
+    it after poison_attempts), not be retried here for ever."""
+    with RenewingPool(_small_pool) as pool:
+        for _ in range(3):
+            with pytest.raises(BrokenProcessPool):
+                pool.submit(_die).result(timeout=60)
+        assert pool.submit(pow, 2, 3).result(timeout=60) == 8
+        assert pool.renewals == 3
+
+
+@pytest.mark.slow
+def test_the_consumer_goes_on_analysing_after_a_pool_process_was_killed(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Before the pool renewed itself, every chunk after the kill failed with
+    BrokenProcessPool and was parked, while the worker kept its leases."""
+    require_data()
+    scenario = tmp_path / "present.yaml"
+    scenario.write_text("segments:\n  - photo: faces/obama2.jpg\n    seconds: 5\n")
+    (chunk,) = render_chunks(load_scenario(scenario, data_dir=DATA))
+    fast = settings.model_copy(
+        update={"poll_interval": 0.05, "retry_max_backoff": 0.2, "poison_attempts": 2}
+    )
+    exam = "pool-exam"
+
+    async def run() -> dict[str, Any]:
+        with cpu_pool(fast.model_copy(update={"cpu_workers": 1})) as pool:
+            async with async_clients(fast) as clients:
+                tables = Tables(clients.dynamodb, fast.names)
+                sink = Metrics("Test", "consumer", lambda line: None)
+                processor = build_processor(fast, clients, tables, pool, sink)
+                worker = Worker(
+                    settings=fast,
+                    kinesis=clients.kinesis,
+                    dynamodb=clients.dynamodb,
+                    processor=processor,
+                    metrics=sink,
+                    worker_id="w",
+                )
+                stop = asyncio.Event()
+                task = asyncio.create_task(worker.run(stop))
+                try:
+                    await put_chunk(
+                        clients, fast, exam_id=exam, student_id="s", sequence=0, data=chunk.data
+                    )
+                    await eventually(lambda: tables.results(f"{exam}#s"), lambda r: len(r) == 1)
+                    (pid,) = pool.pids()
+                    os.kill(pid, signal.SIGKILL)
+                    for sequence in (1, 2):
+                        await put_chunk(
+                            clients, fast, exam_id=exam, student_id="s", sequence=sequence,
+                            data=chunk.data,
+                        )  # fmt: skip
+                    rows = await eventually(
+                        lambda: tables.results(f"{exam}#s"), lambda r: len(r) == 3
+                    )
+                finally:
+                    stop.set()
+                    await task
+                return {"rows": rows, "parked": await tables.parked(), "pool": pool}
+
+    outcome = asyncio.run(run())
+    assert [r["status"] for r in outcome["rows"]] == ["ok", "ok", "ok"]
+    assert outcome["parked"] == []
+    assert outcome["pool"].renewals == 1
