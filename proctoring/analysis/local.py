@@ -47,7 +47,7 @@ class LocalEngine:
         tables: Tables,
         executor: Executor,
         *,
-        threshold: float = 0.55,
+        threshold: float = 0.54,
         upsample: int = 1,
         gaze_offset: float = 0.11,
         detector: DetectorConfig | None = None,
