@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     # false-accusation budget (FNMR <= 1 % on frame-to-frame pairs); test-half error
     # rates in docs/benchmarks.md, "Identity: error rates" (python -m bench.identity).
     match_threshold: float = Field(default=0.54, gt=0, description="face distance above = mismatch")
+    # Camera frames enrolled at exam start must be this close (median) to the registration
+    # photo: the development half's threshold for photo pairs (FNMR 0 of 308 there).
+    enrol_threshold: float = Field(default=0.62, gt=0, description="frames vs photo, median")
     tolerance: int = Field(default=2, ge=1, description="consecutive chunks before an alert")
     detect_upsample: int = Field(default=1, ge=0, le=2)
     # Which frame of a chunk is analysed: "middle" catches what the student does during the
