@@ -15,6 +15,7 @@ import asyncio
 import base64
 import binascii
 import json
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -36,9 +37,14 @@ MAX_PHOTO_BYTES = 5 * 1024 * 1024  # Rekognition's inline image limit; the same 
 
 
 async def register_photo(
-    settings: Settings, exam_id: str, student_id: str, photo: bytes
+    settings: Settings,
+    exam_id: str,
+    student_id: str,
+    photo: bytes,
+    frames: Sequence[bytes] = (),
 ) -> Registered:
-    """Validate ids and photo, then store the face; RegistrationError says what is wrong."""
+    """Validate ids, photo and camera frames, then store the face (and the frames' faces
+    beside it, local engine); RegistrationError says what is wrong."""
     try:  # the ids must be usable in chunk keys
         ChunkKey(
             exam_id=exam_id,
@@ -50,17 +56,24 @@ async def register_photo(
         )
     except ValueError as exc:
         raise InvalidEvent(f"invalid exam or student id: {exc}", reason="bad_id") from exc
-    if len(photo) > MAX_PHOTO_BYTES:
-        raise RegistrationError(
-            f"the photo is {len(photo) // 1024} KB; at most {MAX_PHOTO_BYTES // 1024} KB",
-            reason="too_large",
-        )
+    for image in (photo, *frames):
+        if len(image) > MAX_PHOTO_BYTES:
+            raise RegistrationError(
+                f"the photo is {len(image) // 1024} KB; at most {MAX_PHOTO_BYTES // 1024} KB",
+                reason="too_large",
+            )
     async with async_clients(settings) as clients:
         tables = Tables(clients.dynamodb, settings.names, timeout=settings.call_timeout)
         with ThreadPoolExecutor(max_workers=1) as pool:
             async with open_engine(settings, tables, pool) as engine:  # PROCTOR_ENGINE decides
-                face = await engine.register(exam_id, student_id, photo)
-    _log.info("student registered", exam=exam_id, student=student_id, face_px=face.box[2])
+                face = await engine.register(exam_id, student_id, photo, frames)
+    _log.info(
+        "student registered",
+        exam=exam_id,
+        student=student_id,
+        face_px=face.box[2],
+        frames_enrolled=face.frames_enrolled,
+    )
     return face
 
 

@@ -157,7 +157,12 @@ async def running_pipeline(settings: Settings, pool: Executor) -> AsyncIterator[
     try:
         async with async_clients(settings) as clients:
             tables = Tables(clients.dynamodb, settings.names)
-            engine = LocalEngine(tables, pool, threshold=settings.match_threshold)
+            engine = LocalEngine(
+                tables,
+                pool,
+                threshold=settings.match_threshold,
+                enrol_threshold=settings.enrol_threshold,
+            )
             yield Pipeline(settings, clients, tables, engine, metrics)
     finally:
         stop.set()

@@ -45,15 +45,80 @@ def test_scoring_counts_true_and_false_alerts_by_overlap() -> None:
     figures = score([run]).to_dict()
     assert figures["rules"]["NO_FACE"] == {
         "precision": 1.0,
+        "precision_ci95": [0.207, 1.0],  # Wilson: 1 of 1 is no proof of 100 %
         "recall": 1.0,
+        "recall_ci95": [0.207, 1.0],
         "incidents": 1,
+        "detected": 1,
         "alerts": 1,
+        "true_alerts": 1,
         "available": True,
     }
     assert figures["rules"]["MULTIPLE_FACES"]["precision"] == 0.0
     assert figures["false_alerts"] == 1
     assert figures["false_alerts_per_student_hour"] == pytest.approx(1 / (20 / 3600), rel=1e-3)
     assert figures["calls_vs_naive"] == pytest.approx(1 / 3, abs=1e-3)
+
+
+def _session(name: str, incidents: int, detected: int, false_alerts: int) -> SessionRun:
+    """``incidents`` NO_FACE incidents of 5 s, one every 20 s, ``detected`` of them alerted,
+    and ``false_alerts`` MULTIPLE_FACES alerts on honest chunks."""
+    chunks = 4 * max(incidents, false_alerts, 1)
+    times = [(5.0 * i, 5.0 * i + 5) for i in range(chunks)]
+    alerts = [
+        {"type": "NO_FACE", "first_sequence": 4 * i, "sequence": 4 * i} for i in range(detected)
+    ]
+    alerts += [
+        {"type": "MULTIPLE_FACES", "first_sequence": 4 * i + 2, "sequence": 4 * i + 2}
+        for i in range(false_alerts)
+    ]
+    return SessionRun(
+        name=name,
+        incidents=tuple(
+            Incident(rule="NO_FACE", start=20.0 * i, end=20.0 * i + 5) for i in range(incidents)
+        ),
+        chunk_times=times,
+        results=[{"source": "camera", "status": "ok", "calls": {}} for _ in times],
+        alerts=alerts,
+    )
+
+
+def test_recall_precision_and_false_alerts_carry_their_95_percent_intervals() -> None:
+    """8 of 10 incidents found: Wilson [0.49, 0.94]; 2 false alerts in 0.5 honest hours:
+    4 per hour, exact Poisson [0.48, 14.45] (2 events: 0.2422 to 7.2247, over 0.5 h)."""
+    run = _session("a", incidents=10, detected=8, false_alerts=2)
+    figures = score([run]).to_dict()
+    assert figures["rules"]["NO_FACE"]["recall"] == 0.8
+    assert figures["rules"]["NO_FACE"]["recall_ci95"] == [0.49, 0.943]
+    assert figures["rules"]["NO_FACE"]["precision_ci95"] == [0.676, 1.0]  # 8 of 8
+    assert figures["rules"]["MULTIPLE_FACES"]["precision_ci95"] == [0.0, 0.658]  # 0 of 2
+    assert figures["rules"]["LOOKING_AWAY"]["recall_ci95"] is None, "nothing to recall"
+    honest = figures["honest_student_hours"]
+    assert honest == pytest.approx(150 / 3600, abs=1e-4)
+    low, high = figures["false_alerts_per_student_hour_ci95"]
+    assert low == pytest.approx(0.2422 / honest, rel=1e-3)
+    assert high == pytest.approx(7.2247 / honest, rel=1e-3)
+    assert "Poisson" in figures["false_alerts_interval"]
+
+
+def test_the_printed_table_shows_the_intervals() -> None:
+    from proctoring.cli.eval_run import _tables
+
+    figures = score([_session("a", incidents=10, detected=8, false_alerts=0)]).to_dict()
+    report = {
+        **figures,
+        "engine": "local",
+        "frame_position": "middle",
+        "naive": figures,
+        "impostor_flagged_on_chunk": [],
+        "gaze": [],
+        "false_alert_list": [],
+    }
+    lines = _tables(report)
+    assert "| NO_FACE | 10 | 8 | 0.80 [0.49, 0.94] | 1.00 [0.68, 1.00] | 0.80 |" in lines
+    summary = next(line for line in lines if line.startswith("false alerts on honest"))
+    # 0 false alerts in 2.5 honest minutes: up to 3.69 / (150 / 3600) = 88.5 per hour
+    assert "0.00 per student-hour, 95% [0.00, 88.53]" in summary
 
 
 @pytest.mark.slow
@@ -79,7 +144,9 @@ def test_eval_runs_a_suite_through_the_pipeline_and_writes_the_figures(tmp_path:
         cwd=tmp_path,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
-    assert "| NO_FACE | 1 | 1 | 1.00 | 1.00 | 1.00 |" in completed.stdout
+    assert "| NO_FACE | 1 | 1 | 1.00 [0.21, 1.00] | 1.00 [0.21, 1.00] | 1.00 |" in (
+        completed.stdout
+    )
     assert "unavailable" in completed.stdout, "object rules say so without a detector"
     figures = json.loads(out.read_text())
     assert figures["rules"]["NO_FACE"]["recall"] == 1.0
@@ -155,7 +222,9 @@ def test_eval_fails_naming_the_rule_when_the_schedule_skips_the_swap_recheck(
         )
     passed, figures = outcomes["default"]
     assert passed.returncode == 0, passed.stderr[-3000:]
-    assert "| FACE_MISMATCH | 1 | 1 | 1.00 | 1.00 | 1.00 |" in passed.stdout
+    assert "| FACE_MISMATCH | 1 | 1 | 1.00 [0.21, 1.00] | 1.00 [0.21, 1.00] | 1.00 |" in (
+        passed.stdout
+    )
     assert json.loads(figures.read_text())["impostor_flagged_on_chunk"] == [
         {"session": "swap_d19_aoc", "start": 10, "chunks": 2}
     ]

@@ -29,12 +29,23 @@ EXAM = "privacy"
 
 def test_logs_carry_no_embedding_photo_or_frame(settings: Settings, pool: Executor) -> None:
     logs = io.StringIO()
+    frames: list[bytes] = []
     configure_logging(
         settings.model_copy(update={"log_level": "DEBUG", "log_format": "json"}), stream=logs
     )
 
     async def run() -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
         async with running_pipeline(settings, pool) as pipeline:
+            # camera frames enrolled beside the photo are biometric data too
+            await pipeline.engine.register(
+                EXAM,
+                "enrolled",
+                (DATA / "faces" / "obama.jpg").read_bytes(),
+                [(DATA / "faces" / n).read_bytes() for n in ("obama2.jpg", "obama-480p.jpg")],
+            )
+            enrolled = await pipeline.tables.get_face(EXAM, "enrolled")
+            assert enrolled is not None and len(enrolled["frames"]) == 2
+            frames.extend(bytes(blob) for blob in enrolled["frames"])
             uploaded = await pipeline.play(
                 EXAM,
                 "impostor",
@@ -54,12 +65,13 @@ def test_logs_carry_no_embedding_photo_or_frame(settings: Settings, pool: Execut
     assert face is not None and [a["type"] for a in alerts] == ["FACE_MISMATCH"]
     assert any(line.get("event") == "chunk processed" for line in lines), "the run was logged"
     assert any(line.get("event") == "alert raised" for line in lines)
-    embedding = np.frombuffer(bytes(face["embedding"]), dtype=np.float32)
-    assert embedding.size == 128
-    for value in embedding[:16]:
-        for form in (f"{value:.6f}", f"{value:.4f}"[:-1], repr(float(value))[:8]):
-            if abs(value) >= 0.01:  # short numbers could appear by chance (times, sizes)
-                assert form not in text, f"an embedding value ({form}) was logged"
+    for blob in (bytes(face["embedding"]), *frames):
+        embedding = np.frombuffer(blob, dtype=np.float32)
+        assert embedding.size == 128
+        for value in embedding[:16]:
+            for form in (f"{value:.6f}", f"{value:.4f}"[:-1], repr(float(value))[:8]):
+                if abs(value) >= 0.01:  # short numbers could appear by chance (times, sizes)
+                    assert form not in text, f"an embedding value ({form}) was logged"
     assert "embedding" not in text
     assert "/9j/" not in text, "a base64 JPEG (photo or frame) was logged"
     assert "\\xff\\xd8" not in text, "raw JPEG bytes were logged"

@@ -8,7 +8,7 @@ configured; otherwise the local transport stands in (``proctoring.channels``).
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +26,7 @@ from proctoring.storage import Tables
 
 __all__ = ["Services", "open_services"]
 
-Register = Callable[[str, str, bytes], Awaitable[Registered]]
+Register = Callable[[str, str, bytes, Sequence[bytes]], Awaitable[Registered]]
 
 
 @dataclass

@@ -32,7 +32,7 @@ from lambdas.api.http import (
 )
 from lambdas.api.schemas import ENROLMENT, UPLOADS, check_id
 from lambdas.register import MAX_PHOTO_BYTES
-from proctoring.analysis.faces import RegistrationError
+from proctoring.analysis.faces import MAX_ENROLMENT_FRAMES, RegistrationError
 from proctoring.events import ChunkKey, InvalidEvent
 from proctoring.exams import now_iso
 
@@ -50,6 +50,12 @@ class Photo(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     photo: str = Field(min_length=1, description="base64 JPEG or PNG, at most 5 MB decoded")
+    frames: list[str] = Field(
+        default_factory=list,
+        max_length=MAX_ENROLMENT_FRAMES,
+        description="frames from the student's own camera at exam start (base64 JPEG or PNG "
+        "each); kept beside the photo, identity = the closest (local engine)",
+    )
 
 
 class UploadRequest(BaseModel):
@@ -186,15 +192,19 @@ async def register_face(request: Request, ctx: Context) -> Response:
     _require_consent(ctx, enrolment)
     try:
         photo = base64.b64decode(body.photo, validate=True)
+        frames = [base64.b64decode(frame, validate=True) for frame in body.frames]
     except (binascii.Error, ValueError) as exc:
         raise BadRequest("photo must be base64 (JPEG or PNG)", reason="bad_photo") from exc
-    if len(photo) > MAX_PHOTO_BYTES:
-        raise PayloadTooLarge(
-            f"the photo is {len(photo) // 1024} KB; at most {MAX_PHOTO_BYTES // 1024} KB",
-            reason="too_large",
-        )
+    for image in (photo, *frames):
+        if len(image) > MAX_PHOTO_BYTES:
+            raise PayloadTooLarge(
+                f"the photo is {len(image) // 1024} KB; at most {MAX_PHOTO_BYTES // 1024} KB",
+                reason="too_large",
+            )
     try:
-        face = await ctx.services.register(enrolment["exam_id"], enrolment["student_id"], photo)
+        face = await ctx.services.register(
+            enrolment["exam_id"], enrolment["student_id"], photo, frames
+        )
     except RegistrationError as exc:
         raise Unprocessable(str(exc), reason=exc.reason) from exc
     except InvalidEvent as exc:
@@ -202,7 +212,14 @@ async def register_face(request: Request, ctx: Context) -> Response:
     await ctx.services.exams.update_student(
         enrolment["exam_id"], enrolment["student_id"], {"registered_at": now_iso()}
     )
-    return Response.json(201, {"registered": True, "face": {"box": list(face.box)}})
+    return Response.json(
+        201,
+        {
+            "registered": True,
+            "face": {"box": list(face.box)},
+            "frames_enrolled": face.frames_enrolled,
+        },
+    )
 
 
 @ROUTER.route(

@@ -19,6 +19,7 @@ Errors::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -258,6 +259,8 @@ class RegisteredFace:
     box: tuple[int, int, int, int]
     face_id: str | None = None
     """Rekognition's FaceId in the collection; None for the local engine."""
+    frames_enrolled: int = 0
+    """Camera frames kept beside the photo (the local engine; identity = the closest)."""
 
 
 class Registered(Protocol):
@@ -265,6 +268,9 @@ class Registered(Protocol):
 
     @property
     def box(self) -> tuple[int, int, int, int]: ...
+
+    @property
+    def frames_enrolled(self) -> int: ...
 
 
 class Engine(Protocol):
@@ -277,8 +283,13 @@ class Engine(Protocol):
         """True when the engine can look for objects and count people."""
         ...
 
-    async def register(self, exam_id: str, student_id: str, photo: bytes) -> Registered:
-        """Store the student's face; RegistrationError when the photo is unusable."""
+    async def register(
+        self, exam_id: str, student_id: str, photo: bytes, frames: Sequence[bytes] = ()
+    ) -> Registered:
+        """Store the student's face; RegistrationError when the photo is unusable.
+
+        ``frames``: camera frames taken at exam start, kept beside the photo where the
+        engine supports it (``frames_enrolled`` says how many were kept)."""
         ...
 
     async def analyse(

@@ -59,6 +59,7 @@ def local_engine(settings: Settings, tables: Tables, executor: Executor) -> Loca
         tables,
         executor,
         threshold=settings.match_threshold,
+        enrol_threshold=settings.enrol_threshold,
         upsample=settings.detect_upsample,
         gaze_offset=settings.gaze_offset,
         detector=detector(settings),

@@ -37,12 +37,14 @@ from PIL import Image, ImageOps
 from proctoring.errors import ProctoringError
 
 __all__ = [
+    "MAX_ENROLMENT_FRAMES",
     "MIN_FACE_PIXELS",
     "Face",
     "FrameFaces",
     "ImageError",
     "RegistrationError",
     "detect_faces",
+    "enrolment_faces",
     "face_distance",
     "registration_face",
     "warm_up",
@@ -50,6 +52,8 @@ __all__ = [
 
 MIN_FACE_PIXELS = 40
 """Smallest face side a registration photo may show, in pixels of the analysed image."""
+MAX_ENROLMENT_FRAMES = 8
+"""Camera frames enrolled per student at most (512 bytes each in the faces item)."""
 
 # Below Pillow's own DecompressionBombWarning threshold (89 M pixels): refused from the header.
 _MAX_IMAGE_PIXELS = 50_000_000
@@ -175,6 +179,34 @@ def registration_face(photo: bytes, *, max_side: int = 1024) -> Face:
             reason="too_small",
         )
     return face
+
+
+def enrolment_faces(frames: Sequence[bytes], *, max_side: int = 1024) -> tuple[Face, ...]:
+    """The student's face in each of several camera frames taken at exam start.
+
+    A frame is kept when it shows exactly one face of at least :data:`MIN_FACE_PIXELS`;
+    frames without a usable face (the student looked away, moved, or someone passed
+    behind) are skipped, not refused. :class:`RegistrationError` (``no_face``) when none
+    is usable; a frame that is not an image is refused (``not_an_image``).
+    """
+    kept = []
+    for frame in frames:
+        try:
+            found = detect_faces(frame, max_side=max_side)
+        except ImageError as exc:
+            raise RegistrationError(
+                "a camera frame is not a JPEG or PNG image that can be read",
+                reason="not_an_image",
+            ) from exc
+        if len(found.faces) == 1 and min(found.faces[0].box[2:]) >= MIN_FACE_PIXELS:
+            kept.append(found.faces[0])
+    if not kept:
+        raise RegistrationError(
+            f"none of the {len(frames)} camera frames shows exactly one face large enough; "
+            "sit facing the camera, alone, in good light, and try again",
+            reason="no_face",
+        )
+    return tuple(kept)
 
 
 def face_distance(a: Sequence[float], b: Sequence[float]) -> float:

@@ -12,6 +12,7 @@ nothing.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 from proctoring.analysis.base import (
     NAIVE,
@@ -41,8 +42,10 @@ class FixedLatencyEngine:
     def objects_available(self) -> bool:
         return False
 
-    async def register(self, exam_id: str, student_id: str, photo: bytes) -> RegisteredFace:
-        return RegisteredFace(box=_BOX)
+    async def register(
+        self, exam_id: str, student_id: str, photo: bytes, frames: Sequence[bytes] = ()
+    ) -> RegisteredFace:
+        return RegisteredFace(box=_BOX, frames_enrolled=len(frames))
 
     async def analyse(
         self, exam_id: str, student_id: str, jpeg: bytes, plan: Plan = NAIVE

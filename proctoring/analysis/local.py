@@ -8,20 +8,40 @@ people (``DetectLabels``; here an optional ONNX model, see
 ``analysis.objects``). CPU work runs in the executor it is given, never on
 the event loop. Embeddings are biometric data: stored in the faces table
 only, never logged.
+
+**Enrolment.** Registration keeps the photo's embedding and, when given,
+those of several frames from the student's own camera at exam start (one
+faces item: erasing it erases them all). A frame is identity-checked against
+the closest enrolled face, so a registration photo unlike today's webcam
+image (another year, light, pose) no longer accuses an honest student
+(docs/benchmarks.md, "Identity: error rates": photo pairs fail 18 %, frame
+pairs 0.75 %). Frames are enrolled only when their median distance to the
+photo is within ``enrol_threshold`` (looser than the match threshold: the
+development half's threshold for photo pairs), so the person at the camera
+cannot enrol themselves over someone else's photo.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+from collections.abc import Sequence
 from concurrent.futures import Executor
 from datetime import UTC, datetime
+from statistics import median
 
 import numpy as np
 
-from proctoring.analysis.base import NAIVE, FrameAnalysis, Identity, Plan
+from proctoring.analysis.base import NAIVE, FrameAnalysis, Identity, Plan, RegisteredFace
 from proctoring.analysis.describe import LocalFrame, describe_frame
-from proctoring.analysis.faces import Face, face_distance, registration_face
+from proctoring.analysis.faces import (
+    MAX_ENROLMENT_FRAMES,
+    Face,
+    RegistrationError,
+    enrolment_faces,
+    face_distance,
+    registration_face,
+)
 from proctoring.analysis.objects import DetectorConfig
 from proctoring.analysis.scheduling import signature, signature_changed
 from proctoring.storage import Tables
@@ -47,7 +67,8 @@ class LocalEngine:
         tables: Tables,
         executor: Executor,
         *,
-        threshold: float = 0.55,
+        threshold: float = 0.54,
+        enrol_threshold: float = 0.62,
         upsample: int = 1,
         gaze_offset: float = 0.11,
         detector: DetectorConfig | None = None,
@@ -55,6 +76,7 @@ class LocalEngine:
         self._tables = tables
         self._executor = executor
         self._threshold = threshold
+        self._enrol_threshold = enrol_threshold
         self._upsample = upsample
         self._gaze_offset = gaze_offset
         self._detector = detector
@@ -63,20 +85,44 @@ class LocalEngine:
     def objects_available(self) -> bool:
         return self._detector is not None
 
-    async def register(self, exam_id: str, student_id: str, photo: bytes) -> Face:
-        """Store the student's face; RegistrationError when the photo has not exactly one face."""
+    async def register(
+        self, exam_id: str, student_id: str, photo: bytes, frames: Sequence[bytes] = ()
+    ) -> RegisteredFace:
+        """Store the student's face, and of ``frames`` those that show it.
+
+        RegistrationError when the photo has not exactly one face, when frames are given
+        but none shows one face (``no_face``), or when the frames' face is not the
+        photo's (``frames_mismatch``: median distance above ``enrol_threshold``).
+        """
+        if len(frames) > MAX_ENROLMENT_FRAMES:
+            raise RegistrationError(
+                f"{len(frames)} camera frames; at most {MAX_ENROLMENT_FRAMES}",
+                reason="too_many_frames",
+            )
         loop = asyncio.get_running_loop()
         face: Face = await loop.run_in_executor(self._executor, registration_face, photo)
-        await self._tables.put_face(
-            {
-                "exam_id": exam_id,
-                "student_id": student_id,
-                "embedding": _encode(face.embedding),
-                "engine": self.name,
-                "registered_at": datetime.now(UTC).isoformat(),
-            }
-        )
-        return face
+        enrolled: tuple[Face, ...] = ()
+        if frames:
+            enrolled = await loop.run_in_executor(self._executor, enrolment_faces, tuple(frames))
+            if median(face_distance(f.embedding, face.embedding) for f in enrolled) > (
+                self._enrol_threshold
+            ):
+                raise RegistrationError(
+                    "the face on the camera does not look like the registration photo; ask "
+                    "the proctor to check your identity, or register a recent photo",
+                    reason="frames_mismatch",
+                )
+        item = {
+            "exam_id": exam_id,
+            "student_id": student_id,
+            "embedding": _encode(face.embedding),
+            "engine": self.name,
+            "registered_at": datetime.now(UTC).isoformat(),
+        }
+        if enrolled:
+            item["frames"] = [_encode(f.embedding) for f in enrolled]
+        await self._tables.put_face(item)
+        return RegisteredFace(box=face.box, frames_enrolled=len(enrolled))
 
     async def describe(self, jpeg: bytes) -> FrameAnalysis:
         """Faces only (pose, gaze, quality), no identity, no objects: the cost gate."""
@@ -115,8 +161,11 @@ class LocalEngine:
         elif not found.faces or not found.embeddings:
             identity = "unknown"
         else:
-            registered = _decode(bytes(reference["embedding"]))
-            distance = min(face_distance(e, registered) for e in found.embeddings)
+            enrolled = [_decode(bytes(reference["embedding"]))]
+            enrolled += [_decode(bytes(blob)) for blob in reference.get("frames") or ()]
+            distance = min(
+                face_distance(e, registered) for e in found.embeddings for registered in enrolled
+            )
             identity = "match" if distance <= self._threshold else "mismatch"
         if not plan.objects:
             status = "skipped"

@@ -24,7 +24,7 @@ pitch ``up``/``down``.
 from __future__ import annotations
 
 import io
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -126,8 +126,13 @@ class RekognitionEngine:
         self._min_confidence = min_confidence
         self._gate = gate
 
-    async def register(self, exam_id: str, student_id: str, photo: bytes) -> RegisteredFace:
-        """IndexFaces the photo (exactly one face) and keep its FaceId with the student."""
+    async def register(
+        self, exam_id: str, student_id: str, photo: bytes, frames: Sequence[bytes] = ()
+    ) -> RegisteredFace:
+        """IndexFaces the photo (exactly one face) and keep its FaceId with the student.
+
+        Camera ``frames`` are not indexed yet (one FaceId per student): the answer's
+        ``frames_enrolled`` is 0, so the caller can tell."""
         await self._ensure_collection()
         response = await self._budget.call(
             "IndexFaces",

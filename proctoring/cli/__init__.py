@@ -238,15 +238,30 @@ def parked_replay(error_ids: tuple[str, ...], again: bool) -> None:
 @click.option(
     "--photo", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True
 )
-def register(exam_id: str, student_id: str, photo: Path) -> None:
+@click.option(
+    "--frame",
+    "frames",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="a frame from the student's own camera at exam start (repeat, up to 8); kept "
+    "beside the photo, identity = the closest",
+)
+def register(exam_id: str, student_id: str, photo: Path, frames: tuple[Path, ...]) -> None:
     """Register a student's face for an exam (refuses a photo without exactly one face)."""
     from lambdas.register import register_photo
 
     settings = _settings()
     configure_logging(settings)
-    face = _run(register_photo(settings, exam_id, student_id, photo.read_bytes()))
+    face = _run(
+        register_photo(
+            settings, exam_id, student_id, photo.read_bytes(), [f.read_bytes() for f in frames]
+        )
+    )
     left, top, width, height = face.box
-    click.echo(f"registered {student_id} for {exam_id}: face {width}x{height} px at {left},{top}")
+    click.echo(
+        f"registered {student_id} for {exam_id}: face {width}x{height} px at {left},{top}, "
+        f"{face.frames_enrolled} of {len(frames)} camera frames enrolled"
+    )
 
 
 @main.command("replay")

@@ -264,8 +264,14 @@ def _report(
     }
 
 
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
+def _fmt(value: float | None, interval: list[float] | None = None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.2f}" if interval is None else f"{value:.2f} {_ci(interval)}"
+
+
+def _ci(interval: list[float] | None) -> str:
+    return "-" if interval is None else f"[{interval[0]:.2f}, {interval[1]:.2f}]"
 
 
 def _tables(report: dict[str, Any]) -> list[str]:
@@ -274,7 +280,8 @@ def _tables(report: dict[str, Any]) -> list[str]:
         "",
         f"engine: {report['engine']}, frame: {report['frame_position']}",
         "",
-        "| rule | incidents | alerts | recall | precision | recall (naive plan) |",
+        "| rule | incidents | alerts | recall [95% Wilson] | precision [95% Wilson] "
+        "| recall (naive plan) |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for rule, r in report["rules"].items():
@@ -282,15 +289,19 @@ def _tables(report: dict[str, Any]) -> list[str]:
             lines.append(f"| {rule} | {r['incidents']} | - | unavailable | unavailable | - |")
             continue
         lines.append(
-            f"| {rule} | {r['incidents']} | {r['alerts']} | {_fmt(r['recall'])} | "
-            f"{_fmt(r['precision'])} | {_fmt(naive['rules'][rule]['recall'])} |"
+            f"| {rule} | {r['incidents']} | {r['alerts']} | "
+            f"{_fmt(r['recall'], r['recall_ci95'])} | "
+            f"{_fmt(r['precision'], r['precision_ci95'])} | "
+            f"{_fmt(naive['rules'][rule]['recall'])} |"
         )
     lines += [
         "",
         f"false alerts on honest segments: {report['false_alerts']} in "
         f"{report['honest_student_hours'] * 60:.1f} student-minutes = "
-        f"{report['false_alerts_per_student_hour']:.2f} per student-hour "
-        f"(naive plan: {naive['false_alerts_per_student_hour']:.2f})",
+        f"{report['false_alerts_per_student_hour']:.2f} per student-hour, "
+        f"95% {_ci(report['false_alerts_per_student_hour_ci95'])} "
+        f"(exact Poisson over honest hours; naive plan: "
+        f"{naive['false_alerts_per_student_hour']:.2f})",
         "",
         "| Rekognition API | calls per student-hour (scheduled) | naive plan |",
         "| --- | ---: | ---: |",

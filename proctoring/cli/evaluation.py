@@ -14,6 +14,11 @@ the alerts in, the figures out.
   evaluate (an object rule without a detector) is *unavailable*.
 - **False alerts per student-hour**: false alerts / hours of honest time (time
   outside every labelled incident).
+- **Intervals** (95 %): recall and precision carry the Wilson score interval of
+  their counts (detected of incidents, true of all alerts); false alerts per
+  honest student-hour the exact Poisson (Garwood) interval of the count over the
+  honest hours, alerts taken as independent events. A suite of a few dozen
+  incidents gives wide intervals: that is the point of printing them.
 - **Calls**: the Rekognition calls the schedule made or planned (per result
   row), against the naive plan of every API on every chunk (3 per chunk).
 - **Gates** (:func:`failures`): the schedule exists to save calls *at equal
@@ -39,6 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from proctoring.analysis.base import API_NAMES
 from proctoring.errors import ProctoringError
 from proctoring.rules import RULE_NAMES
+from proctoring.stats import poisson_exact, wilson
 
 __all__ = [
     "Incident",
@@ -157,6 +163,16 @@ class RuleScore:
     def precision(self) -> float | None:
         return self.true_alerts / self.alerts if self.alerts and self.available else None
 
+    @property
+    def recall_ci95(self) -> tuple[float, float] | None:
+        """Wilson 95 % interval of ``detected`` of ``incidents``; None without a recall."""
+        return wilson(self.detected, self.incidents) if self.recall is not None else None
+
+    @property
+    def precision_ci95(self) -> tuple[float, float] | None:
+        """Wilson 95 % interval of ``true_alerts`` of ``alerts``; None without a precision."""
+        return wilson(self.true_alerts, self.alerts) if self.precision is not None else None
+
 
 @dataclass
 class Score:
@@ -174,6 +190,11 @@ class Score:
         return self.false_alerts / self.honest_hours if self.honest_hours else 0.0
 
     @property
+    def false_alerts_ci95(self) -> tuple[float, float] | None:
+        """Exact Poisson 95 % interval of false alerts per honest student-hour."""
+        return poisson_exact(self.false_alerts, self.honest_hours) if self.honest_hours else None
+
+    @property
     def calls_vs_naive(self) -> float:
         return sum(self.calls.values()) / self.naive_calls if self.naive_calls else 0.0
 
@@ -185,9 +206,13 @@ class Score:
         rules = {
             name: {
                 "precision": _round(r.precision),
+                "precision_ci95": _interval(r.precision_ci95),
                 "recall": _round(r.recall),
+                "recall_ci95": _interval(r.recall_ci95),
                 "incidents": r.incidents,
+                "detected": r.detected,
                 "alerts": r.alerts,
+                "true_alerts": r.true_alerts,
                 "available": r.available,
             }
             for name, r in self.rules.items()
@@ -195,6 +220,8 @@ class Score:
         return {
             "rules": rules,
             "false_alerts_per_student_hour": round(self.false_alerts_per_student_hour, 3),
+            "false_alerts_per_student_hour_ci95": _interval(self.false_alerts_ci95),
+            "false_alerts_interval": "exact Poisson (Garwood) 95 %, over honest student-hours",
             "false_alerts": self.false_alerts,
             "honest_student_hours": round(self.honest_hours, 4),
             "student_hours": round(self.student_hours, 4),
@@ -211,6 +238,10 @@ class Score:
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
+
+
+def _interval(value: tuple[float, float] | None) -> list[float] | None:
+    return None if value is None else [round(value[0], 3), round(value[1], 3)]
 
 
 def score(runs: list[SessionRun]) -> Score:

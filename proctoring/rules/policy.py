@@ -106,8 +106,9 @@ class Policy(BaseModel):
     object_confidence: float = Field(default=60.0, ge=0, le=100)
     mismatch_low_margin: float = Field(default=0.05, ge=0, le=2)
     """A FACE_MISMATCH whose distance exceeds the threshold by less than this is one severity
-    lower. 0.05 puts the line at dlib's own 0.6 above the default threshold of 0.55: a
-    distance the library's authors would still call the same person is a near call."""
+    lower. 0.05 above the default threshold of 0.54 puts the line at 0.59, just under
+    dlib's own 0.6: a distance the library's authors would still call the same person is a
+    near call."""
 
     @field_validator("enabled_rules", "tolerances", "severities")
     @classmethod

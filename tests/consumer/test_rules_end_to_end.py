@@ -108,8 +108,8 @@ def test_impostor_raises_face_mismatch_with_evidence(outcome: dict[str, Any]) ->
     assert alert["distance"] > 0.6
     evidence = alert["evidence"]
     assert evidence["distance"] == alert["distance"]
-    assert evidence["threshold"] == 0.55, "the local engine's default"
-    assert evidence["margin"] == pytest.approx(evidence["distance"] - 0.55, abs=1e-3)
+    assert evidence["threshold"] == 0.54, "the local engine's default"
+    assert evidence["margin"] == pytest.approx(evidence["distance"] - 0.54, abs=1e-3)
     assert evidence["margin"] >= Policy().mismatch_low_margin, "a clear stranger: high"
     assert (alert["first_sequence"], alert["sequence"]) == (0, 1)
     frame = Image.open(io.BytesIO(outcome["impostor_frame"]))

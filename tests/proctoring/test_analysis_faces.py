@@ -20,6 +20,7 @@ from proctoring.analysis import (
     face_distance,
     registration_face,
 )
+from proctoring.analysis.faces import enrolment_faces
 from proctoring.errors import ProctoringError
 from tests.conftest import DATA, needs_data
 
@@ -111,6 +112,27 @@ def test_registration_takes_the_one_face() -> None:
 
     assert face == _found("obama.jpg").faces[0]
     assert pickle.loads(pickle.dumps(face)) == face
+
+
+def test_enrolment_keeps_the_frames_with_one_face_and_skips_the_others() -> None:
+    blank = io.BytesIO()
+    Image.new("RGB", (640, 480), "white").save(blank, "PNG")
+    frames = [
+        _hamilton_frame_at(1.0),
+        blank.getvalue(),  # the student moved out of the picture: skipped
+        (FACES / "two_people.jpg").read_bytes(),  # someone behind: skipped
+        (FACES / "lin-manuel-miranda.png").read_bytes(),
+    ]
+    kept = enrolment_faces(frames)
+    assert len(kept) == 2
+    assert face_distance(kept[0].embedding, kept[1].embedding) < 0.6
+
+    with pytest.raises(RegistrationError, match="none of the 2 camera frames") as caught:
+        enrolment_faces([blank.getvalue(), (FACES / "two_people.jpg").read_bytes()])
+    assert caught.value.reason == "no_face"
+    with pytest.raises(RegistrationError) as refused:
+        enrolment_faces([b"not an image"])
+    assert refused.value.reason == "not_an_image"
 
 
 def test_registration_refuses_several_people() -> None:

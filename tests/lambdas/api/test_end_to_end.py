@@ -70,8 +70,14 @@ def test_a_session_from_start_to_erasure(live: Service) -> None:
     exam_id = live.exam("proctor", start=True)
     live.enrol(exam_id, "student")
     base = f"/exams/{exam_id}/students/{student}"
-    photo = base64.b64encode((DATA / "faces/obama.jpg").read_bytes()).decode()
-    assert live.call("POST", f"{base}/registration", "student", json={"photo": photo}).ok
+    photo, *frames = (
+        base64.b64encode((DATA / "faces" / name).read_bytes()).decode()
+        for name in ("obama.jpg", "obama2.jpg", "obama-480p.jpg")
+    )
+    registered = live.call(
+        "POST", f"{base}/registration", "student", json={"photo": photo, "frames": frames}
+    )
+    assert registered.json()["frames_enrolled"] == 2, "the camera frames are kept beside the photo"
 
     chunks = list(render_chunks(load_scenario(SCENARIO, data_dir=DATA)))
     stream = live.call("GET", f"/exams/{exam_id}/alerts/stream", "proctor", stream=True, timeout=90)

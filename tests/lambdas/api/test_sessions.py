@@ -80,6 +80,25 @@ def test_registration_takes_one_face_and_refuses_two(service: Service) -> None:
     assert not_base64.status_code == 400
 
 
+def test_registration_keeps_camera_frames_of_the_same_face_and_refuses_someone_elses(
+    service: Service,
+) -> None:
+    exam_id = service.exam()
+    student = service.enrol(exam_id)
+    url = f"/exams/{exam_id}/students/{student}/registration"
+    photo = _photo("obama.jpg")
+    others = service.call(
+        "POST", url, "student", json={"photo": photo, "frames": [_photo("biden.jpg")] * 2}
+    )
+    assert others.status_code == 422 and others.json()["reason"] == "frames_mismatch"
+    too_many = service.call("POST", url, "student", json={"photo": photo, "frames": [photo] * 9})
+    assert too_many.status_code == 400
+    frames = [_photo("obama2.jpg"), _photo("obama-480p.jpg")]
+    enrolled = service.call("POST", url, "student", json={"photo": photo, "frames": frames})
+    assert enrolled.status_code == 201, enrolled.text
+    assert enrolled.json()["frames_enrolled"] == 2
+
+
 def test_upload_forms_write_exactly_the_students_next_chunks(service: Service) -> None:
     exam_id = service.exam()
     student = service.enrol(exam_id)
