@@ -17,10 +17,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from consumer.processor import ChunkProcessor
+from consumer.worker import Worker
 from proctoring.analysis.engine import LocalEngine
 from proctoring.aws import AsyncClients, async_clients
 from proctoring.cli.services import run_services
 from proctoring.events import ChunkEvent, ChunkKey
+from proctoring.metrics import Metrics
 from proctoring.settings import Settings
 from proctoring.storage import Tables
 from producer.replay import Uploaded, replay
@@ -145,6 +148,33 @@ async def stream_records(kinesis: Any, stream: str) -> list[dict[str, Any]]:
         response = await kinesis.get_records(ShardIterator=iterator, Limit=1000)
         records.extend({**r, "ShardId": shard["ShardId"]} for r in response["Records"])
     return records
+
+
+@asynccontextmanager
+async def running_worker(
+    settings: Settings,
+    clients: AsyncClients,
+    processor: ChunkProcessor,
+    metrics: Metrics,
+    worker_id: str = "w",
+) -> AsyncIterator[Worker]:
+    """One consumer worker on the test's stream, running until the block ends (stopped
+    cleanly: batches in hand finished, leases released)."""
+    worker = Worker(
+        settings=settings,
+        kinesis=clients.kinesis,
+        dynamodb=clients.dynamodb,
+        processor=processor,
+        metrics=metrics,
+        worker_id=worker_id,
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        yield worker
+    finally:
+        stop.set()
+        await task
 
 
 @asynccontextmanager

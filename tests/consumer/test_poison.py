@@ -21,7 +21,6 @@ from click.testing import CliRunner, Result
 from consumer.leases import LeaseLost
 from consumer.poison import BatchRunner
 from consumer.processor import BatchFailed, BatchOutcome, Record, is_poison
-from consumer.worker import Worker
 from proctoring.analysis.base import NAIVE, Engine, FrameAnalysis, Plan, Registered, Throttled
 from proctoring.analysis.engine import local_engine
 from proctoring.aws import async_clients
@@ -32,7 +31,7 @@ from proctoring.settings import Settings
 from proctoring.storage import StorageError, Tables
 from producer.scenario import load_scenario, render_chunks
 from tests.conftest import DATA, eventually, require_data
-from tests.pipeline import put_chunk
+from tests.pipeline import put_chunk, running_worker
 
 
 def _client_error(code: str) -> ClientError:
@@ -224,17 +223,7 @@ def test_the_worker_parks_a_poison_chunk_moves_on_and_replays_it_on_request(
                     clients, fast, exam_id=EXAM, student_id=student, sequence=sequence,
                     data=chunk.data,
                 )  # fmt: skip
-            worker = Worker(
-                settings=fast,
-                kinesis=clients.kinesis,
-                dynamodb=clients.dynamodb,
-                processor=processor,
-                metrics=sink,
-                worker_id="w",
-            )
-            stop = asyncio.Event()
-            task = asyncio.create_task(worker.run(stop))
-            try:
+            async with running_worker(fast, clients, processor, sink):
                 fine = await eventually(
                     lambda: tables.results(f"{EXAM}#fine"), lambda rows: len(rows) == 2
                 )
@@ -254,9 +243,6 @@ def test_the_worker_parks_a_poison_chunk_moves_on_and_replays_it_on_request(
                     lambda: tables.results(f"{EXAM}#unlucky"),
                     lambda rows: rows[0]["status"] == "ok",
                 )
-            finally:
-                stop.set()
-                await task
             return {
                 "fine": fine,
                 "unlucky": unlucky,

@@ -15,7 +15,6 @@ from typing import Any
 import psutil
 import pytest
 
-from consumer.worker import Worker
 from proctoring.aws import async_clients
 from proctoring.cli.services import build_processor, cpu_pool
 from proctoring.metrics import Metrics
@@ -24,7 +23,7 @@ from proctoring.settings import Settings
 from proctoring.storage import Tables
 from producer.scenario import load_scenario, render_chunks
 from tests.conftest import DATA, eventually, require_data
-from tests.pipeline import put_chunk
+from tests.pipeline import put_chunk, running_worker
 
 
 def _small_pool() -> ProcessPoolExecutor:
@@ -102,17 +101,7 @@ def test_the_consumer_goes_on_analysing_after_a_pool_process_was_killed(
                 tables = Tables(clients.dynamodb, fast.names)
                 sink = Metrics("Test", "consumer", lambda line: None)
                 processor = build_processor(fast, clients, tables, pool, sink)
-                worker = Worker(
-                    settings=fast,
-                    kinesis=clients.kinesis,
-                    dynamodb=clients.dynamodb,
-                    processor=processor,
-                    metrics=sink,
-                    worker_id="w",
-                )
-                stop = asyncio.Event()
-                task = asyncio.create_task(worker.run(stop))
-                try:
+                async with running_worker(fast, clients, processor, sink):
                     await put_chunk(
                         clients, fast, exam_id=exam, student_id="s", sequence=0, data=chunk.data
                     )
@@ -127,9 +116,6 @@ def test_the_consumer_goes_on_analysing_after_a_pool_process_was_killed(
                     rows = await eventually(
                         lambda: tables.results(f"{exam}#s"), lambda r: len(r) == 3
                     )
-                finally:
-                    stop.set()
-                    await task
                 return {"rows": rows, "parked": await tables.parked(), "pool": pool}
 
     outcome = asyncio.run(run())
