@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 import structlog
@@ -58,19 +58,39 @@ def emulator() -> Iterator[Emulator]:
         yield running
 
 
-@pytest.fixture
-def settings(emulator: Emulator) -> Settings:
-    """A freshly provisioned stack with its own prefix."""
+def provisioned(emulator: Emulator, prefix: str | None = None, **fields: Any) -> Settings:
+    """A stack provisioned from the template under ``prefix`` (a new one by default), with
+    the tests' settings (fast polling, real data); ``shard_count`` goes to ``provision``."""
+    shards = {"shard_count": fields.pop("shard_count")} if "shard_count" in fields else {}
     base = Settings(
         endpoint_url=emulator.endpoint_url,
-        prefix=f"t{uuid.uuid4().hex[:10]}",
+        prefix=prefix or f"t{uuid.uuid4().hex[:10]}",
         data_dir=DATA,
         poll_interval=0.05,
         cpu_workers=2,
         log_format="console",
+        **fields,
     )
-    outputs = provision(base)
+    outputs = provision(base, **shards)
     return base.model_copy(update={"alerts_topic_arn": outputs["AlertsTopicArn"]})
+
+
+@pytest.fixture
+def settings(emulator: Emulator) -> Settings:
+    """A freshly provisioned stack with its own prefix."""
+    return provisioned(emulator)
+
+
+@pytest.fixture(scope="session")
+def present_chunk(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """One real 5 s camera chunk: the registered student (obama2.jpg), alone, facing the camera."""
+    require_data()
+    from producer.scenario import load_scenario, render_chunks
+
+    scenario = tmp_path_factory.mktemp("present") / "present.yaml"
+    scenario.write_text("segments:\n  - photo: faces/obama2.jpg\n    seconds: 5\n")
+    (only,) = render_chunks(load_scenario(scenario, data_dir=DATA))
+    return only.data
 
 
 @pytest.fixture(scope="session")

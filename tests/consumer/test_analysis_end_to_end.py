@@ -15,9 +15,8 @@ import pytest
 
 from infrastructure.emulator import Emulator
 from proctoring.frames import extract_frame
-from proctoring.settings import Settings
 from producer.chunking import chunk_recording
-from tests.conftest import DATA, eventually, require_data
+from tests.conftest import DATA, eventually, provisioned, require_data
 from tests.pipeline import running_pipeline
 
 pytestmark = pytest.mark.slow
@@ -28,13 +27,8 @@ LONG_LOOK = "producer/scenarios/eval/looking_left_long.yaml"
 
 @pytest.fixture(scope="module")
 def outcome(emulator: Emulator, pool: Executor) -> dict[str, Any]:
-    from infrastructure.local import provision
-
     require_data()
-    base = Settings(
-        endpoint_url=emulator.endpoint_url, prefix="analysis-e2e", data_dir=DATA, poll_interval=0.05
-    )
-    settings = base.model_copy(update={"alerts_topic_arn": provision(base)["AlertsTopicArn"]})
+    settings = provisioned(emulator, "analysis-e2e")
     root = Path(__file__).resolve().parents[2]
     first = next(chunk_recording(DATA / "video/center_focus.mp4"))
     himself = extract_frame(first.data).jpeg

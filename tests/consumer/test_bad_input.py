@@ -31,7 +31,6 @@ import io
 import json
 import subprocess
 import sys
-import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -49,7 +48,6 @@ from PIL import Image
 
 from consumer.processor import BatchOutcome, Record
 from infrastructure.emulator import Emulator
-from infrastructure.local import provision
 from lambdas.chunk_router import RouteOutcome, route
 from proctoring.aws import AsyncClients, async_clients
 from proctoring.cli.services import build_processor
@@ -58,7 +56,7 @@ from proctoring.metrics import Metrics
 from proctoring.settings import Settings
 from proctoring.storage import Tables
 from producer.chunking import chunk_recording
-from tests.conftest import DATA, eventually, needs_data
+from tests.conftest import DATA, eventually, needs_data, provisioned
 
 pytestmark = [pytest.mark.slow, needs_data]
 
@@ -178,16 +176,7 @@ def media() -> Media:
 # ---- the stack, once per module ----------------------------------------------------------
 @pytest.fixture(scope="module")
 def stack(emulator: Emulator) -> Settings:
-    base = Settings(
-        endpoint_url=emulator.endpoint_url,
-        prefix=f"t{uuid.uuid4().hex[:10]}",
-        data_dir=DATA,
-        poll_interval=0.05,
-        cpu_workers=2,
-        log_format="console",
-    )
-    outputs = provision(base, shard_count=1)
-    return base.model_copy(update={"alerts_topic_arn": outputs["AlertsTopicArn"]})
+    return provisioned(emulator, shard_count=1)
 
 
 # ---- one case's run ----------------------------------------------------------------------

@@ -18,9 +18,8 @@ import pytest
 from infrastructure.emulator import Emulator
 from proctoring.analysis.faces import RegistrationError
 from proctoring.frames import extract_frame
-from proctoring.settings import Settings
 from producer.scenario import load_scenario, render_chunks
-from tests.conftest import DATA, require_data
+from tests.conftest import DATA, provisioned, require_data
 from tests.pipeline import running_pipeline
 
 pytestmark = pytest.mark.slow
@@ -34,13 +33,8 @@ PHOTO = "identities/human/identity/stock-emotions-b-4.jpg"
 def outcome(
     emulator: Emulator, pool: Executor, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Any]:
-    from infrastructure.local import provision
-
     require_data()
-    base = Settings(
-        endpoint_url=emulator.endpoint_url, prefix="enrol-e2e", data_dir=DATA, poll_interval=0.05
-    )
-    settings = base.model_copy(update={"alerts_topic_arn": provision(base)["AlertsTopicArn"]})
+    settings = provisioned(emulator, "enrol-e2e")
     camera = tmp_path_factory.mktemp("enrolment") / "camera.yaml"
     camera.write_text(CAMERA)
     # what the student page sends at exam start: frames of her own camera's first chunk

@@ -29,8 +29,7 @@ from proctoring.cli.services import build_processor
 from proctoring.metrics import Metrics
 from proctoring.settings import Settings
 from proctoring.storage import StorageError, Tables
-from producer.scenario import load_scenario, render_chunks
-from tests.conftest import DATA, eventually, require_data
+from tests.conftest import eventually
 from tests.pipeline import put_chunk, running_worker
 
 
@@ -201,12 +200,8 @@ async def _proctor(*args: str) -> Result:
 
 @pytest.mark.slow
 def test_the_worker_parks_a_poison_chunk_moves_on_and_replays_it_on_request(
-    settings: Settings, pool: Executor, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, pool: Executor, present_chunk: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    require_data()
-    scenario = tmp_path / "present.yaml"
-    scenario.write_text("segments:\n  - photo: faces/obama2.jpg\n    seconds: 5\n")
-    (chunk,) = render_chunks(load_scenario(scenario, data_dir=DATA))
     fast = settings.model_copy(
         update={"poll_interval": 0.05, "retry_max_backoff": 0.2, "poison_attempts": 2}
     )
@@ -221,7 +216,7 @@ def test_the_worker_parks_a_poison_chunk_moves_on_and_replays_it_on_request(
             for student, sequence in [("fine", 0), ("unlucky", 0), ("fine", 1)]:
                 await put_chunk(
                     clients, fast, exam_id=EXAM, student_id=student, sequence=sequence,
-                    data=chunk.data,
+                    data=present_chunk,
                 )  # fmt: skip
             async with running_worker(fast, clients, processor, sink):
                 fine = await eventually(

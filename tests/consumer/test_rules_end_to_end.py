@@ -17,8 +17,7 @@ from PIL import Image
 
 from infrastructure.emulator import Emulator
 from proctoring.rules import Policy
-from proctoring.settings import Settings
-from tests.conftest import DATA, require_data
+from tests.conftest import DATA, provisioned, require_data
 from tests.pipeline import running_pipeline
 
 pytestmark = pytest.mark.slow
@@ -40,13 +39,8 @@ def outcome(
     emulator: Emulator, pool: Executor, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Any]:
     """Run all sessions once; tests read what a proctor would see."""
-    from infrastructure.local import provision
-
     require_data()
-    base = Settings(
-        endpoint_url=emulator.endpoint_url, prefix="rules-e2e", data_dir=DATA, poll_interval=0.05
-    )
-    settings = base.model_copy(update={"alerts_topic_arn": provision(base)["AlertsTopicArn"]})
+    settings = provisioned(emulator, "rules-e2e")
     folder = tmp_path_factory.mktemp("scenarios")
     for name, text in SCENARIOS.items():
         (folder / f"{name}.yaml").write_text(text)

@@ -13,7 +13,6 @@ import json
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,23 +24,12 @@ from proctoring.cli.services import build_processor
 from proctoring.metrics import Metrics
 from proctoring.settings import Settings
 from proctoring.storage import StorageError, Tables, from_item
-from producer.scenario import load_scenario, render_chunks
-from tests.conftest import DATA, eventually, require_data
+from tests.conftest import eventually
 from tests.pipeline import put_chunk
 
 pytestmark = pytest.mark.slow
 
 EXAM = "worker-exam"
-
-
-@pytest.fixture(scope="module")
-def chunk(tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    """One real 5 s camera chunk: the registered student, alone, facing the camera."""
-    require_data()
-    scenario = tmp_path_factory.mktemp("worker") / "present.yaml"
-    scenario.write_text("segments:\n  - photo: faces/obama2.jpg\n    seconds: 5\n")
-    (only,) = render_chunks(load_scenario(Path(scenario), data_dir=DATA))
-    return only.data
 
 
 async def _put_chunks(
@@ -129,13 +117,13 @@ async def _running(
 
 
 def test_checkpoints_are_kept_per_shard_with_kcl_attribute_names(
-    settings: Settings, pool: Executor, chunk: bytes
+    settings: Settings, pool: Executor, present_chunk: bytes
 ) -> None:
     async def run() -> tuple[dict[str, tuple[str, str]], dict[str, Any], dict[str, Any]]:
         async with async_clients(settings) as clients:
             students = await _student_per_shard(clients, settings)
             placed = {
-                student: await _put_chunks(clients, settings, student, range(count), chunk)
+                student: await _put_chunks(clients, settings, student, range(count), present_chunk)
                 for student, count in zip(students.values(), (2, 1), strict=True)
             }
             # the last record each shard received: (shard id, sequence number)
@@ -166,21 +154,21 @@ def test_checkpoints_are_kept_per_shard_with_kcl_attribute_names(
 
 
 def test_a_restarted_worker_resumes_after_the_checkpoint(
-    settings: Settings, pool: Executor, chunk: bytes
+    settings: Settings, pool: Executor, present_chunk: bytes
 ) -> None:
     first_metrics: list[str] = []
     second_metrics: list[str] = []
 
     async def run() -> dict[str, Any]:
         async with async_clients(settings) as clients:
-            placed = await _put_chunks(clients, settings, "resumer", [0, 1], chunk)
+            placed = await _put_chunks(clients, settings, "resumer", [0, 1], present_chunk)
             async with _running(
                 settings, clients, pool, owner="worker-1", metrics=first_metrics
             ) as wait_for:
                 before = await wait_for("resumer", 2)
             lease_before = (await _leases(clients, settings))[placed[-1][0]]
 
-            placed += await _put_chunks(clients, settings, "resumer", [2, 3], chunk)
+            placed += await _put_chunks(clients, settings, "resumer", [2, 3], present_chunk)
             async with _running(
                 settings, clients, pool, owner="worker-2", metrics=second_metrics
             ) as wait_for:
@@ -238,7 +226,7 @@ class _Recording:
 
 
 def test_a_batch_that_hit_a_storage_outage_is_not_checkpointed_and_is_read_again(
-    settings: Settings, pool: Executor, chunk: bytes
+    settings: Settings, pool: Executor, present_chunk: bytes
 ) -> None:
     recorder: list[_Recording] = []
     metrics: list[str] = []
@@ -249,7 +237,7 @@ def test_a_batch_that_hit_a_storage_outage_is_not_checkpointed_and_is_read_again
 
     async def run() -> tuple[list[tuple[str, str]], list[dict[str, Any]], dict[str, Any]]:
         async with async_clients(settings) as clients:
-            placed = await _put_chunks(clients, settings, "unlucky", [0, 1], chunk)
+            placed = await _put_chunks(clients, settings, "unlucky", [0, 1], present_chunk)
             tables = _ResultsTableFailsOnce(clients.dynamodb, settings.names)
             async with _running(
                 settings, clients, pool, owner="worker-f", metrics=metrics, wrap=wrap, tables=tables

@@ -9,7 +9,6 @@ import signal
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from pathlib import Path
 from typing import Any
 
 import psutil
@@ -21,8 +20,7 @@ from proctoring.metrics import Metrics
 from proctoring.pool import RenewingPool
 from proctoring.settings import Settings
 from proctoring.storage import Tables
-from producer.scenario import load_scenario, render_chunks
-from tests.conftest import DATA, eventually, require_data
+from tests.conftest import eventually
 from tests.pipeline import put_chunk, running_worker
 
 
@@ -82,14 +80,10 @@ def test_a_crash_every_time_stays_a_failure_of_that_job() -> None:
 
 @pytest.mark.slow
 def test_the_consumer_goes_on_analysing_after_a_pool_process_was_killed(
-    settings: Settings, tmp_path: Path
+    settings: Settings, present_chunk: bytes
 ) -> None:
     """Before the pool renewed itself, every chunk after the kill failed with
     BrokenProcessPool and was parked, while the worker kept its leases."""
-    require_data()
-    scenario = tmp_path / "present.yaml"
-    scenario.write_text("segments:\n  - photo: faces/obama2.jpg\n    seconds: 5\n")
-    (chunk,) = render_chunks(load_scenario(scenario, data_dir=DATA))
     fast = settings.model_copy(
         update={"poll_interval": 0.05, "retry_max_backoff": 0.2, "poison_attempts": 2}
     )
@@ -103,7 +97,7 @@ def test_the_consumer_goes_on_analysing_after_a_pool_process_was_killed(
                 processor = build_processor(fast, clients, tables, pool, sink)
                 async with running_worker(fast, clients, processor, sink):
                     await put_chunk(
-                        clients, fast, exam_id=exam, student_id="s", sequence=0, data=chunk.data
+                        clients, fast, exam_id=exam, student_id="s", sequence=0, data=present_chunk
                     )
                     await eventually(lambda: tables.results(f"{exam}#s"), lambda r: len(r) == 1)
                     (pid,) = pool.pids()
@@ -111,7 +105,7 @@ def test_the_consumer_goes_on_analysing_after_a_pool_process_was_killed(
                     for sequence in (1, 2):
                         await put_chunk(
                             clients, fast, exam_id=exam, student_id="s", sequence=sequence,
-                            data=chunk.data,
+                            data=present_chunk,
                         )  # fmt: skip
                     rows = await eventually(
                         lambda: tables.results(f"{exam}#s"), lambda r: len(r) == 3
