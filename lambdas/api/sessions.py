@@ -190,6 +190,16 @@ async def register_face(request: Request, ctx: Context) -> Response:
     body = request.json(Photo)
     enrolment = await enrolment_for(ctx, request.param("exam_id"), request.param("student_id"))
     _require_consent(ctx, enrolment)
+    if enrolment.get("registered_at"):
+        # Before the exam starts a student may retake the photo. Once it runs, the face the
+        # chunks are compared with stays: otherwise whoever holds the student's session
+        # (a friend taking over the seat) would register themselves and never be flagged.
+        exam = await ctx.services.exams.get_exam(enrolment["exam_id"])
+        if exam is None or exam["status"] != "created":
+            raise Conflict(
+                "the face is registered and the exam has started: it cannot be replaced now",
+                reason="already_registered",
+            )
     try:
         photo = base64.b64decode(body.photo, validate=True)
         frames = [base64.b64decode(frame, validate=True) for frame in body.frames]

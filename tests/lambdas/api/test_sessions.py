@@ -80,6 +80,21 @@ def test_registration_takes_one_face_and_refuses_two(service: Service) -> None:
     assert not_base64.status_code == 400
 
 
+@needs_data
+def test_a_registered_face_cannot_be_replaced_once_the_exam_runs(service: Service) -> None:
+    """The attacker is whoever took over the student's seat and session: registering their
+    own face mid-exam would make every later chunk match."""
+    exam_id = service.exam()
+    student = service.enrol(exam_id)
+    url = f"/exams/{exam_id}/students/{student}/registration"
+    first = service.call("POST", url, "student", json={"photo": _photo("obama.jpg")})
+    retake = service.call("POST", url, "student", json={"photo": _photo("obama2.jpg")})
+    assert (first.status_code, retake.status_code) == (201, 201), "a retake before the start"
+    service.call("POST", f"/exams/{exam_id}/start", "proctor")
+    swap = service.call("POST", url, "student", json={"photo": _photo("biden.jpg")})
+    assert swap.status_code == 409 and swap.json()["reason"] == "already_registered"
+
+
 def test_registration_keeps_camera_frames_of_the_same_face_and_refuses_someone_elses(
     service: Service,
 ) -> None:
