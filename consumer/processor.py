@@ -10,10 +10,12 @@ may checkpoint. Per batch:
    frame (the middle one by default) and its thumbnail in the process pool,
    store the JPEG - with ``PROCTOR_EXAM_GATE`` only for started exams: a chunk of a
    stopped, not yet started or unknown exam gets a ``not_analysed`` result row
-   and nothing else;
+   and nothing else; so does a camera or chime chunk whose source the exam's
+   policy does not analyse (``sources``: browser, chime or both);
 4. per student, in sequence order: analyse the frame as the schedule says
    (``consumer.analyser``: repeats carried over, identity and objects on
-   their cadence), write the result row, apply the rules with the exam's
+   their cadence; with ``sources: both`` a moment already analysed from the
+   other source is not analysed again), write the result row, apply the rules with the exam's
    policy and the state stored in the student's session, create each new
    alert once (deterministic id), publish it to the FIFO alerts topic
    (deduplicated by alert id), save the state, the schedule, the call
@@ -63,6 +65,8 @@ __all__ = ["BatchFailed", "BatchOutcome", "ChunkProcessor", "Record"]
 
 _log = structlog.get_logger(__name__)
 _RAW_PREVIEW = 512
+_VIDEO_SOURCES = ("camera", "chime")  # analysed as the policy says; screen is only recorded
+_MOMENTS_KEPT = 720  # an hour of 5 s moments remembered per student for sources: both
 
 
 class BatchFailed(ProctoringError):
@@ -249,6 +253,7 @@ class ChunkProcessor:
 
         if self._settings.exam_gate:
             chunks = await self._gate(chunks, outcome)
+        chunks = await self._by_policy(chunks, outcome)
         analysed = await self._gather(
             [self._analyse(event, record) for event, record in chunks.values()]
         )
@@ -291,6 +296,31 @@ class ChunkProcessor:
                 student=event.student_id,
                 seq=event.sequence,
                 reason=reason,
+            )
+        return kept
+
+    async def _by_policy(
+        self, chunks: dict[Any, tuple[ChunkEvent, Record]], outcome: BatchOutcome
+    ) -> dict[Any, tuple[ChunkEvent, Record]]:
+        """Keep the chunks of sources the exam's policy analyses; record the others."""
+        kept = {}
+        for identity, (event, record) in chunks.items():
+            policy = await self._policies.get(event.exam_id)
+            if event.source not in _VIDEO_SOURCES or policy.analyses(event.source):
+                kept[identity] = (event, record)
+                continue
+            await self._tables.put_result(
+                self._result_row(event, self._now(), status="not_analysed", reason="source_off")
+            )
+            outcome.results += 1
+            self._metrics.add("ChunksNotAnalysed", Reason="source_off")
+            _log.info(
+                "chunk recorded, not analysed",
+                exam=event.exam_id,
+                student=event.student_id,
+                source=event.source,
+                seq=event.sequence,
+                reason="source_off",
             )
         return kept
 
@@ -411,6 +441,7 @@ class ChunkProcessor:
             session=session,
             metrics=self._metrics,
         )
+        moments: dict[str, str] = dict(session.get("moments", {}))
         for chunk in chunks:
             event = chunk.event
             with structlog.contextvars.bound_contextvars(
@@ -419,7 +450,18 @@ class ChunkProcessor:
                 source=event.source,
                 seq=event.sequence,
             ):
-                if chunk.error is None and event.source == "camera":
+                if (
+                    chunk.error is None
+                    and event.source in _VIDEO_SOURCES
+                    and analyser.policy.sources == "both"
+                ):
+                    chunk_id = f"{event.source}#{event.sequence:06d}"
+                    claimed = moments.setdefault(str(event.moment), chunk_id)
+                    if claimed != chunk_id:  # seen from the other source: analysed once
+                        await self._same_moment(chunk, claimed)
+                        counts.results += 1
+                        continue
+                if chunk.error is None and event.source in _VIDEO_SOURCES:
                     assert chunk.frame is not None
                     chunk = replace(
                         chunk,
@@ -442,10 +484,29 @@ class ChunkProcessor:
                     await self._raise_alert(chunk, finding)
                     counts.alerts += 1
         session.update(analyser.session_fields())
+        if moments:
+            newest = sorted(moments, key=int)[-_MOMENTS_KEPT:]
+            session["moments"] = {m: moments[m] for m in newest}
         session["updated_at"] = self._now().isoformat()
         version = int(session.pop("version", 0))
         await self._tables.save_session(session, expected_version=version)
         return counts
+
+    async def _same_moment(self, chunk: _Chunk, analysed: str) -> None:
+        """A chunk of a moment the other source covered: recorded, with the frame, not analysed."""
+        event = chunk.event
+        await self._tables.put_result(
+            self._result_row(
+                event,
+                self._now(),
+                status="not_analysed",
+                reason="same_moment",
+                same_as=analysed,
+                frame_key=chunk.frame_key,
+            )
+        )
+        self._metrics.add("ChunksNotAnalysed", Reason="same_moment")
+        _log.info("chunk recorded, not analysed", reason="same_moment", same_as=analysed)
 
     async def _store_fallback(self, chunk: _Chunk) -> _Chunk:
         """The first frame was analysed instead of the middle one: it is the evidence."""
