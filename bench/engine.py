@@ -15,7 +15,6 @@ from __future__ import annotations
 import functools
 import os
 import time
-from concurrent.futures import Executor
 from pathlib import Path
 from typing import Literal
 
@@ -24,13 +23,14 @@ from bench.harness import Figure, Size, pool_cpu
 from proctoring.analysis.describe import describe_frame
 from proctoring.cli.services import cpu_pool
 from proctoring.frames import extract_frame
+from proctoring.pool import RenewingPool
 from proctoring.settings import Settings
 
 __all__ = ["run"]
 
 
 def _rates(
-    pool: Executor,
+    pool: RenewingPool,
     frames: list[bytes],
     identity: Literal["yes", "no"],
     rounds: int,
@@ -42,7 +42,7 @@ def _rates(
     what they did here (on a shared machine, less).
     """
     job = functools.partial(describe_frame, identity=identity, upsample=upsample)
-    workers = len(getattr(pool, "_processes", {})) or 1
+    workers = len(pool.pids()) or 1
     cpu_before = pool_cpu(pool)
     started = time.perf_counter()
     count = 0

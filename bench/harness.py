@@ -20,6 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from proctoring.pool import RenewingPool
+
 __all__ = ["RESULTS", "Figure", "Size", "machine", "median_ms", "pool_cpu", "write"]
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -59,13 +61,13 @@ def median_ms(call: Callable[[], object], repeats: int) -> float:
     return statistics.median(times) * 1000
 
 
-def pool_cpu(pool: object) -> float:
+def pool_cpu(pool: RenewingPool) -> float:
     """CPU seconds (user + system) used so far by a process pool's worker processes."""
     import psutil
 
     total = 0.0
-    for process in getattr(pool, "_processes", {}).values():
-        times = psutil.Process(process.pid).cpu_times()
+    for pid in pool.pids():
+        times = psutil.Process(pid).cpu_times()
         total += times.user + times.system
     return total
 
