@@ -8,6 +8,8 @@ import { Outbox, Uploader } from "./outbox.js";
 import { ChunkRecorder, recordingType } from "./recorder.js";
 
 const examId = new URLSearchParams(location.search).get("exam");
+const ENROLMENT_FRAMES = 3; // more views of the camera kept beside the photo (API: at most 8)
+const ENROLMENT_SPACING_MS = 400;
 const state = { camera: null, screen: null, exam: null, student: null, base: "", seen: new Set() };
 
 async function main() {
@@ -110,12 +112,14 @@ function register() {
   take.disabled = video.readyState < 2; // no frame to take yet
   video.addEventListener("loadeddata", () => { take.disabled = false; }, { once: true });
   return new Promise((resolve) => {
-    async function send(blob) {
+    async function send(blob, frameBlobs = []) {
       show(status, "Checking your photo…");
       const photo = await base64(blob);
+      const frames = await Promise.all(frameBlobs.map(base64));
       const started = performance.now();
+      let answer;
       try {
-        await api(`${state.base}/registration`, { method: "POST", json: { photo } });
+        answer = await api(`${state.base}/registration`, { method: "POST", json: { photo, frames } });
       } catch (error) {
         fail(status, error instanceof ApiError && error.status === 422
           ? new Error(`${error.message} Try again.`)
@@ -124,10 +128,27 @@ function register() {
       }
       const mbps = (photo.length * 8) / ((performance.now() - started) / 1000) / 1e6;
       show($("#check-upload"), `Upload speed: ${mbps.toFixed(1)} Mbit/s (5 s chunks need about 0.6)`);
-      show(status, `Registered. Upload speed about ${mbps.toFixed(1)} Mbit/s.`);
+      const enrolled = answer?.frames_enrolled ?? 0;
+      video.dataset.framesEnrolled = String(enrolled);
+      show(status, `Registered${enrolled ? ` with ${enrolled} more views from your camera` : ""}. `
+        + `Upload speed about ${mbps.toFixed(1)} Mbit/s.`);
       resolve();
     }
-    take.addEventListener("click", async () => send(await snapshot(video)));
+    // The photo and a few more views of the same camera, a moment apart: each chunk is
+    // compared with the closest, so a turn of the head or other light is not "someone else".
+    // A photo chosen from a file is sent alone: views of the camera would not vouch for it.
+    take.addEventListener("click", async () => {
+      take.disabled = true;
+      show(status, "Hold still for a moment…");
+      const photo = await snapshot(video);
+      const frames = [];
+      for (let i = 0; i < ENROLMENT_FRAMES; i += 1) {
+        await new Promise((done) => setTimeout(done, ENROLMENT_SPACING_MS));
+        frames.push(await snapshot(video));
+      }
+      take.disabled = false;
+      send(photo, frames);
+    });
     $("#photo-file").addEventListener("change", (event) => {
       const file = event.target.files[0];
       if (file) send(file);
