@@ -27,23 +27,31 @@ _log = structlog.get_logger(__name__)
 
 
 async def _delete_prefix(s3: Any, bucket: str, prefix: str, call_timeout: float) -> int:
-    deleted = 0
+    """Delete every version (and delete marker) under ``prefix``: the chunks bucket is
+    versioned, so deleting the current objects alone would keep the recordings. Returns how
+    many objects (keys) held data."""
+    keys: set[str] = set()
     kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
     while True:
         async with asyncio.timeout(call_timeout):
-            page = await s3.list_objects_v2(**kwargs)
-        keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
-        if keys:
+            page = await s3.list_object_versions(**kwargs)
+        versions = page.get("Versions", [])
+        keys.update(v["Key"] for v in versions)
+        objects = [
+            {"Key": v["Key"], "VersionId": v["VersionId"]}
+            for v in (*versions, *page.get("DeleteMarkers", []))
+        ]
+        for start in range(0, len(objects), 1000):  # DeleteObjects takes at most 1,000
             async with asyncio.timeout(call_timeout):
                 response = await s3.delete_objects(
-                    Bucket=bucket, Delete={"Objects": keys, "Quiet": True}
+                    Bucket=bucket, Delete={"Objects": objects[start : start + 1000], "Quiet": True}
                 )
             if response.get("Errors"):
                 raise RuntimeError(f"S3 kept {len(response['Errors'])} objects in {bucket}")
-            deleted += len(keys)
         if not page.get("IsTruncated"):
-            return deleted
-        kwargs["ContinuationToken"] = page["NextContinuationToken"]
+            return len(keys)
+        kwargs["KeyMarker"] = page["NextKeyMarker"]
+        kwargs["VersionIdMarker"] = page["NextVersionIdMarker"]
 
 
 async def erase_student(ctx: Context, exam_id: str, student_id: str) -> dict[str, int]:
