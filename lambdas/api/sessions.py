@@ -6,7 +6,11 @@ Consent comes first: without consent to the current policy version
 each bound to one key the server fixes - ``chunks/<exam>/<student>/<source>/
 <sequence>_<ms>.<ext>`` (``proctoring.events.ChunkKey``) - with a ``video/*``
 content type and at most ``PROCTOR_MAX_CHUNK_BYTES``: a student can write
-their own next chunks and nothing else.
+their own next chunks and nothing else. Each sequence's key is fixed once, by
+a conditional write (``ExamStore.issue_upload``): asking again for a sequence
+not yet uploaded gets a fresh form for the same key (an expired form, a
+reloaded page); asking for one that is uploaded is refused (409
+``already_uploaded``), so earlier evidence cannot be replaced through the API.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import binascii
 import time
 from typing import Any, Literal
 
+from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
 from lambdas.api.app import ANYONE_SIGNED_IN, ROUTER, STUDENTS, Context
@@ -85,6 +90,17 @@ async def enrolment_for(ctx: Context, exam_id: str, student_id: str) -> dict[str
             raise NotFound(f"no exam {exam_id}", reason="no_exam")
         raise Conflict("join the exam first", reason="not_joined")
     return enrolment
+
+
+async def _uploaded(ctx: Context, key: str) -> bool:
+    """Whether the chunks bucket holds an object under ``key``."""
+    try:
+        await ctx.services.s3.head_object(Bucket=ctx.services.settings.names.chunks_bucket, Key=key)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return False
+        raise
+    return True
 
 
 def _require_consent(ctx: Context, enrolment: dict[str, Any]) -> None:
@@ -259,7 +275,7 @@ async def upload_forms(request: Request, ctx: Context) -> Response:
     uploads = []
     for i in range(body.count):
         sequence = body.first_sequence + i
-        key = ChunkKey(
+        proposed = ChunkKey(
             exam_id=enrolment["exam_id"],
             student_id=enrolment["student_id"],
             source=body.source,
@@ -267,6 +283,14 @@ async def upload_forms(request: Request, ctx: Context) -> Response:
             captured_ms=now_ms + i * step_ms,  # the server's estimate: the key is fixed here
             ext=body.ext,
         ).key
+        key = await ctx.services.exams.issue_upload(
+            enrolment["exam_id"], enrolment["student_id"], body.source, sequence, proposed
+        )
+        if key != proposed and await _uploaded(ctx, key):
+            raise Conflict(
+                f"{body.source} chunk {sequence} is uploaded already; it cannot be replaced",
+                reason="already_uploaded",
+            )
         form = await ctx.services.s3.generate_presigned_post(
             Bucket=settings.names.chunks_bucket,
             Key=key,
