@@ -545,9 +545,14 @@ class ChunkProcessor:
             if chunk.analysed is not None:
                 row.update(chunk.analysed.row)
         first = await self._tables.put_result(row)
-        if first is not None:
+        if first is not None:  # processed again (at least once), or a second object
             self._metrics.add("ChunksRedelivered")
-            _log.info("result kept: the chunk has its row", status=first.get("status"))
+            _log.info(
+                "chunk processed",
+                status=first.get("status"),
+                kept=True,  # the row written first stays as it was
+                latency_ms=row["latency_ms"],
+            )
             return first
         self._metrics.add("ChunksProcessed")
         self._metrics.add("ChunkLatencyMs", row["latency_ms"], "Milliseconds")
