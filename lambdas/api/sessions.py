@@ -130,8 +130,11 @@ async def join_exam(request: Request, ctx: Context) -> Response:
         raise Conflict("the exam is over", reason="exam_stopped")
     check_id(ctx.user_id, "your user id")
     enrolment = await ctx.services.exams.join(exam_id, ctx.user_id)
-    name = ctx.principal.name or ctx.principal.email  # what the proctor's console shows
-    if name and enrolment.get("name") != name:
+    # What the proctor's console shows, taken once, at the first join: a name the student
+    # changes afterwards never renames them on the roster (the web client cannot write
+    # `name` in AWS - WriteAttributes - but a stale or other client might).
+    name = ctx.principal.name or ctx.principal.email
+    if name and not enrolment.get("name"):
         enrolment = await ctx.services.exams.update_student(exam_id, ctx.user_id, {"name": name})
     view = _view(enrolment)
     if exam["status"] == "started":
