@@ -303,6 +303,24 @@ class Tables:
     async def put_face(self, face: Mapping[str, Any]) -> None:
         await self._call("put_item", TableName=self._names.faces_table, Item=to_item(face))
 
+    async def keep_superseded_face(
+        self, exam_id: str, student_id: str, previous: Mapping[str, Any]
+    ) -> None:
+        """Keep ``previous`` (the faces item a new registration replaced) inside the student's
+        new faces item, under ``superseded``, with the ones it had superseded itself: both
+        enrolments stay, in the one item erasure deletes."""
+        earlier = list(previous.get("superseded") or [])
+        kept = {k: v for k, v in previous.items() if k not in ("exam_id", "student_id")}
+        kept.pop("superseded", None)
+        await self._call(
+            "update_item",
+            TableName=self._names.faces_table,
+            Key=to_item({"exam_id": exam_id, "student_id": student_id}),
+            UpdateExpression="SET superseded = :s",
+            ConditionExpression="attribute_exists(student_id)",
+            ExpressionAttributeValues=to_item({":s": [*earlier, kept]}),
+        )
+
     async def get_face(self, exam_id: str, student_id: str) -> dict[str, Any] | None:
         response = await self._call(
             "get_item",

@@ -23,7 +23,7 @@ from typing import Any, Literal
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
-from lambdas.api.app import ANYONE_SIGNED_IN, ROUTER, STUDENTS, Context
+from lambdas.api.app import ANYONE_SIGNED_IN, PROCTORS, ROUTER, STUDENTS, Context
 from lambdas.api.exams import exam_for
 from lambdas.api.http import (
     BadRequest,
@@ -60,6 +60,14 @@ class Photo(BaseModel):
         max_length=MAX_ENROLMENT_FRAMES,
         description="frames from the student's own camera at exam start (base64 JPEG or PNG "
         "each); kept beside the photo, identity = the closest (local engine)",
+    )
+
+
+class Reregistration(Photo):
+    reason: str = Field(
+        min_length=3,
+        max_length=500,
+        description="why the reference face is replaced while the exam runs (audited)",
     )
 
 
@@ -219,6 +227,15 @@ async def register_face(request: Request, ctx: Context) -> Response:
                 "the face is registered and the exam has started: it cannot be replaced now",
                 reason="already_registered",
             )
+    face = await _register(ctx, enrolment["exam_id"], enrolment["student_id"], body)
+    await ctx.services.exams.update_student(
+        enrolment["exam_id"], enrolment["student_id"], {"registered_at": now_iso()}
+    )
+    return Response.json(201, _registered(face))
+
+
+async def _register(ctx: Context, exam_id: str, student_id: str, body: Photo) -> Any:
+    """Decode the photo and frames, check their size, register them with the engine."""
     try:
         photo = base64.b64decode(body.photo, validate=True)
         frames = [base64.b64decode(frame, validate=True) for frame in body.frames]
@@ -231,24 +248,71 @@ async def register_face(request: Request, ctx: Context) -> Response:
                 reason="too_large",
             )
     try:
-        face = await ctx.services.register(
-            enrolment["exam_id"], enrolment["student_id"], photo, frames
-        )
+        return await ctx.services.register(exam_id, student_id, photo, frames)
     except RegistrationError as exc:
         raise Unprocessable(str(exc), reason=exc.reason) from exc
     except InvalidEvent as exc:
         raise BadRequest(str(exc), reason=exc.reason) from exc
+
+
+def _registered(face: Any) -> dict[str, Any]:
+    return {
+        "registered": True,
+        "face": {"box": list(face.box)},
+        "frames_enrolled": face.frames_enrolled,
+    }
+
+
+@ROUTER.route(
+    "POST",
+    "/exams/{exam_id}/students/{student_id}/reregistration",
+    summary="The exam's proctor registers a new reference face for a student (audited; the "
+    "old enrolment is kept, open alerts stay open)",
+    groups=PROCTORS,
+    body=Reregistration,
+    ok=201,
+    response={"type": "object", "required": ["registered"]},
+    errors=(400, 401, 403, 404, 409, 413, 422),
+    tag="sessions",
+)
+async def reregister_face(request: Request, ctx: Context) -> Response:
+    """Once the exam runs only the proctor may replace a student's reference face (a student
+    cannot: 409 ``already_registered``). The face replaced stays in the student's faces item
+    (``superseded``), an audit record says who, when and why, and no alert is touched."""
+    body = request.json(Reregistration)
+    exam = await exam_for(ctx, request.param("exam_id"))
+    exam_id = exam["exam_id"]
+    student_id = check_id(request.param("student_id"), "student_id")
+    if exam["status"] == "stopped":
+        raise Conflict("the exam is over", reason="exam_stopped")
+    enrolment = await ctx.services.exams.get_student(exam_id, student_id)
+    if enrolment is None:
+        raise NotFound(f"{student_id} has not joined {exam_id}", reason="not_joined")
+    _require_consent(ctx, enrolment)
+    previous = await ctx.services.tables.get_face(exam_id, student_id)
+    face = await _register(ctx, exam_id, student_id, body)
+    if previous is not None:
+        await ctx.services.tables.keep_superseded_face(exam_id, student_id, previous)
+    at = now_iso()
     await ctx.services.exams.update_student(
-        enrolment["exam_id"], enrolment["student_id"], {"registered_at": now_iso()}
-    )
-    return Response.json(
-        201,
+        exam_id,
+        student_id,
         {
-            "registered": True,
-            "face": {"box": list(face.box)},
-            "frames_enrolled": face.frames_enrolled,
+            "registered_at": at,
+            "reregistered": {"by": ctx.user_id, "at": at, "reason": body.reason},
         },
     )
+    await ctx.services.exams.audit(
+        exam_id,
+        {
+            "action": "reregistration",
+            "student_id": student_id,
+            "by": ctx.user_id,
+            "reason": body.reason,
+            "replaced": previous.get("registered_at") if previous else None,
+        },
+    )
+    return Response.json(201, _registered(face))
 
 
 @ROUTER.route(
