@@ -3,7 +3,7 @@ engine and rules.
 
 For one student and one batch, :class:`StudentAnalyser` holds the state read
 from the student's session item (rule streaks, the schedule, the last
-analysis, call counts, accommodations) and, per camera chunk in sequence
+analysis, call counts, accommodations) and, per camera or chime chunk in sequence
 order:
 
 1. asks the schedule what to analyse (``analysis.scheduling``): a frame nearly
@@ -103,7 +103,7 @@ class Policies:
 
 @dataclass
 class Analysed:
-    """One camera chunk's outcome: result-row fields and the incidents it opened."""
+    """One camera or chime chunk's outcome: result-row fields and the incidents it opened."""
 
     analysis: FrameAnalysis
     row: dict[str, Any]
@@ -155,7 +155,7 @@ class StudentAnalyser:
         thumb: bytes | None,
         fallback: Callable[[], Awaitable[bytes | None]] | None = None,
     ) -> Analysed:
-        """Schedule, analyse and evaluate one camera chunk (in sequence order).
+        """Schedule, analyse and evaluate one camera or chime chunk (in sequence order).
 
         ``fallback`` gives a second frame of the chunk (its first), analysed for faces when
         ``jpeg`` shows none: a face missed in one frame (motion, a turned head) is common,

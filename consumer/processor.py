@@ -10,10 +10,12 @@ may checkpoint. Per batch:
    frame (the middle one by default) and its thumbnail in the process pool,
    store the JPEG - with ``PROCTOR_EXAM_GATE`` only for started exams: a chunk of a
    stopped, not yet started or unknown exam gets a ``not_analysed`` result row
-   and nothing else;
+   and nothing else; so does a camera or chime chunk whose source the exam's
+   policy does not analyse (``sources``: browser, chime or both);
 4. per student, in sequence order: analyse the frame as the schedule says
    (``consumer.analyser``: repeats carried over, identity and objects on
-   their cadence), write the result row, apply the rules with the exam's
+   their cadence; with ``sources: both`` a moment already analysed from the
+   other source is not analysed again), write the result row, apply the rules with the exam's
    policy and the state stored in the student's session, create each new
    alert once (deterministic id), publish it to the FIFO alerts topic
    (deduplicated by alert id), save the state, the schedule, the call
@@ -26,10 +28,12 @@ version read; its frame is stored with ``If-None-Match: *``, and its hash
 re-delivery of the same chunk (at-least-once: a worker died mid-batch) finds
 the same bytes and changes nothing. A *different* object for a sequence that
 already has a result row - another key, or other bytes under the same key -
-is never analysed: it is recorded as tampering (a high-severity
+is never analysed: of a student's own sources (camera, screen) it is recorded
+as tampering (a high-severity
 ``CHUNK_REPLACED`` alert pointing at the first evidence, an errors row with
 ``reason = second_object``, the ``ChunksReplaced`` metric) and the first
-row, frame and alert stay as they were.
+row, frame and alert stay as they were. (Two ``chime`` objects on one moment
+are the capture pipeline's, not a student's: the second is skipped, unflagged.)
 
 Bad input (malformed event, empty, non-video or truncated chunk, missing
 object) is recorded - log line, ``ChunkErrors`` metric, a row in the errors
@@ -78,6 +82,8 @@ _log = structlog.get_logger(__name__)
 _RAW_PREVIEW = 512
 REPLACED = "CHUNK_REPLACED"
 """The alert type of a second object uploaded for a sequence that has its result."""
+_VIDEO_SOURCES = ("camera", "chime")  # analysed as the policy says; screen is only recorded
+_MOMENTS_KEPT = 720  # an hour of 5 s moments remembered per student for sources: both
 
 
 class BatchFailed(ProctoringError):
@@ -266,11 +272,12 @@ class ChunkProcessor:
                 earlier = chunks[identity][0]
                 if (earlier.key, earlier.size) != (event.key, event.size):
                     # two objects for one sequence in one batch: the second is never analysed
-                    await self._record_replacement(
+                    flagged = await self._second_object(
                         _Chunk(event, record), {"chunk_key": earlier.key}
                     )
-                    outcome.errors += 1
-                    outcome.alerts += 1
+                    outcome.errors += int(flagged)
+                    outcome.alerts += int(flagged)
+                    outcome.duplicates += int(not flagged)
                     continue
                 outcome.duplicates += 1
                 continue
@@ -278,6 +285,7 @@ class ChunkProcessor:
 
         if self._settings.exam_gate:
             chunks = await self._gate(chunks, outcome)
+        chunks = await self._by_policy(chunks, outcome)
         analysed = await self._gather(
             [self._analyse(event, record) for event, record in chunks.values()]
         )
@@ -320,6 +328,31 @@ class ChunkProcessor:
                 student=event.student_id,
                 seq=event.sequence,
                 reason=reason,
+            )
+        return kept
+
+    async def _by_policy(
+        self, chunks: dict[Any, tuple[ChunkEvent, Record]], outcome: BatchOutcome
+    ) -> dict[Any, tuple[ChunkEvent, Record]]:
+        """Keep the chunks of sources the exam's policy analyses; record the others."""
+        kept = {}
+        for identity, (event, record) in chunks.items():
+            policy = await self._policies.get(event.exam_id)
+            if event.source not in _VIDEO_SOURCES or policy.analyses(event.source):
+                kept[identity] = (event, record)
+                continue
+            await self._tables.put_result(
+                self._result_row(event, self._now(), status="not_analysed", reason="source_off")
+            )
+            outcome.results += 1
+            self._metrics.add("ChunksNotAnalysed", Reason="source_off")
+            _log.info(
+                "chunk recorded, not analysed",
+                exam=event.exam_id,
+                student=event.student_id,
+                source=event.source,
+                seq=event.sequence,
+                reason="source_off",
             )
         return kept
 
@@ -468,6 +501,7 @@ class ChunkProcessor:
             session=session,
             metrics=self._metrics,
         )
+        moments: dict[str, str] = dict(session.get("moments", {}))
         for chunk in chunks:
             event = chunk.event
             with structlog.contextvars.bound_contextvars(
@@ -477,11 +511,22 @@ class ChunkProcessor:
                 seq=event.sequence,
             ):
                 if chunk.first is not None:  # a second object: recorded, never analysed
-                    await self._record_replacement(chunk, chunk.first)
-                    counts.errors += 1
-                    counts.alerts += 1
+                    flagged = await self._second_object(chunk, chunk.first)
+                    counts.errors += int(flagged)
+                    counts.alerts += int(flagged)
                     continue
-                if chunk.error is None and event.source == "camera":
+                if (
+                    chunk.error is None
+                    and event.source in _VIDEO_SOURCES
+                    and analyser.policy.sources == "both"
+                ):
+                    chunk_id = f"{event.source}#{event.sequence:06d}"
+                    claimed = moments.setdefault(str(event.moment), chunk_id)
+                    if claimed != chunk_id:  # seen from the other source: analysed once
+                        await self._same_moment(chunk, claimed)
+                        counts.results += 1
+                        continue
+                if chunk.error is None and event.source in _VIDEO_SOURCES:
                     assert chunk.frame is not None
                     chunk = replace(
                         chunk,
@@ -496,7 +541,7 @@ class ChunkProcessor:
                         chunk = await self._store_fallback(chunk)
                 earlier = await self._write_result(chunk)
                 if earlier is not None and _another_object(earlier, event, chunk.digest):
-                    await self._record_replacement(chunk, earlier)  # lost a race to another object
+                    await self._second_object(chunk, earlier)  # lost a race to another object
                     counts.errors += 1
                     continue
                 counts.results += 1
@@ -508,10 +553,29 @@ class ChunkProcessor:
                     await self._raise_alert(chunk, finding)
                     counts.alerts += 1
         session.update(analyser.session_fields())
+        if moments:
+            newest = sorted(moments, key=int)[-_MOMENTS_KEPT:]
+            session["moments"] = {m: moments[m] for m in newest}
         session["updated_at"] = self._now().isoformat()
         version = int(session.pop("version", 0))
         await self._tables.save_session(session, expected_version=version)
         return counts
+
+    async def _same_moment(self, chunk: _Chunk, analysed: str) -> None:
+        """A chunk of a moment the other source covered: recorded, with the frame, not analysed."""
+        event = chunk.event
+        await self._tables.put_result(
+            self._result_row(
+                event,
+                self._now(),
+                status="not_analysed",
+                reason="same_moment",
+                same_as=analysed,
+                frame_key=chunk.frame_key,
+            )
+        )
+        self._metrics.add("ChunksNotAnalysed", Reason="same_moment")
+        _log.info("chunk recorded, not analysed", reason="same_moment", same_as=analysed)
 
     async def _store_fallback(self, chunk: _Chunk) -> _Chunk:
         """The first frame was analysed instead of the middle one: it is the evidence, under
@@ -612,6 +676,26 @@ class ChunkProcessor:
         _log.warning(
             "alert raised", alert=alert["alert_id"], type=finding.rule, first=finding.first_sequence
         )
+
+    async def _second_object(self, chunk: _Chunk, first: dict[str, Any]) -> bool:
+        """Record a second object for a sequence; True when it was flagged as tampering.
+
+        Only what students write (``camera``, ``screen``: presigned forms) can be tampering.
+        The Chime capture pipeline writes ``chime`` objects itself, and two of them may fall
+        on one 5 s moment (a re-joined attendee, a chunk boundary): the first stays, the
+        second is left unanalysed with a log line and ``ChunksNotAnalysed``, no alert.
+        """
+        if chunk.event.source == "chime":
+            self._metrics.add("ChunksNotAnalysed", Reason="moment_taken")
+            _log.info(
+                "chunk recorded, not analysed",
+                reason="moment_taken",
+                key=chunk.event.key,
+                first=first.get("chunk_key"),
+            )
+            return False
+        await self._record_replacement(chunk, first)
+        return True
 
     async def _record_replacement(self, chunk: _Chunk, first: dict[str, Any]) -> None:
         """A second object for a sequence: an alert pointing at the first evidence, an errors

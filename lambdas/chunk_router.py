@@ -14,6 +14,19 @@ record that lacks a field or carries one of the wrong type
 (``bad_notification``): whoever can send to the queue must not be able to
 fail the invocation, or the SQS batch around it would come back until its
 good messages land in the dead-letter queue.
+
+Two layouts become chunk events (``proctoring.events``): the browser's
+uploads under ``chunks/`` and the Chime SDK media capture pipeline's under
+``capture/<exam>/``. A capture video chunk names a meeting attendee; the
+router looks the attendee up in the exams table (``attendee#<id>``, written
+by the API when it created the attendee; cached, since an attendee never
+changes hands) and routes the chunk as that student's, source ``chime``,
+sequence = its 5 s moment. The proctor's attendee and content share
+(``#content``) are skipped, as are the pipeline's other artifacts (``audio/``,
+``meeting-events/``, ``data-channel/``): counted as ``RouterIgnored`` by
+reason, not errors. A video chunk of an attendee nobody created
+(``unknown_attendee``, the pipeline's own attendee included) is bad input like
+a bad key: an errors row, a log line and ``RouterErrors``.
 """
 
 from __future__ import annotations
@@ -32,13 +45,14 @@ import structlog
 from tenacity import AsyncRetrying, retry_if_result, stop_after_attempt, wait_random_exponential
 
 from proctoring.aws import async_clients
-from proctoring.events import IDENTIFIER, ChunkEvent, InvalidEvent
+from proctoring.events import CAPTURE_PREFIX, IDENTIFIER, CaptureKey, ChunkEvent, InvalidEvent
+from proctoring.exams import ExamStore
 from proctoring.logs import configure_logging
 from proctoring.metrics import Metrics
 from proctoring.settings import Settings
 from proctoring.storage import Tables
 
-__all__ = ["RouteOutcome", "handler", "route"]
+__all__ = ["Attendees", "RouteOutcome", "handler", "route"]
 
 _log = structlog.get_logger(__name__)
 _MAX_RECORDS_PER_PUT = 500
@@ -56,6 +70,27 @@ class RouteOutcome:
     def response(self) -> dict[str, Any]:
         """The Lambda response SQS partial-batch failure reporting expects."""
         return {"batchItemFailures": [{"itemIdentifier": m} for m in self.failed_messages]}
+
+
+class Attendees:
+    """Who each meeting attendee is, from the exams table; known attendees are cached
+    (at most ``size``), unknown ones asked again next time (the API may write them late)."""
+
+    def __init__(self, exams: ExamStore, *, size: int = 10_000) -> None:
+        self._exams = exams
+        self._size = size
+        self._known: dict[tuple[str, str], dict[str, Any]] = {}
+
+    async def get(self, exam_id: str, attendee_id: str) -> dict[str, Any] | None:
+        key = (exam_id, attendee_id)
+        if key in self._known:
+            return self._known[key]
+        found = await self._exams.get_attendee(exam_id, attendee_id)
+        if found is not None:
+            if len(self._known) >= self._size:
+                self._known.pop(next(iter(self._known)))
+            self._known[key] = found
+        return found
 
 
 @dataclass(frozen=True)
@@ -113,6 +148,7 @@ async def route(
     tables: Tables,
     stream: str,
     metrics: Metrics,
+    attendees: Attendees | None = None,
     retention_days: int = 30,
     max_attempts: int = 5,
 ) -> RouteOutcome:
@@ -152,7 +188,14 @@ async def route(
             )
             continue
         try:
-            chunk = ChunkEvent.from_key(bucket, key, size=size, uploaded_at=uploaded_at)
+            if key.startswith(CAPTURE_PREFIX):
+                captured = await _capture_event(bucket, key, size, uploaded_at, attendees, metrics)
+                if captured is None:
+                    outcome.ignored += 1
+                    continue
+                chunk = captured
+            else:
+                chunk = ChunkEvent.from_key(bucket, key, size=size, uploaded_at=uploaded_at)
         except InvalidEvent as exc:
             outcome.rejected += 1
             await _reject(tables, metrics, bucket, key, exc, retention_days)
@@ -182,6 +225,48 @@ async def route(
         metrics.add("RouterRetriesExhausted", len(outcome.failed_messages))
     metrics.flush()
     return outcome
+
+
+async def _capture_event(
+    bucket: str,
+    key: str,
+    size: int,
+    uploaded_at: datetime,
+    attendees: Attendees | None,
+    metrics: Metrics,
+) -> ChunkEvent | None:
+    """The chunk event of a capture pipeline object, or None for one to skip (counted).
+
+    Raises InvalidEvent for a key outside the layout or an attendee nobody created.
+    """
+    capture = CaptureKey.parse(key)
+    skip = None
+    if not capture.is_video:
+        skip = f"capture_{capture.folder}"[:64]  # audio, meeting-events, data-channel
+    elif capture.content:
+        skip = "content_share"
+    if skip is None:
+        assert capture.attendee_id is not None
+        attendee = await attendees.get(capture.exam_id, capture.attendee_id) if attendees else None
+        if attendee is None:
+            raise InvalidEvent(
+                f"attendee {capture.attendee_id} of exam {capture.exam_id} is no student "
+                "the API created an attendee for",
+                reason="unknown_attendee",
+            )
+        if attendee.get("role") != "student":
+            skip = f"{attendee.get('role')}_attendee"
+        else:
+            return ChunkEvent.from_capture(
+                bucket,
+                key,
+                student_id=str(attendee["student_id"]),
+                size=size,
+                uploaded_at=uploaded_at,
+            )
+    metrics.add("RouterIgnored", Reason=skip)
+    _log.debug("capture object skipped", reason=skip)
+    return None
 
 
 async def _put_with_retries(
@@ -221,7 +306,7 @@ async def _reject(
 ) -> None:
     now = datetime.now(UTC)
     parts = key.split("/")
-    exam_id = parts[1] if len(parts) > 2 and parts[0] == "chunks" else ""
+    exam_id = parts[1] if len(parts) > 2 and parts[0] in ("chunks", "capture") else ""
     if not re.fullmatch(IDENTIFIER, exam_id) or ".." in exam_id:
         exam_id = "_unknown"  # no partition per made-up exam name; operators look here
     error_id = f"object#{bucket}/{key}"
@@ -289,6 +374,9 @@ async def _handle(event: Mapping[str, Any], settings: Settings) -> dict[str, Any
             tables=Tables(clients.dynamodb, settings.names, timeout=settings.call_timeout),
             stream=settings.names.stream,
             metrics=metrics,
+            attendees=Attendees(
+                ExamStore(clients.dynamodb, settings.names, timeout=settings.call_timeout)
+            ),
             retention_days=settings.retention_days,
         )
     return outcome.response()

@@ -9,12 +9,18 @@ exam's meeting:
 - ``ChimeTransport``: starting an exam creates a Chime SDK meeting
   (``CreateMeeting``), a restricted private channel in the app instance
   (``CreateChannel``) with the proctor and every enrolled student as members
-  (``CreateAppInstanceUser`` + ``CreateChannelMembership``) and, when a sink
-  role is configured, a media capture pipeline writing to the chunks bucket
-  under ``capture/<exam>/``; stopping deletes the pipeline, the meeting and
-  the channel. Messages go out with ``SendChannelMessage`` whose
-  ``ClientRequestToken`` is the message id, so a retry is not a second
-  message.
+  (``CreateAppInstanceUser`` + ``CreateChannelMembership``), a meeting
+  attendee for the proctor and each enrolled student (``CreateAttendee``,
+  ``ExternalUserId`` = the user id; a student joining later gets theirs from
+  ``add_member``) and, when a sink role is configured, a media capture
+  pipeline writing to the chunks bucket under ``capture/<exam>/``: every
+  attendee's video (no selected streams, so a student who joins late is
+  captured too) and the meeting's audio; content share is not captured
+  (nothing analyses it). The attendees come back as ``attendees`` for the
+  caller to store (attendee -> student, read by the chunk router); stopping
+  deletes the pipeline, the meeting and the channel. Messages go out with
+  ``SendChannelMessage`` whose ``ClientRequestToken`` is the message id, so a
+  retry is not a second message.
 
 Every Chime request is checked against botocore's service models in the
 tests (``AioStubber``); no emulator has Chime.
@@ -50,7 +56,8 @@ class TransportError(ProctoringError):
 
 class Transport(Protocol):
     async def open(self, exam: Mapping[str, Any], members: list[str]) -> dict[str, Any]:
-        """Create the exam's meeting and channel; return what to store on the exam."""
+        """Create the exam's meeting and channel; return what to store on the exam, and under
+        ``attendees`` the meeting attendees made (``user_id``, ``attendee_id``, ``role``)."""
 
     async def add_member(self, exam: Mapping[str, Any], user_id: str) -> dict[str, Any]:
         """A student joins a started exam: their meeting attendee and channel membership."""
@@ -159,8 +166,17 @@ class ChimeTransport:
             "meeting_id": meeting["MeetingId"],
             "channel_arn": channel["ChannelArn"],
         }
-        for user_id in [str(exam["proctor_id"]), *members]:
+        proctor_id = str(exam["proctor_id"])
+        for user_id in [proctor_id, *members]:
             await self._add_membership(stored["channel_arn"], user_id)
+        stored["attendees"] = [
+            {
+                "user_id": user_id,
+                "attendee_id": (await self._attendee(meeting["MeetingId"], user_id))["AttendeeId"],
+                "role": role,
+            }
+            for user_id, role in [(proctor_id, "proctor"), *((m, "student") for m in members)]
+        ]
         if self._settings.chime_capture_role_arn:
             stored["pipeline_id"] = await self._capture(exam_id, meeting["MeetingId"])
         return stored
@@ -189,7 +205,7 @@ class ChimeTransport:
                 "ArtifactsConfiguration": {
                     "Audio": {"MuxType": "AudioOnly"},
                     "Video": {"State": "Enabled", "MuxType": "VideoOnly"},
-                    "Content": {"State": "Enabled", "MuxType": "ContentOnly"},
+                    "Content": {"State": "Disabled"},
                 }
             },
         }
@@ -200,15 +216,19 @@ class ChimeTransport:
 
     async def add_member(self, exam: Mapping[str, Any], user_id: str) -> dict[str, Any]:
         await self._add_membership(str(exam["channel_arn"]), user_id)
-        attendee = (
+        attendee = await self._attendee(str(exam["meeting_id"]), user_id)
+        return {"attendee_id": attendee["AttendeeId"], "join_token": attendee["JoinToken"]}
+
+    async def _attendee(self, meeting_id: str, user_id: str) -> dict[str, Any]:
+        attendee: dict[str, Any] = (
             await self._call(
                 self._meetings,
                 "create_attendee",
-                MeetingId=exam["meeting_id"],
+                MeetingId=meeting_id,
                 ExternalUserId=user_id[:64],
             )
         )["Attendee"]
-        return {"attendee_id": attendee["AttendeeId"], "join_token": attendee["JoinToken"]}
+        return attendee
 
     async def close(self, exam: Mapping[str, Any]) -> None:
         if exam.get("pipeline_id"):

@@ -7,6 +7,10 @@ The exams table (``<prefix>-exams``) holds one partition per exam, keyed
   -> stopped), the Chime meeting, channel and capture pipeline;
 - ``student#<student_id>``: a student's enrolment - joined, consent (policy
   version and time), registered;
+- ``attendee#<attendee_id>``: who a Chime meeting attendee is - ``role``
+  ``student`` (with ``student_id``, so erasure finds it) or ``proctor`` (with
+  ``user_id``); written by the API when it creates the attendee, read by the
+  chunk router to turn a capture pipeline's video chunk into that student's;
 - ``msg#<time>#<id>``: the exam channel's messages when no Chime app instance
   is configured (the local channel): chat between the proctor and a student,
   alerts the forwarder posted; ``student_id`` names the thread;
@@ -40,6 +44,7 @@ from proctoring.storage import StorageError, from_item, to_item
 
 __all__ = [
     "EXAM_ITEM",
+    "AttendeeRole",
     "Conflict",
     "ExamStatus",
     "ExamStore",
@@ -48,8 +53,10 @@ __all__ = [
 ]
 
 ExamStatus = Literal["created", "started", "stopped"]
+AttendeeRole = Literal["student", "proctor"]
 EXAM_ITEM = "exam"
 _STUDENT = "student#"
+_ATTENDEE = "attendee#"
 _MESSAGE = "msg#"
 _FORWARDED = "fwd#"
 _UPLOAD = "upload#"
@@ -250,6 +257,28 @@ class ExamStore:
             ReturnValues="ALL_NEW",
         )
         return from_item(response["Attributes"])
+
+    # ---- meeting attendees ------------------------------------------------------------
+    async def put_attendee(
+        self, exam_id: str, attendee_id: str, user_id: str, role: AttendeeRole
+    ) -> None:
+        """Remember who a meeting attendee is (idempotent: the same attendee, the same item)."""
+        item: dict[str, Any] = {
+            "exam_id": exam_id,
+            "item": _ATTENDEE + attendee_id,
+            "attendee_id": attendee_id,
+            "role": role,
+            "user_id": user_id,
+            "created_at": now_iso(),
+            "expires_at": self.expires_at(),
+        }
+        if role == "student":
+            item["student_id"] = user_id
+        await self._call("put_item", TableName=self._names.exams_table, Item=to_item(item))
+
+    async def get_attendee(self, exam_id: str, attendee_id: str) -> dict[str, Any] | None:
+        """The attendee's item (``role``, ``user_id``), or None for an attendee we never made."""
+        return await self._get(exam_id, _ATTENDEE + attendee_id)
 
     # ---- the local channel's messages ------------------------------------------------
     async def put_message(self, message: Mapping[str, Any]) -> bool:

@@ -1,7 +1,9 @@
 """Erasure: every biometric and recorded trace of one student in one exam, then an audit record.
 
 Deleted: the registered face (the Rekognition collection's face and the faces
-table row), every chunk and frame object under the student's prefixes, every
+table row), every chunk and frame object under the student's prefixes, the
+video the Chime media capture pipeline recorded of the student's attendees
+(``capture/<exam>/video/*-<attendeeId>[#content].mp4``), every
 row of the results, alerts, sessions and errors tables about the student, and
 the student's enrolment, consent, messages and forwarder claims in the exams
 table. Kept: one audit record (who, when, how much was deleted; nothing
@@ -12,6 +14,7 @@ Erasing twice is harmless: the second pass deletes nothing and is audited too.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -20,26 +23,34 @@ from lambdas.api.app import PROCTORS, ROUTER, Context
 from lambdas.api.exams import exam_for
 from lambdas.api.http import Request, Response
 from lambdas.api.schemas import AUDIT, ERASURE, check_id
+from proctoring.events import CaptureKey, InvalidEvent
 
 __all__ = ["erase_student"]
 
 _log = structlog.get_logger(__name__)
 
 
-async def _delete_prefix(s3: Any, bucket: str, prefix: str, call_timeout: float) -> int:
-    """Delete every version (and delete marker) under ``prefix``: the chunks bucket is
-    versioned, so deleting the current objects alone would keep the recordings. Returns how
-    many objects (keys) held data."""
+async def _delete_prefix(
+    s3: Any,
+    bucket: str,
+    prefix: str,
+    call_timeout: float,
+    keep: Callable[[str], bool] = lambda key: False,
+) -> int:
+    """Delete every version (and delete marker) under ``prefix`` except the keys ``keep``
+    says: the chunks bucket is versioned, so deleting the current objects alone would keep
+    the recordings. Returns how many objects (keys) held data."""
     keys: set[str] = set()
     kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
     while True:
         async with asyncio.timeout(call_timeout):
             page = await s3.list_object_versions(**kwargs)
-        versions = page.get("Versions", [])
+        versions = [v for v in page.get("Versions", []) if not keep(v["Key"])]
         keys.update(v["Key"] for v in versions)
         objects = [
             {"Key": v["Key"], "VersionId": v["VersionId"]}
             for v in (*versions, *page.get("DeleteMarkers", []))
+            if not keep(v["Key"])
         ]
         for start in range(0, len(objects), 1000):  # DeleteObjects takes at most 1,000
             async with asyncio.timeout(call_timeout):
@@ -78,6 +89,20 @@ async def erase_student(ctx: Context, exam_id: str, student_id: str) -> dict[str
         services.s3, names.frames_bucket, f"frames/{prefix}", settings.call_timeout
     )
 
+    own = await services.exams.student_items(exam_id, student_id)
+    attendees = {
+        item["item"].removeprefix("attendee#")
+        for item in own
+        if item["item"].startswith("attendee#")
+    }
+    counts["capture"] = await _delete_prefix(
+        services.s3,
+        names.chunks_bucket,
+        f"capture/{exam_id}/video/",
+        settings.call_timeout,
+        keep=lambda key: _attendee(key) not in attendees,
+    )
+
     results = await tables.results(f"{exam_id}#{student_id}")
     counts["results"] = await tables.delete_rows(
         names.results_table,
@@ -100,11 +125,17 @@ async def erase_student(ctx: Context, exam_id: str, student_id: str) -> dict[str
     await tables.delete_session(exam_id, student_id)
     counts["sessions"] = int(session is not None)
 
-    own = await services.exams.student_items(exam_id, student_id)
     for key in own:
         await services.exams.delete(key)
     counts["exam_items"] = len(own)
     return counts
+
+
+def _attendee(key: str) -> str | None:
+    try:
+        return CaptureKey.parse(key).attendee_id
+    except InvalidEvent:
+        return None
 
 
 @ROUTER.route(

@@ -151,6 +151,10 @@ async def start_exam(request: Request, ctx: Context) -> Response:
         raise Conflict("the exam was stopped; create a new one", reason="exam_stopped")
     members = [s["student_id"] for s in await ctx.services.exams.students(exam["exam_id"])]
     opened = await ctx.services.channel.transport.open(exam, members)
+    for attendee in opened.pop("attendees", []):  # the router maps capture chunks with these
+        await ctx.services.exams.put_attendee(
+            exam["exam_id"], attendee["attendee_id"], attendee["user_id"], attendee["role"]
+        )
     try:
         exam = await ctx.services.exams.update_exam(
             exam["exam_id"],

@@ -147,6 +147,10 @@ async def join_exam(request: Request, ctx: Context) -> Response:
     view = _view(enrolment)
     if exam["status"] == "started":
         view["meeting"] = await ctx.services.channel.transport.add_member(exam, ctx.user_id)
+        if view["meeting"].get("attendee_id"):  # the router maps capture chunks with this
+            await ctx.services.exams.put_attendee(
+                exam_id, view["meeting"]["attendee_id"], ctx.user_id, "student"
+            )
     view["consent_version"] = ctx.services.settings.consent_version
     return Response.json(200, view)
 

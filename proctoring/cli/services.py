@@ -21,13 +21,14 @@ from typing import Any
 from consumer.outbox import AlertPublisher, OutboxSweeper, run_sweeper
 from consumer.processor import ChunkProcessor
 from consumer.worker import Worker
-from lambdas.chunk_router import route
+from lambdas.chunk_router import Attendees, route
 from lambdas.event_source import poll_queue
 from proctoring.analysis.base import Engine
 from proctoring.analysis.engine import local_engine, open_engine
 from proctoring.analysis.faces import warm_up
 from proctoring.aws import AsyncClients, async_clients
 from proctoring.errors import ProctoringError
+from proctoring.exams import ExamStore
 from proctoring.lifetime import bind_to_parent
 from proctoring.metrics import Metrics
 from proctoring.pool import RenewingPool
@@ -78,6 +79,10 @@ def router_invoker(
 ) -> Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]:
     """The chunk router as an SQS event source invokes it: event in, batch response out."""
 
+    attendees = Attendees(
+        ExamStore(clients.dynamodb, settings.names, timeout=settings.call_timeout)
+    )
+
     async def invoke(event: dict[str, Any]) -> dict[str, Any]:
         outcome = await route(
             event,
@@ -85,6 +90,7 @@ def router_invoker(
             tables=tables,
             stream=settings.names.stream,
             metrics=metrics,
+            attendees=attendees,
             retention_days=settings.retention_days,
         )
         return outcome.response()

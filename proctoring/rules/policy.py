@@ -15,6 +15,18 @@ Example exam item (attribute ``policy``)::
      "tolerances": {"LOOKING_AWAY": 4}, "severities": {"LOOKING_AWAY": "low"},
      "yaw_limit": 35, "prohibited_labels": ["Mobile Phone", "Book"]}
 
+``sources`` says which video is analysed: ``browser`` (the default: the
+student page's uploads, source ``camera``), ``chime`` (the Chime SDK media
+capture pipeline's per-attendee chunks, source ``chime``) or ``both``. With
+``both`` a moment (5 s slot of capture time, ``proctoring.events.moment``)
+is analysed once: the first chunk of that moment the consumer sees (in one
+batch the browser's), and a chunk of the other source for the same moment
+gets a ``not_analysed`` result row (``reason: same_moment``, ``same_as``: the
+analysed chunk). A chunk of a source the policy does not analyse gets a
+``not_analysed`` row (``reason: source_off``). Whatever the policy, the
+capture pipeline's content share, the proctor's attendee and the pipeline's
+audio and meeting events are never analysed (the router skips them).
+
 Example accommodations on a student's item::
 
     {"face_checks": false}            {"tolerances": {"NO_FACE": 6}}
@@ -40,12 +52,14 @@ __all__ = [
     "POLICY_STUDENT_ID",
     "RULE_NAMES",
     "Accommodations",
+    "ChunkSources",
     "Policy",
     "PolicyError",
     "Severity",
 ]
 
 Severity = Literal["low", "medium", "high"]
+ChunkSources = Literal["browser", "chime", "both"]
 POLICY_STUDENT_ID = "#policy"
 DEFAULT_SEVERITIES: dict[str, Severity] = {
     "NO_FACE": "medium",
@@ -88,6 +102,8 @@ class Policy(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    sources: ChunkSources = "browser"
+    """Which video is analysed: the browser's uploads, the Chime capture, or both (once)."""
     enabled_rules: tuple[str, ...] = RULE_NAMES
     tolerance: int = Field(default=2, ge=1, le=720)
     """Consecutive analysed chunks before an alert, for rules without their own."""
@@ -121,6 +137,14 @@ class Policy(BaseModel):
         if any(v < 1 for v in value.values()):
             raise ValueError("tolerances must be at least 1 chunk")
         return value
+
+    def analyses(self, source: str) -> bool:
+        """Whether chunks of ``source`` are analysed (``screen`` never is; it is recorded)."""
+        if source == "camera":
+            return self.sources in ("browser", "both")
+        if source == "chime":
+            return self.sources in ("chime", "both")
+        return False
 
     def tolerance_for(self, rule: str) -> int:
         return self.tolerances.get(rule, self.tolerance)

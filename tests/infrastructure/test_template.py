@@ -176,10 +176,15 @@ def test_every_bucket_refuses_plain_http(template: dict[str, Any]) -> None:
         assert denies, f"{logical} accepts plain HTTP"
 
 
-def test_chunk_uploads_notify_the_router_queue_only_for_the_chunks_prefix() -> None:
-    [queue] = _props("ChunksBucket")["NotificationConfiguration"]["QueueConfigurations"]
-    assert queue["Queue"] == {"Fn::GetAtt": ["ChunkEventsQueue", "Arn"]}
-    assert queue["Filter"]["S3Key"]["Rules"] == [{"Name": "prefix", "Value": "chunks/"}]
+def test_chunks_and_capture_video_notify_the_router_queue_and_nothing_else() -> None:
+    uploads, capture = _props("ChunksBucket")["NotificationConfiguration"]["QueueConfigurations"]
+    for queue in (uploads, capture):
+        assert queue["Queue"] == {"Fn::GetAtt": ["ChunkEventsQueue", "Arn"]}
+    assert uploads["Filter"]["S3Key"]["Rules"] == [{"Name": "prefix", "Value": "chunks/"}]
+    assert capture["Filter"]["S3Key"]["Rules"] == [
+        {"Name": "prefix", "Value": "capture/"},
+        {"Name": "suffix", "Value": ".mp4"},  # video and mixed audio; not meeting-events .txt
+    ]
     mapping = _props("ChunkRouterEventSource")
     assert mapping["EventSourceArn"] == {"Fn::GetAtt": ["ChunkEventsQueue", "Arn"]}
     assert mapping["FunctionName"] == {"Ref": "ChunkRouterFunction"}
@@ -283,6 +288,10 @@ def test_one_role_per_function_and_per_task() -> None:
 
 
 def test_the_chunk_router_may_only_move_chunk_events() -> None:
+    by_sid = {s["Sid"]: s for role, s in _role_statements() if role == "ChunkRouterRole"}
+    assert by_sid["AttendeeToStudent"]["Action"] == "dynamodb:GetItem"
+    assert by_sid["AttendeeToStudent"]["Resource"] == {"Fn::GetAtt": ["ExamsTable", "Arn"]}
+    assert by_sid["RecordBadInput"]["Resource"] == {"Fn::GetAtt": ["ErrorsTable", "Arn"]}
     assert _actions("ChunkRouterRole") == {
         "logs:CreateLogStream",
         "logs:PutLogEvents",
@@ -292,6 +301,7 @@ def test_the_chunk_router_may_only_move_chunk_events() -> None:
         "sqs:GetQueueAttributes",
         "kinesis:PutRecords",
         "dynamodb:PutItem",
+        "dynamodb:GetItem",
         "kms:Decrypt",
         "kms:Encrypt",
         "kms:GenerateDataKey",
@@ -311,6 +321,10 @@ def test_the_consumer_may_call_what_it_calls_on_what_it_touches() -> None:
     assert by_sid["ReadStream"]["Resource"] == {"Fn::GetAtt": ["ChunkStream", "Arn"]}
     assert by_sid["GetChunks"]["Action"] == "s3:GetObject"
     assert by_sid["GetChunks"]["Resource"] == {"Fn::Sub": "${ChunksBucket.Arn}/chunks/*"}
+    assert by_sid["GetCaptureVideo"]["Action"] == "s3:GetObject"
+    assert by_sid["GetCaptureVideo"]["Resource"] == {
+        "Fn::Sub": "${ChunksBucket.Arn}/capture/*/video/*"
+    }
     assert by_sid["PutFrames"]["Action"] == "s3:PutObject"
     assert by_sid["PutFrames"]["Resource"] == {"Fn::Sub": "${FramesBucket.Arn}/frames/*"}
     assert by_sid["PublishAlerts"] == {
@@ -474,12 +488,15 @@ def test_the_api_routes_are_exactly_the_code_s_routes() -> None:
     deployed = {r["Properties"]["RouteKey"] for r in routes}
     served = {r.route_key for r in ROUTER.routes if not r.local_only}
     assert deployed == served
-    registration = "POST /exams/{exam_id}/students/{student_id}/registration"
+    registration = {  # the proctor's re-registration indexes a face too (issue 19)
+        "POST /exams/{exam_id}/students/{student_id}/registration",
+        "POST /exams/{exam_id}/students/{student_id}/reregistration",
+    }
     for route in routes:  # registration on its own function (Rekognition rights), the rest one
         target = route["Properties"]["Target"]["Fn::Sub"]
         expected = (
             "RegisterIntegration"
-            if route["Properties"]["RouteKey"] == registration
+            if route["Properties"]["RouteKey"] in registration
             else "ApiIntegration"
         )
         assert target == f"integrations/${{{expected}}}"

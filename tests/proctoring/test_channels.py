@@ -107,6 +107,12 @@ def test_starting_an_exam_creates_meeting_channel_members_and_capture() -> None:
         )  # fmt: skip
         _membership(stubs, "proctor-1")
         _membership(stubs, "student-1")
+        for user, attendee in (("proctor-1", "att-p"), ("student-1", "att-s")):
+            stubs["meetings"].add_response(  # the router maps capture chunks by these ids
+                "create_attendee",
+                {"Attendee": {"AttendeeId": attendee, "ExternalUserId": user, "JoinToken": "jt"}},
+                {"MeetingId": MEETING["MeetingId"], "ExternalUserId": user},
+            )
         stubs["pipelines"].add_response(
             "create_media_capture_pipeline",
             {"MediaCapturePipeline": {"MediaPipelineId": "9f8e7d6c-aaaa-bbbb-cccc-ddddeeeeffff"}},
@@ -118,11 +124,14 @@ def test_starting_an_exam_creates_meeting_channel_members_and_capture() -> None:
                 "ClientRequestToken": "capture-ex-1",
                 "SinkIamRoleArn": SETTINGS.chime_capture_role_arn,
                 "SseAwsKeyManagementParams": {"AwsKmsKeyId": SETTINGS.data_key_arn},
+                # No SourceConfiguration.SelectedVideoStreams: every attendee's video,
+                # so a student who joins after the start is captured too; content
+                # share is not captured (nothing analyses it).
                 "ChimeSdkMeetingConfiguration": {
                     "ArtifactsConfiguration": {
                         "Audio": {"MuxType": "AudioOnly"},
                         "Video": {"State": "Enabled", "MuxType": "VideoOnly"},
-                        "Content": {"State": "Enabled", "MuxType": "ContentOnly"},
+                        "Content": {"State": "Disabled"},
                     }
                 },
             },
@@ -134,6 +143,10 @@ def test_starting_an_exam_creates_meeting_channel_members_and_capture() -> None:
         "meeting_id": MEETING["MeetingId"],
         "channel_arn": CHANNEL,
         "pipeline_id": "9f8e7d6c-aaaa-bbbb-cccc-ddddeeeeffff",
+        "attendees": [
+            {"user_id": "proctor-1", "attendee_id": "att-p", "role": "proctor"},
+            {"user_id": "student-1", "attendee_id": "att-s", "role": "student"},
+        ],
     }
 
 

@@ -1,0 +1,46 @@
+"""Erasure reaches every copy of the student's video, the Chime capture pipeline's included."""
+
+from __future__ import annotations
+
+import asyncio
+
+from proctoring.aws import async_clients, sync_client
+from proctoring.exams import ExamStore
+from tests.lambdas.api.conftest import Service
+
+
+def test_erasing_a_student_deletes_their_capture_video_and_only_theirs(service: Service) -> None:
+    settings = service.settings
+    exam_id = service.exam()
+    student = service.enrol(exam_id)
+    other = service.enrol(exam_id, "other_student")
+
+    async def attendees() -> None:  # what the API records when it creates their attendees
+        async with async_clients(settings) as clients:
+            store = ExamStore(clients.dynamodb, settings.names)
+            await store.put_attendee(exam_id, "a-student-0001", student, "student")
+            await store.put_attendee(exam_id, "a-other-0002", other, "student")
+
+    asyncio.run(attendees())
+    s3, bucket = sync_client(settings, "s3"), settings.names.chunks_bucket
+    video = f"capture/{exam_id}/video"
+    theirs = [
+        f"{video}/2026-12-06-10-00-00-000-a-student-0001.mp4",
+        f"{video}/2026-12-06-10-00-05-000-a-student-0001.mp4",
+        f"{video}/2026-12-06-10-00-05-000-a-student-0001#content.mp4",
+    ]
+    kept = [
+        f"{video}/2026-12-06-10-00-00-000-a-other-0002.mp4",
+        f"capture/{exam_id}/meeting-events/2026-12-06-10-00-00-000.txt",
+    ]
+    for key in theirs + kept:
+        s3.put_object(Bucket=bucket, Key=key, Body=b"\0" * 16)
+
+    erased = service.call("DELETE", f"/exams/{exam_id}/students/{student}", "proctor")
+
+    assert erased.status_code == 200, erased.text
+    assert erased.json()["deleted"]["capture"] == len(theirs)
+    left = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="capture/")["Contents"]}
+    assert left == set(kept), "the student's video is gone; another student's is not"
+    again = service.call("DELETE", f"/exams/{exam_id}/students/{student}", "proctor")
+    assert again.json()["deleted"]["capture"] == 0
