@@ -21,6 +21,20 @@ may checkpoint. Per batch:
    (deduplicated by alert id), save the state, the schedule, the call
    counts and the risk score.
 
+Evidence is written once. A chunk's result row is written only if absent and
+carries the SHA-256 of the bytes analysed (``chunk_sha256``) and the S3
+version read; its frame is stored with ``If-None-Match: *``, and its hash
+(``frame_sha256``) goes on the row and on every alert raised from it. A
+re-delivery of the same chunk (at-least-once: a worker died mid-batch) finds
+the same bytes and changes nothing. A *different* object for a sequence that
+already has a result row - another key, or other bytes under the same key -
+is never analysed: of a student's own sources (camera, screen) it is recorded
+as tampering (a high-severity
+``CHUNK_REPLACED`` alert pointing at the first evidence, an errors row with
+``reason = second_object``, the ``ChunksReplaced`` metric) and the first
+row, frame and alert stay as they were. (Two ``chime`` objects on one moment
+are the capture pipeline's, not a student's: the second is skipped, unflagged.)
+
 Bad input (malformed event, empty, non-video or truncated chunk, missing
 object) is recorded - log line, ``ChunkErrors`` metric, a row in the errors
 table and, for a chunk, a result row with ``status = error`` - and the rest
@@ -36,6 +50,7 @@ import asyncio
 import base64
 import contextlib
 import functools
+import hashlib
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
@@ -65,6 +80,8 @@ __all__ = ["BatchFailed", "BatchOutcome", "ChunkProcessor", "Record"]
 
 _log = structlog.get_logger(__name__)
 _RAW_PREVIEW = 512
+REPLACED = "CHUNK_REPLACED"
+"""The alert type of a second object uploaded for a sequence that has its result."""
 _VIDEO_SOURCES = ("camera", "chime")  # analysed as the policy says; screen is only recorded
 _MOMENTS_KEPT = 720  # an hour of 5 s moments remembered per student for sources: both
 
@@ -151,6 +168,11 @@ class _Chunk:
     fallback: _FirstFrame | None = None
     analysed: Analysed | None = None
     error: FrameError | InvalidEvent | None = None
+    digest: str | None = None  # SHA-256 of the chunk's bytes as read
+    version: str | None = None  # the S3 version read (versioned bucket)
+    frame_digest: str | None = None
+    frame_version: str | None = None
+    first: dict[str, Any] | None = None  # the sequence's earlier result: this is a second object
 
 
 def _frame_and_thumbnail(
@@ -247,6 +269,16 @@ class ChunkProcessor:
                 continue
             identity = (event.session_id, event.source, event.sequence)
             if identity in chunks:
+                earlier = chunks[identity][0]
+                if (earlier.key, earlier.size) != (event.key, event.size):
+                    # two objects for one sequence in one batch: the second is never analysed
+                    flagged = await self._second_object(
+                        _Chunk(event, record), {"chunk_key": earlier.key}
+                    )
+                    outcome.errors += int(flagged)
+                    outcome.alerts += int(flagged)
+                    outcome.duplicates += int(not flagged)
+                    continue
                 outcome.duplicates += 1
                 continue
             chunks[identity] = (event, record)
@@ -337,7 +369,13 @@ class ChunkProcessor:
         ):
             async with self._slots:
                 try:
-                    data = await self._fetch(event)
+                    data, version = await self._fetch(event)
+                    digest = hashlib.sha256(data).hexdigest()
+                    first = await self._tables.get_result(
+                        event.session_id, f"{event.source}#{event.sequence:06d}"
+                    )
+                    if _another_object(first, event, digest):
+                        return _Chunk(event, record, digest=digest, version=version, first=first)
                     loop = asyncio.get_running_loop()
                     started = time.perf_counter()
                     frame, thumb = await loop.run_in_executor(
@@ -354,23 +392,17 @@ class ChunkProcessor:
                     )
                 except (FrameError, InvalidEvent) as exc:
                     return _Chunk(event, record, error=exc)
-                frame_key = (
-                    f"frames/{event.exam_id}/{event.student_id}/{event.source}/"
-                    f"{event.sequence:06d}.jpg"
-                )
-                await self._call(
-                    self._s3.put_object(
-                        Bucket=self._settings.names.frames_bucket,
-                        Key=frame_key,
-                        Body=frame.jpeg,
-                        ContentType="image/jpeg",
-                    )
-                )
+                frame_key = _frame_key(event)
+                frame_digest, frame_version = await self._store_evidence(frame_key, frame.jpeg)
                 return _Chunk(
                     event,
                     record,
                     frame=frame,
                     frame_key=frame_key,
+                    digest=digest,
+                    version=version,
+                    frame_digest=frame_digest,
+                    frame_version=frame_version,
                     thumb=thumb,
                     fallback=self._first_frame(event)
                     if self._settings.frame_position == "middle" and frame.time > 0
@@ -379,7 +411,7 @@ class ChunkProcessor:
 
     def _first_frame(self, event: ChunkEvent) -> _FirstFrame:
         async def load() -> Frame:
-            data = await self._fetch(event)
+            data, _ = await self._fetch(event)
             loop = asyncio.get_running_loop()
             frame: Frame = await loop.run_in_executor(
                 self._executor,
@@ -394,7 +426,34 @@ class ChunkProcessor:
 
         return _FirstFrame(load)
 
-    async def _fetch(self, event: ChunkEvent) -> bytes:
+    async def _store_evidence(self, key: str, jpeg: bytes) -> tuple[str, str | None]:
+        """Store a frame unless its key exists (``If-None-Match: *``); its SHA-256 and version.
+
+        When the key exists (a re-delivery of the same chunk), the stored frame stays and
+        its own hash is returned: the evidence is whatever was written first.
+        """
+        bucket = self._settings.names.frames_bucket
+        try:
+            response = await self._call(
+                self._s3.put_object(
+                    Bucket=bucket, Key=key, Body=jpeg, ContentType="image/jpeg", IfNoneMatch="*"
+                )
+            )
+            return hashlib.sha256(jpeg).hexdigest(), response.get("VersionId")
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in ("PreconditionFailed", "412"):
+                raise
+        existing = await self._call(self._s3.get_object(Bucket=bucket, Key=key))
+        async with existing["Body"] as body:
+            stored: bytes = await body.read()
+        digest = hashlib.sha256(stored).hexdigest()
+        if stored != jpeg:
+            _log.warning("evidence frame kept: this delivery's frame differs", frame=key)
+            self._metrics.add("EvidenceKept")
+        return digest, existing.get("VersionId")
+
+    async def _fetch(self, event: ChunkEvent) -> tuple[bytes, str | None]:
+        """The chunk's bytes and the S3 version they are (None in an unversioned bucket)."""
         limit = self._settings.max_chunk_bytes
         if event.size > limit:
             raise FrameError(
@@ -418,7 +477,8 @@ class ChunkProcessor:
             )
         async with response["Body"] as body:
             data: bytes = await body.read()
-        return data
+        version = response.get("VersionId")
+        return data, None if version in (None, "null") else str(version)
 
     async def _call(self, awaitable: Any) -> Any:
         async with asyncio.timeout(self._settings.call_timeout):
@@ -450,6 +510,11 @@ class ChunkProcessor:
                 source=event.source,
                 seq=event.sequence,
             ):
+                if chunk.first is not None:  # a second object: recorded, never analysed
+                    flagged = await self._second_object(chunk, chunk.first)
+                    counts.errors += int(flagged)
+                    counts.alerts += int(flagged)
+                    continue
                 if (
                     chunk.error is None
                     and event.source in _VIDEO_SOURCES
@@ -474,7 +539,11 @@ class ChunkProcessor:
                     )
                     if chunk.analysed is not None and chunk.analysed.used_fallback:
                         chunk = await self._store_fallback(chunk)
-                await self._write_result(chunk)
+                earlier = await self._write_result(chunk)
+                if earlier is not None and _another_object(earlier, event, chunk.digest):
+                    await self._second_object(chunk, earlier)  # lost a race to another object
+                    counts.errors += 1
+                    continue
                 counts.results += 1
                 if chunk.error is not None:
                     await self._record_bad_chunk(chunk)
@@ -509,34 +578,46 @@ class ChunkProcessor:
         _log.info("chunk recorded, not analysed", reason="same_moment", same_as=analysed)
 
     async def _store_fallback(self, chunk: _Chunk) -> _Chunk:
-        """The first frame was analysed instead of the middle one: it is the evidence."""
+        """The first frame was analysed instead of the middle one: it is the evidence, under
+        a key of its own (the middle frame's is written once and stays)."""
         assert chunk.fallback is not None and chunk.fallback.frame is not None
-        assert chunk.frame_key is not None
-        await self._call(
-            self._s3.put_object(
-                Bucket=self._settings.names.frames_bucket,
-                Key=chunk.frame_key,
-                Body=chunk.fallback.frame.jpeg,
-                ContentType="image/jpeg",
-            )
+        key = _frame_key(chunk.event, "first")
+        digest, version = await self._store_evidence(key, chunk.fallback.frame.jpeg)
+        return replace(
+            chunk,
+            frame=chunk.fallback.frame,
+            frame_key=key,
+            frame_digest=digest,
+            frame_version=version,
         )
-        return replace(chunk, frame=chunk.fallback.frame)
 
-    async def _write_result(self, chunk: _Chunk) -> None:
+    async def _write_result(self, chunk: _Chunk) -> dict[str, Any] | None:
+        """Write the chunk's result row unless it has one; the row that was there, if any."""
         event = chunk.event
         now = self._now()
         row = self._result_row(
             event, now, latency_ms=round((now - event.uploaded_at).total_seconds() * 1000)
         )
+        row.update(chunk_sha256=chunk.digest, chunk_version=chunk.version)
         if chunk.error is not None:
             row.update(status="error", error_reason=chunk.error.reason, error=str(chunk.error))
         else:
             assert chunk.frame is not None
             row.update(status="ok", frame_key=chunk.frame_key, rotation=chunk.frame.rotation)
+            row.update(frame_sha256=chunk.frame_digest, frame_version=chunk.frame_version)
             row["frame_time"] = round(chunk.frame.time, 3)
             if chunk.analysed is not None:
                 row.update(chunk.analysed.row)
-        await self._tables.put_result(row)
+        first = await self._tables.put_result(row)
+        if first is not None:  # processed again (at least once), or a second object
+            self._metrics.add("ChunksRedelivered")
+            _log.info(
+                "chunk processed",
+                status=first.get("status"),
+                kept=True,  # the row written first stays as it was
+                latency_ms=row["latency_ms"],
+            )
+            return first
         self._metrics.add("ChunksProcessed")
         self._metrics.add("ChunkLatencyMs", row["latency_ms"], "Milliseconds")
         _log.info(
@@ -546,6 +627,7 @@ class ChunkProcessor:
             identity=row.get("identity"),
             latency_ms=row["latency_ms"],
         )
+        return None
 
     async def _raise_alert(self, chunk: _Chunk, finding: Finding) -> None:
         event = chunk.event
@@ -562,7 +644,11 @@ class ChunkProcessor:
             "first_sequence": finding.first_sequence,
             "chunks": finding.chunks,
             "frame_key": chunk.frame_key,
+            "frame_sha256": chunk.frame_digest,
+            "frame_version": chunk.frame_version,
             "chunk_key": event.key,
+            "chunk_sha256": chunk.digest,
+            "chunk_version": chunk.version,
             "faces": len(analysis.faces) if analysis else None,
             "distance": None
             if analysis is None or analysis.distance is None
@@ -590,6 +676,83 @@ class ChunkProcessor:
         _log.warning(
             "alert raised", alert=alert["alert_id"], type=finding.rule, first=finding.first_sequence
         )
+
+    async def _second_object(self, chunk: _Chunk, first: dict[str, Any]) -> bool:
+        """Record a second object for a sequence; True when it was flagged as tampering.
+
+        Only what students write (``camera``, ``screen``: presigned forms) can be tampering.
+        The Chime capture pipeline writes ``chime`` objects itself, and two of them may fall
+        on one 5 s moment (a re-joined attendee, a chunk boundary): the first stays, the
+        second is left unanalysed with a log line and ``ChunksNotAnalysed``, no alert.
+        """
+        if chunk.event.source == "chime":
+            self._metrics.add("ChunksNotAnalysed", Reason="moment_taken")
+            _log.info(
+                "chunk recorded, not analysed",
+                reason="moment_taken",
+                key=chunk.event.key,
+                first=first.get("chunk_key"),
+            )
+            return False
+        await self._record_replacement(chunk, first)
+        return True
+
+    async def _record_replacement(self, chunk: _Chunk, first: dict[str, Any]) -> None:
+        """A second object for a sequence: an alert pointing at the first evidence, an errors
+        row naming both objects, the ``ChunksReplaced`` metric. Nothing is analysed."""
+        event = chunk.event
+        now = self._now()
+        finding = Finding(REPLACED, "high", event.sequence, event.sequence, 1)
+        what = (
+            f"a second object for {event.source} chunk {event.sequence}: "
+            f"{event.key} after {first.get('chunk_key')}"
+        )
+        alert: dict[str, Any] = {
+            "exam_id": event.exam_id,
+            "alert_id": alert_id(event.exam_id, event.student_id, event.source, finding),
+            "student_id": event.student_id,
+            "source": event.source,
+            "type": REPLACED,
+            "severity": "high",
+            "sequence": event.sequence,
+            "first_sequence": event.sequence,
+            "chunks": 1,
+            # the evidence stays the first object's; the second is named beside it
+            "frame_key": first.get("frame_key"),
+            "frame_sha256": first.get("frame_sha256"),
+            "frame_version": first.get("frame_version"),
+            "chunk_key": first.get("chunk_key"),
+            "chunk_sha256": first.get("chunk_sha256"),
+            "chunk_version": first.get("chunk_version"),
+            "replaced_by": {"chunk_key": event.key, "chunk_sha256": chunk.digest,
+                            "chunk_version": chunk.version, "size": event.size},
+            "evidence": {"message": what},
+            "status": "open",
+            "created_at": now.isoformat(),
+            "expires_at": self._expiry(now),
+        }  # fmt: skip
+        await self._record_error(
+            exam_id=event.exam_id,
+            error_id=f"replaced#{event.student_id}#{event.source}#{event.sequence:06d}#"
+            f"{(chunk.digest or event.key)[-16:]}",
+            stage="chunk",
+            reason="second_object",
+            message=what,
+            student_id=event.student_id,
+            chunk_key=event.key,
+            first_chunk_key=first.get("chunk_key"),
+            sequence_number=chunk.record.sequence_number,
+        )
+        self._metrics.add("ChunksReplaced")
+        created = await self._tables.create_alert(alert)
+        if not created:
+            existing = await self._tables.get_alert(event.exam_id, alert["alert_id"])
+            if existing is None or existing.get("published"):
+                return
+            alert = existing
+        await self._publisher.publish(alert)
+        self._metrics.add("AlertsRaised", Rule=REPLACED)
+        _log.warning("second object for a chunk", alert=alert["alert_id"], key=event.key)
 
     # ---- poison ---------------------------------------------------------------------
     async def park(
@@ -711,6 +874,25 @@ class ChunkProcessor:
 
     def _expiry(self, now: datetime) -> int:
         return int((now + timedelta(days=self._settings.retention_days)).timestamp())
+
+
+def _frame_key(event: ChunkEvent, variant: str = "") -> str:
+    suffix = f".{variant}" if variant else ""
+    return (
+        f"frames/{event.exam_id}/{event.student_id}/{event.source}/{event.sequence:06d}{suffix}.jpg"
+    )
+
+
+def _another_object(first: dict[str, Any] | None, event: ChunkEvent, digest: str | None) -> bool:
+    """Whether ``event`` is a different object than the one ``first`` (the sequence's result
+    row) was written for: another key, or other bytes under the same key. A parked row gives
+    way to its replay; a row without a hash (the object could not be read) is compared by key."""
+    if first is None or (first.get("status"), first.get("error_reason")) == ("error", "parked"):
+        return False
+    if first.get("chunk_key") != event.key:
+        return True
+    known = first.get("chunk_sha256")
+    return known is not None and digest is not None and known != digest
 
 
 def _evidence(row: dict[str, Any]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from the same template:
 
 - ``AWS::S3::Bucket`` ``NotificationConfiguration`` (S3 -> SQS chunk events);
 - ``AWS::S3::Bucket`` ``CorsConfiguration`` (uploads from the app's origin);
+- ``AWS::S3::Bucket`` ``VersioningConfiguration`` (the first upload of a chunk is kept);
 - ``AWS::DynamoDB::Table`` ``TimeToLiveSpecification`` (retention).
 
 Nothing else is created by hand: a resource missing from the template is
@@ -122,6 +123,13 @@ def _apply_ignored_properties(
                         }
                         for q in config.get("QueueConfigurations", [])
                     ]
+                },
+            )
+        if resource["Type"] == "AWS::S3::Bucket" and "VersioningConfiguration" in props:
+            s3.put_bucket_versioning(
+                Bucket=resolver.physical[logical],
+                VersioningConfiguration={
+                    "Status": resolver.resolve(props["VersioningConfiguration"])["Status"]
                 },
             )
         if resource["Type"] == "AWS::S3::Bucket" and "CorsConfiguration" in props:
@@ -246,6 +254,7 @@ _CLIENT_KEYS = (
     "GenerateSecret",
     "ExplicitAuthFlows",
     "ReadAttributes",
+    "WriteAttributes",
     "PreventUserExistenceErrors",
     "EnableTokenRevocation",
     "AccessTokenValidity",

@@ -59,6 +59,7 @@ _STUDENT = "student#"
 _ATTENDEE = "attendee#"
 _MESSAGE = "msg#"
 _FORWARDED = "fwd#"
+_UPLOAD = "upload#"
 BY_PROCTOR_INDEX = "by-proctor"
 
 
@@ -201,6 +202,36 @@ class ExamStore:
             existing = await self.get_student(exam_id, student_id)
             return existing or item
         return item
+
+    async def issue_upload(
+        self, exam_id: str, student_id: str, source: str, sequence: int, key: str
+    ) -> str:
+        """Fix the S3 key of the student's chunk ``sequence`` of ``source``, once: the key
+        issued first (``key`` when this call issued it). A conditional write, so two requests
+        racing for one sequence get the same key."""
+        item: dict[str, Any] = {
+            "exam_id": exam_id,
+            "item": f"{_UPLOAD}{student_id}#{source}#{sequence:09d}",
+            "student_id": student_id,
+            "source": source,
+            "sequence": sequence,
+            "key": key,
+            "issued_at": now_iso(),
+            "expires_at": self.expires_at(),
+        }
+        try:
+            await self._call(
+                "put_item",
+                TableName=self._names.exams_table,
+                Item=to_item(item),
+                ConditionExpression="attribute_not_exists(exam_id)",
+            )
+        except Conflict:
+            existing = await self._get(exam_id, item["item"])
+            if existing is None:  # erased between the two calls
+                raise
+            return str(existing["key"])
+        return key
 
     async def students(self, exam_id: str) -> list[dict[str, Any]]:
         return await self._query(

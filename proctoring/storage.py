@@ -5,7 +5,9 @@ Python values (floats become Decimals on the way in and come back as
 floats). Writes that must happen once are conditional, so a replayed batch
 changes nothing:
 
-- results: ``session_id`` (exam#student), ``chunk_id`` (source#sequence) - one row per chunk;
+- results: ``session_id`` (exam#student), ``chunk_id`` (source#sequence) - one row per chunk,
+  written once: a later write of the same chunk finds the first row and changes nothing (only
+  a ``parked`` error row gives way, to the replay of its record);
 - alerts: ``exam_id``, ``alert_id`` (deterministic per incident) - created once, in the
   sparse ``outbox`` index until it is marked ``published`` after SNS accepted it;
 - sessions: ``exam_id``, ``student_id`` - rule state with an optimistic ``version``;
@@ -102,9 +104,38 @@ class Tables:
             raise StorageError(f"DynamoDB {operation} timed out after {self._timeout} s") from exc
 
     # ---- results ---------------------------------------------------------------
-    async def put_result(self, result: Mapping[str, Any]) -> None:
-        """Write a chunk's result row; writing the same chunk again replaces it."""
-        await self._call("put_item", TableName=self._names.results_table, Item=to_item(result))
+    async def put_result(self, result: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Write a chunk's result row unless the chunk has one; None when this call wrote it,
+        else the row that was there (unchanged). A row left ``parked`` (``ChunkProcessor.park``)
+        gives way to the replay of its record."""
+        try:
+            await self._call(
+                "put_item",
+                TableName=self._names.results_table,
+                Item=to_item(result),
+                ConditionExpression=(
+                    "attribute_not_exists(chunk_id) OR (#s = :error AND error_reason = :parked)"
+                ),
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues=to_item({":error": "error", ":parked": "parked"}),
+            )
+        except ClientError as exc:
+            if not _is_conditional_failure(exc):
+                raise
+            existing = await self.get_result(result["session_id"], result["chunk_id"])
+            if existing is None:  # erased between the two calls: nothing to keep
+                raise StorageError(f"result {result['chunk_id']} vanished after a write") from exc
+            return existing
+        return None
+
+    async def get_result(self, session_id: str, chunk_id: str) -> dict[str, Any] | None:
+        response = await self._call(
+            "get_item",
+            TableName=self._names.results_table,
+            Key=to_item({"session_id": session_id, "chunk_id": chunk_id}),
+            ConsistentRead=True,
+        )
+        return from_item(response["Item"]) if "Item" in response else None
 
     async def results(self, session_id: str) -> list[dict[str, Any]]:
         return await self._query(self._names.results_table, "session_id", session_id)
@@ -271,6 +302,24 @@ class Tables:
     # ---- faces (the local engine's collection) ------------------------------------
     async def put_face(self, face: Mapping[str, Any]) -> None:
         await self._call("put_item", TableName=self._names.faces_table, Item=to_item(face))
+
+    async def keep_superseded_face(
+        self, exam_id: str, student_id: str, previous: Mapping[str, Any]
+    ) -> None:
+        """Keep ``previous`` (the faces item a new registration replaced) inside the student's
+        new faces item, under ``superseded``, with the ones it had superseded itself: both
+        enrolments stay, in the one item erasure deletes."""
+        earlier = list(previous.get("superseded") or [])
+        kept = {k: v for k, v in previous.items() if k not in ("exam_id", "student_id")}
+        kept.pop("superseded", None)
+        await self._call(
+            "update_item",
+            TableName=self._names.faces_table,
+            Key=to_item({"exam_id": exam_id, "student_id": student_id}),
+            UpdateExpression="SET superseded = :s",
+            ConditionExpression="attribute_exists(student_id)",
+            ExpressionAttributeValues=to_item({":s": [*earlier, kept]}),
+        )
 
     async def get_face(self, exam_id: str, student_id: str) -> dict[str, Any] | None:
         response = await self._call(

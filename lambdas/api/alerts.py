@@ -3,26 +3,32 @@
 Only the exam's proctor (and admins) see them. A review records a decision -
 ``acknowledge`` (seen, looking into it), ``confirm`` (misconduct) or
 ``dismiss`` (false alarm) - with a note, who and when; the alert keeps every
-review and its status is the last decision. The live stream (SSE) is served
+review and its status is the last decision. The evidence is served as
+links to the exact S3 versions the alert names, after the frame's SHA-256 is
+checked against the one recorded with the alert (409 ``evidence_altered``
+when they differ: the proctor is never shown a replaced frame). The live stream (SSE) is served
 by the local server (``dashboard.server``); in AWS the console follows the
 exam's Chime channel instead.
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Literal
 
+import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
 from lambdas.api.app import PROCTORS, ROUTER, Context, Query
 from lambdas.api.exams import exam_for
-from lambdas.api.http import NotFound, Request, Response
+from lambdas.api.http import Conflict, NotFound, Request, Response
 from lambdas.api.schemas import ALERT, EVIDENCE, RESULT, check_id, listing
 from proctoring.exams import now_iso
 
 __all__ = ["Review"]
 
 _EVIDENCE_SECONDS = 300
+_log = structlog.get_logger(__name__)
 
 
 class Review(BaseModel):
@@ -146,6 +152,7 @@ async def review_alert(request: Request, ctx: Context) -> Response:
     summary="Short-lived links to the alert's evidence frame and the chunk it came from",
     groups=PROCTORS,
     response=EVIDENCE,
+    errors=(400, 401, 403, 404, 409),
     tag="results",
 )
 async def alert_evidence(request: Request, ctx: Context) -> Response:
@@ -155,12 +162,31 @@ async def alert_evidence(request: Request, ctx: Context) -> Response:
     if alert is None or not alert.get("frame_key"):
         raise NotFound(f"no evidence for {alert_id}", reason="no_alert")
     names = ctx.services.settings.names
-    links = {"url": (names.frames_bucket, alert["frame_key"])}
+    links = {"url": (names.frames_bucket, alert["frame_key"], alert.get("frame_version"))}
     if alert.get("chunk_key"):  # the chunk the frame came from, for the console's video element
-        links["chunk_url"] = (names.chunks_bucket, alert["chunk_key"])
+        links["chunk_url"] = (names.chunks_bucket, alert["chunk_key"], alert.get("chunk_version"))
+    if alert.get("frame_sha256"):
+        await _check_frame(ctx, alert, *links["url"])
     answer: dict[str, Any] = {"expires_in": _EVIDENCE_SECONDS}
-    for name, (bucket, key) in links.items():
+    for name, (bucket, key, version) in links.items():
+        params = {"Bucket": bucket, "Key": key, **({"VersionId": version} if version else {})}
         answer[name] = await ctx.services.s3.generate_presigned_url(
-            "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=_EVIDENCE_SECONDS
+            "get_object", Params=params, ExpiresIn=_EVIDENCE_SECONDS
         )
     return Response.json(200, answer)
+
+
+async def _check_frame(
+    ctx: Context, alert: dict[str, Any], bucket: str, key: str, version: str | None
+) -> None:
+    """Refuse to serve a frame whose bytes are not the ones hashed when the alert was raised."""
+    response = await ctx.services.s3.get_object(
+        Bucket=bucket, Key=key, **({"VersionId": version} if version else {})
+    )
+    async with response["Body"] as body:
+        digest = hashlib.sha256(await body.read()).hexdigest()
+    if digest != alert["frame_sha256"]:
+        _log.error("evidence frame altered", alert=alert["alert_id"], frame=key)
+        raise Conflict(
+            "the evidence frame is not the one recorded with the alert", reason="evidence_altered"
+        )

@@ -37,24 +37,32 @@ async def _delete_prefix(
     call_timeout: float,
     keep: Callable[[str], bool] = lambda key: False,
 ) -> int:
-    """Delete every object under ``prefix`` except those ``keep`` says; how many were."""
-    deleted = 0
+    """Delete every version (and delete marker) under ``prefix`` except the keys ``keep``
+    says: the chunks bucket is versioned, so deleting the current objects alone would keep
+    the recordings. Returns how many objects (keys) held data."""
+    keys: set[str] = set()
     kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
     while True:
         async with asyncio.timeout(call_timeout):
-            page = await s3.list_objects_v2(**kwargs)
-        keys = [{"Key": o["Key"]} for o in page.get("Contents", []) if not keep(o["Key"])]
-        if keys:
+            page = await s3.list_object_versions(**kwargs)
+        versions = [v for v in page.get("Versions", []) if not keep(v["Key"])]
+        keys.update(v["Key"] for v in versions)
+        objects = [
+            {"Key": v["Key"], "VersionId": v["VersionId"]}
+            for v in (*versions, *page.get("DeleteMarkers", []))
+            if not keep(v["Key"])
+        ]
+        for start in range(0, len(objects), 1000):  # DeleteObjects takes at most 1,000
             async with asyncio.timeout(call_timeout):
                 response = await s3.delete_objects(
-                    Bucket=bucket, Delete={"Objects": keys, "Quiet": True}
+                    Bucket=bucket, Delete={"Objects": objects[start : start + 1000], "Quiet": True}
                 )
             if response.get("Errors"):
                 raise RuntimeError(f"S3 kept {len(response['Errors'])} objects in {bucket}")
-            deleted += len(keys)
         if not page.get("IsTruncated"):
-            return deleted
-        kwargs["ContinuationToken"] = page["NextContinuationToken"]
+            return len(keys)
+        kwargs["KeyMarker"] = page["NextKeyMarker"]
+        kwargs["VersionIdMarker"] = page["NextVersionIdMarker"]
 
 
 async def erase_student(ctx: Context, exam_id: str, student_id: str) -> dict[str, int]:

@@ -6,7 +6,11 @@ Consent comes first: without consent to the current policy version
 each bound to one key the server fixes - ``chunks/<exam>/<student>/<source>/
 <sequence>_<ms>.<ext>`` (``proctoring.events.ChunkKey``) - with a ``video/*``
 content type and at most ``PROCTOR_MAX_CHUNK_BYTES``: a student can write
-their own next chunks and nothing else.
+their own next chunks and nothing else. Each sequence's key is fixed once, by
+a conditional write (``ExamStore.issue_upload``): asking again for a sequence
+not yet uploaded gets a fresh form for the same key (an expired form, a
+reloaded page); asking for one that is uploaded is refused (409
+``already_uploaded``), so earlier evidence cannot be replaced through the API.
 """
 
 from __future__ import annotations
@@ -16,9 +20,10 @@ import binascii
 import time
 from typing import Any, Literal
 
+from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
-from lambdas.api.app import ANYONE_SIGNED_IN, ROUTER, STUDENTS, Context
+from lambdas.api.app import ANYONE_SIGNED_IN, PROCTORS, ROUTER, STUDENTS, Context
 from lambdas.api.exams import exam_for
 from lambdas.api.http import (
     BadRequest,
@@ -58,6 +63,14 @@ class Photo(BaseModel):
     )
 
 
+class Reregistration(Photo):
+    reason: str = Field(
+        min_length=3,
+        max_length=500,
+        description="why the reference face is replaced while the exam runs (audited)",
+    )
+
+
 class UploadRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -87,6 +100,17 @@ async def enrolment_for(ctx: Context, exam_id: str, student_id: str) -> dict[str
     return enrolment
 
 
+async def _uploaded(ctx: Context, key: str) -> bool:
+    """Whether the chunks bucket holds an object under ``key``."""
+    try:
+        await ctx.services.s3.head_object(Bucket=ctx.services.settings.names.chunks_bucket, Key=key)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return False
+        raise
+    return True
+
+
 def _require_consent(ctx: Context, enrolment: dict[str, Any]) -> None:
     consent = enrolment.get("consent") or {}
     if consent.get("version") != ctx.services.settings.consent_version:
@@ -114,8 +138,11 @@ async def join_exam(request: Request, ctx: Context) -> Response:
         raise Conflict("the exam is over", reason="exam_stopped")
     check_id(ctx.user_id, "your user id")
     enrolment = await ctx.services.exams.join(exam_id, ctx.user_id)
-    name = ctx.principal.name or ctx.principal.email  # what the proctor's console shows
-    if name and enrolment.get("name") != name:
+    # What the proctor's console shows, taken once, at the first join: a name the student
+    # changes afterwards never renames them on the roster (the web client cannot write
+    # `name` in AWS - WriteAttributes - but a stale or other client might).
+    name = ctx.principal.name or ctx.principal.email
+    if name and not enrolment.get("name"):
         enrolment = await ctx.services.exams.update_student(exam_id, ctx.user_id, {"name": name})
     view = _view(enrolment)
     if exam["status"] == "started":
@@ -204,6 +231,15 @@ async def register_face(request: Request, ctx: Context) -> Response:
                 "the face is registered and the exam has started: it cannot be replaced now",
                 reason="already_registered",
             )
+    face = await _register(ctx, enrolment["exam_id"], enrolment["student_id"], body)
+    await ctx.services.exams.update_student(
+        enrolment["exam_id"], enrolment["student_id"], {"registered_at": now_iso()}
+    )
+    return Response.json(201, _registered(face))
+
+
+async def _register(ctx: Context, exam_id: str, student_id: str, body: Photo) -> Any:
+    """Decode the photo and frames, check their size, register them with the engine."""
     try:
         photo = base64.b64decode(body.photo, validate=True)
         frames = [base64.b64decode(frame, validate=True) for frame in body.frames]
@@ -216,24 +252,71 @@ async def register_face(request: Request, ctx: Context) -> Response:
                 reason="too_large",
             )
     try:
-        face = await ctx.services.register(
-            enrolment["exam_id"], enrolment["student_id"], photo, frames
-        )
+        return await ctx.services.register(exam_id, student_id, photo, frames)
     except RegistrationError as exc:
         raise Unprocessable(str(exc), reason=exc.reason) from exc
     except InvalidEvent as exc:
         raise BadRequest(str(exc), reason=exc.reason) from exc
+
+
+def _registered(face: Any) -> dict[str, Any]:
+    return {
+        "registered": True,
+        "face": {"box": list(face.box)},
+        "frames_enrolled": face.frames_enrolled,
+    }
+
+
+@ROUTER.route(
+    "POST",
+    "/exams/{exam_id}/students/{student_id}/reregistration",
+    summary="The exam's proctor registers a new reference face for a student (audited; the "
+    "old enrolment is kept, open alerts stay open)",
+    groups=PROCTORS,
+    body=Reregistration,
+    ok=201,
+    response={"type": "object", "required": ["registered"]},
+    errors=(400, 401, 403, 404, 409, 413, 422),
+    tag="sessions",
+)
+async def reregister_face(request: Request, ctx: Context) -> Response:
+    """Once the exam runs only the proctor may replace a student's reference face (a student
+    cannot: 409 ``already_registered``). The face replaced stays in the student's faces item
+    (``superseded``), an audit record says who, when and why, and no alert is touched."""
+    body = request.json(Reregistration)
+    exam = await exam_for(ctx, request.param("exam_id"))
+    exam_id = exam["exam_id"]
+    student_id = check_id(request.param("student_id"), "student_id")
+    if exam["status"] == "stopped":
+        raise Conflict("the exam is over", reason="exam_stopped")
+    enrolment = await ctx.services.exams.get_student(exam_id, student_id)
+    if enrolment is None:
+        raise NotFound(f"{student_id} has not joined {exam_id}", reason="not_joined")
+    _require_consent(ctx, enrolment)
+    previous = await ctx.services.tables.get_face(exam_id, student_id)
+    face = await _register(ctx, exam_id, student_id, body)
+    if previous is not None:
+        await ctx.services.tables.keep_superseded_face(exam_id, student_id, previous)
+    at = now_iso()
     await ctx.services.exams.update_student(
-        enrolment["exam_id"], enrolment["student_id"], {"registered_at": now_iso()}
-    )
-    return Response.json(
-        201,
+        exam_id,
+        student_id,
         {
-            "registered": True,
-            "face": {"box": list(face.box)},
-            "frames_enrolled": face.frames_enrolled,
+            "registered_at": at,
+            "reregistered": {"by": ctx.user_id, "at": at, "reason": body.reason},
         },
     )
+    await ctx.services.exams.audit(
+        exam_id,
+        {
+            "action": "reregistration",
+            "student_id": student_id,
+            "by": ctx.user_id,
+            "reason": body.reason,
+            "replaced": previous.get("registered_at") if previous else None,
+        },
+    )
+    return Response.json(201, _registered(face))
 
 
 @ROUTER.route(
@@ -263,7 +346,7 @@ async def upload_forms(request: Request, ctx: Context) -> Response:
     uploads = []
     for i in range(body.count):
         sequence = body.first_sequence + i
-        key = ChunkKey(
+        proposed = ChunkKey(
             exam_id=enrolment["exam_id"],
             student_id=enrolment["student_id"],
             source=body.source,
@@ -271,6 +354,14 @@ async def upload_forms(request: Request, ctx: Context) -> Response:
             captured_ms=now_ms + i * step_ms,  # the server's estimate: the key is fixed here
             ext=body.ext,
         ).key
+        key = await ctx.services.exams.issue_upload(
+            enrolment["exam_id"], enrolment["student_id"], body.source, sequence, proposed
+        )
+        if key != proposed and await _uploaded(ctx, key):
+            raise Conflict(
+                f"{body.source} chunk {sequence} is uploaded already; it cannot be replaced",
+                reason="already_uploaded",
+            )
         form = await ctx.services.s3.generate_presigned_post(
             Bucket=settings.names.chunks_bucket,
             Key=key,

@@ -285,3 +285,77 @@ def test_the_first_frame_is_fetched_and_analysed_only_when_the_middle_shows_no_f
     assert hamilton[0]["analysed"] == "frame" and hamilton[0]["faces"] == 0
     assert stored[0] == extract_frame(chunks[0].data, position="middle").jpeg
     assert phone and all(r["analysed"] != "fallback" for r in phone if r["frame_time"] > 0)
+
+
+def test_a_redelivered_chunk_changes_nothing_and_a_second_object_is_flagged_not_analysed(
+    settings: Settings, pool: Executor
+) -> None:
+    """At least once: the same chunk processed again leaves its row as it was. A different
+    object for an analysed sequence (another key, or two in one batch) is raised as
+    CHUNK_REPLACED with an errors row, and the first row and frame stay byte for byte."""
+    require_data()
+    face, other = (c.data for c in list(chunk_recording(DATA / "video/center_focus.mp4"))[:2])
+    exam, student = "write-once", "s1"
+
+    async def run() -> dict[str, Any]:
+        async with async_clients(settings) as clients:
+            tables = Tables(clients.dynamodb, settings.names)
+            processor = build_processor(
+                settings, clients, tables, pool, Metrics("Test", "consumer", lambda line: None)
+            )
+
+            async def record(sequence: int, captured_ms: int, data: bytes) -> Record:
+                key = f"chunks/{exam}/{student}/camera/{sequence:06d}_{captured_ms}.mp4"
+                await clients.s3.put_object(Bucket=settings.names.chunks_bucket, Key=key, Body=data)
+                event = ChunkEvent.from_key(
+                    settings.names.chunks_bucket, key, size=len(data),
+                    uploaded_at=datetime.now(UTC),
+                )  # fmt: skip
+                return Record(f"{sequence}{captured_ms}", event.to_bytes(), event.partition_key)
+
+            async def frame(key: str) -> bytes:
+                response = await clients.s3.get_object(Bucket=settings.names.frames_bucket, Key=key)
+                async with response["Body"] as body:
+                    data: bytes = await body.read()
+                return data
+
+            first = [await record(0, 1000, face)]
+            await processor.process(first, shard_id="s")
+            row = (await tables.results(f"{exam}#{student}"))[0]
+            stored = await frame(row["frame_key"])
+            again = await processor.process(first, shard_id="s")  # re-delivery
+            row_again = (await tables.results(f"{exam}#{student}"))[0]
+            other_key = await processor.process([await record(0, 2000, other)], shard_id="s")
+            both = await processor.process(
+                [await record(1, 6000, face), await record(1, 7000, other)], shard_id="s"
+            )
+            return {
+                "row": row,
+                "row_again": row_again,
+                "again": again,
+                "other_key": other_key,
+                "both": both,
+                "rows": await tables.results(f"{exam}#{student}"),
+                "frame": stored,
+                "frame_after": await frame(row["frame_key"]),
+                "alerts": await tables.alerts(exam),
+                "errors": await tables.errors(exam),
+            }
+
+    out = asyncio.run(run())
+    assert out["row"]["chunk_sha256"] and out["row"]["frame_sha256"]
+    assert out["row_again"] == out["row"], "a re-delivery is a no-op"
+    assert (out["again"].errors, out["again"].alerts) == (0, 0)
+    assert (out["other_key"].errors, out["other_key"].alerts) == (1, 1)
+    assert (out["both"].results, out["both"].errors) == (1, 1)
+    assert out["rows"][0] == out["row"] and out["frame_after"] == out["frame"]
+    assert [r["chunk_key"].split("/")[-1] for r in out["rows"]] == [
+        "000000_1000.mp4", "000001_6000.mp4",
+    ]  # fmt: skip
+    replaced = sorted(
+        (a for a in out["alerts"] if a["type"] == "CHUNK_REPLACED"), key=lambda a: a["sequence"]
+    )
+    assert [(a["sequence"], a["severity"]) for a in replaced] == [(0, "high"), (1, "high")]
+    assert replaced[0]["chunk_key"] == out["row"]["chunk_key"]
+    assert replaced[0]["replaced_by"]["chunk_key"].endswith("000000_2000.mp4")
+    assert [e["reason"] for e in out["errors"]].count("second_object") == 2

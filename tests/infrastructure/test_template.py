@@ -153,7 +153,10 @@ def test_recordings_and_frames_use_the_stack_key_and_the_retention_setting() -> 
         assert rule["BucketKeyEnabled"] is True  # one KMS call per object, not per request
         retention = [r for r in props["LifecycleConfiguration"]["Rules"] if r["Id"] == "retention"]
         assert retention[0]["ExpirationInDays"] == {"Ref": "RetentionDays"}
-        assert "VersioningConfiguration" not in props, "erasure must not leave old versions"
+    # Issue 19: a presigned POST cannot be conditional, so the chunks bucket keeps the first
+    # upload as a version (erasure deletes every version: tests/lambdas/api/test_evidence.py);
+    # frames are written with If-None-Match and stay unversioned.
+    assert "VersioningConfiguration" not in _props("FramesBucket"), "erasure leaves no versions"
     assert TEMPLATE["Resources"]["DataKey"]["Properties"]["EnableKeyRotation"] is True
 
 
@@ -485,12 +488,15 @@ def test_the_api_routes_are_exactly_the_code_s_routes() -> None:
     deployed = {r["Properties"]["RouteKey"] for r in routes}
     served = {r.route_key for r in ROUTER.routes if not r.local_only}
     assert deployed == served
-    registration = "POST /exams/{exam_id}/students/{student_id}/registration"
+    registration = {  # the proctor's re-registration indexes a face too (issue 19)
+        "POST /exams/{exam_id}/students/{student_id}/registration",
+        "POST /exams/{exam_id}/students/{student_id}/reregistration",
+    }
     for route in routes:  # registration on its own function (Rekognition rights), the rest one
         target = route["Properties"]["Target"]["Fn::Sub"]
         expected = (
             "RegisterIntegration"
-            if route["Properties"]["RouteKey"] == registration
+            if route["Properties"]["RouteKey"] in registration
             else "ApiIntegration"
         )
         assert target == f"integrations/${{{expected}}}"
@@ -700,3 +706,28 @@ def test_deploy_docs_list_every_parameter_and_suppression() -> None:
             for skip in resource.get("Metadata", {}).get("checkov", {}).get("skip", []):
                 row = next((r for r in docs.splitlines() if r.startswith(f"| {skip['id']}")), "")
                 assert row, f"{skip['id']} is not in docs/deploy.md"
+
+
+def test_the_first_upload_of_a_chunk_is_kept_and_old_versions_expire_too() -> None:
+    props = _props("ChunksBucket")
+    assert props["VersioningConfiguration"] == {"Status": "Enabled"}
+    [noncurrent] = [
+        r for r in props["LifecycleConfiguration"]["Rules"] if "NoncurrentVersionExpiration" in r
+    ]
+    assert noncurrent["NoncurrentVersionExpiration"] == {"NoncurrentDays": {"Ref": "RetentionDays"}}
+    assert noncurrent["Status"] == "Enabled"
+    # erasure may delete versions, and the evidence link may name the version analysed
+    api = {s["Sid"]: s for role, s in _role_statements() if role == "ExamServiceRole"}
+    assert {"s3:DeleteObjectVersion", "s3:GetObjectVersion"} <= set(
+        _as_list(api["UploadFormsAndErasure"]["Action"])
+    )
+    assert "s3:ListBucketVersions" in _as_list(api["ListForErasure"]["Action"])
+
+
+def test_a_student_cannot_write_the_attributes_the_proctor_reads() -> None:
+    client = _props("UserPoolClient")
+    writable = set(client["WriteAttributes"])
+    assert writable, "an empty list would leave every standard attribute writable"
+    assert not writable & {"name", "email", "email_verified", "preferred_username", "nickname"}
+    assert not any(a.startswith("custom:") for a in writable)
+    assert "name" in client["ReadAttributes"]

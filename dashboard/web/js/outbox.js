@@ -120,24 +120,36 @@ export class Uploader {
   async formFor(sequence) {
     const cached = this.forms.get(sequence);
     if (cached && cached.expires > Date.now()) return cached.form;
-    const answer = await api(this.path, {
-      method: "POST",
-      json: {
-        source: this.source,
-        first_sequence: sequence,
-        count: FORMS_PER_REQUEST,
-        ext: "webm",
-        content_type: "video/webm",
-      },
-    });
+    let answer;
+    try {
+      answer = await this.askForms(sequence, FORMS_PER_REQUEST);
+    } catch (error) {
+      if (error.reason !== "already_uploaded") throw error;
+      // one of the range is in S3 already: ask for this chunk alone (refused again if it is)
+      answer = await this.askForms(sequence, 1);
+    }
     const expires = Date.now() + (answer.expires_in - 30) * 1000;
     this.forms.clear();
     for (const form of answer.uploads) this.forms.set(form.sequence, { form, expires });
     return this.forms.get(sequence).form;
   }
 
+  askForms(sequence, count) {
+    return api(this.path, {
+      method: "POST",
+      json: { source: this.source, first_sequence: sequence, count, ext: "webm", content_type: "video/webm" },
+    });
+  }
+
   async send(chunk) {
-    const form = await this.formFor(chunk.sequence);
+    let form;
+    try {
+      form = await this.formFor(chunk.sequence);
+    } catch (error) {
+      // S3 has this chunk (its upload succeeded but the answer was lost): nothing left to send.
+      if (error.reason === "already_uploaded") return;
+      throw error;
+    }
     const body = new FormData();
     for (const [name, value] of Object.entries(form.fields)) body.append(name, value);
     body.append("file", chunk.blob, `${chunk.sequence}.webm`);

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -133,3 +134,34 @@ def test_a_review_records_the_decision_note_who_and_when(service: Service) -> No
         "GET", f"/exams/{exam_id}/alerts/{alert['alert_id']}/evidence", "proctor"
     )
     assert evidence.status_code == 200 and alert["frame_key"] in evidence.json()["url"]
+
+
+def test_an_evidence_frame_that_changed_since_the_alert_is_not_served(service: Service) -> None:
+    """The alert stores its frame's SHA-256; the evidence route re-hashes the frame before it
+    hands out a link, so a frame replaced behind the alert's back is refused (issue 19)."""
+    exam_id = service.exam(start=True)
+    student = service.enrol(exam_id)
+    frame_key = f"frames/{exam_id}/{student}/camera/000003.jpg"
+    frame = b"\xff\xd8\xff the frame the alert was raised on"
+
+    async def write(body: bytes, *, alert: bool) -> None:
+        async with async_clients(service.settings) as clients:
+            await clients.s3.put_object(
+                Bucket=service.settings.names.frames_bucket, Key=frame_key, Body=body
+            )
+            if alert:
+                await Tables(clients.dynamodb, service.settings.names).create_alert(
+                    {"exam_id": exam_id, "alert_id": "NO_FACE-00000000000000cc",
+                     "student_id": student, "type": "NO_FACE", "status": "open",
+                     "frame_key": frame_key,
+                     "frame_sha256": hashlib.sha256(frame).hexdigest()}
+                )  # fmt: skip
+
+    url = f"/exams/{exam_id}/alerts/NO_FACE-00000000000000cc/evidence"
+    asyncio.run(write(frame, alert=True))
+    served = service.call("GET", url, "proctor")
+    assert served.status_code == 200
+    assert requests.get(served.json()["url"], timeout=10).content == frame
+    asyncio.run(write(b"\xff\xd8\xff a nicer frame", alert=False))
+    altered = service.call("GET", url, "proctor")
+    assert altered.status_code == 409 and altered.json()["reason"] == "evidence_altered"

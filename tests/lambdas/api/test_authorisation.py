@@ -41,6 +41,7 @@ MATRIX: dict[str, tuple[int, int, int, int, int, int]] = {
     "GET /exams/{exam_id}/students/{student_id}": (200, 403, 200, 403, 200, 401),
     "PUT /exams/{exam_id}/students/{student_id}/consent": (403, 403, 200, 403, 403, 401),
     "POST /exams/{exam_id}/students/{student_id}/registration": (403, 403, 201, 403, 403, 401),
+    "POST /exams/{exam_id}/students/{student_id}/reregistration": (201, 403, 403, 403, 201, 401),
     "POST /exams/{exam_id}/students/{student_id}/uploads": (403, 403, 200, 403, 403, 401),
     "POST /exams/{exam_id}/students/{student_id}/messages": (201, 403, 201, 403, 201, 401),
     "GET /exams/{exam_id}/students/{student_id}/messages": (200, 403, 200, 403, 200, 401),
@@ -61,6 +62,10 @@ def _bodies(service: Service) -> dict[str, Any]:
             "accepted": True,
         },
         "POST /exams/{exam_id}/students/{student_id}/registration": {"photo": photo},
+        "POST /exams/{exam_id}/students/{student_id}/reregistration": {
+            "photo": photo,
+            "reason": "old photo",
+        },
         "POST /exams/{exam_id}/students/{student_id}/uploads": {"first_sequence": 0},
         "POST /exams/{exam_id}/students/{student_id}/messages": {"text": "hello"},
     }

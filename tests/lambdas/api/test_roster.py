@@ -9,7 +9,7 @@ from typing import Any
 import requests
 
 from infrastructure.local import add_user, sign_in
-from proctoring.aws import async_clients
+from proctoring.aws import async_clients, sync_client
 from proctoring.storage import Tables
 from tests.lambdas.api.conftest import PASSWORD, Service
 
@@ -81,6 +81,31 @@ def test_a_students_name_attribute_reaches_the_proctor_as_sent(service: Service)
     assert joined["name"] == name
     (student,) = service.call("GET", f"/exams/{exam_id}/students", "proctor").json()["students"]
     assert student["name"] == name
+
+
+def test_a_student_cannot_take_another_students_name_on_the_roster(service: Service) -> None:
+    """Issue 19, finding 3: a student renames themself with their own access token."""
+    add_user(service.settings, "zoe@example.edu", "student", PASSWORD, name="Zoë Brown")
+    add_user(service.settings, "ann@example.edu", "student", PASSWORD, name="Ann Other")
+    exam_id = service.exam("proctor", start=True)
+    for email in ("zoe@example.edu", "ann@example.edu"):
+        token = sign_in(service.settings, email, PASSWORD)["IdToken"]
+        assert service.call("POST", f"/exams/{exam_id}/join", token=token).status_code == 200
+
+    cognito = sync_client(service.settings, "cognito-idp")
+    client = cognito.describe_user_pool_client(
+        UserPoolId=service.settings.user_pool_id, ClientId=service.settings.user_pool_client_id
+    )["UserPoolClient"]
+    assert "name" not in client["WriteAttributes"]  # in AWS the call below is refused...
+    access = sign_in(service.settings, "zoe@example.edu", PASSWORD)["AccessToken"]
+    cognito.update_user_attributes(  # ...moto does not enforce WriteAttributes, and takes it
+        AccessToken=access, UserAttributes=[{"Name": "name", "Value": "Ann Other"}]
+    )
+    renamed = sign_in(service.settings, "zoe@example.edu", PASSWORD)["IdToken"]
+    again = service.call("POST", f"/exams/{exam_id}/join", token=renamed)
+    assert again.status_code == 200 and again.json()["name"] == "Zoë Brown"
+    roster = service.call("GET", f"/exams/{exam_id}/students", "proctor").json()["students"]
+    assert sorted(s["name"] for s in roster) == ["Ann Other", "Zoë Brown"]
 
 
 def test_the_pages_get_their_configuration_from_the_server(service: Service) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import requests
 
@@ -93,6 +94,57 @@ def test_a_registered_face_cannot_be_replaced_once_the_exam_runs(service: Servic
     service.call("POST", f"/exams/{exam_id}/start", "proctor")
     swap = service.call("POST", url, "student", json={"photo": _photo("biden.jpg")})
     assert swap.status_code == 409 and swap.json()["reason"] == "already_registered"
+
+
+@needs_data
+def test_only_the_exams_proctor_replaces_a_face_mid_exam_audited_keeping_both(
+    service: Service,
+) -> None:
+    """Issue 19, finding 2: after the start a new reference face needs the exam's proctor;
+    the old enrolment is kept beside the new one, the change is audited, and an open
+    identity alert stays open."""
+    exam_id = service.exam()
+    student = service.enrol(exam_id)
+    base = f"/exams/{exam_id}/students/{student}"
+    assert service.call(
+        "POST", f"{base}/registration", "student", json={"photo": _photo("obama.jpg")}
+    ).ok
+    service.call("POST", f"/exams/{exam_id}/start", "proctor")
+    dynamodb = sync_client(service.settings, "dynamodb")
+    names = service.settings.names
+    alert = {
+        "exam_id": {"S": exam_id}, "alert_id": {"S": "FACE_MISMATCH-00000000000000ab"},
+        "student_id": {"S": student}, "type": {"S": "FACE_MISMATCH"}, "status": {"S": "open"},
+    }  # fmt: skip
+    dynamodb.put_item(TableName=names.alerts_table, Item=alert)
+
+    def face() -> dict[str, Any]:
+        key = {"exam_id": {"S": exam_id}, "student_id": {"S": student}}
+        item: dict[str, Any] = dynamodb.get_item(TableName=names.faces_table, Key=key)["Item"]
+        return item
+
+    old = face()
+    body = {"photo": _photo("obama2.jpg"), "reason": "the photo was ten years old"}
+    swap = service.call("POST", f"{base}/registration", "student", json={"photo": body["photo"]})
+    assert swap.status_code == 409 and swap.json()["reason"] == "already_registered"
+    url = f"{base}/reregistration"
+    assert service.call("POST", url, "student", json=body).status_code == 403
+    assert service.call("POST", url, "other_proctor", json=body).status_code == 403
+    no_reason = service.call("POST", url, "proctor", json={"photo": body["photo"]})
+    assert no_reason.status_code == 400 and "reason" in no_reason.json()["error"]
+    done = service.call("POST", url, "proctor", json=body)
+    assert done.status_code == 201, done.text
+
+    new = face()
+    assert new["embedding"] != old["embedding"]
+    (kept,) = new["superseded"]["L"]
+    assert kept["M"]["embedding"] == old["embedding"], "the old enrolment is kept"
+    (record,) = service.call("GET", f"/exams/{exam_id}/audit", "proctor").json()["records"]
+    assert (record["action"], record["student_id"], record["by"], record["reason"]) == (
+        "reregistration", student, service.ids["proctor"], body["reason"],
+    )  # fmt: skip
+    alerts = service.call("GET", f"/exams/{exam_id}/alerts", "proctor").json()["alerts"]
+    assert [(a["type"], a["status"]) for a in alerts] == [("FACE_MISMATCH", "open")]
 
 
 def test_registration_keeps_camera_frames_of_the_same_face_and_refuses_someone_elses(
