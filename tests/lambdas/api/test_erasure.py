@@ -42,5 +42,8 @@ def test_erasing_a_student_deletes_their_capture_video_and_only_theirs(service: 
     assert erased.json()["deleted"]["capture"] == len(theirs)
     left = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="capture/")["Contents"]}
     assert left == set(kept), "the student's video is gone; another student's is not"
+    history = s3.list_object_versions(Bucket=bucket, Prefix="capture/")
+    versions = {v["Key"] for v in history.get("Versions", []) + history.get("DeleteMarkers", [])}
+    assert versions == set(kept), "no earlier version of it either (the bucket is versioned)"
     again = service.call("DELETE", f"/exams/{exam_id}/students/{student}", "proctor")
     assert again.json()["deleted"]["capture"] == 0
