@@ -9,13 +9,16 @@ Modules: ``http`` (requests, responses, errors), ``auth`` (tokens), ``app``
 (routes, dispatch), ``services`` (clients and stores), one module per
 resource (``exams``, ``sessions``, ``alerts``, ``chat``, ``reports``,
 ``erasure``, ``roster``), ``openapi`` (the document, from the routes).
+
+A warm container answers every invocation with the same services (AWS
+clients, the token verifier and its cached keys): ``lambdas.container``.
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
+from lambdas import container
 from lambdas.api import alerts, chat, erasure, exams, openapi, reports, roster, sessions
 from lambdas.api.app import ROUTER, Api
 from lambdas.api.http import from_lambda_event, to_lambda_response
@@ -42,14 +45,14 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """AWS Lambda entry point for every route of the HTTP API."""
     settings = Settings()
     configure_logging(settings)
-    return asyncio.run(_handle(event, settings))
+    return container.run(_handle(event, settings))
 
 
 async def _handle(event: dict[str, Any], settings: Settings) -> dict[str, Any]:
     metrics = Metrics(settings.metrics_namespace, "api", print)  # EMF lines on stdout
-    async with open_services(settings) as services:
-        response = await Api(services, metrics=metrics).handle(
-            from_lambda_event(event), route_key=event.get("routeKey")
-        )
+    services = await container.kept("services", settings, open_services)
+    response = await Api(services, metrics=metrics).handle(
+        from_lambda_event(event), route_key=event.get("routeKey")
+    )
     metrics.flush()
     return to_lambda_response(response)

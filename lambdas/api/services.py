@@ -1,7 +1,7 @@
 """The services a handler uses, built once at the edge from ``Settings``.
 
-The Lambda handler opens them per invocation; the local server once, for its
-lifetime. Chime clients are made only when a Chime app instance is
+The Lambda handler opens them once per container (``lambdas.container``);
+the local server once, for its lifetime. Chime clients are made only when a Chime app instance is
 configured; otherwise the local transport stands in (``proctoring.channels``).
 """
 
