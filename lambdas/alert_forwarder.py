@@ -15,17 +15,20 @@ the function's reserved concurrency is one, so one limiter is the limit).
 Messages that fail are reported as ``batchItemFailures``; with a FIFO queue
 every later message of the same exam in the batch is reported too, so an
 exam's alerts stay in order.
+
+A warm container keeps its clients, channel and rate limiter between
+invocations (``lambdas.container``), so the limiter holds across batches.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Mapping
 from typing import Any
 
 import structlog
 
+from lambdas import container
 from proctoring.channels import Channel, TransportError
 from proctoring.exams import ExamStore
 from proctoring.logs import configure_logging
@@ -117,11 +120,11 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """AWS Lambda entry point (SQS event source on the alerts queue)."""
     settings = Settings()
     configure_logging(settings)
-    return asyncio.run(_handle(event, settings))
+    return container.run(_handle(event, settings))
 
 
 async def _handle(event: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
     from lambdas.api.services import open_services
 
-    async with open_services(settings) as services:
-        return await forward(event, exams=services.exams, channel=services.channel)
+    services = await container.kept("services", settings, open_services)
+    return await forward(event, exams=services.exams, channel=services.channel)

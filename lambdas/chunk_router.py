@@ -27,16 +27,19 @@ sequence = its 5 s moment. The proctor's attendee and content share
 reason, not errors. A video chunk of an attendee nobody created
 (``unknown_attendee``, the pipeline's own attendee included) is bad input like
 a bad key: an errors row, a log line and ``RouterErrors``.
+
+A warm container keeps its clients and the attendee cache between
+invocations (``lambdas.container``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import re
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -44,7 +47,8 @@ from typing import Any
 import structlog
 from tenacity import AsyncRetrying, retry_if_result, stop_after_attempt, wait_random_exponential
 
-from proctoring.aws import async_clients
+from lambdas import container
+from proctoring.aws import AsyncClients, async_clients
 from proctoring.events import CAPTURE_PREFIX, IDENTIFIER, CaptureKey, ChunkEvent, InvalidEvent
 from proctoring.exams import ExamStore
 from proctoring.logs import configure_logging
@@ -362,21 +366,38 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """AWS Lambda entry point."""
     settings = Settings()
     configure_logging(settings)
-    return asyncio.run(_handle(event, settings))
+    return container.run(_handle(event, settings))
+
+
+@dataclass(frozen=True)
+class _Router:
+    """What the handler keeps for the container: clients, tables, the attendee cache."""
+
+    clients: AsyncClients
+    tables: Tables
+    attendees: Attendees
+
+
+@asynccontextmanager
+async def _open_router(settings: Settings) -> AsyncIterator[_Router]:
+    async with async_clients(settings) as clients:
+        yield _Router(
+            clients,
+            Tables(clients.dynamodb, settings.names, timeout=settings.call_timeout),
+            Attendees(ExamStore(clients.dynamodb, settings.names, timeout=settings.call_timeout)),
+        )
 
 
 async def _handle(event: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
     metrics = Metrics(settings.metrics_namespace, "chunk-router", print)
-    async with async_clients(settings) as clients:
-        outcome = await route(
-            event,
-            kinesis=clients.kinesis,
-            tables=Tables(clients.dynamodb, settings.names, timeout=settings.call_timeout),
-            stream=settings.names.stream,
-            metrics=metrics,
-            attendees=Attendees(
-                ExamStore(clients.dynamodb, settings.names, timeout=settings.call_timeout)
-            ),
-            retention_days=settings.retention_days,
-        )
+    router = await container.kept("chunk-router", settings, _open_router)
+    outcome = await route(
+        event,
+        kinesis=router.clients.kinesis,
+        tables=router.tables,
+        stream=settings.names.stream,
+        metrics=metrics,
+        attendees=router.attendees,
+        retention_days=settings.retention_days,
+    )
     return outcome.response()

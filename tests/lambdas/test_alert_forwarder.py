@@ -7,6 +7,10 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+import pytest
+from aiobotocore.session import AioSession
+
+from lambdas import alert_forwarder
 from lambdas.alert_forwarder import forward
 from proctoring.aws import async_clients
 from proctoring.channels import Channel, TransportError
@@ -159,3 +163,40 @@ def test_messages_that_are_not_alerts_are_dropped_not_retried(settings: Settings
     event = {"Records": [{"messageId": "x", "body": "not json"}, {"messageId": "y", "body": "{}"}]}
     response, _ = _run(settings, _Recorder(), event, [])
     assert response == {"batchItemFailures": []}
+
+
+def test_a_warm_forwarder_lambda_reuses_its_services(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through ``handler``, as Lambda calls it: one set of clients for two batches."""
+    monkeypatch.setenv("PROCTOR_ENDPOINT_URL", settings.endpoint_url or "")
+    monkeypatch.setenv("PROCTOR_PREFIX", settings.prefix)
+    monkeypatch.setenv("PROCTOR_LOG_FORMAT", "console")
+    exam = {"exam_id": "warm", "proctor_id": "p1", "status": "started", "title": "t"}
+
+    async def create() -> None:
+        async with async_clients(settings) as clients:
+            await ExamStore(clients.dynamodb, settings.names).create_exam(exam)
+
+    asyncio.run(create())
+    built: list[str] = []
+    create_client = AioSession.create_client
+
+    def counted(self: AioSession, service: str, *args: Any, **kwargs: Any) -> Any:
+        built.append(service)
+        return create_client(self, service, *args, **kwargs)
+
+    monkeypatch.setattr(AioSession, "create_client", counted)
+    for n in (1, 2):
+        event = {"Records": [_sns_record(n, _alert("warm", n))]}
+        assert alert_forwarder.handler(event) == {"batchItemFailures": []}
+    assert sorted(built) == ["dynamodb", "kinesis", "s3", "sns", "sqs"]  # once, not twice
+
+    async def posted() -> list[dict[str, Any]]:
+        async with async_clients(settings) as clients:
+            return await ExamStore(clients.dynamodb, settings.names).messages("warm")
+
+    assert [m["alert"]["alert_id"] for m in asyncio.run(posted())] == [
+        _alert("warm", 1)["alert_id"],
+        _alert("warm", 2)["alert_id"],
+    ]

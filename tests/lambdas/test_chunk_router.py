@@ -6,7 +6,11 @@ import asyncio
 import json
 from typing import Any
 
-from lambdas.chunk_router import route
+import pytest
+from aiobotocore.session import AioSession
+
+from lambdas import chunk_router
+from lambdas.chunk_router import Attendees, route
 from proctoring.aws import async_clients
 from proctoring.cli.services import run_services
 from proctoring.events import ChunkEvent
@@ -185,3 +189,41 @@ def test_test_events_are_ignored_and_bad_keys_recorded(settings: Settings) -> No
     outcome, errors = asyncio.run(run())
     assert (outcome.routed, outcome.rejected, outcome.failed_messages) == (0, 2, [])
     assert [(e["stage"], e["reason"]) for e in errors] == [("router", "bad_key")]
+
+
+def test_a_warm_router_lambda_reuses_its_clients_and_attendee_cache(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through ``handler``, as Lambda calls it: the second invocation builds no client."""
+    monkeypatch.setenv("PROCTOR_ENDPOINT_URL", settings.endpoint_url or "")
+    monkeypatch.setenv("PROCTOR_PREFIX", settings.prefix)
+    monkeypatch.setenv("PROCTOR_LOG_FORMAT", "console")
+    built: list[str] = []
+    create_client = AioSession.create_client
+
+    def counted(self: AioSession, service: str, *args: Any, **kwargs: Any) -> Any:
+        built.append(service)
+        return create_client(self, service, *args, **kwargs)
+
+    monkeypatch.setattr(AioSession, "create_client", counted)
+    attendees: list[Attendees] = []
+    route_ = chunk_router.route
+
+    async def spy(event: Any, **kwargs: Any) -> Any:
+        attendees.append(kwargs["attendees"])
+        return await route_(event, **kwargs)
+
+    monkeypatch.setattr(chunk_router, "route", spy)
+    bucket = settings.names.chunks_bucket
+    for sequence in range(2):
+        key = f"chunks/{EXAM}/dee/camera/{sequence:06d}_1.mp4"
+        assert chunk_router.handler(_s3_event(bucket, [key])) == {"batchItemFailures": []}
+    assert sorted(built) == ["dynamodb", "kinesis", "s3", "sns", "sqs"]  # once, not twice
+    assert attendees[0] is attendees[1]  # the attendee cache outlives an invocation
+
+    async def read() -> list[dict[str, Any]]:
+        async with async_clients(settings) as clients:
+            return await stream_records(clients.kinesis, settings.names.stream)
+
+    records = asyncio.run(read())
+    assert sorted(ChunkEvent.from_bytes(r["Data"]).sequence for r in records) == [0, 1]
