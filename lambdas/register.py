@@ -7,24 +7,28 @@ checks; it is no longer deployed (the template routes registration to
 ``lambdas.api.handler``) and stays for direct operator use. A photo without
 exactly one usable face is refused with a message the student can act on
 (HTTP 422). The face's embedding goes to the collection, never to a log.
+
+The caller may pass the AWS clients it keeps (the API's services, for the
+container: ``lambdas.container``); ``handler`` keeps its own the same way.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import json
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AsyncExitStack
 from typing import Any
 
 import structlog
 
+from lambdas import container
 from proctoring.analysis.base import Registered
 from proctoring.analysis.engine import open_engine
 from proctoring.analysis.faces import RegistrationError
-from proctoring.aws import async_clients
+from proctoring.aws import AsyncClients, async_clients
 from proctoring.events import ChunkKey, InvalidEvent
 from proctoring.logs import configure_logging
 from proctoring.settings import Settings
@@ -42,9 +46,12 @@ async def register_photo(
     student_id: str,
     photo: bytes,
     frames: Sequence[bytes] = (),
+    *,
+    clients: AsyncClients | None = None,
 ) -> Registered:
     """Validate ids, photo and camera frames, then store the face (and the frames' faces
-    beside it, local engine); RegistrationError says what is wrong."""
+    beside it, local engine); RegistrationError says what is wrong. Without ``clients``
+    it opens its own for the call."""
     try:  # the ids must be usable in chunk keys
         ChunkKey(
             exam_id=exam_id,
@@ -62,11 +69,13 @@ async def register_photo(
                 f"the photo is {len(image) // 1024} KB; at most {MAX_PHOTO_BYTES // 1024} KB",
                 reason="too_large",
             )
-    async with async_clients(settings) as clients:
+    async with AsyncExitStack() as stack:
+        if clients is None:
+            clients = await stack.enter_async_context(async_clients(settings))
         tables = Tables(clients.dynamodb, settings.names, timeout=settings.call_timeout)
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            async with open_engine(settings, tables, pool) as engine:  # PROCTOR_ENGINE decides
-                face = await engine.register(exam_id, student_id, photo, frames)
+        pool = stack.enter_context(ThreadPoolExecutor(max_workers=1))
+        engine = await stack.enter_async_context(open_engine(settings, tables, pool))
+        face = await engine.register(exam_id, student_id, photo, frames)  # PROCTOR_ENGINE decides
     _log.info(
         "student registered",
         exam=exam_id,
@@ -96,11 +105,16 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     except (json.JSONDecodeError, KeyError, TypeError, binascii.Error):
         return _response(400, {"error": "body must be JSON with 'photo': base64 JPEG or PNG"})
     try:
-        face = asyncio.run(
-            register_photo(settings, params.get("exam_id", ""), params.get("student_id", ""), photo)
+        face = container.run(
+            _register(settings, params.get("exam_id", ""), params.get("student_id", ""), photo)
         )
     except RegistrationError as exc:
         return _response(422, {"error": str(exc), "reason": exc.reason})
     except InvalidEvent as exc:
         return _response(400, {"error": str(exc), "reason": exc.reason})
     return _response(201, {"registered": True, "face": {"box": list(face.box)}})
+
+
+async def _register(settings: Settings, exam_id: str, student_id: str, photo: bytes) -> Registered:
+    clients = await container.kept("clients", settings, async_clients)
+    return await register_photo(settings, exam_id, student_id, photo, clients=clients)

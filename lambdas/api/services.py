@@ -93,7 +93,7 @@ async def open_services(
                 transport or LocalTransport(),
                 RateLimiter(settings.channel_messages_per_second),
             ),
-            register=register or functools.partial(register_photo, settings),
+            register=register or functools.partial(register_photo, settings, clients=clients),
             rekognition=rekognition,
         )
 
