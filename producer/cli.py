@@ -52,7 +52,7 @@ async def load_source(
         chunks=chunks,
         students=students,
         exam_id=exam_id,
-        student_prefix=name[:56],
+        student_prefix=name[:48],  # + "-<run>-<n>": at most 61 of an id's 64 characters
         speed=speed,
         duration=duration,
         mode=mode,

@@ -34,6 +34,7 @@ import asyncio
 import contextlib
 import json
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -58,7 +59,6 @@ _log = structlog.get_logger(__name__)
 Mode = Literal["full", "events"]
 _THROTTLES = ("ProvisionedThroughputExceededException", "SlowDown", "ThrottlingException")
 _FLAT_SLOPE_MS_PER_MIN = 1000
-_CLOCK_SKEW = 2.0  # seconds between this machine's clock and S3's / the consumer's
 _RESULT_FIELDS = ("chunk_id", "sequence", "processed_at", "uploaded_at", "status", "error_reason")
 
 
@@ -74,6 +74,10 @@ class LoadPlan:
     students: int
     exam_id: str
     student_prefix: str = "student"
+    run: str = field(default_factory=lambda: uuid.uuid4().hex[:6])
+    """Part of every student id: evidence is written once per (exam, student, sequence), so a
+    second run of the same exam must not replay the first run's students (their chunks
+    would be taken for replaced evidence, CHUNK_REPLACED, and not analysed)."""
     speed: float | None = 1.0
     """1 = real time; None = every chunk at once (as fast as the stack takes them)."""
     duration: float | None = None
@@ -91,7 +95,7 @@ class LoadPlan:
             raise LoadError("speed must be positive, or None for as fast as possible")
 
     def student_ids(self) -> list[str]:
-        return [f"{self.student_prefix}-{i:05d}" for i in range(self.students)]
+        return [f"{self.student_prefix}-{self.run}-{i:05d}" for i in range(self.students)]
 
     def schedule(self) -> list[tuple[int, float, Chunk]]:
         """One student's (sequence, seconds after its start the chunk is due, chunk)."""
@@ -479,9 +483,8 @@ async def _collect(
 ) -> None:
     """Follow every student's result rows until each created chunk has one (or ``within``).
 
-    Rows are read from the lowest sequence not seen yet. A row written before its chunk
-    was created in this run (an earlier run of the same exam and student, not replaced
-    yet) is not this run's: it is read again until the new result replaces it.
+    Rows are read from the lowest sequence not seen yet; every student is this run's own
+    (``LoadPlan.run``), so every row is this run's.
     """
     seen: dict[str, set[int]] = {student: set() for student in students}
     lowest: dict[str, int] = dict.fromkeys(students, 0)  # lowest sequence without its row
@@ -512,8 +515,6 @@ async def _collect(
                 if created_at is None or key in report.written:
                     continue
                 uploaded = datetime.fromisoformat(row["uploaded_at"]).timestamp()
-                if uploaded < created_at - _CLOCK_SKEW:
-                    continue  # an earlier run's row
                 report.written[key] = datetime.fromisoformat(row["processed_at"]).timestamp()
                 report.uploaded[key] = uploaded
                 if row.get("status") == "error":

@@ -6,6 +6,7 @@ import asyncio
 import json
 from collections.abc import Callable
 from concurrent.futures import Executor
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,9 @@ def test_the_schedule_cycles_the_session_and_scales_with_speed() -> None:
         chunks=[_chunk(0), _chunk(5)], students=2, exam_id="e", speed=2.0, duration=20.0
     )
     assert [(q, due) for q, due, _ in plan.schedule()] == [(0, 2.5), (1, 5.0), (2, 7.5), (3, 10.0)]
-    assert plan.student_ids() == ["student-00000", "student-00001"]
+    assert plan.student_ids() == [f"student-{plan.run}-00000", f"student-{plan.run}-00001"]
+    again = LoadPlan(chunks=[_chunk(0)], students=1, exam_id="e")
+    assert again.student_ids() != plan.student_ids()[:1], "another run, other students"
     fast = LoadPlan(chunks=[_chunk(0)], students=1, exam_id="e", speed=None)
     assert [due for _, due, _ in fast.schedule()] == [0.0]
     with pytest.raises(LoadError, match="students"):
@@ -119,7 +122,8 @@ def test_every_chunk_of_every_student_gets_its_result_and_latency(
     plot_report(report, tmp_path / "load.png")
     assert (tmp_path / "load.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (seen[-1].created, seen[-1].results, seen[-1].planned) == (6, 6, 6)
-    if mode == "full":  # the same exam again: the first run's rows are not this run's results
+    if mode == "full":  # the same exam again: a run of its own, not taken for replaced evidence
+        plan = replace(plan, run="second")
         again = asyncio.run(
             _stack(fixed, pool, router=True, plan=plan, on_progress=lambda _: None)
         ).to_dict(timeline=True)
