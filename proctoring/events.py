@@ -295,21 +295,17 @@ class ChunkEvent(_Ids):
     def from_key(cls, bucket: str, key: str, *, size: int, uploaded_at: datetime) -> ChunkEvent:
         """Build the event for an uploaded object (what the chunk router does)."""
         parts = ChunkKey.parse(key)
-        try:
-            return cls(
-                exam_id=parts.exam_id,
-                student_id=parts.student_id,
-                source=parts.source,
-                sequence=parts.sequence,
-                bucket=bucket,
-                key=key,
-                size=size,
-                captured_at=parts.captured_at,
-                uploaded_at=uploaded_at,
-            )
-        except ValidationError as exc:
-            # The notification's own fields: a negative size, a time without a zone.
-            raise InvalidEvent(f"object {key[:200]!r}: {_describe(exc)}") from exc
+        return cls._for_object(
+            bucket,
+            key,
+            size=size,
+            uploaded_at=uploaded_at,
+            exam_id=parts.exam_id,
+            student_id=parts.student_id,
+            source=parts.source,
+            sequence=parts.sequence,
+            captured_at=parts.captured_at,
+        )
 
     @classmethod
     def from_capture(
@@ -324,20 +320,27 @@ class ChunkEvent(_Ids):
         """The event for an attendee's video chunk the capture pipeline wrote; the router
         found ``student_id`` from the key's attendee."""
         parts = CaptureKey.parse(key)
+        return cls._for_object(
+            bucket,
+            key,
+            size=size,
+            uploaded_at=uploaded_at,
+            exam_id=parts.exam_id,
+            student_id=student_id,
+            source="chime",
+            sequence=parts.sequence,
+            attendee_id=parts.attendee_id,
+            captured_at=parts.captured_at,
+        )
+
+    @classmethod
+    def _for_object(
+        cls, bucket: str, key: str, *, size: int, uploaded_at: datetime, **parts: Any
+    ) -> ChunkEvent:
         try:
-            return cls(
-                exam_id=parts.exam_id,
-                student_id=student_id,
-                source="chime",
-                sequence=parts.sequence,
-                attendee_id=parts.attendee_id,
-                bucket=bucket,
-                key=key,
-                size=size,
-                captured_at=parts.captured_at,
-                uploaded_at=uploaded_at,
-            )
+            return cls(bucket=bucket, key=key, size=size, uploaded_at=uploaded_at, **parts)
         except ValidationError as exc:
+            # The notification's own fields: a negative size, a time without a zone.
             raise InvalidEvent(f"object {key[:200]!r}: {_describe(exc)}") from exc
 
     def to_bytes(self) -> bytes:

@@ -191,17 +191,7 @@ class ExamStore:
             "joined_at": now_iso(),
             "expires_at": self.expires_at(),
         }
-        try:
-            await self._call(
-                "put_item",
-                TableName=self._names.exams_table,
-                Item=to_item(item),
-                ConditionExpression="attribute_not_exists(exam_id)",
-            )
-        except Conflict:
-            existing = await self.get_student(exam_id, student_id)
-            return existing or item
-        return item
+        return await self._put_once(item) or item
 
     async def issue_upload(
         self, exam_id: str, student_id: str, source: str, sequence: int, key: str
@@ -219,19 +209,8 @@ class ExamStore:
             "issued_at": now_iso(),
             "expires_at": self.expires_at(),
         }
-        try:
-            await self._call(
-                "put_item",
-                TableName=self._names.exams_table,
-                Item=to_item(item),
-                ConditionExpression="attribute_not_exists(exam_id)",
-            )
-        except Conflict:
-            existing = await self._get(exam_id, item["item"])
-            if existing is None:  # erased between the two calls
-                raise
-            return str(existing["key"])
-        return key
+        existing = await self._put_once(item)
+        return key if existing is None else str(existing["key"])
 
     async def students(self, exam_id: str) -> list[dict[str, Any]]:
         return await self._query(
@@ -393,6 +372,25 @@ class ExamStore:
         )
 
     # ---- helpers -------------------------------------------------------------------------
+    async def _put_once(self, item: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Write ``item`` unless its key exists: None when written, else the item there.
+
+        Conflict when the item was there and is gone before it could be read (erased
+        between the two calls)."""
+        try:
+            await self._call(
+                "put_item",
+                TableName=self._names.exams_table,
+                Item=to_item(item),
+                ConditionExpression="attribute_not_exists(exam_id)",
+            )
+        except Conflict:
+            existing = await self._get(str(item["exam_id"]), str(item["item"]))
+            if existing is None:
+                raise
+            return existing
+        return None
+
     async def _get(self, exam_id: str, item: str) -> dict[str, Any] | None:
         response = await self._call(
             "get_item",
