@@ -9,6 +9,7 @@ server in a background thread. Requests go over HTTP with ``requests``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Executor
@@ -157,12 +158,26 @@ def users(settings: Settings) -> tuple[dict[str, str], dict[str, str]]:
     return ids, tokens
 
 
-@pytest.fixture
-def service(settings: Settings) -> Iterator[Service]:
+@contextlib.contextmanager
+def _running(settings: Settings, pipeline: Executor | None = None) -> Iterator[Service]:
     settings = identity_settings(settings)
     ids, tokens = users(settings)
-    server = ServerThread(settings).start()
+    server = ServerThread(settings, pipeline=pipeline).start()
     try:
         yield Service(settings, server.url, tokens, ids, server)
     finally:
         server.stop()
+
+
+@pytest.fixture
+def service(settings: Settings) -> Iterator[Service]:
+    """The exam service over HTTP on the test's stack, with its users signed in."""
+    with _running(settings) as running:
+        yield running
+
+
+@pytest.fixture
+def live(settings: Settings, pool: Executor) -> Iterator[Service]:
+    """The same with the pipeline (router and consumer) running and the exam gate on."""
+    with _running(settings.model_copy(update={"exam_gate": True}), pipeline=pool) as running:
+        yield running

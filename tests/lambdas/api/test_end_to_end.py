@@ -15,8 +15,6 @@ import base64
 import csv
 import io
 import json
-from collections.abc import Iterator
-from concurrent.futures import Executor
 from typing import Any
 
 import pytest
@@ -26,22 +24,11 @@ from proctoring.aws import sync_client
 from proctoring.settings import Settings
 from producer.scenario import load_scenario, render_chunks
 from tests.conftest import DATA, poll, require_data
-from tests.lambdas.api.conftest import ServerThread, Service, identity_settings, users
+from tests.lambdas.api.conftest import Service
 from tests.lambdas.api.test_alerts import _events
 
 pytestmark = pytest.mark.slow
 SCENARIO = __import__("pathlib").Path(__file__).parents[3] / "producer/scenarios/leaving.yaml"
-
-
-@pytest.fixture
-def live(settings: Settings, pool: Executor) -> Iterator[Service]:
-    settings = identity_settings(settings.model_copy(update={"exam_gate": True}))
-    ids, tokens = users(settings)
-    server = ServerThread(settings, pipeline=pool).start()
-    try:
-        yield Service(settings, server.url, tokens, ids, server)
-    finally:
-        server.stop()
 
 
 def _everything_about(settings: Settings, student: str) -> list[str]:

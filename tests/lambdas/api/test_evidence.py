@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
-from concurrent.futures import Executor
 from typing import Any
 
 import pytest
@@ -22,21 +20,10 @@ from proctoring.aws import sync_client
 from proctoring.settings import Settings
 from producer.scenario import load_scenario, render_chunks
 from tests.conftest import DATA, poll, require_data
-from tests.lambdas.api.conftest import ServerThread, Service, identity_settings, users
+from tests.lambdas.api.conftest import Service
 
 pytestmark = pytest.mark.slow
 SCENARIO = __import__("pathlib").Path(__file__).parents[3] / "producer/scenarios/leaving.yaml"
-
-
-@pytest.fixture
-def live(settings: Settings, pool: Executor) -> Iterator[Service]:
-    settings = identity_settings(settings.model_copy(update={"exam_gate": True}))
-    ids, tokens = users(settings)
-    server = ServerThread(settings, pipeline=pool).start()
-    try:
-        yield Service(settings, server.url, tokens, ids, server)
-    finally:
-        server.stop()
 
 
 def _post(form: dict[str, Any], data: bytes) -> int:
