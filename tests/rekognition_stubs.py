@@ -97,6 +97,43 @@ def indexed(face_id: str | None, *unindexed: str) -> dict[str, Any]:
     }
 
 
+Stub = tuple[str, dict[str, Any], dict[str, Any]]
+"""An operation, its answer and the request expected: ``stubber.add_response(*stub)``."""
+
+
+def searched(face_id: str, *found: str) -> Stub:
+    """SearchFaces by an indexed frame's FaceId at enrolment, answered with ``found``
+    (best first)."""
+    return (
+        "search_faces",
+        {
+            "SearchedFaceId": face_id,
+            "FaceMatches": [match(f, 99.0 - i) for i, f in enumerate(found)],
+            "FaceModelVersion": "7.0",
+        },
+        {
+            "CollectionId": COLLECTION,
+            "FaceId": face_id,
+            "MaxFaces": 100,
+            "FaceMatchThreshold": 90.0,
+        },
+    )
+
+
+def deleted(*face_ids: str, collection: str = COLLECTION, missing: tuple[str, ...] = ()) -> Stub:
+    """DeleteFaces of ``face_ids``; those in ``missing`` were no longer in the collection."""
+    return (
+        "delete_faces",
+        {
+            "DeletedFaces": [f for f in face_ids if f not in missing],
+            "UnsuccessfulFaceDeletions": [
+                {"FaceId": f, "Reasons": ["FACE_NOT_FOUND"]} for f in missing
+            ],
+        },
+        {"CollectionId": collection, "FaceIds": list(face_ids)},
+    )
+
+
 async def _no_sleep(seconds: float) -> None:
     return None
 

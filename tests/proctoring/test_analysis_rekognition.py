@@ -23,11 +23,13 @@ from tests.conftest import DATA, needs_data
 from tests.rekognition_stubs import (
     BOX,
     COLLECTION,
+    deleted,
     face_detail,
     image,
     index_request,
     indexed,
     match,
+    searched,
     stubbed_engine,
 )
 
@@ -94,32 +96,6 @@ def test_a_photo_with_two_faces_is_refused(settings: Settings, jpeg: bytes) -> N
 PHOTO, F1, F3, F4, F5 = "photo-0", "frame-1", "frame-3", "frame-4", "frame-5"
 
 
-def _searched(face_id: str, *found: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
-    """SearchFaces by an indexed frame's FaceId, answered with ``found`` (best first)."""
-    return (
-        "search_faces",
-        {
-            "SearchedFaceId": face_id,
-            "FaceMatches": [match(f, 99.0 - i) for i, f in enumerate(found)],
-            "FaceModelVersion": "7.0",
-        },
-        {
-            "CollectionId": COLLECTION,
-            "FaceId": face_id,
-            "MaxFaces": 100,
-            "FaceMatchThreshold": 90.0,
-        },
-    )
-
-
-def _deleted(*face_ids: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
-    return (
-        "delete_faces",
-        {"DeletedFaces": list(face_ids)},
-        {"CollectionId": COLLECTION, "FaceIds": list(face_ids)},
-    )
-
-
 def test_camera_frames_of_the_photos_person_are_indexed_and_kept(
     settings: Settings, jpeg: bytes
 ) -> None:
@@ -133,10 +109,10 @@ def test_camera_frames_of_the_photos_person_are_indexed_and_kept(
             stubber.add_response("index_faces", indexed(F3, "EXCEEDS_MAX_FACES"), request)
             stubber.add_response("index_faces", indexed(F4), request)
             stubber.add_response("index_faces", indexed(F5), request)
-            stubber.add_response(*_searched(F1, F4, PHOTO))  # its sibling may rank first
-            stubber.add_response(*_searched(F4, PHOTO, F1))
-            stubber.add_response(*_searched(F5, "someone-else"))
-            stubber.add_response(*_deleted(F3, F5))  # the frame with two faces, the outlier
+            stubber.add_response(*searched(F1, F4, PHOTO))  # its sibling may rank first
+            stubber.add_response(*searched(F4, PHOTO, F1))
+            stubber.add_response(*searched(F5, "someone-else"))
+            stubber.add_response(*deleted(F3, F5))  # the frame with two faces, the outlier
             registered = await engine.register("exam-1", "frames", jpeg, [jpeg] * 5)
             return registered, await tables.get_face("exam-1", "frames")
 
@@ -156,10 +132,10 @@ def test_frames_of_someone_else_are_refused_and_nothing_indexed_stays(
             stubber.add_response("index_faces", indexed(F1))
             stubber.add_response("index_faces", indexed(F4))
             stubber.add_response("index_faces", indexed(F5))
-            stubber.add_response(*_searched(F1, F4, F5))  # each other, not the photo
-            stubber.add_response(*_searched(F4, F1, PHOTO))  # one frame looks like both
-            stubber.add_response(*_searched(F5, F1, F4))
-            stubber.add_response(*_deleted(PHOTO, F1, F4, F5))
+            stubber.add_response(*searched(F1, F4, F5))  # each other, not the photo
+            stubber.add_response(*searched(F4, F1, PHOTO))  # one frame looks like both
+            stubber.add_response(*searched(F5, F1, F4))
+            stubber.add_response(*deleted(PHOTO, F1, F4, F5))
             with pytest.raises(RegistrationError) as refused:
                 await engine.register("exam-1", "impostor", jpeg, [jpeg] * 3)
             assert refused.value.reason == "frames_mismatch"
@@ -179,12 +155,12 @@ def test_frames_without_a_face_or_unreadable_leave_nothing_indexed(
             stubber.add_response("index_faces", indexed(PHOTO))
             stubber.add_response("index_faces", indexed(None))
             stubber.add_response("index_faces", indexed(F1, "EXCEEDS_MAX_FACES"))
-            stubber.add_response(*_deleted(PHOTO, F1))
+            stubber.add_response(*deleted(PHOTO, F1))
             stubber.add_client_error("create_collection", "ResourceAlreadyExistsException")
             stubber.add_response("index_faces", indexed(PHOTO))
             stubber.add_response("index_faces", indexed(F1))
             stubber.add_client_error("index_faces", "InvalidImageFormatException")
-            stubber.add_response(*_deleted(PHOTO, F1))
+            stubber.add_response(*deleted(PHOTO, F1))
             for _ in range(2):
                 with pytest.raises(RegistrationError) as refused:
                     await engine.register("exam-1", "s", jpeg, [jpeg, jpeg])
@@ -206,7 +182,7 @@ def test_re_registration_deletes_the_previous_photo_and_frame_face_ids(
             )
             stubber.add_client_error("create_collection", "ResourceAlreadyExistsException")
             stubber.add_response("index_faces", indexed(PHOTO))
-            stubber.add_response(*_deleted("old", "o1"))
+            stubber.add_response(*deleted("old", "o1"))
             registered = await engine.register("e", "s", jpeg)
             assert registered.frames_enrolled == 0
             return await tables.get_face("e", "s")
