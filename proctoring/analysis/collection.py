@@ -112,6 +112,8 @@ class FaceCollection:
     async def _enrol_frames(
         self, external_id: str, photo_id: str, frames: Sequence[bytes], indexed: list[str]
     ) -> tuple[str, ...]:
+        """The FaceIds of the frames that agree with the photo; ``frames_mismatch`` when
+        fewer than half of those with one face agree (a tie enrols the agreeing half)."""
         candidates: list[str] = []
         dropped: list[str] = []
         for frame in frames:
