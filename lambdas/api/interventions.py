@@ -215,7 +215,9 @@ async def _change(
         )
     except StoreConflict as exc:
         found = await ctx.services.exams.get_student(enrolment["exam_id"], enrolment["student_id"])
-        state = _state(found or {})
+        if found is None:  # erased in between
+            raise NotFound("the student is not in the exam", reason="not_joined") from exc
+        state = _state(found)
         reason = {"ended": "session_ended", "paused": "session_paused"}.get(state, "not_paused")
         raise Conflict(f"cannot {action}: the session is {state}", reason=reason) from exc
 
