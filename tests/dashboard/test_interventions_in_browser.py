@@ -4,7 +4,8 @@ The proctor pauses a student from the student's tile: the exam content is hidden
 2 s (the student's SSE stream), recording and uploads go on, and a reload still shows the
 pause; resume shows the content again within 2 s. A warning waits for the student's
 acknowledgement, which the console then shows. A second student (whose name is markup)
-raises a hand from their page and it appears on the console, and is otherwise unaffected.
+raises a hand from their page and it appears on the console; the proctor lowers it from an
+alert about them (the same panel in the alert's view); they are otherwise unaffected.
 The student's own token is refused every proctor action. Ending the session stops the
 student's recording and a reload shows it ended.
 """
@@ -19,6 +20,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
+from proctoring.aws import sync_client
+from proctoring.storage import to_item
 from tests.conftest import poll
 from tests.dashboard.conftest import PEOPLE, Web, screenshot
 from tests.dashboard.pages import exam_in_progress, uploaded
@@ -43,6 +46,23 @@ def _timed(what: str, act: Callable[[], None], check: Callable[[], None]) -> flo
     seconds = time.monotonic() - started
     print(f"{what}: {seconds:.2f} s from the proctor's click")
     return seconds
+
+
+def _alert_about(web: Web, exam_id: str, student_id: str) -> None:
+    """An open alert about the student, as the consumer writes one (already published)."""
+    alert = {
+        "exam_id": exam_id,
+        "alert_id": "NO_FACE-00000000000000bb",
+        "student_id": student_id,
+        "type": "NO_FACE",
+        "severity": "medium",
+        "status": "open",
+        "sequence": 1,
+        "published": True,
+    }
+    sync_client(web.settings, "dynamodb").put_item(
+        TableName=web.settings.names.alerts_table, Item=to_item(alert)
+    )
 
 
 def _reload_into_exam(page: Page) -> None:
@@ -126,6 +146,18 @@ def test_pause_warn_hand_and_end_reach_the_right_page_and_the_console(
     assert console.evaluate("window.__xss") is None and eve.evaluate("window.__xss") is None
     screenshot(console, "console-interventions")
     _audit(console)
+
+    console.keyboard.press("Escape")  # the student's view; now from an alert about eve
+    _alert_about(web, exam_id, web.ids["eve"])
+    console.reload()
+    console.locator('#feed li[data-type="NO_FACE"]').get_by_role("button").click()
+    alert_panel = console.locator("#alert-actions")
+    expect(alert_panel.locator(".session-state")).to_contain_text("hand raised")
+    alert_panel.get_by_role("button", name="Lower hand").click()
+    expect(eve.get_by_role("button", name="Raise hand")).to_be_enabled(timeout=REACT_WITHIN_MS)
+    expect(eve.locator("#hand-status")).to_have_text("")
+    console.keyboard.press("Escape")
+    card.get_by_role("button").click()  # back to the student's view
 
     panel.get_by_label("Warning or reason").fill("A phone was used")
     _timed(
