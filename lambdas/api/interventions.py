@@ -3,8 +3,11 @@ raises a hand and acknowledges a warning.
 
 The session's state is the server's, on the student's enrolment: ``session_state`` (absent
 means ``running``; ``paused``; ``ended``) with ``session`` (the state, the reason, when, by
-whom) and ``hand`` (raised or not, when). A state changes only by a conditional write, so a
-paused session is resumed once and an ended one stays ended however two proctors race::
+whom), ``hand`` (raised or not, when), and per warning ``warning:<id>`` (text, when, by
+whom) and ``ack:<id>`` (when the student acknowledged it) - so reading a session is one
+GetItem, whatever the thread holds (the page polls it in AWS). A state changes only by a
+conditional write, so a paused session is resumed once and an ended one stays ended however
+two proctors race::
 
     running --pause--> paused --resume--> running
     running | paused --end--> ended    final: no upload form after it (409 session_ended)
@@ -61,6 +64,7 @@ _ACTIONS: dict[str, tuple[str, tuple[str | None, ...], SessionState | None]] = {
 }
 _STUDENT_PATH = "/exams/{exam_id}/students/{student_id}"
 _TAG = "interventions"
+_WARNING, _ACK = "warning:", "ack:"  # enrolment attributes, + the warning's message id
 _NEEDS_TEXT = {"warn": "the warning", "pause": "the reason shown", "end": "the reason"}
 # the channel's message kinds of this module (the thread's other kinds: chat, alert)
 CONTROL_KINDS = ("warning", "pause", "resume", "end", "hand", "hand_lowered", "acknowledgement")
@@ -114,10 +118,13 @@ def _state(enrolment: dict[str, Any]) -> str:
     return str(enrolment.get("session_state") or "running")
 
 
-def _view(enrolment: dict[str, Any], thread: list[dict[str, Any]]) -> dict[str, Any]:
+def _view(enrolment: dict[str, Any]) -> dict[str, Any]:
     """The session as the student's page and the console show it."""
-    acknowledged = {m["ref"]: m["created_at"] for m in thread if m["kind"] == "acknowledgement"}
     session, hand = enrolment.get("session") or {}, enrolment.get("hand") or {}
+    warnings = sorted(
+        ((k.removeprefix(_WARNING), v) for k, v in enrolment.items() if k.startswith(_WARNING)),
+        key=lambda item: str(item[1]["at"]),
+    )
     view: dict[str, Any] = {
         "exam_id": enrolment["exam_id"],
         "student_id": enrolment["student_id"],
@@ -129,14 +136,13 @@ def _view(enrolment: dict[str, Any], thread: list[dict[str, Any]]) -> dict[str, 
         "hand_raised_at": hand.get("at") if hand.get("raised") else None,
         "warnings": [
             {
-                "warning_id": m["message_id"],
-                "text": m.get("text") or "",
-                "at": m["created_at"],
-                "by": m["sender_id"],
-                "acknowledged_at": acknowledged.get(m["message_id"]),
+                "warning_id": warning_id,
+                "text": warning.get("text") or "",
+                "at": warning["at"],
+                "by": warning["by"],
+                "acknowledged_at": enrolment.get(_ACK + warning_id),
             }
-            for m in thread
-            if m["kind"] == "warning"
+            for warning_id, warning in warnings
         ],
     }
     view["warnings"] = [{k: v for k, v in w.items() if v is not None} for w in view["warnings"]]
@@ -157,11 +163,6 @@ def timeline(thread: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for m in thread
         if m.get("kind") in CONTROL_KINDS
     ]
-
-
-async def _thread(ctx: Context, exam_id: str, student_id: str) -> list[dict[str, Any]]:
-    messages = await ctx.services.exams.messages(exam_id, student_id=student_id)
-    return [m for m in messages if m.get("kind") in CONTROL_KINDS]
 
 
 Pair = tuple[dict[str, Any], dict[str, Any]]  # (exam, enrolment)
@@ -230,10 +231,11 @@ async def _record(
     text: str | None,
     *,
     target: str,
+    message_id: str,
     ref: str | None = None,
 ) -> dict[str, Any]:
-    """Audit the action, then post it to the student's thread (delivered to ``target``). An
-    acknowledgement's id is the warning's, so it is recorded once however often it is sent."""
+    """Audit the action, then post it to the student's thread as ``message_id`` (recorded
+    once however often it is sent), delivered to ``target``."""
     await ctx.services.exams.audit(
         exam["exam_id"],
         {
@@ -249,7 +251,7 @@ async def _record(
         kind=kind,
         student_id=student_id,
         sender_id=ctx.user_id,
-        message_id=f"ack-{ref}"[:128] if ref else f"{kind}-{uuid.uuid4().hex}",
+        message_id=message_id,
         created_at=now_iso(),
         text=text,
         ref=ref,
@@ -258,9 +260,8 @@ async def _record(
     return message
 
 
-async def _answer(ctx: Context, enrolment: dict[str, Any], message_id: str) -> Response:
-    thread = await _thread(ctx, enrolment["exam_id"], enrolment["student_id"])
-    return Response.json(200, {**_view(enrolment, thread), "message_id": message_id})
+def _answer(enrolment: dict[str, Any], message_id: str) -> Response:
+    return Response.json(200, {**_view(enrolment), "message_id": message_id})
 
 
 def _route(
@@ -289,8 +290,10 @@ async def intervene(request: Request, ctx: Context) -> Response:
     body = request.json(Intervention)
     exam, enrolment = await _proctors_student(ctx, request, running=True)
     kind, allowed, after = _ACTIONS[body.action]
-    at = now_iso()
+    at, message_id = now_iso(), f"{kind}-{uuid.uuid4().hex}"
     values: dict[str, Any] = {"last_intervention": {"action": body.action, "at": at}}
+    if body.action == "warn":
+        values[_WARNING + message_id] = {"text": body.text, "at": at, "by": ctx.user_id}
     if after is not None:
         values["session_state"] = after
         values["session"] = {"state": after, "reason": body.text, "at": at, "by": ctx.user_id}
@@ -298,8 +301,8 @@ async def intervene(request: Request, ctx: Context) -> Response:
         values["hand"] = {"raised": False, "at": at, "by": ctx.user_id}
     enrolment = await _change(ctx, enrolment, values, allowed, body.action)
     student_id = enrolment["student_id"]
-    message = await _record(ctx, exam, student_id, kind, body.text, target=student_id)
-    return await _answer(ctx, enrolment, message["message_id"])
+    await _record(ctx, exam, student_id, kind, body.text, target=student_id, message_id=message_id)
+    return _answer(enrolment, message_id)
 
 
 @_route("POST", "hand", STUDENTS, body=HandRaise)
@@ -309,9 +312,10 @@ async def raise_hand(request: Request, ctx: Context) -> Response:
     exam, enrolment = await _own(ctx, request, running=True)
     raised = {"hand": {"raised": True, "at": now_iso()}}
     enrolment = await _change(ctx, enrolment, raised, _NOT_ENDED, "raise a hand")
-    proctor = exam["proctor_id"]
-    message = await _record(ctx, exam, enrolment["student_id"], "hand", body.text, target=proctor)
-    return await _answer(ctx, enrolment, message["message_id"])
+    message_id, proctor = f"hand-{uuid.uuid4().hex}", exam["proctor_id"]
+    student_id = enrolment["student_id"]
+    await _record(ctx, exam, student_id, "hand", body.text, target=proctor, message_id=message_id)
+    return _answer(enrolment, message_id)
 
 
 @_route("POST", "warnings/{warning_id}/acknowledgement", STUDENTS, body=Acknowledgement)
@@ -320,19 +324,20 @@ async def acknowledge_warning(request: Request, ctx: Context) -> Response:
     request.json(Acknowledgement)
     exam, enrolment = await _own(ctx, request, running=True)
     warning_id = check_id(request.param("warning_id"), "warning_id", alert=True)
-    thread = await _thread(ctx, enrolment["exam_id"], enrolment["student_id"])
-    warning = next(
-        (m for m in thread if m["kind"] == "warning" and m["message_id"] == warning_id), None
-    )
+    warning = enrolment.get(_WARNING + warning_id)
     if warning is None:
         raise NotFound(f"no warning {warning_id} for you", reason="no_warning")
-    ack_id = f"ack-{warning_id}"[:128]
-    if not any(m["message_id"] == ack_id for m in thread):  # once: a repeat changes nothing
-        text, proctor = warning.get("text"), exam["proctor_id"]
+    ack_id = f"ack-{warning_id}"[:128]  # the message's id: recorded once
+    if _ACK + warning_id not in enrolment:  # once: a repeat changes nothing
         student_id = enrolment["student_id"]
-        kind = "acknowledgement"
-        await _record(ctx, exam, student_id, kind, text, target=proctor, ref=warning_id)
-    return await _answer(ctx, enrolment, ack_id)
+        enrolment = await ctx.services.exams.update_student(
+            enrolment["exam_id"], student_id, {_ACK + warning_id: now_iso()}
+        )
+        kind, text, proctor = "acknowledgement", warning.get("text"), exam["proctor_id"]
+        await _record(
+            ctx, exam, student_id, kind, text, target=proctor, message_id=ack_id, ref=warning_id
+        )
+    return _answer(enrolment, ack_id)
 
 
 @_route("GET", "session", ANYONE_SIGNED_IN, errors=(400, 401, 403, 404))
@@ -343,8 +348,7 @@ async def get_session(request: Request, ctx: Context) -> Response:
         _, enrolment = await _own(ctx, request)
     else:
         _, enrolment = await _proctors_student(ctx, request)
-    thread = await _thread(ctx, enrolment["exam_id"], enrolment["student_id"])
-    return Response.json(200, _view(enrolment, thread))
+    return Response.json(200, _view(enrolment))
 
 
 @_route(
