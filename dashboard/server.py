@@ -6,9 +6,12 @@ token check, authorisation and handler, and its ``Response`` goes back as is.
 What only this server does:
 
 - ``GET /exams/{exam_id}/alerts/stream``: server-sent events of the exam's
-  channel (``event: alert`` and ``event: chat``, ``id`` = the message's key,
-  ``Last-Event-ID`` resumes), after the route's own authorisation. In AWS the
-  console follows the exam's Chime channel instead;
+  channel (``event: alert``, ``event: chat`` and ``event: control`` for an
+  intervention, ``id`` = the message's key, ``Last-Event-ID`` resumes), after
+  the route's own authorisation. ``GET /exams/{exam_id}/students/{student_id}/
+  stream`` is the same for one student's thread, with the kinds its route
+  allows (the route's 200 answer says which). In AWS the pages follow the
+  exam's Chime channel instead;
 - ``GET /config.json``: what the web pages need to find the API and sign in
   (``web_config``: the API's base URL, the Cognito endpoint and app client,
   the consent version, the chunk length, whether Chime is configured). In AWS
@@ -113,7 +116,7 @@ class LocalServer:
             body=body,
         )
         try:
-            route, params = self.api.router.match(request.method, request.path)
+            route, _ = self.api.router.match(request.method, request.path)
         except NotFound:
             if http.method in ("GET", "HEAD") and http.path == "/config.json":
                 return _send(Response.json(200, self._config))
@@ -122,7 +125,7 @@ class LocalServer:
             return _send(await self.api.handle(request))
         response = await self.api.handle(request)
         if route.content_type == "text/event-stream" and response.status == 200:
-            return await self._stream(http, params["exam_id"])
+            return await self._stream(http, json.loads(response.body))
         return _send(response)
 
     def _file(self, path: str) -> web.StreamResponse:
@@ -149,7 +152,10 @@ class LocalServer:
             headers["Content-Type"] = _TYPES[target.suffix]
         return web.FileResponse(target, headers=headers)
 
-    async def _stream(self, http: web.Request, exam_id: str) -> web.StreamResponse:
+    async def _stream(self, http: web.Request, scope: dict[str, Any]) -> web.StreamResponse:
+        """Stream what the route authorised: the exam's channel (``exam_id``), or one thread
+        (``student_id``) with only the message ``kinds`` it names."""
+        exam_id, student_id, kinds = scope["exam_id"], scope.get("student_id"), scope.get("kinds")
         response = web.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream",
@@ -164,10 +170,11 @@ class LocalServer:
         try:
             await response.write(b"retry: 2000\n\n")
             while not self._closing.is_set():
-                messages = await store.messages(exam_id, after=cursor)
+                messages = await store.messages(exam_id, after=cursor, student_id=student_id)
                 for message in messages:
                     cursor = message["item"]
-                    await response.write(_event(message))
+                    if kinds is None or message.get("kind") in kinds:
+                        await response.write(_event(message))
                 if messages:
                     quiet = 0.0
                 elif quiet >= _HEARTBEAT_SECONDS:
@@ -183,7 +190,7 @@ class LocalServer:
 
 def _event(message: dict[str, Any]) -> bytes:
     data = {k: v for k, v in message.items() if k not in ("exam_id", "item", "expires_at")}
-    kind = "alert" if message.get("kind") == "alert" else "chat"
+    kind = message.get("kind") if message.get("kind") in ("alert", "chat") else "control"
     text = json.dumps(data, default=str, separators=(",", ":"))  # one line: no newline in JSON
     return f"id: {message['item']}\nevent: {kind}\ndata: {text}\n\n".encode()
 
