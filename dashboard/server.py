@@ -15,6 +15,15 @@ What only this server does:
   the same file is written beside the pages in the web bucket;
 - files from ``static_dir`` (default ``dashboard/web``: the proctor console and
   the student page) for any other ``GET``, ``index.html`` for ``/``.
+
+Every error is the API's JSON (``{"error", "reason"}``), including the ones
+aiohttp answers before any handler runs - a request line or header over
+``MAX_LINE_BYTES`` (``reason`` ``header_too_large``), a request that is not
+HTTP (``bad_request``): a middleware never sees those, so the server is
+aiohttp's low-level ``Server`` with a ``RequestHandler`` whose
+``handle_error`` answers in JSON. The server listens on loopback only: it
+serves a stack whose tokens anyone can forge (moto signs them with a key
+shipped in its package).
 """
 
 from __future__ import annotations
@@ -26,18 +35,56 @@ from typing import Any
 
 import structlog
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp.http import RawRequestMessage
+from aiohttp.http_exceptions import LineTooLong
+from aiohttp.streams import StreamReader
 
 from lambdas.api.app import Api
 from lambdas.api.http import MAX_BODY_BYTES, NotFound, Request, Response
 from proctoring.settings import Settings
 from proctoring.waiting import wait_any
 
-__all__ = ["WEB_DIR", "LocalServer", "web_config"]
+__all__ = ["LOOPBACK", "MAX_LINE_BYTES", "WEB_DIR", "LocalServer", "web_config"]
 
 _log = structlog.get_logger(__name__)
 _HEARTBEAT_SECONDS = 15.0
 WEB_DIR = Path(__file__).resolve().parent / "web"
 _TYPES = {".js": "text/javascript", ".mjs": "text/javascript", ".css": "text/css"}
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+MAX_LINE_BYTES = 8190  # the request line, and each header (aiohttp's default, stated here)
+
+
+class _JsonErrors(web.RequestHandler):
+    """aiohttp's connection handler, answering what it refuses itself in the API's JSON."""
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        super().handle_error(request, status, exc, message)  # logs; raises if a reply began
+        if isinstance(exc, LineTooLong):
+            error = {
+                "error": f"the request line or a header is over {MAX_LINE_BYTES} bytes",
+                "reason": "header_too_large",
+            }
+        elif status < 500:
+            error = {"error": "the request is not well-formed HTTP", "reason": "bad_request"}
+        else:
+            error = {"error": "internal error", "reason": "internal"}
+        response = _send(Response.json(status, error))
+        response.force_close()
+        return response
+
+
+class _Server(web.Server):
+    """``web.Server`` whose connections are ``_JsonErrors``."""
+
+    def __call__(self) -> web.RequestHandler:
+        return _JsonErrors(self, loop=self._loop, **self._kwargs)
 
 
 def web_config(settings: Settings, *, api_url: str = "") -> dict[str, Any]:
@@ -69,6 +116,8 @@ class LocalServer:
         stream_poll: float = 0.5,
         config: dict[str, Any] | None = None,
     ) -> None:
+        if host not in LOOPBACK:
+            raise ValueError(f"the local server listens on loopback only, not {host!r}")
         self.api = api
         self._host = host
         self._port = port
@@ -77,13 +126,18 @@ class LocalServer:
         self._poll = stream_poll
         self._closing = asyncio.Event()
         self.changed = asyncio.Event()  # set by an in-process poster: streams look at once
-        self._runner: web.AppRunner | None = None
+        self._runner: web.ServerRunner | None = None
         self.url = ""
 
     async def start(self) -> str:
-        app = web.Application(client_max_size=MAX_BODY_BYTES + 1024)
-        app.router.add_route("*", "/{tail:.*}", self._dispatch)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
+        server = _Server(
+            self._dispatch,
+            request_factory=self._request,
+            max_line_size=MAX_LINE_BYTES,
+            max_field_size=MAX_LINE_BYTES,
+            access_log=None,
+        )
+        self._runner = web.ServerRunner(server, shutdown_timeout=2.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port)
         await site.start()
@@ -98,7 +152,26 @@ class LocalServer:
             await self._runner.cleanup()
             self._runner = None
 
-    async def _dispatch(self, http: web.Request) -> web.StreamResponse:
+    def _request(
+        self,
+        message: RawRequestMessage,
+        payload: StreamReader,
+        protocol: web.RequestHandler,
+        writer: AbstractStreamWriter,
+        task: asyncio.Task[None],
+    ) -> web.BaseRequest:
+        """aiohttp's request, with room for the largest body the API takes."""
+        return web.BaseRequest(
+            message,
+            payload,
+            protocol,
+            writer,
+            task,
+            asyncio.get_running_loop(),
+            client_max_size=MAX_BODY_BYTES + 1024,
+        )
+
+    async def _dispatch(self, http: web.BaseRequest) -> web.StreamResponse:
         try:
             body = await http.read()
         except web.HTTPRequestEntityTooLarge:
@@ -149,7 +222,7 @@ class LocalServer:
             headers["Content-Type"] = _TYPES[target.suffix]
         return web.FileResponse(target, headers=headers)
 
-    async def _stream(self, http: web.Request, exam_id: str) -> web.StreamResponse:
+    async def _stream(self, http: web.BaseRequest, exam_id: str) -> web.StreamResponse:
         response = web.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream",

@@ -32,6 +32,7 @@ Errors::
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -48,6 +49,7 @@ __all__ = [
     "Conflict",
     "ExamStatus",
     "ExamStore",
+    "is_message_item",
     "message_item",
     "now_iso",
 ]
@@ -74,6 +76,14 @@ def now_iso(now: datetime | None = None) -> str:
 
 def message_item(created_at: str, message_id: str) -> str:
     return f"{_MESSAGE}{created_at}#{message_id}"
+
+
+_MESSAGE_ITEM = re.compile(r"^msg#\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z#[A-Za-z0-9_.-]{1,200}$")
+
+
+def is_message_item(key: str) -> bool:
+    """Whether ``key`` is a message's key (what the live stream sends as an event's id)."""
+    return bool(_MESSAGE_ITEM.match(key))
 
 
 class ExamStore:
@@ -276,11 +286,18 @@ class ExamStore:
     async def messages(
         self, exam_id: str, *, after: str | None = None, student_id: str | None = None
     ) -> list[dict[str, Any]]:
-        """The exam's messages in order, after the message key ``after``; one thread if asked."""
+        """The exam's messages in order, after the message key ``after``; one thread if asked.
+
+        Only messages: an ``after`` that is not a message key never reaches the exam's other
+        items (the exam, enrolments, forwarder claims) - the range starts at the messages."""
         values: dict[str, Any] = {":e": exam_id}
         if after:
             condition = "exam_id = :e AND #i BETWEEN :a AND :z"
-            values.update({":a": after + "\x00", ":z": _MESSAGE + "\uffff"})
+            start = max(after + "\x00", _MESSAGE)
+            end = _MESSAGE + "\uffff"
+            if start > end:
+                return []
+            values.update({":a": start, ":z": end})
         else:
             condition = "exam_id = :e AND begins_with(#i, :p)"
             values[":p"] = _MESSAGE

@@ -21,7 +21,7 @@ import time
 from typing import Any, Literal
 
 from botocore.exceptions import ClientError
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from lambdas.api.app import ANYONE_SIGNED_IN, PROCTORS, ROUTER, STUDENTS, Context
 from lambdas.api.exams import exam_for
@@ -35,7 +35,7 @@ from lambdas.api.http import (
     Response,
     Unprocessable,
 )
-from lambdas.api.schemas import ENROLMENT, UPLOADS, check_id
+from lambdas.api.schemas import ENROLMENT, UPLOADS, Body, JsonTrue, Visible, check_id, is_visible
 from lambdas.register import MAX_PHOTO_BYTES
 from proctoring.analysis.faces import MAX_ENROLMENT_FRAMES, RegistrationError
 from proctoring.events import ChunkKey, InvalidEvent
@@ -44,16 +44,12 @@ from proctoring.exams import now_iso
 __all__ = ["enrolment_for"]
 
 
-class Consent(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    policy_version: str = Field(min_length=1, max_length=40)
-    accepted: Literal[True] = Field(description="must be true; without consent there is no exam")
+class Consent(Body):
+    policy_version: Visible = Field(min_length=1, max_length=40)
+    accepted: JsonTrue = Field(description="must be true; without consent there is no exam")
 
 
-class Photo(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class Photo(Body):
     photo: str = Field(min_length=1, description="base64 JPEG or PNG, at most 5 MB decoded")
     frames: list[str] = Field(
         default_factory=list,
@@ -64,16 +60,14 @@ class Photo(BaseModel):
 
 
 class Reregistration(Photo):
-    reason: str = Field(
+    reason: Visible = Field(
         min_length=3,
         max_length=500,
         description="why the reference face is replaced while the exam runs (audited)",
     )
 
 
-class UploadRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class UploadRequest(Body):
     source: Literal["camera", "screen"] = "camera"
     first_sequence: int = Field(ge=0, lt=10**9 - 1000)
     count: int = Field(default=1, ge=1, le=120)
@@ -141,7 +135,9 @@ async def join_exam(request: Request, ctx: Context) -> Response:
     # What the proctor's console shows, taken once, at the first join: a name the student
     # changes afterwards never renames them on the roster (the web client cannot write
     # `name` in AWS - WriteAttributes - but a stale or other client might).
-    name = ctx.principal.name or ctx.principal.email
+    # A name with nothing visible in it (spaces, zero-width characters) would leave a blank
+    # line on the roster: the email stands in for it.
+    name = next((n for n in (ctx.principal.name, ctx.principal.email) if n and is_visible(n)), None)
     if name and not enrolment.get("name"):
         enrolment = await ctx.services.exams.update_student(exam_id, ctx.user_id, {"name": name})
     view = _view(enrolment)
