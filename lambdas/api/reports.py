@@ -1,9 +1,13 @@
 """The per-exam report: each student's timeline, alerts and the proctor's decisions.
 
 JSON for programs, CSV for the exam office's spreadsheet: one row per chunk
-and per alert, in time order per student. Cells that a spreadsheet would
-run as a formula (starting with ``=``, ``+``, ``-``, ``@``, tab or CR) are
-prefixed with ``'``.
+and per alert, in time order per student. Both carry the exam's audit log as
+it stood (``proctoring.audit``): how many records, the chain's head (the
+newest record's hash) and whether the chain verifies - in JSON as ``audit``,
+in CSV as a last row (``row`` = ``audit``, ``sequence`` = records, ``status``
+= ``verified`` or ``broken``, ``note`` = the head or the fault found).
+Cells that a spreadsheet would run as a formula (starting with ``=``, ``+``,
+``-``, ``@``, tab or CR) are prefixed with ``'``.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from lambdas.api.app import PROCTORS, ROUTER, Context
 from lambdas.api.exams import exam_for, public_exam
 from lambdas.api.http import Request, Response
 from lambdas.api.schemas import REPORT
+from proctoring.audit import verify
 from proctoring.exams import now_iso
 
 __all__ = ["build_report"]
@@ -90,7 +95,13 @@ async def build_report(ctx: Context, exam: dict[str, Any]) -> dict[str, Any]:
                 ],
             }
         )
-    return {"exam": public_exam(exam), "generated_at": now_iso(), "students": report_students}
+    chain = verify(await ctx.services.audit.records(exam_id))
+    return {
+        "exam": public_exam(exam),
+        "generated_at": now_iso(),
+        "students": report_students,
+        "audit": chain.as_dict(),
+    }
 
 
 def _cell(value: Any) -> str:
@@ -145,6 +156,11 @@ def report_csv(report: dict[str, Any]) -> str:
                     last.get("note"),
                 )
             )
+    chain = report["audit"]
+    audit_row = ["", "audit", "", chain["records"], report["generated_at"]]
+    audit_row.append("verified" if chain["verified"] else "broken")
+    audit_row += [""] * (len(_CSV_COLUMNS) - len(audit_row) - 1)
+    writer.writerow(_cell(v) for v in (*audit_row, chain["problem"] or chain["head"]))
     return out.getvalue()
 
 

@@ -135,9 +135,25 @@ MESSAGE = obj(
 )
 UPLOAD = obj({"sequence": INT, "key": STR, "url": STR, "fields": {"type": "object"}})
 UPLOADS = obj({"uploads": {"type": "array", "items": UPLOAD}, "max_bytes": INT, "expires_in": INT})
-REPORT = obj({"exam": EXAM, "students": {"type": "array", "items": {"type": "object"}}})
+CHAIN = obj(
+    {"verified": BOOL, "records": INT},
+    {"head": {"type": ["string", "null"]}, "problem": {"type": ["string", "null"]}},
+)
+REPORT = obj(
+    {"exam": EXAM, "students": {"type": "array", "items": {"type": "object"}}, "audit": CHAIN}
+)
 ERASURE = obj({"exam_id": STR, "student_id": STR, "deleted": {"type": "object"}, "audit_id": STR})
-AUDIT = listing("records", obj({"audit_id": STR, "action": STR, "at": STR}))
+AUDIT = obj(
+    {
+        "records": {
+            "type": "array",
+            "items": obj(
+                {"audit_id": STR, "action": STR, "at": STR}, {"seq": INT, "prev": STR, "hash": STR}
+            ),
+        },
+        "chain": CHAIN,
+    }
+)
 EVIDENCE = obj({"url": STR, "expires_in": INT}, {"chunk_url": STR})
 
 
