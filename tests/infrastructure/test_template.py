@@ -189,6 +189,16 @@ def test_chunks_and_capture_video_notify_the_router_queue_and_nothing_else() -> 
     assert _props("ChunkEventsQueue")["VisibilityTimeout"] >= 6 * router_timeout
 
 
+def test_request_floods_meet_the_stage_throttle_and_a_capped_router() -> None:
+    stage = _props("HttpApiStage")["DefaultRouteSettings"]
+    assert (stage["ThrottlingRateLimit"], stage["ThrottlingBurstLimit"]) == (
+        {"Ref": "ApiRateLimit"},
+        {"Ref": "ApiBurstLimit"},
+    )
+    scaling = _props("ChunkRouterEventSource")["ScalingConfig"]
+    assert scaling["MaximumConcurrency"] == {"Ref": "RouterMaxConcurrency"}
+
+
 def test_cors_allows_only_the_app_origin() -> None:
     rules = [
         rule
