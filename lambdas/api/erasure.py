@@ -182,6 +182,6 @@ async def audit_trail(request: Request, ctx: Context) -> Response:
         200,
         {
             "records": [{k: v for k, v in r.items() if k != "expires_at"} for r in records],
-            "chain": verify(records).as_dict(),
+            "verification": verify(records).as_dict(),
         },
     )

@@ -2,8 +2,9 @@
 
 JSON for programs, CSV for the exam office's spreadsheet: one row per chunk
 and per alert, in time order per student. Both carry the exam's audit log as
-it stood (``proctoring.audit``): how many records, the chain's head (the
-newest record's hash) and whether the chain verifies - in JSON as ``audit``,
+it stood (``proctoring.audit``): how many records, the log's head (over
+every chain's newest hash) and whether it verifies - in JSON as ``audit``
+(with each chain's head),
 in CSV as a last row (``row`` = ``audit``, ``sequence`` = records, ``status``
 = ``verified`` or ``broken``, ``note`` = the head or the fault found).
 Cells that a spreadsheet would run as a formula (starting with ``=``, ``+``,

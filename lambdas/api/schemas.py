@@ -135,12 +135,20 @@ MESSAGE = obj(
 )
 UPLOAD = obj({"sequence": INT, "key": STR, "url": STR, "fields": {"type": "object"}})
 UPLOADS = obj({"uploads": {"type": "array", "items": UPLOAD}, "max_bytes": INT, "expires_in": INT})
-CHAIN = obj(
+VERIFICATION = obj(
     {"verified": BOOL, "records": INT},
-    {"head": {"type": ["string", "null"]}, "problem": {"type": ["string", "null"]}},
+    {
+        "head": {"type": ["string", "null"]},
+        "chains": {"type": "object", "additionalProperties": STR},
+        "problem": {"type": ["string", "null"]},
+    },
 )
 REPORT = obj(
-    {"exam": EXAM, "students": {"type": "array", "items": {"type": "object"}}, "audit": CHAIN}
+    {
+        "exam": EXAM,
+        "students": {"type": "array", "items": {"type": "object"}},
+        "audit": VERIFICATION,
+    }
 )
 ERASURE = obj({"exam_id": STR, "student_id": STR, "deleted": {"type": "object"}, "audit_id": STR})
 AUDIT = obj(
@@ -148,10 +156,11 @@ AUDIT = obj(
         "records": {
             "type": "array",
             "items": obj(
-                {"audit_id": STR, "action": STR, "at": STR}, {"seq": INT, "prev": STR, "hash": STR}
+                {"audit_id": STR, "action": STR, "at": STR},
+                {"chain": STR, "seq": INT, "prev": STR, "hash": STR},
             ),
         },
-        "chain": CHAIN,
+        "verification": VERIFICATION,
     }
 )
 EVIDENCE = obj({"url": STR, "expires_in": INT}, {"chunk_url": STR})

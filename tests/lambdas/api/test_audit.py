@@ -49,13 +49,13 @@ def test_uploads_refusals_reviews_and_erasures_are_chained_and_the_report_says_s
     ]  # fmt: skip
     assert (records[0]["sequences"], records[1]["refused"]) == ([0], 0)
     assert "a reflection" not in str(records), "the note is kept as its hash only"
-    assert trail["chain"] == {
-        "verified": True, "records": 3, "head": records[-1]["hash"], "problem": None,
-    }  # fmt: skip
+    assert {r["chain"] for r in records} == {f"student#{student}"}
+    assert trail["verification"]["verified"] and trail["verification"]["records"] == 3
+    assert trail["verification"]["chains"] == {f"student#{student}": records[-1]["hash"]}
     chain, row = _report_chain(service, exam_id)
-    assert chain == trail["chain"]
+    assert chain == trail["verification"]
     assert (row["row"], row["sequence"], row["status"], row["note"]) == (
-        "audit", "3", "verified", records[-1]["hash"],
+        "audit", "3", "verified", trail["verification"]["head"],
     )  # fmt: skip
 
 
@@ -67,12 +67,12 @@ def test_an_edited_or_deleted_audit_record_shows_in_the_report(service: Service)
     for first in (0, 1, 2):
         url = f"/exams/{exam_id}/students/{student}/uploads"
         assert service.call("POST", url, "student", json={"first_sequence": first}).ok
-    head = service.call("GET", f"/exams/{exam_id}/audit", "proctor").json()["chain"]["head"]
+    before = service.call("GET", f"/exams/{exam_id}/audit", "proctor").json()["verification"]
     dynamodb = sync_client(service.settings, "dynamodb")
     table = service.settings.names.audit_table
 
     def key(seq: int) -> dict[str, Any]:
-        return {"exam_id": {"S": exam_id}, "audit_id": {"S": f"chain#{seq:012d}"}}
+        return {"exam_id": {"S": exam_id}, "audit_id": {"S": f"student#{student}#{seq:012d}"}}
 
     dynamodb.update_item(
         TableName=table,
@@ -81,10 +81,14 @@ def test_an_edited_or_deleted_audit_record_shows_in_the_report(service: Service)
         ExpressionAttributeValues={":s": {"L": [{"N": "7"}]}},
     )
     chain, row = _report_chain(service, exam_id)
-    assert (chain["verified"], chain["problem"]) == (False, "record 2 was altered")
-    assert (row["status"], row["note"]) == ("broken", "record 2 was altered")
+    altered = f"student#{student}: record 2 was altered"
+    assert (chain["verified"], chain["problem"]) == (False, altered)
+    assert (row["status"], row["note"]) == ("broken", altered)
 
     dynamodb.delete_item(TableName=table, Key=key(2))
     chain, _ = _report_chain(service, exam_id)
-    assert (chain["verified"], chain["problem"]) == (False, "record 2 is missing")
-    assert chain["head"] == head, "the head stays the newest record's"
+    assert (chain["verified"], chain["problem"]) == (
+        False,
+        f"student#{student}: record 2 is missing",
+    )
+    assert chain["chains"] == before["chains"], "a chain's head stays its newest record's"
