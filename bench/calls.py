@@ -13,7 +13,8 @@ import tempfile
 from pathlib import Path
 
 from bench.harness import Figure, Size
-from proctoring.cli.eval_run import DEFAULT_SUITE, run_eval
+from proctoring.cli.eval_run import CURATED_SUITE, run_eval
+from proctoring.cli.evaluation import load_suite
 from proctoring.logs import configure_logging
 from proctoring.settings import Settings
 
@@ -29,12 +30,12 @@ def run(data_dir: Path, size: Size) -> list[Figure]:
     settings = Settings(prefix="eval", log_level="ERROR", data_dir=data_dir)
     configure_logging(settings)
     with tempfile.TemporaryDirectory(prefix="bench-calls-") as folder:
-        suite = DEFAULT_SUITE
+        suite = CURATED_SUITE
         if size == "tiny":  # one short labelled scenario
             suite = Path(folder) / "suite.yaml"
-            scenario = DEFAULT_SUITE.parent / "glance_left.yaml"
+            scenario = CURATED_SUITE.parent / "glance_left.yaml"
             suite.write_text(f"scenarios:\n  - file: {scenario}\n")
-        report = asyncio.run(run_eval(settings, suite, out=lambda line: None))
+        report = asyncio.run(run_eval(settings, load_suite(suite), out=lambda line: None))
     scheduled = round(sum(report["calls_per_student_hour"].values()), 1)
     naive = round(float(report["naive_calls_per_student_hour"]), 1)
     recall = {rule: r["recall"] for rule, r in report["rules"].items() if r["available"]}

@@ -40,6 +40,7 @@ from proctoring.analysis.scheduling import (
     FACE_CHANGE_ABOVE,
     _face_parts,
 )
+from producer import people
 from producer.scenario import VideoSegment, _paste, _photo_pixels, _video_frames
 
 __all__ = ["DEVELOPMENT", "HELD_OUT", "measure"]
@@ -49,66 +50,9 @@ _SAFETY = 1.5
 """The chosen threshold is the smallest different-person difference of the development
 half divided by this: room for people who look more alike than any pair measured."""
 
-# person -> recordings (sampled at 1 frame/s) and photos. Who is who: SOURCES.md and
-# MANIFEST-2.tsv; the liveportrait and video-retalking clips are one person each.
-DEVELOPMENT: dict[str, dict[str, list[str]]] = {
-    "retalking-face1": {"videos": ["talking/video-retalking/face_1.mp4"]},
-    "retalking-face4": {"videos": ["talking/video-retalking/face_4.mp4"]},
-    "liveportrait-d9": {"videos": ["talking/liveportrait/d9.mp4"]},
-    "liveportrait-d12": {"videos": ["talking/liveportrait/d12.mp4"]},
-    "liveportrait-d18": {"videos": ["talking/liveportrait/d18.mp4"]},
-    "compreface-A": {
-        "photos": [f"identities/compreface/sample_images/00{i}_A.jpg" for i in range(1, 7)]
-    },
-    "compreface-FACE_1": {"photos": ["identities/compreface/load-test-faces/verify_FACE_1.jpg"]},
-    "compreface-FACE_3": {"photos": ["identities/compreface/load-test-faces/verify_FACE_3.jpg"]},
-    "human-vlado": {
-        "photos": [f"identities/human/identity/person-vlado{s}.jpg" for s in ("", "1", "5")]
-    },
-    "human-stock-a": {
-        "photos": [f"identities/human/identity/stock-emotions-a-{i}.jpg" for i in (1, 2, 3, 7)]
-    },
-    "alex-lacamoire": {"photos": ["faces/alex-lacamoire.png", "faces/alex_lacamoire1.jpg"]},
-}
-HELD_OUT: dict[str, dict[str, list[str]]] = {
-    "retalking-face2": {"videos": ["talking/video-retalking/face_2.mp4"]},
-    "aoc": {
-        "videos": [
-            "talking/video-retalking/face_3.mp4",
-            "talking/sadtalker/WDA_AlexandriaOcasioCortez_000.mp4",
-        ]
-    },
-    "retalking-face5": {"videos": ["talking/video-retalking/face_5.mp4"]},
-    "liveportrait-d19": {"videos": ["talking/liveportrait/d19.mp4"]},
-    "liveportrait-d20": {"videos": ["talking/liveportrait/d20.mp4"]},
-    "phone-man": {
-        "videos": [
-            "video/center_focus.mp4",
-            "video/center_left_center.mp4",
-            "video/center_right_center.mp4",
-        ]
-    },
-    "lin-manuel-miranda": {
-        "videos": ["video/short_hamilton_clip.mp4"],
-        "photos": ["faces/lin-manuel-miranda.png"],
-    },
-    "obama": {"photos": ["faces/obama.jpg", "faces/obama2.jpg", "faces/obama-480p.jpg"]},
-    "biden": {"photos": ["faces/biden.jpg"]},
-    "kit-harington": {
-        "photos": ["faces/john1.jpeg", "faces/john2.jpeg", "faces/johnsnow_test1.jpg"]
-    },
-    "rose-leslie": {"photos": ["faces/rose_leslie1.jpg", "faces/rose_leslie2.jpg"]},
-    "compreface-B": {
-        "photos": [f"identities/compreface/sample_images/00{i}_B.jpg" for i in (7, 8)]
-    },
-    "compreface-C": {"photos": ["identities/compreface/sample_images/009_C.jpg"]},
-    "human-stock-b": {
-        "photos": [f"identities/human/identity/stock-emotions-b-{i}.jpg" for i in (1, 4, 7, 8)]
-    },
-    "human-teen": {
-        "photos": [f"identities/human/identity/stock-teen-{i}.jpg" for i in (1, 2, 3, 4)]
-    },
-}
+DEVELOPMENT = people.files("development")
+HELD_OUT = people.files("test")
+"""person -> recordings (sampled at 1 frame/s) and photos, by half (``producer.people``)."""
 
 Sample = tuple[str, str, float, bytes]
 """(person, source file, second in the recording or -1 for a photo, main face's crop)."""

@@ -54,10 +54,10 @@ import av
 import numpy as np
 from PIL import Image
 
-from bench.face_change import DEVELOPMENT, HELD_OUT
 from proctoring.analysis.faces import detect_faces, warm_up
 from proctoring.settings import Settings
 from proctoring.stats import wilson
+from producer.people import PEOPLE, Person
 from producer.scenario import VideoSegment, _video_frames
 
 __all__ = [
@@ -82,79 +82,6 @@ PREVIOUS_DEFAULT = 0.55
 """The default before this measurement (chosen on one impostor pair; docs/operations.md)."""
 RESULTS = Path(__file__).resolve().parent / "results" / "identity.json"
 PLOT = Path(__file__).resolve().parents[1] / "docs" / "identity-curve.png"
-
-Half = Literal["development", "test"]
-
-
-@dataclass(frozen=True)
-class Person:
-    half: Half
-    gender: Literal["woman", "man"]
-    """By the manifest where it says, otherwise by eye (the clips and photos)."""
-    darker_skin: bool | None
-    """True where labelled: CompreFace ``B`` (the manifest: brown skin), and by eye Obama
-    and Raj; None: not labelled."""
-    photos: tuple[str, ...] = ()
-    videos: tuple[str, ...] = ()
-
-
-_FACEAPI = "identities/faceapijs/examples/images"
-_EXTRA: dict[str, dict[str, list[str]]] = {
-    # face-api.js: 150x150 grey crops, five per person; two women and two men each half
-    **{
-        f"faceapi-{n}": {"photos": [f"{_FACEAPI}/{n}/{n}{i}.png" for i in range(1, 6)]}
-        for n in ("amy", "penny", "howard", "sheldon", "bernadette", "leonard", "raj", "stuart")
-    },
-    "compreface-FACE_2": {"photos": ["identities/compreface/load-test-faces/verify_FACE_2.jpg"]},
-}
-_EXTRA_HALF: dict[str, Half] = {
-    "faceapi-amy": "development",
-    "faceapi-penny": "development",
-    "faceapi-howard": "development",
-    "faceapi-sheldon": "development",
-    "faceapi-bernadette": "test",
-    "faceapi-leonard": "test",
-    "faceapi-raj": "test",
-    "faceapi-stuart": "test",
-    "compreface-FACE_2": "test",
-}
-_WOMEN = {
-    "retalking-face4",
-    "compreface-A",
-    "human-stock-a",
-    "aoc",
-    "retalking-face5",
-    "rose-leslie",
-    "compreface-B",
-    "human-stock-b",
-    "human-teen",
-    "faceapi-amy",
-    "faceapi-penny",
-    "faceapi-bernadette",
-}
-_DARKER = {"compreface-B", "obama", "faceapi-raj"}
-
-
-def _people() -> dict[str, Person]:
-    halves: list[tuple[Half, dict[str, dict[str, list[str]]]]] = [
-        ("development", DEVELOPMENT),
-        ("test", HELD_OUT),
-    ]
-    halves += [(_EXTRA_HALF[name], {name: files}) for name, files in _EXTRA.items()]
-    return {
-        name: Person(
-            half=half,
-            gender="woman" if name in _WOMEN else "man",
-            darker_skin=True if name in _DARKER else None,
-            photos=tuple(files.get("photos", [])),
-            videos=tuple(files.get("videos", [])),
-        )
-        for half, people in halves
-        for name, files in people.items()
-    }
-
-
-PEOPLE: dict[str, Person] = _people()
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 
@@ -43,6 +43,7 @@ from proctoring.rules import (
     PolicyError,
     RuleState,
     evaluate,
+    face_clear,
     risk_score,
     unavailable_rules,
 )
@@ -157,10 +158,14 @@ class StudentAnalyser:
     ) -> Analysed:
         """Schedule, analyse and evaluate one camera or chime chunk (in sequence order).
 
-        ``fallback`` gives a second frame of the chunk (its first), analysed for faces when
-        ``jpeg`` shows none: a face missed in one frame (motion, a turned head) is common,
-        and a student away from the desk is absent from both. It is asked for only then
-        (None: the frame could not be had), so most chunks never pay for it.
+        ``fallback`` gives a second frame of the chunk (its first), analysed when ``jpeg``
+        leaves the chunk in doubt (:func:`_doubt`): no face, a face that is not clear, or a
+        face that does not match the registered student. One frame caught mid-motion, with
+        the head turned or blurred, is common; a student away from the desk is absent from
+        both frames and an impostor mismatches in both. The chunk is decided on the second
+        frame only where it settles the doubt (:func:`_resolves`): so no student is accused
+        on a single bad frame. It is asked for only then (None: the frame could not be
+        had), so most chunks never pay for it.
         """
         source = event.source
         schedule = self._schedules.get(source, ScheduleState())
@@ -189,19 +194,21 @@ class StudentAnalyser:
             )
             calls = {api: int(analysis.calls.get(api, 0)) for api in API_NAMES}
             second_jpeg = None
-            if not analysis.faces and fallback is not None:
+            doubt = _doubt(analysis, self.policy)
+            if doubt is not None and fallback is not None:
                 second_jpeg = await fallback()
             if second_jpeg is not None:
-                # Faces again, paid only if the local detector finds one there (a face
-                # changes the empty signature); objects were looked for already.
+                # The chunk's second frame, faces (and identity, where the first frame's
+                # identity is in doubt) only: paid only where the local detector finds a
+                # face there; objects were looked for already.
+                plan = replace(decision.plan, objects=False, confirm="if_changed", confirmed=())
+                if doubt == "mismatch":
+                    plan = replace(plan, identity="yes")
                 second = await self._engine.analyse(
-                    event.exam_id,
-                    event.student_id,
-                    second_jpeg,
-                    replace(decision.plan, objects=False, confirm="if_changed", confirmed=()),
+                    event.exam_id, event.student_id, second_jpeg, plan
                 )
                 calls = {api: calls[api] + int(second.calls.get(api, 0)) for api in API_NAMES}
-                if second.faces:
+                if _resolves(doubt, second, self.policy):
                     used_fallback = True
                     analysis = replace(
                         second,
@@ -218,7 +225,9 @@ class StudentAnalyser:
             self._schedules[source] = advance(
                 schedule,
                 event.sequence,
-                thumb,
+                # Decided on the chunk's other frame: the next chunk's likeness to this
+                # one's middle frame says nothing about what was decided, so no repeat.
+                None if used_fallback else thumb,
                 decision,
                 boxes=tuple(b for b, _, _ in analysis.signature)
                 if analysis.signature is not None
@@ -269,3 +278,31 @@ class StudentAnalyser:
             "unavailable_rules": sorted(self._unavailable) or None,
             "risk": self.risk,
         }
+
+
+Doubt = Literal["no_face", "mismatch", "not_clear"]
+
+
+def _doubt(analysis: FrameAnalysis, policy: Policy) -> Doubt | None:
+    """Why one frame is not enough to decide the chunk on; None: it is enough."""
+    if not analysis.faces:
+        return "no_face"
+    if analysis.identity == "mismatch":
+        return "mismatch"
+    main = max(analysis.faces, key=lambda f: f.box[2] * f.box[3])
+    if face_clear(main, policy) is False:
+        return "not_clear"
+    return None
+
+
+def _resolves(doubt: Doubt | None, second: FrameAnalysis, policy: Policy) -> bool:
+    """The second frame settles the doubt: a face after none, a match after a mismatch, a
+    clear face after an unclear one."""
+    if doubt == "no_face":
+        return bool(second.faces)
+    if doubt == "mismatch":
+        return second.identity == "match"
+    if doubt == "not_clear" and second.faces:
+        main = max(second.faces, key=lambda f: f.box[2] * f.box[3])
+        return face_clear(main, policy) is True
+    return False

@@ -6,9 +6,14 @@ token check, authorisation and handler, and its ``Response`` goes back as is.
 What only this server does:
 
 - ``GET /exams/{exam_id}/alerts/stream``: server-sent events of the exam's
-  channel (``event: alert`` and ``event: chat``, ``id`` = the message's key,
-  ``Last-Event-ID`` resumes), after the route's own authorisation. In AWS the
-  console follows the exam's Chime channel instead;
+  channel (``event: alert``, ``event: chat`` and ``event: control`` for an
+  intervention, ``id`` = the message's key, ``Last-Event-ID`` resumes; an id
+  that is not a message key is 400 ``bad_last_event_id``, never a range over
+  the exam's other items), after the route's own authorisation.
+  ``GET /exams/{exam_id}/students/{student_id}/stream`` is the same for one
+  student's thread, with the kinds its route allows (the route's 200 answer
+  says which). In AWS the pages follow the
+  exam's Chime channel instead;
 - ``GET /config.json``: what the web pages need to find the API and sign in
   (``web_config``: the API's base URL, the Cognito endpoint and app client,
   the consent version, the chunk length, whether Chime is configured). In AWS
@@ -41,7 +46,8 @@ from aiohttp.http_exceptions import LineTooLong
 from aiohttp.streams import StreamReader
 
 from lambdas.api.app import Api
-from lambdas.api.http import MAX_BODY_BYTES, NotFound, Request, Response
+from lambdas.api.http import MAX_BODY_BYTES, BadRequest, NotFound, Request, Response
+from proctoring.exams import is_message_item
 from proctoring.settings import Settings
 from proctoring.waiting import wait_any
 
@@ -186,7 +192,7 @@ class LocalServer:
             body=body,
         )
         try:
-            route, params = self.api.router.match(request.method, request.path)
+            route, _ = self.api.router.match(request.method, request.path)
         except NotFound:
             if http.method in ("GET", "HEAD") and http.path == "/config.json":
                 return _send(Response.json(200, self._config))
@@ -195,7 +201,13 @@ class LocalServer:
             return _send(await self.api.handle(request))
         response = await self.api.handle(request)
         if route.content_type == "text/event-stream" and response.status == 200:
-            return await self._stream(http, params["exam_id"])
+            last = http.headers.get("Last-Event-ID")
+            if last and not is_message_item(last):  # an id of ours, or a range over other items
+                refused = BadRequest(
+                    "Last-Event-ID is not an id of this stream's events", reason="bad_last_event_id"
+                )
+                return _send(Response.error(refused))
+            return await self._stream(http, json.loads(response.body))
         return _send(response)
 
     def _file(self, path: str) -> web.StreamResponse:
@@ -222,7 +234,10 @@ class LocalServer:
             headers["Content-Type"] = _TYPES[target.suffix]
         return web.FileResponse(target, headers=headers)
 
-    async def _stream(self, http: web.BaseRequest, exam_id: str) -> web.StreamResponse:
+    async def _stream(self, http: web.BaseRequest, scope: dict[str, Any]) -> web.StreamResponse:
+        """Stream what the route authorised: the exam's channel (``exam_id``), or one thread
+        (``student_id``) with only the message ``kinds`` it names."""
+        exam_id, student_id, kinds = scope["exam_id"], scope.get("student_id"), scope.get("kinds")
         response = web.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream",
@@ -237,10 +252,11 @@ class LocalServer:
         try:
             await response.write(b"retry: 2000\n\n")
             while not self._closing.is_set():
-                messages = await store.messages(exam_id, after=cursor)
+                messages = await store.messages(exam_id, after=cursor, student_id=student_id)
                 for message in messages:
                     cursor = message["item"]
-                    await response.write(_event(message))
+                    if kinds is None or message.get("kind") in kinds:
+                        await response.write(_event(message))
                 if messages:
                     quiet = 0.0
                 elif quiet >= _HEARTBEAT_SECONDS:
@@ -256,7 +272,7 @@ class LocalServer:
 
 def _event(message: dict[str, Any]) -> bytes:
     data = {k: v for k, v in message.items() if k not in ("exam_id", "item", "expires_at")}
-    kind = "alert" if message.get("kind") == "alert" else "chat"
+    kind = message.get("kind") if message.get("kind") in ("alert", "chat") else "control"
     text = json.dumps(data, default=str, separators=(",", ":"))  # one line: no newline in JSON
     return f"id: {message['item']}\nevent: {kind}\ndata: {text}\n\n".encode()
 

@@ -50,7 +50,7 @@ async def register_photo(
     clients: AsyncClients | None = None,
 ) -> Registered:
     """Validate ids, photo and camera frames, then store the face (and the frames' faces
-    beside it, local engine); RegistrationError says what is wrong. Without ``clients``
+    beside it); RegistrationError says what is wrong. Without ``clients``
     it opens its own for the call."""
     try:  # the ids must be usable in chunk keys
         ChunkKey(

@@ -3,8 +3,9 @@
 The audit table (``<prefix>-audit``, ``exam_id`` + ``audit_id``) holds, per
 exam, what the exam's record rests on and what must outlive an erasure:
 upload forms issued (and refused), face registrations and the proctor's
-reregistrations, the proctor's reviews of alerts, erasures - who, when, what;
-nothing biometric, and a review's note only as its SHA-256.
+reregistrations, the proctor's reviews of alerts, interventions (warnings,
+pauses, a session ended, a hand raised, a warning acknowledged), erasures -
+who, when, what; nothing biometric, and a review's note only as its SHA-256.
 
 An exam's log is a few chains, one per subject: ``student#<id>`` for what is
 about one student (everything written today), ``exam`` for the rest. Record

@@ -265,7 +265,7 @@ class ChimeTransport:
         content = json.dumps(
             {
                 k: message[k]
-                for k in ("kind", "student_id", "sender_id", "text", "alert")
+                for k in ("kind", "student_id", "sender_id", "text", "alert", "ref")
                 if message.get(k) is not None
             },
             default=str,
@@ -311,8 +311,10 @@ class Channel:
         targets: list[str],
         text: str | None = None,
         alert: Mapping[str, Any] | None = None,
+        ref: str | None = None,
     ) -> tuple[dict[str, Any], bool]:
-        """(the message, whether this call recorded it); delivered to each of ``targets``."""
+        """(the message, whether this call recorded it); delivered to each of ``targets``.
+        ``ref`` names the message this one answers (a warning's acknowledgement)."""
         message: dict[str, Any] = {
             "exam_id": exam["exam_id"],
             "item": message_item(created_at, message_id),
@@ -323,6 +325,7 @@ class Channel:
             "created_at": created_at,
             "text": text,
             "alert": dict(alert) if alert is not None else None,
+            "ref": ref,
         }
         recorded = await self.store.put_message(message)
         for target in targets:

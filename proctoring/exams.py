@@ -207,17 +207,31 @@ class ExamStore:
         )
 
     async def update_student(
-        self, exam_id: str, student_id: str, values: Mapping[str, Any]
+        self,
+        exam_id: str,
+        student_id: str,
+        values: Mapping[str, Any],
+        *,
+        expect: Mapping[str, tuple[str | None, ...]] | None = None,
     ) -> dict[str, Any]:
-        """Set ``values`` on an existing enrolment; Conflict when the student has not joined."""
+        """Set ``values`` on an existing enrolment; Conflict when the student has not joined,
+        or when an attribute named in ``expect`` has none of its values (None: absent)."""
         names = {f"#k{i}": k for i, k in enumerate(values)}
         assigned = {f":v{i}": v for i, v in enumerate(values.values())}
+        condition = "attribute_exists(exam_id)"
+        for i, (name, allowed) in enumerate((expect or {}).items()):
+            names[f"#e{i}"] = name
+            options = [f"attribute_not_exists(#e{i})"] if None in allowed else []
+            for j, value in enumerate(v for v in allowed if v is not None):
+                assigned[f":e{i}x{j}"] = value
+                options.append(f"#e{i} = :e{i}x{j}")
+            condition += f" AND ({' OR '.join(options)})"
         response = await self._call(
             "update_item",
             TableName=self._names.exams_table,
             Key=to_item({"exam_id": exam_id, "item": _STUDENT + student_id}),
             UpdateExpression="SET " + ", ".join(f"#k{i} = :v{i}" for i in range(len(values))),
-            ConditionExpression="attribute_exists(exam_id)",
+            ConditionExpression=condition,
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=to_item(assigned),
             ReturnValues="ALL_NEW",

@@ -12,6 +12,8 @@ A scenario is YAML or JSON with the same structure (full reference in ``docs/sce
       - photo: faces/two_people.jpg    # a still photo held for `seconds`
         seconds: 10
       - empty: 5                       # seconds of an empty room (a uniform dim grey frame)
+      - together: [faces/obama.jpg, talking/liveportrait/d19.mp4]
+        seconds: 10                    # people side by side: photos, or a recording's frame
 
 Relative paths resolve against the data directory given to ``load_scenario``; absolute paths
 stay as they are. Every referenced file must exist and be readable when the scenario is
@@ -66,10 +68,12 @@ __all__ = [
     "Scenario",
     "ScenarioError",
     "Segment",
+    "TogetherSegment",
     "VideoSegment",
     "load_scenario",
     "render_chunks",
     "scenario_for_recording",
+    "scenario_from_mapping",
 ]
 
 _EMPTY_RGB = (58, 56, 52)
@@ -80,6 +84,7 @@ _END_TOLERANCE = 0.1
 """How far (seconds) a video segment may run past the end of its file; the last frame holds."""
 _MAX_SECONDS = 24 * 3600.0
 _SUFFIXES = {".yaml", ".yml", ".json"}
+_VIDEO_SUFFIXES = {".mp4", ".mov", ".webm", ".mkv", ".avi"}
 
 
 class ScenarioError(ProctoringError):
@@ -123,15 +128,26 @@ class EmptySegment(_Model):
         return self.empty
 
 
+class TogetherSegment(_Model):
+    """Two or three people side by side for ``seconds``: a second person beside the student.
+
+    Each is a photo, or a recording's frame at 1 s (or its middle, if shorter); each
+    fills an equal column of the canvas."""
+
+    together: Annotated[list[Path], Field(min_length=2, max_length=3)]
+    seconds: _Seconds
+
+
 _KINDS: dict[str, type[_Model]] = {
     "video": VideoSegment,
     "photo": PhotoSegment,
     "empty": EmptySegment,
+    "together": TogetherSegment,
 }
 
 
 def _segment_kind(value: Any) -> str | None:
-    """The segment's kind: the one of ``video``, ``photo``, ``empty`` it has (None if not one)."""
+    """The segment's kind: the one of :data:`_KINDS` it has (None if not exactly one)."""
     if isinstance(value, dict):
         kinds = [kind for kind in _KINDS if kind in value]
         return kinds[0] if len(kinds) == 1 else None
@@ -141,14 +157,17 @@ def _segment_kind(value: Any) -> str | None:
 Segment = Annotated[
     Annotated[VideoSegment, Tag("video")]
     | Annotated[PhotoSegment, Tag("photo")]
-    | Annotated[EmptySegment, Tag("empty")],
+    | Annotated[EmptySegment, Tag("empty")]
+    | Annotated[TogetherSegment, Tag("together")],
     Discriminator(
         _segment_kind,
         custom_error_type="segment_kind",
-        custom_error_message="a segment needs exactly one of 'video', 'photo' or 'empty'",
+        custom_error_message=(
+            "a segment needs exactly one of 'video', 'photo', 'empty' or 'together'"
+        ),
     ),
 ]
-"""One segment of a scenario: a ``VideoSegment``, ``PhotoSegment`` or ``EmptySegment``."""
+"""One segment of a scenario: a video, photo, empty or together segment."""
 
 
 class _ScenarioFile(_Model):
@@ -176,7 +195,21 @@ class Scenario:
 
 def load_scenario(path: Path, *, data_dir: Path) -> Scenario:
     """Read and check a scenario file; relative paths in it resolve against ``data_dir``."""
-    parsed = _parse(path)
+    return _checked_scenario(path, _parse(path), data_dir)
+
+
+def scenario_from_mapping(raw: dict[str, Any], *, name: str, data_dir: Path) -> Scenario:
+    """A scenario written as a mapping (the content of a file) rather than read from a file.
+
+    Errors name ``name`` where they would name the file."""
+    try:
+        parsed = _ScenarioFile.model_validate(raw)
+    except ValidationError as exc:
+        raise ScenarioError(f"{name}: {_describe(exc)}") from exc
+    return _checked_scenario(Path(name), parsed, data_dir)
+
+
+def _checked_scenario(path: Path, parsed: _ScenarioFile, data_dir: Path) -> Scenario:
     base = data_dir.expanduser().resolve()
     register = None
     if parsed.photo is not None:
@@ -308,6 +341,16 @@ def _checked(path: Path, i: int, segment: Segment, base: Path) -> Segment:
         video = _resolve(segment.video, base)
         _check_video(path, where, segment, video)
         return segment.model_copy(update={"video": video})
+    if isinstance(segment, TogetherSegment):
+        parts = []
+        for j, part in enumerate(segment.together):
+            resolved = _resolve(part, base)
+            if resolved.suffix.lower() in _VIDEO_SUFFIXES:
+                _check_video(path, f"{where}.together[{j}]", VideoSegment(video=resolved), resolved)
+            else:
+                _checked_photo(path, f"{where}.together[{j}]", resolved)
+            parts.append(resolved)
+        return segment.model_copy(update={"together": parts})
     return segment
 
 
@@ -394,6 +437,8 @@ def _timeline(
         elif isinstance(segment, PhotoSegment):
             frame = _to_frame(_paste(_photo_pixels(segment.photo, size), size))
             yield from itertools.repeat(frame, count)
+        elif isinstance(segment, TogetherSegment):
+            yield from itertools.repeat(_to_frame(_side_by_side(segment.together, size)), count)
         else:
             if empty is None:
                 canvas = np.empty((size[1], size[0], 3), dtype=np.uint8)
@@ -513,6 +558,22 @@ def _paste(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     height, width = image.shape[:2]
     top, left = (size[1] - height) // 2, (size[0] - width) // 2
     canvas[top : top + height, left : left + width] = image
+    return canvas
+
+
+def _side_by_side(parts: list[Path], size: tuple[int, int]) -> np.ndarray:
+    """Each photo or recording's frame in its own column of the canvas."""
+    width = size[0] // len(parts) // 2 * 2
+    canvas = np.zeros((size[1], size[0], 3), dtype=np.uint8)
+    for i, part in enumerate(parts):
+        if part.suffix.lower() in _VIDEO_SUFFIXES:
+            at = min(1.0, recording_duration(part) / 2)
+            segment = VideoSegment(video=part, start=at)
+            frame = next(_video_frames(segment, 1, fps=1, size=(width, size[1])))
+            pixels = frame.to_ndarray(format="rgb24")
+        else:
+            pixels = _paste(_photo_pixels(part, (width, size[1])), (width, size[1]))
+        canvas[:, i * width : (i + 1) * width] = pixels
     return canvas
 
 

@@ -10,11 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from proctoring.cli.eval_report import tables, targets
 from proctoring.cli.evaluation import (
     Incident,
     SessionRun,
+    SuiteError,
     failures,
     flag_delays,
+    group_scores,
     load_suite,
     score,
 )
@@ -102,9 +105,8 @@ def test_recall_precision_and_false_alerts_carry_their_95_percent_intervals() ->
 
 
 def test_the_printed_table_shows_the_intervals() -> None:
-    from proctoring.cli.eval_run import _tables
-
-    figures = score([_session("a", incidents=10, detected=8, false_alerts=0)]).to_dict()
+    runs = [_session("a", incidents=10, detected=8, false_alerts=0)]
+    figures = score(runs).to_dict()
     report = {
         **figures,
         "engine": "local",
@@ -113,12 +115,57 @@ def test_the_printed_table_shows_the_intervals() -> None:
         "impostor_flagged_on_chunk": [],
         "gaze": [],
         "false_alert_list": [],
+        "groups": group_scores(runs),
+        "targets": targets(score(runs), score(runs), runs),
     }
-    lines = _tables(report)
+    lines = tables(report)
     assert "| NO_FACE | 10 | 8 | 0.80 [0.49, 0.94] | 1.00 [0.68, 1.00] | 0.80 |" in lines
     summary = next(line for line in lines if line.startswith("false alerts on honest"))
     # 0 false alerts in 2.5 honest minutes: up to 3.69 / (150 / 3600) = 88.5 per hour
     assert "0.00 per student-hour, 95% [0.00, 88.53]" in summary
+    assert "| NO_FACE recall >= 0.95 | 0.800 (95% lower bound 0.490) | NO |" in lines
+    assert "| honest student-hours >= 1 | 0.04 | NO |" in lines
+
+
+def test_figures_are_broken_down_by_person_group_with_intervals() -> None:
+    """A group's false alerts and misses show on their own, not averaged away."""
+    woman = _session("w", incidents=4, detected=2, false_alerts=2)
+    woman.groups, woman.person = ("women", "darker skin"), "ann"
+    man = _session("m", incidents=4, detected=4, false_alerts=0)
+    man.groups, man.person = ("men",), "bob"
+    groups = group_scores([woman, man])
+    assert list(groups) == ["darker skin", "men", "women"]
+    assert groups["women"]["recall"] == 0.5
+    assert groups["women"]["recall_ci95"] == [0.15, 0.85]
+    assert groups["women"]["false_alerts"] == 2
+    assert groups["men"]["recall"] == 1.0 and groups["men"]["false_alerts"] == 0
+    assert groups["men"]["people"] == 1 and groups["men"]["sessions"] == 1
+    assert groups["women"]["false_alerts_per_student_hour_ci95"][0] > 0
+
+
+def test_a_suite_entry_is_a_file_or_an_inline_scenario_with_a_name(tmp_path: Path) -> None:
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(
+        "scenarios:\n"
+        "  - name: ann-leaves\n"
+        "    scenario: {segments: [{empty: 5}]}\n"
+        "    person: ann\n"
+        "    groups: [women]\n"
+    )
+    (entry,) = load_suite(suite).scenarios
+    assert (entry.label, entry.person, entry.groups) == ("ann-leaves", "ann", ("women",))
+    for body, message in (
+        ("  - scenario: {segments: [{empty: 5}]}\n", "an inline scenario needs a 'name'"),
+        ("  - {name: x}\n", "exactly one of 'file' or 'scenario'"),
+        (
+            "  - {name: x, scenario: {segments: [{empty: 5}]}}\n"
+            "  - {name: x, scenario: {segments: [{empty: 5}]}}\n",
+            "two sessions have the same name",
+        ),
+    ):
+        suite.write_text("scenarios:\n" + body)
+        with pytest.raises(SuiteError, match=message):
+            load_suite(suite)
 
 
 @pytest.mark.slow

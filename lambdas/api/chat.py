@@ -86,5 +86,5 @@ async def list_messages(request: Request, ctx: Context) -> Response:
     exam, student_id = await _thread(ctx, request)
     messages = await ctx.services.exams.messages(exam["exam_id"], student_id=student_id)
     if ctx.principal.role == STUDENT and not exam.get("student_alerts"):
-        messages = [m for m in messages if m.get("kind") == "chat"]
+        messages = [m for m in messages if m.get("kind") != "alert"]
     return Response.json(200, {"messages": [public_message(m) for m in messages]})

@@ -1,7 +1,8 @@
 """Erasure: every biometric and recorded trace of one student in one exam, then an audit record.
 
-Deleted: the registered face (the Rekognition collection's face and the faces
-table row), every chunk and frame object under the student's prefixes, the
+Deleted: the registered face (every FaceId of the student in the Rekognition
+collection: the photo's, the enrolled camera frames', those of superseded
+enrolments; and the faces table row), every chunk and frame object under the student's prefixes, the
 video the Chime media capture pipeline recorded of the student's attendees
 (``capture/<exam>/video/*-<attendeeId>[#content].mp4``), every
 row of the results, alerts, sessions and errors tables about the student, and
@@ -23,6 +24,7 @@ from lambdas.api.app import PROCTORS, ROUTER, Context
 from lambdas.api.exams import exam_for
 from lambdas.api.http import Request, Response
 from lambdas.api.schemas import AUDIT, ERASURE, check_id
+from proctoring.analysis.collection import face_ids
 from proctoring.audit import verify
 from proctoring.events import CaptureKey, InvalidEvent
 
@@ -74,13 +76,23 @@ async def erase_student(ctx: Context, exam_id: str, student_id: str) -> dict[str
     counts: dict[str, int] = {}
 
     face = await tables.get_face(exam_id, student_id)
-    if face is not None and face.get("face_id") and services.rekognition is not None:
+    ids = face_ids(face)  # the photo's, the camera frames', those of superseded enrolments
+    if ids and services.rekognition is None:
+        _log.warning(
+            "face ids left in the collection: PROCTOR_ENGINE is not rekognition",
+            exam=exam_id,
+            student=student_id,
+            face_ids=len(ids),
+        )
+        ids = []
+    for start in range(0, len(ids), 4096):  # DeleteFaces takes at most 4,096
         async with asyncio.timeout(settings.call_timeout):
             await services.rekognition.delete_faces(
-                CollectionId=settings.collection_id, FaceIds=[face["face_id"]]
+                CollectionId=settings.collection_id, FaceIds=ids[start : start + 4096]
             )
     await tables.delete_face(exam_id, student_id)
     counts["faces"] = int(face is not None)
+    counts["face_ids"] = len(ids)
 
     prefix = f"{exam_id}/{student_id}/"
     counts["chunks"] = await _delete_prefix(

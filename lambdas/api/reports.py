@@ -1,14 +1,18 @@
-"""The per-exam report: each student's timeline, alerts and the proctor's decisions.
+"""The per-exam report: each student's timeline, alerts, the proctor's decisions and
+interventions.
 
-JSON for programs, CSV for the exam office's spreadsheet: one row per chunk
-and per alert, in time order per student. Both carry the exam's audit log as
-it stood (``proctoring.audit``): how many records, the log's head (over
-every chain's newest hash) and whether it verifies - in JSON as ``audit``
-(with each chain's head),
-in CSV as a last row (``row`` = ``audit``, ``sequence`` = records, ``status``
-= ``verified`` or ``broken``, ``note`` = the head or the fault found).
-Cells that a spreadsheet would run as a formula (starting with ``=``, ``+``,
-``-``, ``@``, tab or CR) are prefixed with ``'``.
+JSON for programs, CSV for the exam office's spreadsheet: one row per chunk,
+per alert and per intervention (a warning, its acknowledgement, a pause, a
+resume, the end of a session, a raised or lowered hand: ``row`` =
+``intervention``, ``status`` = what happened, ``reviewed_by`` = who did it,
+``note`` = the text), in time order per student. Both carry the exam's audit
+log as it stood (``proctoring.audit``): how many records, the log's head
+(over every chain's newest hash) and whether it verifies - in JSON as
+``audit`` (with each chain's head), in CSV as a last row (``row`` =
+``audit``, ``sequence`` = records, ``status`` = ``verified`` or ``broken``,
+``note`` = the head or the fault found). Cells that a spreadsheet would run
+as a formula (starting with ``=``, ``+``, ``-``, ``@``, tab or CR) are
+prefixed with ``'``.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from lambdas.api.alerts import exam_alerts, exam_results
 from lambdas.api.app import PROCTORS, ROUTER, Context
 from lambdas.api.exams import exam_for, public_exam
 from lambdas.api.http import Request, Response
+from lambdas.api.interventions import timeline
 from lambdas.api.schemas import REPORT
 from proctoring.audit import verify
 from proctoring.exams import now_iso
@@ -59,6 +64,9 @@ async def build_report(ctx: Context, exam: dict[str, Any]) -> dict[str, Any]:
     exam_id = exam["exam_id"]
     enrolments = {s["student_id"]: s for s in await ctx.services.exams.students(exam_id)}
     alerts = await exam_alerts(ctx, exam_id, None)
+    threads: dict[str, list[dict[str, Any]]] = {}
+    for message in await ctx.services.exams.messages(exam_id):
+        threads.setdefault(message["student_id"], []).append(message)
     students = sorted(set(enrolments) | {a["student_id"] for a in alerts})
     report_students = []
     for student_id in students:
@@ -72,6 +80,7 @@ async def build_report(ctx: Context, exam: dict[str, Any]) -> dict[str, Any]:
                 "joined_at": enrolment.get("joined_at"),
                 "consent": enrolment.get("consent"),
                 "registered_at": enrolment.get("registered_at"),
+                "session_state": enrolment.get("session_state") or "running",
                 "chunks": len(rows),
                 "analysed": sum(1 for r in rows if r.get("status") == "ok"),
                 "not_analysed": sum(1 for r in rows if r.get("status") == "not_analysed"),
@@ -94,6 +103,7 @@ async def build_report(ctx: Context, exam: dict[str, Any]) -> dict[str, Any]:
                     }
                     for a in own
                 ],
+                "interventions": timeline(threads.get(student_id, [])),
             }
         )
     chain = verify(await ctx.services.audit.records(exam_id))
@@ -156,6 +166,13 @@ def report_csv(report: dict[str, Any]) -> str:
                     last.get("by"),
                     last.get("note"),
                 )
+            )
+        for event in student.get("interventions", []):
+            writer.writerow(
+                _cell(v)
+                for v in (sid, "intervention", "", "", event["at"], event["action"])
+                + ("",) * 6
+                + (event["by"], event.get("text"))
             )
     chain = report["audit"]
     audit_row = ["", "audit", "", chain["records"], report["generated_at"]]

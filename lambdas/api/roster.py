@@ -3,8 +3,9 @@
 One call gives the console's live grid what it shows per student: the name
 they signed in with (text, never markup), consent and registration, the risk
 score, the open alerts, the latest camera chunk's result and a short-lived
-link to its frame. Sorted by attention: open alerts (high severity first),
-then risk, then the name.
+link to its frame, and the session's state and a raised hand
+(``lambdas.api.interventions``). Sorted by attention: open alerts (high
+severity first), a raised hand, then risk, then the name.
 """
 
 from __future__ import annotations
@@ -23,7 +24,14 @@ _SEVERITY = {"high": 3, "medium": 2, "low": 1}
 _LATEST = ("sequence", "status", "faces", "identity", "captured_at", "processed_at", "risk")
 ROSTER_ENTRY = obj(
     {"student_id": STR, "open_alerts": INT, "risk": {"type": "number"}},
-    {"name": STR, "joined_at": STR, "registered_at": STR, "frame_url": STR},
+    {
+        "name": STR,
+        "joined_at": STR,
+        "registered_at": STR,
+        "frame_url": STR,
+        "session_state": STR,
+        "hand_raised_at": STR,
+    },
 )
 
 
@@ -32,6 +40,7 @@ def attention_order(entry: dict[str, Any]) -> tuple[Any, ...]:
     return (
         -entry["open_alerts_severity"],
         -entry["open_alerts"],
+        not entry.get("hand_raised_at"),
         -entry["risk"],
         str(entry.get("name") or entry["student_id"]).lower(),
     )
@@ -74,7 +83,11 @@ async def list_students(request: Request, ctx: Context) -> Response:
                 (_SEVERITY.get(a.get("severity", ""), 0) for a in own), default=0
             ),
             "open_alert_types": sorted({str(a.get("type")) for a in own}),
+            "session_state": enrolment.get("session_state") or "running",
         }
+        hand = enrolment.get("hand") or {}
+        if hand.get("raised"):
+            entry["hand_raised_at"] = hand.get("at")
         latest = await services.tables.latest_result(f"{exam_id}#{student_id}")
         if latest is not None:
             entry["latest"] = {k: latest[k] for k in _LATEST if latest.get(k) is not None}

@@ -63,6 +63,8 @@ async def upload_forms(request: Request, ctx: Context) -> Response:
     body = request.json(UploadRequest)
     enrolment = await enrolment_for(ctx, request.param("exam_id"), request.param("student_id"))
     require_consent(ctx, enrolment)
+    if enrolment.get("session_state") == "ended":  # by the proctor (lambdas.api.interventions)
+        raise Conflict("your proctor ended your session: no more uploads", reason="session_ended")
     settings = ctx.services.settings
     exam = await ctx.services.exams.get_exam(enrolment["exam_id"])
     if exam is None or exam["status"] != "started":

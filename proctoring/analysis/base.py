@@ -258,9 +258,9 @@ class RegisteredFace:
 
     box: tuple[int, int, int, int]
     face_id: str | None = None
-    """Rekognition's FaceId in the collection; None for the local engine."""
+    """Rekognition's FaceId of the photo in the collection; None for the local engine."""
     frames_enrolled: int = 0
-    """Camera frames kept beside the photo (the local engine; identity = the closest)."""
+    """Camera frames kept beside the photo (identity = the closest, or any match)."""
 
 
 class Registered(Protocol):
@@ -288,8 +288,8 @@ class Engine(Protocol):
     ) -> Registered:
         """Store the student's face; RegistrationError when the photo is unusable.
 
-        ``frames``: camera frames taken at exam start, kept beside the photo where the
-        engine supports it (``frames_enrolled`` says how many were kept)."""
+        ``frames``: camera frames taken at exam start, kept beside the photo when they
+        show the photo's person (``frames_enrolled`` says how many were kept)."""
         ...
 
     async def analyse(

@@ -17,7 +17,10 @@ Errors::
      │                       not_an_image, too_large
      └── RegistrationError   a registration photo that cannot be used; the message is for
                              the student; ``reason``: no_face, several_faces, not_an_image,
-                             too_small, too_large
+                             too_small, too_large; for camera frames also too_many_frames,
+                             frames_mismatch (both engines raise the same, see
+                             :func:`check_frame_count`, :func:`no_face_in_frames`,
+                             :func:`frames_mismatch`)
 """
 
 from __future__ import annotations
@@ -43,9 +46,12 @@ __all__ = [
     "FrameFaces",
     "ImageError",
     "RegistrationError",
+    "check_frame_count",
     "detect_faces",
     "enrolment_faces",
     "face_distance",
+    "frames_mismatch",
+    "no_face_in_frames",
     "registration_face",
     "warm_up",
 ]
@@ -92,6 +98,33 @@ def _rebuild(
     cls: type[ImageError | RegistrationError], message: str, reason: str
 ) -> ImageError | RegistrationError:
     return cls(message, reason=reason)
+
+
+def check_frame_count(frames: Sequence[bytes]) -> None:
+    """RegistrationError (``too_many_frames``) beyond :data:`MAX_ENROLMENT_FRAMES`."""
+    if len(frames) > MAX_ENROLMENT_FRAMES:
+        raise RegistrationError(
+            f"{len(frames)} camera frames; at most {MAX_ENROLMENT_FRAMES}",
+            reason="too_many_frames",
+        )
+
+
+def no_face_in_frames(count: int) -> RegistrationError:
+    """The refusal when none of ``count`` camera frames shows one usable face."""
+    return RegistrationError(
+        f"none of the {count} camera frames shows exactly one face large enough; "
+        "sit facing the camera, alone, in good light, and try again",
+        reason="no_face",
+    )
+
+
+def frames_mismatch() -> RegistrationError:
+    """The refusal when the camera frames' face is not the registration photo's."""
+    return RegistrationError(
+        "the face on the camera does not look like the registration photo; ask "
+        "the proctor to check your identity, or register a recent photo",
+        reason="frames_mismatch",
+    )
 
 
 @dataclass(frozen=True)
@@ -201,11 +234,7 @@ def enrolment_faces(frames: Sequence[bytes], *, max_side: int = 1024) -> tuple[F
         if len(found.faces) == 1 and min(found.faces[0].box[2:]) >= MIN_FACE_PIXELS:
             kept.append(found.faces[0])
     if not kept:
-        raise RegistrationError(
-            f"none of the {len(frames)} camera frames shows exactly one face large enough; "
-            "sit facing the camera, alone, in good light, and try again",
-            reason="no_face",
-        )
+        raise no_face_in_frames(len(frames))
     return tuple(kept)
 
 

@@ -35,11 +35,11 @@ import numpy as np
 from proctoring.analysis.base import NAIVE, FrameAnalysis, Identity, Plan, RegisteredFace
 from proctoring.analysis.describe import LocalFrame, describe_frame
 from proctoring.analysis.faces import (
-    MAX_ENROLMENT_FRAMES,
     Face,
-    RegistrationError,
+    check_frame_count,
     enrolment_faces,
     face_distance,
+    frames_mismatch,
     registration_face,
 )
 from proctoring.analysis.objects import DetectorConfig
@@ -94,11 +94,7 @@ class LocalEngine:
         but none shows one face (``no_face``), or when the frames' face is not the
         photo's (``frames_mismatch``: median distance above ``enrol_threshold``).
         """
-        if len(frames) > MAX_ENROLMENT_FRAMES:
-            raise RegistrationError(
-                f"{len(frames)} camera frames; at most {MAX_ENROLMENT_FRAMES}",
-                reason="too_many_frames",
-            )
+        check_frame_count(frames)
         loop = asyncio.get_running_loop()
         face: Face = await loop.run_in_executor(self._executor, registration_face, photo)
         enrolled: tuple[Face, ...] = ()
@@ -107,11 +103,7 @@ class LocalEngine:
             if median(face_distance(f.embedding, face.embedding) for f in enrolled) > (
                 self._enrol_threshold
             ):
-                raise RegistrationError(
-                    "the face on the camera does not look like the registration photo; ask "
-                    "the proctor to check your identity, or register a recent photo",
-                    reason="frames_mismatch",
-                )
+                raise frames_mismatch()
         item = {
             "exam_id": exam_id,
             "student_id": student_id,

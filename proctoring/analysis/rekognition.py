@@ -3,9 +3,11 @@
 - faces: ``DetectFaces`` with ``Attributes=["ALL"]`` - box, pose, ``EyeDirection``,
   eyes and mouth open, sunglasses, quality;
 - identity: ``SearchFacesByImage`` against the collection; the student's
-  ``FaceId`` (from ``IndexFaces`` at registration) is kept in the faces table,
-  and the frame matches when that FaceId is among the matches at or above the
-  similarity threshold. Rekognition searches with the largest face of the frame;
+  FaceIds (from ``IndexFaces`` at registration: the photo's, and those of the camera
+  frames enrolled beside it, see ``analysis.collection``) are kept in the faces
+  table, and the frame matches when any of them is among the matches at or above
+  the similarity threshold (the best similarity is reported). Rekognition searches
+  with the largest face of the frame;
 - objects and people: ``DetectLabels``; ``Person`` instances are the people in
   view, face or not; every other label is kept with its confidence and the
   rules pick the prohibited ones.
@@ -42,7 +44,8 @@ from proctoring.analysis.base import (
     RegisteredFace,
 )
 from proctoring.analysis.budget import Budget
-from proctoring.analysis.faces import RegistrationError
+from proctoring.analysis.collection import FaceCollection, face_ids
+from proctoring.analysis.faces import check_frame_count
 from proctoring.analysis.scheduling import identity_wanted, signature, signature_changed
 from proctoring.storage import Tables
 
@@ -125,58 +128,40 @@ class RekognitionEngine:
         self._eye_limit = eye_limit
         self._min_confidence = min_confidence
         self._gate = gate
+        self._faces = FaceCollection(client, budget, collection_id, similarity)
 
     async def register(
         self, exam_id: str, student_id: str, photo: bytes, frames: Sequence[bytes] = ()
     ) -> RegisteredFace:
-        """IndexFaces the photo (exactly one face) and keep its FaceId with the student.
-
-        Camera ``frames`` are not indexed yet (one FaceId per student): the answer's
-        ``frames_enrolled`` is 0, so the caller can tell."""
-        await self._ensure_collection()
-        response = await self._budget.call(
-            "IndexFaces",
-            lambda: self._client.index_faces(
-                CollectionId=self._collection,
-                Image={"Bytes": photo},
-                ExternalImageId=f"{exam_id}:{student_id}",
-                MaxFaces=1,
-                QualityFilter="AUTO",
-                DetectionAttributes=["DEFAULT"],
-            ),
-        )
-        records = response.get("FaceRecords", [])
-        unindexed = response.get("UnindexedFaces", [])
-        if any("EXCEEDS_MAX_FACES" in u.get("Reasons", []) for u in unindexed):
-            await self._delete([r["Face"]["FaceId"] for r in records])
-            raise RegistrationError(
-                f"found {len(records) + len(unindexed)} faces in the photo; it must show only "
-                "the student",
-                reason="several_faces",
-            )
-        if not records:
-            raise RegistrationError(
-                "no usable face found in the photo; use a well-lit photo that shows your face "
-                "from the front",
-                reason="no_face",
-            )
-        face = records[0]["Face"]
-        previous = await self._tables.get_face(exam_id, student_id)
-        await self._tables.put_face(
-            {
-                "exam_id": exam_id,
-                "student_id": student_id,
-                "face_id": face["FaceId"],
-                "engine": self.name,
-                "collection_id": self._collection,
-                "registered_at": datetime.now(UTC).isoformat(),
-            }
-        )
-        if previous and previous.get("face_id") and previous["face_id"] != face["FaceId"]:
-            await self._delete([previous["face_id"]])
+        """IndexFaces the photo (exactly one face) and the camera ``frames`` that show the
+        photo's person (``analysis.collection``); keep their FaceIds with the student and
+        delete those of an earlier registration. RegistrationError as the local engine's
+        (``no_face``, ``frames_mismatch``, ...), with nothing left in the collection."""
+        check_frame_count(frames)
+        enrolment = await self._faces.enrol(f"{exam_id}:{student_id}", photo, frames)
+        face = enrolment.photo
+        item: dict[str, Any] = {
+            "exam_id": exam_id,
+            "student_id": student_id,
+            "face_id": face["FaceId"],
+            "engine": self.name,
+            "collection_id": self._collection,
+            "registered_at": datetime.now(UTC).isoformat(),
+        }
+        if enrolment.frame_face_ids:
+            item["frame_face_ids"] = list(enrolment.frame_face_ids)
+        try:
+            previous = await self._tables.get_face(exam_id, student_id)
+            await self._tables.put_face(item)
+        except BaseException:
+            await self._faces.delete(enrolment.face_ids)  # not stored: not kept either
+            raise
+        await self._faces.delete([f for f in face_ids(previous) if f not in enrolment.face_ids])
         width, height = _size(photo)
         box, _ = _box(face.get("BoundingBox", {}), width, height)
-        return RegisteredFace(box=box, face_id=face["FaceId"])
+        return RegisteredFace(
+            box=box, face_id=face["FaceId"], frames_enrolled=len(enrolment.frame_face_ids)
+        )
 
     async def analyse(
         self, exam_id: str, student_id: str, jpeg: bytes, plan: Plan = NAIVE
@@ -215,7 +200,8 @@ class RekognitionEngine:
                 identity = "unknown"
             else:
                 calls["SearchFacesByImage"] += 1
-                identity, similarity = await self._search(jpeg, str(reference["face_id"]))
+                enrolled = {str(reference["face_id"]), *(reference.get("frame_face_ids") or ())}
+                identity, similarity = await self._search(jpeg, enrolled)
         persons: int | None = None
         objects: tuple[DetectedObject, ...] = ()
         if plan.objects:
@@ -235,7 +221,9 @@ class RekognitionEngine:
             face_thumbs=thumbs,
         )
 
-    async def _search(self, jpeg: bytes, face_id: str) -> tuple[Identity, float | None]:
+    async def _search(self, jpeg: bytes, enrolled: set[str]) -> tuple[Identity, float | None]:
+        """A match when any of the student's FaceIds (photo, frames) is among the matches;
+        the best of their similarities."""
         try:
             response = await self._budget.call(
                 "SearchFacesByImage",
@@ -251,10 +239,12 @@ class RekognitionEngine:
             if exc.response.get("Error", {}).get("Code") == "InvalidParameterException":
                 return "unknown", None  # no face Rekognition can search with
             raise
-        for match in response.get("FaceMatches", []):
-            if match.get("Face", {}).get("FaceId") == face_id:
-                return "match", float(match.get("Similarity", 0.0))
-        return "mismatch", None
+        similarities = [
+            float(match.get("Similarity", 0.0))
+            for match in response.get("FaceMatches", [])
+            if match.get("Face", {}).get("FaceId") in enrolled
+        ]
+        return ("match", max(similarities)) if similarities else ("mismatch", None)
 
     async def _labels(
         self, jpeg: bytes, width: int, height: int
@@ -289,28 +279,6 @@ class RekognitionEngine:
             else:
                 objects.append(DetectedObject(name, float(label.get("Confidence", 0.0))))
         return persons, tuple(objects)
-
-    async def _ensure_collection(self) -> None:
-        try:
-            await self._budget.call(
-                "CreateCollection",
-                lambda: self._client.create_collection(CollectionId=self._collection),
-            )
-        except ClientError as exc:
-            # The stack creates the collection (a custom resource); a role without
-            # CreateCollection finds out from IndexFaces whether it exists.
-            if exc.response.get("Error", {}).get("Code") not in (
-                "ResourceAlreadyExistsException",
-                "AccessDeniedException",
-            ):
-                raise
-
-    async def _delete(self, face_ids: list[str]) -> None:
-        if face_ids:
-            await self._budget.call(
-                "DeleteFaces",
-                lambda: self._client.delete_faces(CollectionId=self._collection, FaceIds=face_ids),
-            )
 
 
 def _size(image: bytes) -> tuple[int, int]:

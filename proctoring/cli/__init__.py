@@ -14,7 +14,7 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import click
 from botocore.exceptions import EndpointConnectionError, NoCredentialsError
@@ -549,7 +549,16 @@ def metrics_command(files: tuple[Path, ...], as_json: bool) -> None:
     "--suite",
     "suite_path",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="the labelled suite (default: producer/scenarios/eval/suite.yaml)",
+    help="a labelled suite file (e.g. producer/scenarios/eval/suite.yaml, the hand-written "
+    "one); default: five sessions per person of producer/people.py, one half",
+)
+@click.option(
+    "--half",
+    type=click.Choice(["test", "development", "all"]),
+    default="test",
+    show_default=True,
+    help="which people the default suite takes: thresholds are chosen on the development "
+    "half, figures reported on the test half",
 )
 @click.option(
     "--json",
@@ -558,10 +567,17 @@ def metrics_command(files: tuple[Path, ...], as_json: bool) -> None:
     help="also write the figures to this JSON file",
 )
 @click.option("--port", type=int)
-def eval_command(suite_path: Path | None, json_path: Path | None, port: int | None) -> None:
+def eval_command(
+    suite_path: Path | None,
+    half: Literal["test", "development", "all"],
+    json_path: Path | None,
+    port: int | None,
+) -> None:
     """Run the labelled scenarios through the pipeline: precision, recall, false alerts, cost."""
-    from proctoring.cli.eval_run import DEFAULT_SUITE, run_eval
+    from proctoring.cli.eval_run import people_suite, run_eval
+    from proctoring.cli.evaluation import load_suite
 
     settings = _settings(port=port, prefix="eval", log_level="ERROR")
     configure_logging(settings)
-    _run(run_eval(settings, suite_path or DEFAULT_SUITE, json_path=json_path, out=click.echo))
+    suite = load_suite(suite_path) if suite_path else people_suite(half, settings.data_dir)
+    _run(run_eval(settings, suite, json_path=json_path, out=click.echo))

@@ -39,7 +39,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from proctoring.analysis.base import API_NAMES
 from proctoring.errors import ProctoringError
@@ -55,6 +62,7 @@ __all__ = [
     "SuiteError",
     "failures",
     "flag_delays",
+    "group_scores",
     "load_suite",
     "recall_shortfalls",
     "score",
@@ -84,11 +92,35 @@ class Incident(BaseModel):
 
 
 class SuiteEntry(BaseModel):
+    """One labelled session: a scenario ``file`` (relative to the suite) or an inline
+    ``scenario`` (the content of such a file) with its ``name``."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    file: Path
+    file: Path | None = None
+    scenario: dict[str, Any] | None = None
+    name: str | None = None
     register_frame: Path | None = None
+    enrol_frames: bool = False
+    """Enrol camera frames of the session's start beside the photo (the student page's
+    three camera views)."""
+    person: str | None = None
+    """Who the student is (``producer.people``), for breakdowns by person and group."""
+    groups: tuple[str, ...] = ()
     incidents: tuple[Incident, ...] = ()
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SuiteEntry:
+        if (self.file is None) == (self.scenario is None):
+            raise ValueError("an entry needs exactly one of 'file' or 'scenario'")
+        if self.scenario is not None and not self.name:
+            raise ValueError("an inline scenario needs a 'name'")
+        return self
+
+    @property
+    def label(self) -> str:
+        """The session's name: ``name``, or the scenario file's stem."""
+        return self.name or (self.file.stem if self.file is not None else "")
 
 
 class Suite(BaseModel):
@@ -109,8 +141,11 @@ def load_suite(path: Path) -> Suite:
     except ValidationError as exc:
         raise SuiteError(f"{path}: {exc}") from exc
     for entry in suite.scenarios:
-        if not (suite.folder / entry.file).is_file():
+        if entry.file is not None and not (suite.folder / entry.file).is_file():
             raise SuiteError(f"{path}: scenario {entry.file} not found")
+    names = [entry.label for entry in suite.scenarios]
+    if len(set(names)) != len(names):
+        raise SuiteError(f"{path}: two sessions have the same name")
     return suite
 
 
@@ -124,6 +159,11 @@ class SessionRun:
     """(start, end) in seconds of each uploaded chunk, by sequence."""
     results: list[dict[str, Any]]
     alerts: list[dict[str, Any]]
+    groups: tuple[str, ...] = ()
+    person: str | None = None
+    enrolment_refused: str | None = None
+    """Why enrolling the camera frames beside the photo was refused (the student would be
+    sent to the proctor before the exam); None: enrolled, or nothing to enrol."""
 
     @property
     def seconds(self) -> float:
@@ -291,6 +331,39 @@ def score(runs: list[SessionRun]) -> Score:
         chunks=chunks,
         false_alert_list=false_alerts,
     )
+
+
+def group_scores(runs: list[SessionRun]) -> dict[str, dict[str, Any]]:
+    """Per person group the suite labels (``women``, ``men``, ``darker skin``): the
+    figures a false accusation or a missed incident would show first (all rules' incidents
+    detected, FACE_MISMATCH recall and precision, false alerts per honest hour), each with
+    its 95 % interval, and how many sessions and people it rests on."""
+    groups: dict[str, list[SessionRun]] = {}
+    for run in runs:
+        for group in run.groups:
+            groups.setdefault(group, []).append(run)
+    figures = {}
+    for group, members in sorted(groups.items()):
+        part = score(members)
+        incidents = sum(r.incidents for r in part.rules.values() if r.available)
+        detected = sum(r.detected for r in part.rules.values() if r.available)
+        mismatch = part.rules["FACE_MISMATCH"]
+        figures[group] = {
+            "sessions": len(members),
+            "people": len({run.person for run in members if run.person}),
+            "honest_student_hours": round(part.honest_hours, 4),
+            "incidents": incidents,
+            "detected": detected,
+            "recall": _round(detected / incidents if incidents else None),
+            "recall_ci95": _interval(wilson(detected, incidents) if incidents else None),
+            "face_mismatch_recall": _round(mismatch.recall),
+            "face_mismatch_precision": _round(mismatch.precision),
+            "face_mismatch_precision_ci95": _interval(mismatch.precision_ci95),
+            "false_alerts": part.false_alerts,
+            "false_alerts_per_student_hour": round(part.false_alerts_per_student_hour, 3),
+            "false_alerts_per_student_hour_ci95": _interval(part.false_alerts_ci95),
+        }
+    return figures
 
 
 def _overlaps(span: tuple[float, float], incident: Incident) -> bool:

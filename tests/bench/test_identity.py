@@ -8,22 +8,12 @@ import numpy as np
 import yaml
 
 from bench.identity import PEOPLE, Pairs, Sample, choose_threshold, pairs
-from tests.conftest import DATA
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _sample(person: str, source: str, second: float | None, at: float) -> Sample:
     return Sample(person, source, second, (at,) + (0.0,) * 127)
-
-
-def test_every_person_is_in_exactly_one_half_and_every_file_is_in_the_data() -> None:
-    halves = {p.half for p in PEOPLE.values()}
-    assert halves == {"development", "test"}
-    files = [f for p in PEOPLE.values() for f in (*p.photos, *p.videos)]
-    assert len(files) == len(set(files)), "a file belongs to one person"
-    if DATA.is_dir():
-        assert [f for f in files if not (DATA / f).is_file()] == []
 
 
 def test_the_eval_suites_people_are_never_in_the_development_half() -> None:

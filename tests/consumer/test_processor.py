@@ -6,6 +6,7 @@ import asyncio
 import json
 from concurrent.futures import Executor
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -285,6 +286,44 @@ def test_the_first_frame_is_fetched_and_analysed_only_when_the_middle_shows_no_f
     assert hamilton[0]["analysed"] == "frame" and hamilton[0]["faces"] == 0
     assert stored[0] == extract_frame(chunks[0].data, position="middle").jpeg
     assert phone and all(r["analysed"] != "fallback" for r in phone if r["frame_time"] > 0)
+
+
+@needs_data
+def test_a_mismatch_on_one_frame_is_checked_on_a_second_frame_before_it_counts(
+    settings: Settings, pool: Executor, tmp_path: Path
+) -> None:
+    """No student is accused on one frame. Chunk 0 shows the registered student in its
+    first frame and someone else at its middle (as a turned head or a passer-by can): the
+    middle frame mismatches, the first matches, and the chunk is decided on the first (a
+    match). Chunks 1-2 show the other person in both frames: mismatches, and FACE_MISMATCH
+    is raised on the second of them."""
+    scenario = tmp_path / "passer_by.yaml"
+    scenario.write_text(
+        "segments:\n"
+        "  - {photo: faces/obama-480p.jpg, seconds: 0.4}\n"
+        "  - {photo: faces/biden.jpg, seconds: 14.6}\n"
+    )
+    exam = "second-frame"
+
+    async def run() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        async with running_pipeline(settings, pool) as pipeline:
+            await pipeline.play(exam, "s", scenario, register=DATA / "faces/obama.jpg")
+            rows = await pipeline.wait_for_results(exam, "s", 3)
+            alerts = await eventually(
+                lambda: pipeline.alerts(exam, "s"), lambda found: len(found) >= 1
+            )
+            return rows, alerts
+
+    rows, alerts = asyncio.run(run())
+    assert [(r["analysed"], r["identity"]) for r in rows] == [
+        ("fallback", "match"),
+        ("frame", "mismatch"),
+        ("repeat", "mismatch"),  # the same picture as chunk 1: its analysis carried over
+    ]
+    assert rows[1]["calls"]["SearchFacesByImage"] == 2, "both frames compared"
+    assert [(a["type"], a["first_sequence"], a["sequence"]) for a in alerts] == [
+        ("FACE_MISMATCH", 1, 2)
+    ]
 
 
 def test_a_redelivered_chunk_changes_nothing_and_a_second_object_is_flagged_not_analysed(

@@ -82,6 +82,17 @@ def student_page(
     return context, page
 
 
+def exam_in_progress(
+    browser: Browser, url: str, emails: list[str], title: str
+) -> tuple[Page, str, list[Page]]:
+    """(the console, the exam's id, each student's page): the proctor (``emails[0]``) starts
+    an exam and each student goes through to its exam view."""
+    _, console = proctor_console(browser, url, emails[0])
+    exam_id = create_and_start_exam(console, title)
+    students = [student_page(browser, url, exam_id, email)[1] for email in emails[1:]]
+    return console, exam_id, students
+
+
 def accepted(page: Page) -> list[str]:
     keys: list[str] = page.evaluate("window.__uploads")
     return keys

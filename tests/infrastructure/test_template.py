@@ -353,6 +353,29 @@ def test_the_consumer_may_call_what_it_calls_on_what_it_touches() -> None:
     assert services == {"kinesis", "dynamodb", "s3", "sns", "rekognition", "kms"}
 
 
+def test_each_role_may_make_only_the_rekognition_calls_its_code_makes() -> None:
+    expected = {  # registration (frames checked by FaceId), analysis, erasure
+        "RegisterRole": {
+            "rekognition:CreateCollection",
+            "rekognition:IndexFaces",
+            "rekognition:SearchFaces",
+            "rekognition:DeleteFaces",
+        },
+        "ConsumerTaskRole": {
+            "rekognition:SearchFacesByImage",
+            "rekognition:DetectFaces",
+            "rekognition:DetectLabels",
+        },
+        "ExamServiceRole": {"rekognition:DeleteFaces"},
+    }
+    for role, actions in expected.items():
+        assert {a for a in _actions(role) if a.startswith("rekognition:")} == actions, role
+        for _, statement in (s for s in _role_statements() if s[0] == role):
+            scoped = set(_as_list(statement["Action"])) - UNSCOPABLE_ACTIONS
+            if any(a.startswith("rekognition:") for a in scoped):
+                assert statement["Resource"] == {"Fn::GetAtt": ["FaceCollection", "Arn"]}, role
+
+
 def test_only_cloudformation_creates_and_deletes_the_face_collection() -> None:
     creators = {
         role

@@ -1,74 +1,40 @@
 """Contract tests of the Rekognition engine.
 
 There is no local Rekognition, so botocore's Stubber stands in for the service on a real
-aiobotocore client: every request is checked against the expected parameters and, by
-botocore itself, against Rekognition's service model (shapes, types, ranges) before the
-stubbed answer is returned; every stubbed answer is checked against the model's output
-shape when it is added. The answers are shaped like the examples of the Rekognition
-API reference. The faces table is the emulator's, over HTTP.
+aiobotocore client (``tests.rekognition_stubs``): every request is checked against the
+expected parameters and, by botocore itself, against Rekognition's service model
+(shapes, types, ranges) before the stubbed answer is returned; every stubbed answer is
+checked against the model's output shape when it is added. The faces table is the
+emulator's, over HTTP.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-from aiobotocore.session import get_session
 from botocore.exceptions import ParamValidationError
-from botocore.stub import ANY, Stubber
 
 from proctoring.analysis.base import FaceDetail, FrameAnalysis, Plan
-from proctoring.analysis.budget import Budget, RateLimiter
 from proctoring.analysis.faces import RegistrationError
-from proctoring.analysis.rekognition import RekognitionEngine
-from proctoring.aws import async_clients
 from proctoring.settings import Settings
-from proctoring.storage import Tables
 from tests.conftest import DATA, needs_data
+from tests.rekognition_stubs import (
+    BOX,
+    COLLECTION,
+    deleted,
+    face_detail,
+    image,
+    index_request,
+    indexed,
+    match,
+    searched,
+    stubbed_engine,
+)
 
 pytestmark = needs_data
-COLLECTION = "proctor-faces"
 FACE_ID = "11111111-2222-3333-4444-555555555555"
-BOX = {"Width": 0.2, "Height": 0.3, "Left": 0.4, "Top": 0.2}
-
-
-def _face_detail(**overrides: Any) -> dict[str, Any]:
-    """A FaceDetails element as in the DetectFaces example of the API reference."""
-    detail: dict[str, Any] = {
-        "BoundingBox": BOX,
-        "AgeRange": {"Low": 25, "High": 35},
-        "Smile": {"Value": False, "Confidence": 98.0},
-        "Eyeglasses": {"Value": False, "Confidence": 99.0},
-        "Sunglasses": {"Value": False, "Confidence": 99.5},
-        "Gender": {"Value": "Male", "Confidence": 99.0},
-        "EyesOpen": {"Value": True, "Confidence": 97.0},
-        "MouthOpen": {"Value": False, "Confidence": 95.0},
-        "Emotions": [{"Type": "CALM", "Confidence": 90.0}],
-        "Landmarks": [{"Type": "eyeLeft", "X": 0.45, "Y": 0.3}],
-        "Pose": {"Roll": -2.1, "Yaw": 3.5, "Pitch": 6.0},
-        "Quality": {"Brightness": 61.0, "Sharpness": 86.9},
-        "Confidence": 99.9,
-        "FaceOccluded": {"Value": False, "Confidence": 99.0},
-        "EyeDirection": {"Yaw": 1.5, "Pitch": -3.0, "Confidence": 98.0},
-    }
-    detail.update(overrides)
-    return detail
-
-
-def _match(face_id: str, similarity: float) -> dict[str, Any]:
-    return {
-        "Similarity": similarity,
-        "Face": {
-            "FaceId": face_id,
-            "BoundingBox": BOX,
-            "ImageId": "f0a2f5a1-0000-0000-0000-000000000000",
-            "ExternalImageId": "exam:student",
-            "Confidence": 99.9,
-        },
-    }
 
 
 @pytest.fixture(scope="module")
@@ -76,41 +42,11 @@ def jpeg() -> bytes:
     return (DATA / "faces" / "obama.jpg").read_bytes()
 
 
-@asynccontextmanager
-async def _engine(
-    settings: Settings, gate: Callable[[bytes], Any] | None = None
-) -> AsyncIterator[tuple[RekognitionEngine, Stubber, Tables]]:
-    session = get_session()
-    async with (
-        session.create_client(
-            "rekognition",
-            region_name="us-east-1",
-            aws_access_key_id="test",
-            aws_secret_access_key="test",
-        ) as client,
-        async_clients(settings) as clients,
-    ):
-        tables = Tables(clients.dynamodb, settings.names)
-        budget = Budget(RateLimiter(1000.0), sleep=_no_sleep)
-        engine = RekognitionEngine(client, tables, budget, collection_id=COLLECTION, gate=gate)
-        with Stubber(client) as stubber:
-            yield engine, stubber, tables
-            stubber.assert_no_pending_responses()
-
-
-async def _no_sleep(seconds: float) -> None:
-    return None
-
-
-def _image() -> dict[str, Any]:
-    return {"Bytes": ANY}
-
-
 def test_registration_indexes_one_face_and_keeps_its_face_id(
     settings: Settings, jpeg: bytes
 ) -> None:
     async def run() -> tuple[Any, Any]:
-        async with _engine(settings) as (engine, stubber, tables):
+        async with stubbed_engine(settings) as (engine, stubber, tables):
             stubber.add_response(
                 "create_collection",
                 {
@@ -120,27 +56,7 @@ def test_registration_indexes_one_face_and_keeps_its_face_id(
                 },
                 {"CollectionId": COLLECTION},
             )
-            stubber.add_response(
-                "index_faces",
-                {
-                    "FaceRecords": [
-                        {
-                            "Face": {"FaceId": FACE_ID, "BoundingBox": BOX, "Confidence": 99.9},
-                            "FaceDetail": _face_detail(),
-                        }
-                    ],
-                    "FaceModelVersion": "7.0",
-                    "UnindexedFaces": [],
-                },
-                {
-                    "CollectionId": COLLECTION,
-                    "Image": _image(),
-                    "ExternalImageId": "exam-1:student-1",
-                    "MaxFaces": 1,
-                    "QualityFilter": "AUTO",
-                    "DetectionAttributes": ["DEFAULT"],
-                },
-            )
+            stubber.add_response("index_faces", indexed(FACE_ID), index_request("exam-1:student-1"))
             registered = await engine.register("exam-1", "student-1", jpeg)
             return registered, await tables.get_face("exam-1", "student-1")
 
@@ -149,18 +65,19 @@ def test_registration_indexes_one_face_and_keeps_its_face_id(
     assert registered.box[2] > 0
     assert stored is not None and stored["face_id"] == FACE_ID
     assert "embedding" not in stored
+    assert registered.frames_enrolled == 0 and "frame_face_ids" not in stored
 
 
 def test_a_photo_with_two_faces_is_refused(settings: Settings, jpeg: bytes) -> None:
     async def run() -> None:
-        async with _engine(settings) as (engine, stubber, _):
+        async with stubbed_engine(settings) as (engine, stubber, _):
             stubber.add_client_error("create_collection", "ResourceAlreadyExistsException")
             stubber.add_response(
                 "index_faces",
                 {
                     "FaceRecords": [{"Face": {"FaceId": FACE_ID, "BoundingBox": BOX}}],
                     "UnindexedFaces": [
-                        {"Reasons": ["EXCEEDS_MAX_FACES"], "FaceDetail": _face_detail()}
+                        {"Reasons": ["EXCEEDS_MAX_FACES"], "FaceDetail": face_detail()}
                     ],
                 },
             )
@@ -176,18 +93,133 @@ def test_a_photo_with_two_faces_is_refused(settings: Settings, jpeg: bytes) -> N
     assert caught.value.reason == "several_faces"
 
 
+PHOTO, F1, F3, F4, F5 = "photo-0", "frame-1", "frame-3", "frame-4", "frame-5"
+
+
+def test_camera_frames_of_the_photos_person_are_indexed_and_kept(
+    settings: Settings, jpeg: bytes
+) -> None:
+    async def run() -> tuple[Any, Any]:
+        async with stubbed_engine(settings) as (engine, stubber, tables):
+            request = index_request("exam-1:frames")
+            stubber.add_client_error("create_collection", "ResourceAlreadyExistsException")
+            stubber.add_response("index_faces", indexed(PHOTO), request)
+            stubber.add_response("index_faces", indexed(F1), request)
+            stubber.add_response("index_faces", indexed(None, "LOW_SHARPNESS"), request)
+            stubber.add_response("index_faces", indexed(F3, "EXCEEDS_MAX_FACES"), request)
+            stubber.add_response("index_faces", indexed(F4), request)
+            stubber.add_response("index_faces", indexed(F5), request)
+            stubber.add_response(*searched(F1, F4, PHOTO))  # its sibling may rank first
+            stubber.add_response(*searched(F4, PHOTO, F1))
+            stubber.add_response(*searched(F5, "someone-else"))
+            stubber.add_response(*deleted(F3, F5))  # the frame with two faces, the outlier
+            registered = await engine.register("exam-1", "frames", jpeg, [jpeg] * 5)
+            return registered, await tables.get_face("exam-1", "frames")
+
+    registered, stored = asyncio.run(run())
+    assert registered.face_id == PHOTO
+    assert registered.frames_enrolled == 2
+    assert stored["face_id"] == PHOTO and stored["frame_face_ids"] == [F1, F4]
+
+
+def test_frames_of_someone_else_are_refused_and_nothing_indexed_stays(
+    settings: Settings, jpeg: bytes
+) -> None:
+    async def run() -> Any:
+        async with stubbed_engine(settings) as (engine, stubber, tables):
+            stubber.add_client_error("create_collection", "ResourceAlreadyExistsException")
+            stubber.add_response("index_faces", indexed(PHOTO))
+            stubber.add_response("index_faces", indexed(F1))
+            stubber.add_response("index_faces", indexed(F4))
+            stubber.add_response("index_faces", indexed(F5))
+            stubber.add_response(*searched(F1, F4, F5))  # each other, not the photo
+            stubber.add_response(*searched(F4, F1, PHOTO))  # one frame looks like both
+            stubber.add_response(*searched(F5, F1, F4))
+            stubber.add_response(*deleted(PHOTO, F1, F4, F5))
+            with pytest.raises(RegistrationError) as refused:
+                await engine.register("exam-1", "impostor", jpeg, [jpeg] * 3)
+            assert refused.value.reason == "frames_mismatch"
+            assert "does not look like the registration photo" in str(refused.value)
+            return await tables.get_face("exam-1", "impostor")
+
+    assert asyncio.run(run()) is None, "a refused registration stores nothing"
+
+
+def test_frames_without_a_face_or_unreadable_leave_nothing_indexed(
+    settings: Settings, jpeg: bytes
+) -> None:
+    async def run() -> list[RegistrationError]:
+        refusals = []
+        async with stubbed_engine(settings) as (engine, stubber, _):
+            stubber.add_client_error("create_collection", "ResourceAlreadyExistsException")
+            stubber.add_response("index_faces", indexed(PHOTO))
+            stubber.add_response("index_faces", indexed(None))
+            stubber.add_response("index_faces", indexed(F1, "EXCEEDS_MAX_FACES"))
+            stubber.add_response(*deleted(PHOTO, F1))
+            stubber.add_client_error("create_collection", "ResourceAlreadyExistsException")
+            stubber.add_response("index_faces", indexed(PHOTO))
+            stubber.add_response("index_faces", indexed(F1))
+            stubber.add_client_error("index_faces", "InvalidImageFormatException")
+            stubber.add_response(*deleted(PHOTO, F1))
+            for _ in range(2):
+                with pytest.raises(RegistrationError) as refused:
+                    await engine.register("exam-1", "s", jpeg, [jpeg, jpeg])
+                refusals.append(refused.value)
+        return refusals
+
+    no_face, unreadable = asyncio.run(run())
+    assert no_face.reason == "no_face" and "none of the 2 camera frames" in str(no_face)
+    assert unreadable.reason == "not_an_image"
+
+
+def test_re_registration_deletes_the_previous_photo_and_frame_face_ids(
+    settings: Settings, jpeg: bytes
+) -> None:
+    async def run() -> Any:
+        async with stubbed_engine(settings) as (engine, stubber, tables):
+            await tables.put_face(
+                {"exam_id": "e", "student_id": "s", "face_id": "old", "frame_face_ids": ["o1"]}
+            )
+            stubber.add_client_error("create_collection", "ResourceAlreadyExistsException")
+            stubber.add_response("index_faces", indexed(PHOTO))
+            stubber.add_response(*deleted("old", "o1"))
+            registered = await engine.register("e", "s", jpeg)
+            assert registered.frames_enrolled == 0
+            return await tables.get_face("e", "s")
+
+    stored = asyncio.run(run())
+    assert stored["face_id"] == PHOTO and "frame_face_ids" not in stored
+
+
+def test_a_frame_matches_through_an_enrolled_camera_frame(settings: Settings, jpeg: bytes) -> None:
+    async def run() -> FrameAnalysis:
+        async with stubbed_engine(settings) as (engine, stubber, tables):
+            await tables.put_face(
+                {"exam_id": "e", "student_id": "s", "face_id": PHOTO, "frame_face_ids": [F1, F4]}
+            )
+            stubber.add_response("detect_faces", {"FaceDetails": [face_detail()]})
+            stubber.add_response(
+                "search_faces_by_image",
+                {"FaceMatches": [match("someone-else", 99.5), match(F4, 97.0), match(F1, 93.5)]},
+            )
+            return await engine.analyse("e", "s", jpeg, Plan(objects=False))
+
+    analysis = asyncio.run(run())
+    assert (analysis.identity, analysis.similarity) == ("match", 97.0), "the photo missed"
+
+
 def test_analysis_asks_all_three_apis_and_parses_their_answers(
     settings: Settings, jpeg: bytes
 ) -> None:
     async def run() -> FrameAnalysis:
-        async with _engine(settings) as (engine, stubber, tables):
+        async with stubbed_engine(settings) as (engine, stubber, tables):
             await tables.put_face({"exam_id": "e", "student_id": "s", "face_id": FACE_ID})
             stubber.add_response(
                 "detect_faces",
                 {
                     "FaceDetails": [
-                        _face_detail(),
-                        _face_detail(
+                        face_detail(),
+                        face_detail(
                             BoundingBox={"Width": 0.2, "Height": 0.3, "Left": -0.05, "Top": 0.5},
                             Pose={"Roll": 1.0, "Yaw": -48.0, "Pitch": 2.0},
                             EyeDirection={"Yaw": -25.0, "Pitch": 0.0, "Confidence": 90.0},
@@ -196,19 +228,19 @@ def test_analysis_asks_all_three_apis_and_parses_their_answers(
                     ],
                     "OrientationCorrection": "ROTATE_0",
                 },
-                {"Image": _image(), "Attributes": ["ALL"]},
+                {"Image": image(), "Attributes": ["ALL"]},
             )
             stubber.add_response(
                 "search_faces_by_image",
                 {
                     "SearchedFaceBoundingBox": BOX,
                     "SearchedFaceConfidence": 99.9,
-                    "FaceMatches": [_match("someone-else", 93.0), _match(FACE_ID, 97.25)],
+                    "FaceMatches": [match("someone-else", 93.0), match(FACE_ID, 97.25)],
                     "FaceModelVersion": "7.0",
                 },
                 {
                     "CollectionId": COLLECTION,
-                    "Image": _image(),
+                    "Image": image(),
                     "MaxFaces": 10,
                     "FaceMatchThreshold": 90.0,
                     "QualityFilter": "NONE",
@@ -238,7 +270,7 @@ def test_analysis_asks_all_three_apis_and_parses_their_answers(
                     ],
                     "LabelModelVersion": "3.0",
                 },
-                {"Image": _image(), "MaxLabels": 50, "MinConfidence": 60.0},
+                {"Image": image(), "MaxLabels": 50, "MinConfidence": 60.0},
             )
             return await engine.analyse("e", "s", jpeg, Plan())
 
@@ -263,11 +295,11 @@ def test_another_face_is_a_mismatch_and_no_face_costs_no_search(
     settings: Settings, jpeg: bytes
 ) -> None:
     async def run() -> tuple[FrameAnalysis, FrameAnalysis]:
-        async with _engine(settings) as (engine, stubber, tables):
+        async with stubbed_engine(settings) as (engine, stubber, tables):
             await tables.put_face({"exam_id": "e", "student_id": "s", "face_id": FACE_ID})
-            stubber.add_response("detect_faces", {"FaceDetails": [_face_detail()]})
+            stubber.add_response("detect_faces", {"FaceDetails": [face_detail()]})
             stubber.add_response(
-                "search_faces_by_image", {"FaceMatches": [_match("someone-else", 99.0)]}
+                "search_faces_by_image", {"FaceMatches": [match("someone-else", 99.0)]}
             )
             other = await engine.analyse("e", "s", jpeg, Plan(objects=False))
             stubber.add_response("detect_faces", {"FaceDetails": []})
@@ -296,8 +328,8 @@ def test_the_local_gate_spares_detect_faces_when_nothing_changed(
         return local
 
     async def run() -> tuple[FrameAnalysis, FrameAnalysis]:
-        async with _engine(settings, gate=gate) as (engine, stubber, _):
-            stubber.add_response("detect_faces", {"FaceDetails": [_face_detail()]})
+        async with stubbed_engine(settings, gate=gate) as (engine, stubber, _):
+            stubber.add_response("detect_faces", {"FaceDetails": [face_detail()]})
             first = await engine.analyse(
                 "e", "s", jpeg, Plan(identity="no", objects=False, confirm="if_changed")
             )
@@ -317,7 +349,7 @@ def test_the_local_gate_spares_detect_faces_when_nothing_changed(
 
 def test_the_stubbed_client_still_validates_requests_against_the_model(settings: Settings) -> None:
     async def run() -> None:
-        async with _engine(settings) as (engine, stubber, _):
+        async with stubbed_engine(settings) as (engine, stubber, _):
             client = engine._client
             stubber.add_response("search_faces_by_image", {"FaceMatches": []})
             with pytest.raises(ParamValidationError, match="MaxFaces"):

@@ -235,3 +235,64 @@ def test_chime_refusals_become_transport_errors() -> None:
             await transport.deliver(exam, {"message_id": "m", "kind": "chat"}, "p1")
 
     _run(test)
+
+
+def test_interventions_reach_their_one_member_through_the_channel(settings: Settings) -> None:
+    """What lambdas.api.interventions posts: a pause to the student alone, the student's
+    acknowledgement to the proctor alone, naming the warning it answers (``ref``); recorded
+    in the exams table (moto) before it is sent."""
+    from proctoring.aws import async_clients
+    from proctoring.channels import Channel
+    from proctoring.exams import ExamStore
+
+    def sent(content: str, token: str, member: str) -> dict[str, Any]:
+        return {
+            "ChannelArn": CHANNEL,
+            "Content": content,
+            "ContentType": "application/json",
+            "Type": "STANDARD",
+            "Persistence": "PERSISTENT",
+            "ClientRequestToken": token,
+            "ChimeBearer": BEARER,
+            "Target": [{"MemberArn": f"{APP}/user/{member}"}],
+        }
+
+    async def test(transport: ChimeTransport, stubs: dict[str, AioStubber]) -> None:
+        stubs["messaging"].add_response(
+            "send_channel_message",
+            {"ChannelArn": CHANNEL, "MessageId": "m-1"},
+            sent(
+                '{"kind": "pause", "student_id": "s1", "sender_id": "p1", "text": "ID check"}',
+                "pause-1-s1",
+                "s1",
+            ),
+        )
+        stubs["messaging"].add_response(
+            "send_channel_message",
+            {"ChannelArn": CHANNEL, "MessageId": "m-2"},
+            sent(
+                '{"kind": "acknowledgement", "student_id": "s1", "sender_id": "s1", '
+                '"text": "Eyes front", "ref": "warning-1"}',
+                "ack-warning-1-p1",
+                "p1",
+            ),
+        )
+        exam = {"exam_id": "ex-1", "proctor_id": "p1", "channel_arn": CHANNEL}
+        async with async_clients(settings) as clients:
+            channel = Channel(ExamStore(clients.dynamodb, settings.names), transport)
+            common = {"student_id": "s1", "created_at": "2026-12-06T10:00:00.000000Z"}
+            await channel.post(
+                exam, kind="pause", sender_id="p1", message_id="pause-1", text="ID check",
+                targets=["s1"], **common,
+            )  # fmt: skip
+            await channel.post(
+                exam, kind="acknowledgement", sender_id="s1", message_id="ack-warning-1",
+                text="Eyes front", ref="warning-1", targets=["p1"], **common,
+            )  # fmt: skip
+            thread = await channel.store.messages("ex-1", student_id="s1")
+        assert [(m["kind"], m.get("ref")) for m in thread] == [
+            ("acknowledgement", "warning-1"),  # keyed by time, then id: "ack-" < "pause-"
+            ("pause", None),
+        ]
+
+    _run(test)

@@ -30,6 +30,7 @@ from producer.scenario import (
     load_scenario,
     render_chunks,
     scenario_for_recording,
+    scenario_from_mapping,
 )
 from tests.conftest import DATA, needs_data
 
@@ -172,6 +173,45 @@ def test_leaving_shows_an_empty_room_between_two_photos() -> None:
     assert difference(back, letterboxed("obama-480p.jpg")) < 8
 
 
+def test_together_puts_two_people_side_by_side_and_both_faces_are_found() -> None:
+    """A photo beside a recording's frame: each in its own half of the canvas; the
+    pipeline's face detector finds two faces (what MULTIPLE_FACES needs)."""
+    from proctoring.analysis.describe import describe_frame
+    from proctoring.frames import extract_frame
+
+    scenario = scenario_from_mapping(
+        {
+            "segments": [
+                {"together": ["faces/obama.jpg", "talking/liveportrait/d19.mp4"], "seconds": 5}
+            ]
+        },
+        name="together",
+        data_dir=DATA,
+    )
+    (chunk,) = render_chunks(scenario)
+    middle = decode_alone(chunk).middle
+    assert difference(middle[:, :320], letterboxed("obama.jpg", (320, 480))) < 8, "the photo"
+    assert float(middle[:, 320:].std()) > 30, "the recording's frame on the right"
+    faces = describe_frame(extract_frame(chunk.data).jpeg, identity="no").faces
+    assert len(faces) == 2
+    assert sorted(f.box[0] < 320 for f in faces) == [False, True], "one face in each half"
+
+
+def test_an_inline_scenario_is_checked_like_a_file_and_errors_name_it() -> None:
+    with pytest.raises(ScenarioError, match=r"^alice-swap: segments\[0\]\.together\[1\]: file"):
+        scenario_from_mapping(
+            {"segments": [{"together": ["faces/obama.jpg", "faces/nobody.jpg"], "seconds": 5}]},
+            name="alice-swap",
+            data_dir=DATA,
+        )
+    with pytest.raises(ScenarioError, match=r"^alice: segments\[0\]\.together: "):
+        scenario_from_mapping(
+            {"segments": [{"together": ["faces/obama.jpg"], "seconds": 5}]},
+            name="alice",
+            data_dir=DATA,
+        )
+
+
 # --- rendering ----------------------------------------------------------------------------
 
 
@@ -278,7 +318,7 @@ _SEGMENT = "  - photo: faces/obama.jpg\n    seconds: 5\n"
         ("segments:\n  - photo: faces/obama.jpg\n", "segments[0].seconds: required field missing"),
         (
             "segments:\n  - photo: faces/obama.jpg\n    empty: 3\n",
-            "segments[0]: a segment needs exactly one of 'video', 'photo' or 'empty'",
+            "segments[0]: a segment needs exactly one of 'video', 'photo', 'empty' or 'together'",
         ),
         ("segments:\n  - seconds: 3\n", "segments[0]: a segment needs exactly one of"),
         ("register: faces/nobody.jpg\nsegments:\n" + _SEGMENT, "register: file not found"),

@@ -1,10 +1,11 @@
 // The proctor console: sign in, exams, the live grid, the alert feed, alert review, chat,
-// the per-student timeline and the report export.
+// interventions (interventions.js), the per-student timeline and the report export.
 //
 // Live alerts come from the local server's SSE stream (config.live_alerts == "sse"); without
 // it (AWS, where the Chime channel carries them) the alerts list is polled.
 
 import { $, api, currentSession, el, fail, freshSession, groupsOf, loadConfig, show, signInForm, signOut, step, useToken, when } from "./app.js";
+import { mountPanel, refreshPanels, renderTimeline, timelineEntry, unmountPanel } from "./interventions.js";
 
 const GRID_SECONDS = 3;
 const state = { config: null, exam: null, students: new Map(), alerts: new Map(), stream: null, timers: [], open: null };
@@ -127,7 +128,7 @@ async function openExam(examId) {
   for (const alert of alerts) addAlert(alert);
   state.timers.push(setInterval(refreshGrid, GRID_SECONDS * 1000));
   if (state.config.live_alerts === "sse") follow(examId);
-  else state.timers.push(setInterval(pollAlerts, 5000));
+  else state.timers.push(setInterval(pollAlerts, 5000), setInterval(() => refreshPanels(), GRID_SECONDS * 1000));
 }
 
 function renderExamHeader() {
@@ -194,13 +195,14 @@ function card(student) {
   const latest = student.latest || {};
   const attention = student.open_alerts > 0;
   const name = student.name || student.student_id;
+  const session = [student.hand_raised_at ? "hand raised" : "", student.session_state && student.session_state !== "running" ? `session ${student.session_state}` : ""].filter(Boolean).join(" · ");
   const status = latest.status === undefined ? "no chunk yet"
     : latest.status === "ok" ? `${latest.faces ?? "?"} face(s), identity ${latest.identity ?? "?"}`
       : latest.status;
   return el("li", { class: attention ? "card attention" : "card", dataset: { student: student.student_id } },
     el("button", {
       type: "button",
-      "aria-label": `${name}: risk ${student.risk.toFixed(1)}, ${student.open_alerts} open alert(s). Open timeline and chat.`,
+      "aria-label": `${name}: risk ${student.risk.toFixed(1)}, ${student.open_alerts} open alert(s)${session ? `, ${session}` : ""}. Open timeline, chat and interventions.`,
       onclick: () => openStudent(student.student_id),
     },
     student.frame_url
@@ -208,6 +210,7 @@ function card(student) {
       : el("div", { class: "no-frame" }, "no frame yet"),
     el("span", { class: "name" }, name),
     el("span", { class: "meta" }, `risk ${student.risk.toFixed(1)} · chunk ${latest.sequence ?? "-"} · ${status}`),
+    session ? el("span", { class: "session" }, session) : "",
     attention
       ? el("span", { class: "alerts" }, `${student.open_alerts} open: ${student.open_alert_types.join(", ")}`)
       : el("span", { class: "ok" }, "no open alert")));
@@ -237,6 +240,18 @@ function follow(examId) {
   stream.addEventListener("chat", (event) => {
     const message = JSON.parse(event.data);
     if (state.open === message.student_id) renderChat([message], false);
+  });
+  stream.addEventListener("control", (event) => { // an intervention, a hand, an acknowledgement
+    const message = JSON.parse(event.data);
+    refreshPanels(message.student_id);
+    if (state.open === message.student_id) renderTimeline($("#student-interventions"), [message], nameOf);
+    if (message.kind === "hand" || message.kind === "acknowledgement") {
+      const notice = timelineEntry(message, nameOf); // in the feed: a live region, announced
+      notice.classList.add("notice");
+      notice.dataset.student = message.student_id;
+      $("#feed").prepend(notice);
+      refreshGrid();
+    }
   });
 }
 
@@ -283,6 +298,7 @@ async function openAlert(alertId) {
   $("#review-form").dataset.alert = alertId;
   show($("#review-status"), "");
   if (!dialog.open) dialog.showModal();
+  mountPanel($("#alert-actions"), state.exam.exam_id, alert.student_id, nameOf(alert.student_id));
   try {
     const evidence = await api(`/exams/${enc(state.exam.exam_id)}/alerts/${enc(alertId)}/evidence`);
     frame.src = evidence.url;
@@ -351,7 +367,9 @@ function wireDialogs() {
   });
   $("#student-view").addEventListener("close", () => {
     state.open = null;
+    unmountPanel($("#student-actions"));
   });
+  $("#alert-view").addEventListener("close", () => unmountPanel($("#alert-actions")));
   $("#student-chat-form").addEventListener("submit", async (event) => {
     event.preventDefault();
     const form = event.target;
@@ -389,8 +407,10 @@ async function openStudent(studentId) {
   show($("#student-chat"));
   show($("#timeline"));
   show($("#student-alerts"));
+  show($("#student-interventions"));
   const dialog = $("#student-view");
   if (!dialog.open) dialog.showModal();
+  mountPanel($("#student-actions"), state.exam.exam_id, studentId, student.name || studentId);
   const base = `/exams/${enc(state.exam.exam_id)}`;
   try {
     const [{ results }, { alerts }, { messages }] = await Promise.all([
@@ -409,6 +429,7 @@ async function openStudent(studentId) {
           el("strong", {}, a.type), ` chunks ${a.first_sequence}–${a.sequence} · ${a.status}`));
     }));
     renderChat(messages, true);
+    renderTimeline(show($("#student-interventions")), messages, nameOf);
   } catch (error) {
     fail($("#student-chat-status"), error);
   }

@@ -108,6 +108,11 @@ export class Uploader {
         this.lastError = "";
         backoff = 500;
       } catch (error) {
+        if (error.reason === "session_ended") { // the proctor ended the session: final
+          this.stopped = true;
+          this.lastError = error.message;
+          break;
+        }
         this.offline = error instanceof TypeError || !navigator.onLine; // fetch: network failure
         this.lastError = error.message;
         await this.pause(backoff);

@@ -2,10 +2,13 @@
 //
 // The exam id comes from the link (?exam=...). Recording starts when the proctor starts the
 // exam; chunks go through the IndexedDB outbox (outbox.js), so a network cut loses nothing.
+// The proctor's interventions (pause, resume, warnings, end) and the raised hand:
+// student-session.js.
 
 import { $, ApiError, api, currentSession, el, fail, loadConfig, show, signInForm, step, when } from "./app.js";
 import { Outbox, Uploader } from "./outbox.js";
 import { ChunkRecorder, recordingType } from "./recorder.js";
+import { followSession } from "./student-session.js";
 
 const examId = new URLSearchParams(location.search).get("exam");
 const ENROLMENT_FRAMES = 3; // more views of the camera kept beside the photo (API: at most 8)
@@ -184,6 +187,11 @@ async function exam(config) {
     show($("#done-status"), "This exam has ended.");
     return;
   }
+  const session = await api(`${state.base}/session`).catch(() => null); // offline: record
+  if (session?.state === "ended") { // a reload after the proctor ended it: nothing to record
+    ended(session);
+    return;
+  }
   step("exam");
   $("#exam-video").srcObject = state.camera;
   const outbox = await Outbox.open(`proctoring-outbox-${examId}-${state.student}`);
@@ -212,8 +220,24 @@ async function exam(config) {
   }
   $("#recording").hidden = false;
   render();
-  chat();
+  const refreshChat = chat();
   watchExam(recorders);
+  followSession({
+    config,
+    base: state.base,
+    onChat: refreshChat,
+    onEnded: (over) => {
+      for (const recorder of recorders) recorder.stop();
+      ended(over);
+    },
+  }).apply(session ?? { state: "running", warnings: [], hand_raised: false });
+}
+
+function ended(session) {
+  $("#recording").hidden = true;
+  step("done");
+  show($("#done-status"), `Your proctor ended your session${session.reason ? `: ${session.reason}` : ""}. `
+    + "Recording has stopped; nothing more is uploaded.");
 }
 
 async function renderUploads(uploaders, recorders, outbox) {
@@ -261,6 +285,7 @@ function chat() {
         warn(`Proctoring notice: ${message.alert?.type ?? "alert"}. Your proctor has been informed.`);
         continue;
       }
+      if (message.kind !== "chat") continue; // an intervention: student-session.js shows it
       log.append(el("li", { class: mine ? "mine" : "theirs" },
         el("span", { class: "who" }, mine ? "You" : "Proctor"), " ",
         el("time", {}, when(message.created_at)), " ",
@@ -270,6 +295,7 @@ function chat() {
   }
   refresh();
   setInterval(refresh, 3000);
+  return refresh;
 }
 
 function warn(text) {

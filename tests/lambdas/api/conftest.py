@@ -177,6 +177,20 @@ def service(settings: Settings) -> Iterator[Service]:
 
 
 @pytest.fixture
+def rekognition_service(settings: Settings) -> Iterator[Service]:
+    """The exam service with ``PROCTOR_ENGINE=rekognition``: its Rekognition client
+    (``rekognition_client(service)``) is made, never called unless a test stubs it."""
+    with _running(settings.model_copy(update={"engine": "rekognition"})) as running:
+        yield running
+
+
+def rekognition_client(service: Service) -> Any:
+    """The aiobotocore Rekognition client the running service erases faces with."""
+    assert service.server.server is not None
+    return service.server.server.api.services.rekognition
+
+
+@pytest.fixture
 def live(settings: Settings, pool: Executor) -> Iterator[Service]:
     """The same with the pipeline (router and consumer) running and the exam gate on."""
     with _running(settings.model_copy(update={"exam_gate": True}), pipeline=pool) as running:

@@ -49,6 +49,20 @@ MATRIX: dict[str, tuple[int, int, int, int, int, int]] = {
     "GET /exams/{exam_id}/audit": (200, 403, 403, 403, 200, 401),
     "GET /exams/{exam_id}/report": (200, 403, 403, 403, 200, 401),
     "GET /exams/{exam_id}/report.csv": (200, 403, 403, 403, 200, 401),
+    # interventions (issue 15): the proctor's actions are not a student's, a hand and an
+    # acknowledgement are the student's own
+    "POST /exams/{exam_id}/students/{student_id}/interventions": (200, 403, 403, 403, 200, 401),
+    "POST /exams/{exam_id}/students/{student_id}/hand": (403, 403, 200, 403, 403, 401),
+    "POST /exams/{exam_id}/students/{student_id}/warnings/{warning_id}/acknowledgement": (
+        403,
+        403,
+        200,
+        403,
+        403,
+        401,
+    ),
+    "GET /exams/{exam_id}/students/{student_id}/session": (200, 403, 200, 403, 200, 401),
+    "GET /exams/{exam_id}/students/{student_id}/stream": (403, 403, 200, 403, 403, 401),
 }
 
 
@@ -68,12 +82,26 @@ def _bodies(service: Service) -> dict[str, Any]:
         },
         "POST /exams/{exam_id}/students/{student_id}/uploads": {"first_sequence": 0},
         "POST /exams/{exam_id}/students/{student_id}/messages": {"text": "hello"},
+        "POST /exams/{exam_id}/students/{student_id}/interventions": {
+            "action": "warn",  # repeatable: the admin's call does not change the owner's
+            "text": "identity check",
+        },
+        "POST /exams/{exam_id}/students/{student_id}/hand": {},
+        "POST /exams/{exam_id}/students/{student_id}/warnings/{warning_id}/acknowledgement": {},
     }
 
 
-def _fresh_exam(service: Service) -> str:
+def _fresh_exam(service: Service) -> tuple[str, str]:
+    """A started exam with ``student`` enrolled, an alert and a warning about them."""
     exam_id = service.exam("proctor", start=True)
-    service.enrol(exam_id, "student")
+    student = service.enrol(exam_id, "student")
+    warned = service.call(
+        "POST",
+        f"/exams/{exam_id}/students/{student}/interventions",
+        "proctor",
+        json={"action": "warn", "text": "eyes on your screen"},
+    )
+    assert warned.status_code == 200, warned.text
 
     async def alert() -> None:
         async with async_clients(service.settings) as clients:
@@ -89,7 +117,7 @@ def _fresh_exam(service: Service) -> str:
             )
 
     asyncio.run(alert())
-    return exam_id
+    return exam_id, warned.json()["message_id"]
 
 
 @needs_data
@@ -99,8 +127,13 @@ def test_every_route_answers_each_caller_as_the_matrix_says(service: Service) ->
     wrong = []
     for route_key, expected in MATRIX.items():
         method, template = route_key.split(" ", 1)
-        exam_id = _fresh_exam(service)
-        path = template.format(exam_id=exam_id, student_id=service.ids["student"], alert_id=ALERT)
+        exam_id, warning_id = _fresh_exam(service)
+        path = template.format(
+            exam_id=exam_id,
+            student_id=service.ids["student"],
+            alert_id=ALERT,
+            warning_id=warning_id,
+        )
         order = sorted(range(len(CALLERS)), key=lambda i: CALLERS[i] == "proctor")  # owner last
         for i in order:
             who = CALLERS[i]

@@ -1,12 +1,17 @@
-"""Erasure reaches every copy of the student's video, the Chime capture pipeline's included."""
+"""Erasure reaches every copy of the student's video, the Chime capture pipeline's
+included, and every FaceId of the student in the Rekognition collection."""
 
 from __future__ import annotations
 
 import asyncio
 
+from botocore.stub import Stubber
+
 from proctoring.aws import async_clients, sync_client
 from proctoring.exams import ExamStore
-from tests.lambdas.api.conftest import Service
+from tests.conftest import DATA, needs_data
+from tests.lambdas.api.conftest import Service, rekognition_client
+from tests.rekognition_stubs import deleted, indexed, searched, stubbed_engine
 
 
 def test_erasing_a_student_deletes_their_capture_video_and_only_theirs(service: Service) -> None:
@@ -47,3 +52,47 @@ def test_erasing_a_student_deletes_their_capture_video_and_only_theirs(service: 
     assert versions == set(kept), "no earlier version of it either (the bucket is versioned)"
     again = service.call("DELETE", f"/exams/{exam_id}/students/{student}", "proctor")
     assert again.json()["deleted"]["capture"] == 0
+
+
+@needs_data
+def test_erasure_deletes_every_face_id_the_student_ever_enrolled(
+    rekognition_service: Service,
+) -> None:
+    service = rekognition_service
+    settings = service.settings
+    exam_id = service.exam()
+    student = service.enrol(exam_id)
+    photo = (DATA / "faces" / "obama.jpg").read_bytes()
+
+    async def enrol() -> None:  # registration, then a proctor's re-registration keeping it
+        async with stubbed_engine(settings) as (engine, stubber, tables):
+            for face, frame, previous in (("p1", "f1", ()), ("p2", "f2", ("p1", "f1"))):
+                stubber.add_client_error("create_collection", "ResourceAlreadyExistsException")
+                stubber.add_response("index_faces", indexed(face))
+                stubber.add_response("index_faces", indexed(frame))
+                stubber.add_response(*searched(frame, face))
+                if previous:
+                    stubber.add_response(*deleted(*previous))
+                replaced = await tables.get_face(exam_id, student)
+                registered = await engine.register(exam_id, student, photo, [photo])
+                assert registered.frames_enrolled == 1
+            assert replaced is not None
+            await tables.keep_superseded_face(exam_id, student, replaced)
+
+    asyncio.run(enrol())
+    url = f"/exams/{exam_id}/students/{student}"
+    with Stubber(rekognition_client(service)) as rekognition:
+        # the superseded enrolment's FaceIds went at re-registration; erasure asks again
+        rekognition.add_response(
+            *deleted(
+                "p2", "f2", "p1", "f1", collection=settings.collection_id, missing=("p1", "f1")
+            )
+        )
+        erased = service.call("DELETE", url, "proctor")
+        again = service.call("DELETE", url, "proctor")  # no FaceId left: no call (unstubbed)
+        rekognition.assert_no_pending_responses()
+
+    assert erased.status_code == 200, erased.text
+    assert (erased.json()["deleted"]["faces"], erased.json()["deleted"]["face_ids"]) == (1, 4)
+    assert again.status_code == 200, again.text
+    assert (again.json()["deleted"]["faces"], again.json()["deleted"]["face_ids"]) == (0, 0)

@@ -101,6 +101,9 @@ def test_the_stream_replays_only_its_own_events(service: Service) -> None:
         refused = service.call("GET", url, headers={"Last-Event-ID": foreign})
         assert refused.status_code == 400, foreign
         assert refused.json()["reason"] == "bad_last_event_id"
+    own = f"/exams/{exam_id}/students/{student}/stream?access_token={service.tokens['student']}"
+    refused = service.call("GET", own, headers={"Last-Event-ID": "exam"})  # a thread's stream too
+    assert refused.status_code == 400 and refused.json()["reason"] == "bad_last_event_id"
     earliest = "msg#0000-01-01T00:00:00.000000Z#x"  # a well-formed id before every message
     with service.call("GET", url, stream=True, headers={"Last-Event-ID": earliest}) as stream:
         events = _events(stream)
