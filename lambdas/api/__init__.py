@@ -41,18 +41,7 @@ from proctoring.settings import Settings
 __all__ = ["ROUTER", "Api", "handler"]
 
 # they declare the routes
-_MODULES = (
-    alerts,
-    chat,
-    erasure,
-    exams,
-    interventions,
-    openapi,
-    reports,
-    roster,
-    sessions,
-    uploads,
-)
+_ROUTED = (alerts, chat, erasure, exams, interventions, openapi, reports, roster, sessions, uploads)
 
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
