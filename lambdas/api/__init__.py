@@ -7,8 +7,8 @@ answers. ``dashboard.server`` mounts the same ``Api`` on a local HTTP server.
 
 Modules: ``http`` (requests, responses, errors), ``auth`` (tokens), ``app``
 (routes, dispatch), ``services`` (clients and stores), one module per
-resource (``exams``, ``sessions``, ``interventions``, ``alerts``, ``chat``,
-``reports``, ``erasure``, ``roster``), ``openapi`` (the document, from the routes).
+resource (``exams``, ``sessions``, ``uploads``, ``interventions``, ``alerts``,
+``chat``, ``reports``, ``erasure``, ``roster``), ``openapi`` (the document, from the routes).
 
 A warm container answers every invocation with the same services (AWS
 clients, the token verifier and its cached keys): ``lambdas.container``.
@@ -29,6 +29,7 @@ from lambdas.api import (
     reports,
     roster,
     sessions,
+    uploads,
 )
 from lambdas.api.app import ROUTER, Api
 from lambdas.api.http import from_lambda_event, to_lambda_response
@@ -40,7 +41,7 @@ from proctoring.settings import Settings
 __all__ = ["ROUTER", "Api", "handler"]
 
 # they declare the routes
-_MODULES = (alerts, chat, erasure, exams, interventions, openapi, reports, roster, sessions)
+_ROUTED = (alerts, chat, erasure, exams, interventions, openapi, reports, roster, sessions, uploads)
 
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
