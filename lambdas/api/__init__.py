@@ -8,7 +8,7 @@ answers. ``dashboard.server`` mounts the same ``Api`` on a local HTTP server.
 Modules: ``http`` (requests, responses, errors), ``auth`` (tokens), ``app``
 (routes, dispatch), ``services`` (clients and stores), one module per
 resource (``exams``, ``sessions``, ``interventions``, ``alerts``, ``chat``,
-``reports``, ``erasure``, ``roster``), ``openapi`` (the document, from the routes).
+``reports``, ``erasure``, ``roster``, ``live``), ``openapi`` (the document, from the routes).
 
 A warm container answers every invocation with the same services (AWS
 clients, the token verifier and its cached keys): ``lambdas.container``.
@@ -25,6 +25,7 @@ from lambdas.api import (
     erasure,
     exams,
     interventions,
+    live,
     openapi,
     reports,
     roster,
@@ -40,7 +41,7 @@ from proctoring.settings import Settings
 __all__ = ["ROUTER", "Api", "handler"]
 
 # they declare the routes
-_MODULES = (alerts, chat, erasure, exams, interventions, openapi, reports, roster, sessions)
+_MODULES = (alerts, chat, erasure, exams, interventions, live, openapi, reports, roster, sessions)
 
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:

@@ -63,6 +63,9 @@ MATRIX: dict[str, tuple[int, int, int, int, int, int]] = {
     ),
     "GET /exams/{exam_id}/students/{student_id}/session": (200, 403, 200, 403, 200, 401),
     "GET /exams/{exam_id}/students/{student_id}/stream": (403, 403, 200, 403, 403, 401),
+    # live video (issue 15): the exam's proctor and its students may join; locally there is
+    # no meeting, so those allowed get 409 no_meeting (the join itself: tests/proctoring)
+    "POST /exams/{exam_id}/meeting": (409, 403, 409, 403, 409, 401),
 }
 
 
