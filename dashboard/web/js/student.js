@@ -9,6 +9,7 @@ import { $, ApiError, api, currentSession, el, fail, loadConfig, show, signInFor
 import { Outbox, Uploader } from "./outbox.js";
 import { ChunkRecorder, recordingType } from "./recorder.js";
 import { followSession } from "./student-session.js";
+import { publishCamera } from "./chime-live.js";
 
 const examId = new URLSearchParams(location.search).get("exam");
 const ENROLMENT_FRAMES = 3; // more views of the camera kept beside the photo (API: at most 8)
@@ -220,6 +221,8 @@ async function exam(config) {
   }
   $("#recording").hidden = false;
   render();
+  // live video (AWS): the camera also goes to the exam's Chime meeting (chime-live.js)
+  const live = publishCamera(config, examId, state.camera, $("#live-status")).catch((error) => fail($("#live-status"), error));
   const refreshChat = chat();
   watchExam(recorders);
   followSession({
@@ -228,6 +231,7 @@ async function exam(config) {
     onChat: refreshChat,
     onEnded: (over) => {
       for (const recorder of recorders) recorder.stop();
+      live.then((published) => published?.stop());
       ended(over);
     },
   }).apply(session ?? { state: "running", warnings: [], hand_raised: false });
