@@ -60,12 +60,13 @@ $(NODE): package.json package-lock.json
 
 # The pages' Chime SDK: one ES module built from the npm lock, served from the app's own origin
 # (no CDN). A build artefact (git-ignored); the explicit main fields make esbuild take the
-# AWS SDK's browser builds even where the Chime SDK require()s them.
+# AWS SDK's browser builds even where the Chime SDK require()s them, and the SDK's own
+# `"document" in global` checks (written for webpack's Node shim) get the browser's globalThis.
 CHIME_BUNDLE := dashboard/web/js/vendor/amazon-chime-sdk.js
-$(CHIME_BUNDLE): $(NODE) dashboard/sdk/chime-sdk.mjs
+$(CHIME_BUNDLE): $(NODE) dashboard/sdk/chime-sdk.mjs Makefile
 	node_modules/.bin/esbuild dashboard/sdk/chime-sdk.mjs --bundle --format=esm --platform=browser \
-		--main-fields=browser,module,main --target=es2020 --minify --legal-comments=eof \
-		--log-level=warning --outfile=$@
+		--main-fields=browser,module,main --define:global=globalThis --target=es2020 --minify \
+		--legal-comments=eof --log-level=warning --outfile=$@
 
 ## web: build what the web pages load beside their own modules (the Chime SDK bundle)
 web: $(CHIME_BUNDLE)
