@@ -30,7 +30,8 @@ from dashboard.server import CSP, WEB_DIR
 from infrastructure.local import sign_in
 from lambdas.api.live import NO_MEETING
 from tests.conftest import DATA
-from tests.dashboard.conftest import Web
+from tests.dashboard.conftest import Web, screenshot
+from tests.dashboard.test_interventions_in_browser import _alert_about
 from tests.lambdas.api.conftest import PASSWORD
 
 BUNDLE = WEB_DIR / "js" / "vendor" / "amazon-chime-sdk.js"
@@ -199,6 +200,50 @@ def _expect_configuration(page: Page, join: dict[str, Any]) -> None:
     }
 
 
+# Two remote video tiles as the SDK makes them when students' video arrives (the fake camera
+# stands in for the media), the console's sent data messages recorded. The session is stopped
+# first: the fake meeting has no media server, and the SDK's reconnect clears every tile.
+_TILES = """async (students) => {
+  const av = globalThis.chimeLive.session.audioVideo;
+  globalThis.__sent = [];
+  av.realtimeSendDataMessage = (topic, data) => globalThis.__sent.push({ topic, data });
+  const camera = await navigator.mediaDevices.getUserMedia({ video: true });
+  students.forEach((id, i) =>
+    av.addVideoTile().bindVideoStream(`att-${i}`, false, camera, 640, 480, i + 1, id));
+}"""
+
+
+def _tiles_first_alert_enlarge_listen(web: Web, console: Page, exam_id: str) -> None:
+    """Eve has an open alert: her tile comes first though her video came second; a click
+    enlarges a tile; Listen asks that student alone (a data message) and unmutes the mix."""
+    student, eve = web.ids["student"], web.ids["eve"]
+    eve_token = _token(web, "eve")
+    assert _call(web, eve_token, "POST", f"/exams/{exam_id}/join").status_code == 200
+    _alert_about(web, exam_id, eve)
+    expect(console.locator("#grid li").first).to_have_attribute("data-student", eve)
+    console.evaluate("globalThis.chimeLive.session.audioVideo.stop()")
+    expect(console.locator("#live-status")).to_contain_text("Live video stopped")
+    console.evaluate(_TILES, [student, eve])
+    tiles = console.locator("#live .tile")
+    expect(tiles).to_have_count(2)
+    expect(tiles.first).to_have_attribute("data-student", eve)
+    expect(tiles.nth(1)).to_contain_text("Barack Student")
+    expect(tiles.nth(1).locator("video")).to_have_js_property("readyState", 4, timeout=15_000)
+    tiles.nth(1).get_by_role("button", name="Enlarge Barack Student").click()
+    expect(tiles.nth(1)).to_have_class("tile enlarged")
+    tiles.first.locator(".enlarge").click()  # one enlarged at a time
+    expect(tiles.first).to_have_class("tile enlarged")
+    expect(tiles.nth(1)).to_have_class("tile")
+    tiles.nth(1).get_by_role("button", name="Listen").click()
+    expect(console.locator("#live-status")).to_have_text("Listening to Barack Student.")
+    assert console.evaluate("globalThis.__sent") == [
+        {"topic": "listen", "data": {"student_id": student}}
+    ]
+    assert console.evaluate("document.querySelector('#live audio').muted") is False
+    tiles.first.locator(".enlarge").click()
+    screenshot(console, "console-live")
+
+
 @pytest.mark.slow
 @pytest.mark.browser
 def test_the_join_info_reaches_the_sdk_configuration_from_a_bundle_on_the_apps_origin(
@@ -219,6 +264,7 @@ def test_the_join_info_reaches_the_sdk_configuration_from_a_bundle_on_the_apps_o
     assert asked == ["POST"]
     assert f"{web.url}/js/vendor/amazon-chime-sdk.js" in seen  # the bundle, from the app
     expect(console.locator("#live-status")).not_to_have_text(NO_MEETING)
+    _tiles_first_alert_enlarge_listen(web, console, exam_id)
     assert _violations(console) == set()  # the SDK started under the CSP
     assert _network(seen) == {web.url}, sorted(set(seen))
 
@@ -238,6 +284,8 @@ def test_the_join_info_reaches_the_sdk_configuration_from_a_bundle_on_the_apps_o
     page.get_by_role("button", name="Continue").click()  # the system check (camera)
     expect(page.get_by_role("heading", name="Exam in progress")).to_be_visible(timeout=60_000)
     _expect_configuration(page, student_join)
+    # camera and microphone handed to the SDK, the session started: no error on the way
+    expect(page.locator("#live-status")).to_have_text("Connecting your camera to your proctor…")
     assert _violations(page) == set()
     # the app, and the emulator that stands in for S3 (the chunks' presigned POSTs)
     assert _network(seen) <= {web.url, _origin(str(web.settings.endpoint_url))}, sorted(set(seen))

@@ -25,10 +25,10 @@ async function join(examId) {
   const sdk = await import(SDK);
   const logger = new sdk.ConsoleLogger("live", sdk.LogLevel.WARN);
   const configuration = new sdk.MeetingSessionConfiguration(info.Meeting, info.Attendee);
+  const session = new sdk.DefaultMeetingSession(configuration, logger, new sdk.DefaultDeviceController(logger));
   // What the page joined with, for a look in the developer tools and for the browser tests
   // (tests/dashboard/test_live_video.py): the media connection itself needs AWS.
-  globalThis.chimeLive = { configuration };
-  const session = new sdk.DefaultMeetingSession(configuration, logger, new sdk.DefaultDeviceController(logger));
+  globalThis.chimeLive = { configuration, session };
   return { info, session, av: session.audioVideo };
 }
 
@@ -182,6 +182,7 @@ export async function publishCamera(config, examId, camera, status) {
     },
   });
   av.start();
+  show(status, "Connecting your camera to your proctor…");
   return {
     stop() {
       av.stopLocalVideoTile();
