@@ -244,6 +244,25 @@ def _tiles_first_alert_enlarge_listen(web: Web, console: Page, exam_id: str) -> 
     screenshot(console, "console-live")
 
 
+# a data message arriving on the student's page, as the SDK hands it to subscribers
+_LISTEN = """([sender, named]) => {
+  const av = globalThis.chimeLive.session.audioVideo;
+  av.realtimeController.realtimeReceiveDataMessage({ topic: "listen", timestampMs: Date.now(),
+    senderExternalUserId: sender, json: () => ({ student_id: named }) });
+  return av.realtimeIsLocalAudioMuted();
+}"""
+
+
+def _microphone_on_the_proctors_request_only(page: Page, proctor: str, ids: dict[str, str]) -> None:
+    """The student's microphone is muted in the meeting until the exam's proctor listens to
+    them; a request from anyone else, or for another student, leaves or makes it muted."""
+    muted = "globalThis.chimeLive.session.audioVideo.realtimeIsLocalAudioMuted()"
+    assert page.evaluate(muted) is True
+    assert page.evaluate(_LISTEN, [ids["eve"], ids["student"]]) is True  # a student asks: no
+    assert page.evaluate(_LISTEN, [proctor, ids["student"]]) is False  # the proctor: on
+    assert page.evaluate(_LISTEN, [proctor, ids["eve"]]) is True  # listens to another: off
+
+
 @pytest.mark.slow
 @pytest.mark.browser
 def test_the_join_info_reaches_the_sdk_configuration_from_a_bundle_on_the_apps_origin(
@@ -286,6 +305,7 @@ def test_the_join_info_reaches_the_sdk_configuration_from_a_bundle_on_the_apps_o
     _expect_configuration(page, student_join)
     # camera and microphone handed to the SDK, the session started: no error on the way
     expect(page.locator("#live-status")).to_have_text("Connecting your camera to your proctor…")
+    _microphone_on_the_proctors_request_only(page, _claims(proctor)["sub"], web.ids)
     assert _violations(page) == set()
     # the app, and the emulator that stands in for S3 (the chunks' presigned POSTs)
     assert _network(seen) <= {web.url, _origin(str(web.settings.endpoint_url))}, sorted(set(seen))
