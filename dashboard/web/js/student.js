@@ -221,23 +221,23 @@ async function exam(config) {
   }
   $("#recording").hidden = false;
   render();
-  // live video (AWS): the camera also goes to the exam's Chime meeting (chime-live.js)
-  const live = publishCamera(config, examId, state.camera, $("#live-status")).catch((error) => fail($("#live-status"), error));
   const refreshChat = chat();
   watchExam(recorders);
+  // live video (AWS): the camera also goes to the exam's Chime meeting (chime-live.js)
+  state.live = publishCamera(config, examId, state.camera, $("#live-status")).catch((error) => fail($("#live-status"), error));
   followSession({
     config,
     base: state.base,
     onChat: refreshChat,
     onEnded: (over) => {
       for (const recorder of recorders) recorder.stop();
-      live.then((published) => published?.stop());
       ended(over);
     },
   }).apply(session ?? { state: "running", warnings: [], hand_raised: false });
 }
 
 function ended(session) {
+  state.live?.then((published) => published?.stop()); // leave the meeting too
   $("#recording").hidden = true;
   step("done");
   show($("#done-status"), `Your proctor ended your session${session.reason ? `: ${session.reason}` : ""}. `
