@@ -8,10 +8,12 @@ answers. ``dashboard.server`` mounts the same ``Api`` on a local HTTP server.
 Modules: ``http`` (requests, responses, errors), ``auth`` (tokens), ``app``
 (routes, dispatch), ``services`` (clients and stores), one module per
 resource (``exams``, ``sessions``, ``interventions``, ``alerts``, ``chat``,
-``reports``, ``erasure``, ``roster``, ``live``), ``openapi`` (the document, from the routes).
+``reports``, ``erasure``, ``roster``), ``openapi`` (the document, from the routes).
 
 A warm container answers every invocation with the same services (AWS
 clients, the token verifier and its cached keys): ``lambdas.container``.
+
+``live`` joins a caller to the exam's Chime meeting for live video.
 """
 
 from __future__ import annotations
