@@ -106,8 +106,9 @@ export function mountLive(section) {
     if (examId === exam.exam_id) return;
     examId = exam.exam_id;
     show(status, "Joining the exam's meeting…");
+    let joined;
     try {
-      live = await join(exam.exam_id);
+      joined = await join(exam.exam_id);
     } catch (error) {
       if (error instanceof ApiError && error.reason === "no_meeting") {
         section.dataset.live = "unavailable"; // the local stack: the grid is what there is
@@ -118,6 +119,8 @@ export function mountLive(section) {
       }
       return;
     }
+    if (examId !== exam.exam_id) return; // left (another exam, or stopped) while joining
+    live = joined;
     section.dataset.live = "joining";
     live.av.addObserver({
       videoTileDidUpdate(tileState) {
@@ -136,7 +139,7 @@ export function mountLive(section) {
       },
     });
     audio.muted = true; // the meeting's mix: only the student the proctor listens to is unmuted
-    live.av.bindAudioElement(audio).catch(() => {});
+    live.av.bindAudioElement(audio).catch((error) => console.warn("live audio not bound:", error));
     live.av.start();
   }
 
