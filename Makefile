@@ -12,7 +12,7 @@ INFRA_BIN   := $(INFRA_VENV)/bin
 INFRA_STAMP := $(INFRA_VENV)/.installed
 TEMPLATES   := infrastructure/template.yaml infrastructure/bootstrap.yaml
 
-.PHONY: demo test lint infra-check package up bench soak clean chromium lock check-locked
+.PHONY: demo test lint infra-check package up bench soak clean chromium lock check-locked web
 
 # The venv is a function of the lock: a new lock makes a new venv (nothing stale stays in it).
 $(LOCKED): requirements/dev.txt
@@ -52,10 +52,24 @@ lock: $(STAMP)
 	$(UV_COMPILE) --universal --python-version 3.11 --no-deps requirements/kcl.in \
 		-o requirements/kcl.txt
 
-# kinesis-local, the independent Kinesis emulator of the consumer's conformance tests
+# kinesis-local, the independent Kinesis emulator of the consumer's conformance tests; the
+# Chime SDK for JavaScript and esbuild, which bundles it for the pages (docs/dependencies.md)
 $(NODE): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $(NODE)
+
+# The pages' Chime SDK: one ES module built from the npm lock, served from the app's own origin
+# (no CDN). A build artefact (git-ignored); the explicit main fields make esbuild take the
+# AWS SDK's browser builds even where the Chime SDK require()s them, and the SDK's own
+# `"document" in global` checks (written for webpack's Node shim) get the browser's globalThis.
+CHIME_BUNDLE := dashboard/web/js/vendor/amazon-chime-sdk.js
+$(CHIME_BUNDLE): $(NODE) dashboard/sdk/chime-sdk.mjs Makefile
+	node_modules/.bin/esbuild dashboard/sdk/chime-sdk.mjs --bundle --format=esm --platform=browser \
+		--main-fields=browser,module,main --define:global=globalThis --target=es2020 --minify \
+		--legal-comments=eof --log-level=warning --outfile=$@
+
+## web: build what the web pages load beside their own modules (the Chime SDK bundle)
+web: $(CHIME_BUNDLE)
 
 BENCH_STAMP := $(VENV)/.bench-installed
 
@@ -76,11 +90,11 @@ soak: $(BENCH_STAMP)
 	$(BIN)/python -m bench.soak --students 60 --minutes 10
 
 ## demo: start the local stack, replay four exam sessions live, write demo-report.json, exit
-demo: $(STAMP)
+demo: $(STAMP) web
 	$(BIN)/proctor demo --exit-when-done --report demo-report.json
 
 ## test: lint, type-check, scan the templates and run the whole test suite against the local stack
-test: $(STAMP) $(NODE) chromium lint infra-check
+test: $(STAMP) $(NODE) web chromium lint infra-check
 	$(BIN)/python -m pytest
 
 ## chromium: Debian's chromium for the web pages' browser tests (Playwright drives it; nothing is
@@ -111,8 +125,8 @@ package: $(STAMP)
 	$(BIN)/python -m infrastructure.package
 
 ## up: only the local stack (AWS emulator, provisioned), until Ctrl-C
-up: $(STAMP)
+up: $(STAMP) web
 	$(BIN)/proctor up
 
 clean:
-	rm -rf $(VENV) $(INFRA_VENV) node_modules .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) $(INFRA_VENV) node_modules dashboard/web/js/vendor .pytest_cache .mypy_cache .ruff_cache build *.egg-info

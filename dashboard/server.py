@@ -51,7 +51,7 @@ from proctoring.exams import is_message_item
 from proctoring.settings import Settings
 from proctoring.waiting import wait_any
 
-__all__ = ["LOOPBACK", "MAX_LINE_BYTES", "WEB_DIR", "LocalServer", "web_config"]
+__all__ = ["CSP", "LOOPBACK", "MAX_LINE_BYTES", "WEB_DIR", "LocalServer", "web_config"]
 
 _log = structlog.get_logger(__name__)
 _HEARTBEAT_SECONDS = 15.0
@@ -91,6 +91,18 @@ class _Server(web.Server):
 
     def __call__(self) -> web.RequestHandler:
         return _JsonErrors(self, loop=self._loop, **self._kwargs)
+
+
+# The pages load only their own files (the Chime SDK bundle included); they talk to the API,
+# Cognito and S3 (http/https), and in AWS to the Chime meeting: its signalling WebSocket
+# (wss://*.chime.aws; https: covers its TURN control and event ingestion URLs) and the
+# SDK's encoded-transform worker, which it starts from a blob: URL.
+CSP = (
+    "default-src 'self'; img-src 'self' blob: data: http: https:; "
+    "media-src 'self' blob: http: https:; connect-src 'self' http: https: wss://*.chime.aws; "
+    "worker-src blob:; script-src 'self'; style-src 'self'; object-src 'none'; "
+    "frame-ancestors 'none'"
+)
 
 
 def web_config(settings: Settings, *, api_url: str = "") -> dict[str, Any]:
@@ -223,12 +235,7 @@ class LocalServer:
         headers = {
             "X-Content-Type-Options": "nosniff",
             "Cache-Control": "no-cache",
-            # the pages load only their own files; they talk to the API, Cognito and S3
-            "Content-Security-Policy": (
-                "default-src 'self'; img-src 'self' blob: data: http: https:; "
-                "media-src 'self' blob: http: https:; connect-src 'self' http: https:; "
-                "script-src 'self'; style-src 'self'; object-src 'none'; frame-ancestors 'none'"
-            ),
+            "Content-Security-Policy": CSP,
         }
         if target.suffix in _TYPES:
             headers["Content-Type"] = _TYPES[target.suffix]

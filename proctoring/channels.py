@@ -18,7 +18,11 @@ exam's meeting:
   captured too) and the meeting's audio; content share is not captured
   (nothing analyses it). The attendees come back as ``attendees`` for the
   caller to store (attendee -> student, read by the chunk router); stopping
-  deletes the pipeline, the meeting and the channel. Messages go out with
+  deletes the pipeline, the meeting and the channel. ``join`` hands a member
+  of a started exam what the Chime SDK for JavaScript joins with: the meeting
+  (``GetMeeting``: its media placement) and the member's attendee
+  (``CreateAttendee`` again: the service returns the existing attendee for an
+  ``ExternalUserId``, so the join token is never stored). Messages go out with
   ``SendChannelMessage`` whose ``ClientRequestToken`` is the message id, so a
   retry is not a second message.
 
@@ -62,6 +66,10 @@ class Transport(Protocol):
     async def add_member(self, exam: Mapping[str, Any], user_id: str) -> dict[str, Any]:
         """A student joins a started exam: their meeting attendee and channel membership."""
 
+    async def join(self, exam: Mapping[str, Any], user_id: str) -> dict[str, Any] | None:
+        """The live video join info for ``user_id`` (``Meeting``, ``Attendee``, as the Chime
+        SDK takes them), or None where there is no meeting (the local stack)."""
+
     async def close(self, exam: Mapping[str, Any]) -> None:
         """End the exam's meeting, capture pipeline and channel."""
 
@@ -79,6 +87,9 @@ class LocalTransport:
 
     async def add_member(self, exam: Mapping[str, Any], user_id: str) -> dict[str, Any]:
         return {}
+
+    async def join(self, exam: Mapping[str, Any], user_id: str) -> dict[str, Any] | None:
+        return None  # no meeting without Chime: the console keeps the latest frames
 
     async def close(self, exam: Mapping[str, Any]) -> None:
         return None
@@ -218,6 +229,13 @@ class ChimeTransport:
         await self._add_membership(str(exam["channel_arn"]), user_id)
         attendee = await self._attendee(str(exam["meeting_id"]), user_id)
         return {"attendee_id": attendee["AttendeeId"], "join_token": attendee["JoinToken"]}
+
+    async def join(self, exam: Mapping[str, Any], user_id: str) -> dict[str, Any] | None:
+        if not exam.get("meeting_id"):
+            return None
+        meeting_id = str(exam["meeting_id"])
+        meeting = (await self._call(self._meetings, "get_meeting", MeetingId=meeting_id))["Meeting"]
+        return {"Meeting": meeting, "Attendee": await self._attendee(meeting_id, user_id)}
 
     async def _attendee(self, meeting_id: str, user_id: str) -> dict[str, Any]:
         attendee: dict[str, Any] = (

@@ -42,7 +42,8 @@ def test_every_declared_dependency_says_why_it_is_there() -> None:
         for line in text.splitlines()
         if line.split("#")[0].strip()
     }
-    names |= set(json.loads((ROOT / "package.json").read_text())["devDependencies"])
+    npm = json.loads((ROOT / "package.json").read_text())
+    names |= {*npm.get("dependencies", {}), *npm.get("devDependencies", {})}
     documented = (ROOT / "docs" / "dependencies.md").read_text(encoding="utf-8").lower()
     missing = sorted(n for n in names if f"`{n.lower()}" not in documented)
     assert missing == []

@@ -12,6 +12,8 @@ resource (``exams``, ``sessions``, ``uploads``, ``interventions``, ``alerts``,
 
 A warm container answers every invocation with the same services (AWS
 clients, the token verifier and its cached keys): ``lambdas.container``.
+
+``live`` joins a caller to the exam's Chime meeting for live video.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from lambdas.api import (
     erasure,
     exams,
     interventions,
+    live,
     openapi,
     reports,
     roster,
@@ -41,7 +44,19 @@ from proctoring.settings import Settings
 __all__ = ["ROUTER", "Api", "handler"]
 
 # they declare the routes
-_ROUTED = (alerts, chat, erasure, exams, interventions, openapi, reports, roster, sessions, uploads)
+_ROUTED = (
+    alerts,
+    chat,
+    erasure,
+    exams,
+    interventions,
+    live,
+    openapi,
+    reports,
+    roster,
+    sessions,
+    uploads,
+)
 
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:

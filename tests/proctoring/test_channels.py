@@ -296,3 +296,55 @@ def test_interventions_reach_their_one_member_through_the_channel(settings: Sett
         ]
 
     _run(test)
+
+
+# What GetMeeting answers: the media placement the Chime SDK for JavaScript connects to
+LIVE_MEETING = {
+    **MEETING,
+    "MediaPlacement": {
+        "AudioHostUrl": "0a1b2c3d.k.m1.ue1.app.chime.aws:3478",
+        "AudioFallbackUrl": "wss://haxrp.m1.ue1.app.chime.aws:443/calls/0a1b2c3d",
+        "SignalingUrl": "wss://signal.m1.ue1.app.chime.aws/control/0a1b2c3d",
+        "TurnControlUrl": "https://2713.cell.us-east-1.meetings.chime.aws/v2/turn_sessions",
+        "EventIngestionUrl": "https://data.svc.ue1.ingest.chime.aws/v1/client-events",
+    },
+}
+
+
+def test_the_proctor_joins_the_live_meeting_with_their_own_attendee() -> None:
+    """Live video: the console gets the meeting and an attendee whose ExternalUserId is the
+    proctor; CreateAttendee is asked again each time (the service returns the existing
+    attendee for the same ExternalUserId), so no join token is ever stored."""
+
+    async def test(transport: ChimeTransport, stubs: dict[str, AioStubber]) -> Any:
+        stubs["meetings"].add_response(
+            "get_meeting", {"Meeting": LIVE_MEETING}, {"MeetingId": MEETING["MeetingId"]}
+        )
+        attendee = {"AttendeeId": "att-p", "ExternalUserId": "proctor-1", "JoinToken": "jtP"}
+        stubs["meetings"].add_response(
+            "create_attendee",
+            {"Attendee": attendee},
+            {"MeetingId": MEETING["MeetingId"], "ExternalUserId": "proctor-1"},
+        )
+        exam = {"exam_id": "ex-1", "proctor_id": "proctor-1", "meeting_id": MEETING["MeetingId"]}
+        return await transport.join(exam, "proctor-1"), await transport.join(
+            {"exam_id": "ex-2"}, "proctor-1"
+        )
+
+    joined, without_meeting = _run(test)
+    assert joined == {
+        "Meeting": LIVE_MEETING,
+        "Attendee": {"AttendeeId": "att-p", "ExternalUserId": "proctor-1", "JoinToken": "jtP"},
+    }
+    assert without_meeting is None  # an exam not started has no meeting: no call at all
+
+
+def test_a_meeting_aws_ended_is_a_transport_error_not_a_crash() -> None:
+    async def test(transport: ChimeTransport, stubs: dict[str, AioStubber]) -> None:
+        stubs["meetings"].add_client_error(
+            "get_meeting", service_error_code="NotFoundException", http_status_code=404
+        )
+        with pytest.raises(TransportError, match="get_meeting"):
+            await transport.join({"exam_id": "ex-1", "meeting_id": MEETING["MeetingId"]}, "p-1")
+
+    _run(test)

@@ -6,13 +6,16 @@
 
 import { $, api, currentSession, el, fail, freshSession, groupsOf, loadConfig, show, signInForm, signOut, step, useToken, when } from "./app.js";
 import { mountPanel, refreshPanels, renderTimeline, timelineEntry, unmountPanel } from "./interventions.js";
+import { mountLive } from "./chime-live.js";
 
 const GRID_SECONDS = 3;
 const state = { config: null, exam: null, students: new Map(), alerts: new Map(), stream: null, timers: [], open: null };
 const enc = encodeURIComponent;
+let live = null; // the live video tiles (chime-live.js)
 
 async function main() {
   state.config = await loadConfig();
+  live = mountLive($("#live"));
   const fragment = new URLSearchParams(location.hash.slice(1));
   if (fragment.get("token")) {
     useToken(fragment.get("token")); // the demo's link; kept out of the server's logs (fragment)
@@ -144,6 +147,7 @@ function renderExamHeader() {
   const anchor = $("#student-link");
   anchor.href = link;
   show(anchor, link);
+  live.sync(exam); // live video: joins a started exam's meeting once, leaves a stopped one
 }
 
 function stopLive() {
@@ -151,6 +155,7 @@ function stopLive() {
   state.timers = [];
   state.stream?.close();
   state.stream = null;
+  live?.stop();
 }
 
 async function exportReport(path, kind) {
@@ -179,6 +184,7 @@ async function refreshGrid() {
     fail($("#exam-error"), error);
     return;
   }
+  live.order(students); // live tiles: the students with an open alert first
   const grid = $("#grid");
   $("#grid-empty").hidden = students.length > 0;
   const cards = students.map((student) => {
@@ -384,17 +390,6 @@ function wireDialogs() {
       fail($("#student-chat-status"), error);
     }
   });
-  if (state.config.chime?.enabled) {
-    $("#live-view").hidden = false;
-    $("#live-button").addEventListener("click", async () => {
-      try {
-        const { openLiveView } = await import("./chime-live.js");
-        await openLiveView(state.config, state.exam, state.open, $("#live-video"), $("#live-status"));
-      } catch (error) {
-        fail($("#live-status"), error);
-      }
-    });
-  }
 }
 
 // ---- one student ------------------------------------------------------------------------------

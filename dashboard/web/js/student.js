@@ -9,6 +9,7 @@ import { $, ApiError, api, currentSession, el, fail, loadConfig, show, signInFor
 import { Outbox, Uploader } from "./outbox.js";
 import { ChunkRecorder, recordingType } from "./recorder.js";
 import { followSession } from "./student-session.js";
+import { publishCamera } from "./chime-live.js";
 
 const examId = new URLSearchParams(location.search).get("exam");
 const ENROLMENT_FRAMES = 3; // more views of the camera kept beside the photo (API: at most 8)
@@ -222,6 +223,8 @@ async function exam(config) {
   render();
   const refreshChat = chat();
   watchExam(recorders);
+  // live video (AWS): the camera also goes to the exam's Chime meeting (chime-live.js)
+  state.live = publishCamera(config, examId, state.camera, $("#live-status")).catch((error) => fail($("#live-status"), error));
   followSession({
     config,
     base: state.base,
@@ -234,6 +237,7 @@ async function exam(config) {
 }
 
 function ended(session) {
+  state.live?.then((published) => published?.stop()); // leave the meeting too
   $("#recording").hidden = true;
   step("done");
   show($("#done-status"), `Your proctor ended your session${session.reason ? `: ${session.reason}` : ""}. `

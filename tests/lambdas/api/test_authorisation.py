@@ -31,6 +31,9 @@ MATRIX: dict[str, tuple[int, int, int, int, int, int]] = {
     "GET /exams/{exam_id}": (200, 403, 200, 403, 200, 401),
     "POST /exams/{exam_id}/start": (200, 403, 403, 403, 200, 401),
     "POST /exams/{exam_id}/stop": (200, 403, 403, 403, 200, 401),
+    # live video (issue 15): the exam's proctor and its students may join; locally there is
+    # no meeting, so those allowed get 409 no_meeting (the join itself: tests/lambdas/api/test_live)
+    "POST /exams/{exam_id}/meeting": (409, 403, 409, 403, 409, 401),
     "GET /exams/{exam_id}/results": (200, 403, 403, 403, 200, 401),
     "GET /exams/{exam_id}/students": (200, 403, 403, 403, 200, 401),
     "GET /exams/{exam_id}/alerts": (200, 403, 403, 403, 200, 401),
