@@ -23,6 +23,8 @@ None neither extends nor breaks a streak.
   stands.
 - LOOKING_AWAY: one face whose line of sight (head yaw plus the eyes' turn,
   :func:`looking_away`) is beyond the yaw limit, or turned beyond the pitch limit.
+  An empty frame ends the streak (the student left: looks before and after a
+  break are two looks, not one).
 - EXTRA_PERSON: the object detector counts more than one person, face or not.
 - PROHIBITED_OBJECT: a prohibited label at or above the policy's confidence.
 - FACE_NOT_CLEAR: the largest face is too dark, too blurred or cut by the frame.
@@ -205,6 +207,8 @@ def _condition(rule: str, obs: Observation, policy: Policy) -> bool | None:
             return None
         return obs.identity == "mismatch"
     if rule == "LOOKING_AWAY":
+        if obs.faces == 0:
+            return False  # nobody to look away: a look before a break is not one after it
         if obs.faces != 1 or face is None:
             return None
         return looking_away(face, policy)

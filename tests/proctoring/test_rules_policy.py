@@ -52,6 +52,17 @@ def test_a_glance_is_no_alert_looking_away_for_longer_than_the_window_is() -> No
     assert _run(long, Policy(tolerances={"LOOKING_AWAY": 4})) == []
 
 
+def test_looks_before_and_after_a_break_are_two_looks_not_one() -> None:
+    """Head turned for a chunk, away from the desk for three, turned again for two: never
+    three turned chunks in a row with the student there, so no LOOKING_AWAY; a chunk with
+    two faces says nothing about it either way."""
+    turned = _face(yaw=40.0, gaze=None)
+    away = [_obs(0, turned), _obs(1), _obs(2), _obs(3), _obs(4, turned), _obs(5, turned)]
+    assert "LOOKING_AWAY" not in [f.rule for f in _run(away)]
+    crowd = [_obs(0, turned), _obs(1, turned, _face()), _obs(2, turned), _obs(3, turned)]
+    assert "LOOKING_AWAY" in [f.rule for f in _run(crowd)]
+
+
 def test_head_yaw_and_the_local_pupil_ratio_follow_the_policy() -> None:
     turned = [_obs(i, _face(yaw=40.0, gaze=None)) for i in range(3)]
     assert [f.rule for f in _run(turned)] == ["LOOKING_AWAY"]
