@@ -199,9 +199,15 @@ class StudentAnalyser:
                 second_jpeg = await fallback()
             if second_jpeg is not None:
                 # The chunk's second frame, faces (and identity, where the first frame's
-                # identity is in doubt) only: paid only where the local detector finds a
-                # face there; objects were looked for already.
-                plan = replace(decision.plan, objects=False, confirm="if_changed", confirmed=())
+                # identity is in doubt) only: DetectFaces is paid only where the local
+                # detector sees other faces than in the first frame; objects were looked
+                # for already.
+                plan = replace(
+                    decision.plan,
+                    objects=False,
+                    confirm="if_changed",
+                    confirmed=analysis.signature or (),
+                )
                 if doubt == "mismatch":
                     plan = replace(plan, identity="yes")
                 second = await self._engine.analyse(

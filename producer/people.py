@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -203,6 +203,16 @@ def _still(person: Person) -> str:
     return person.photos[-1] if person.photos else person.videos[0]
 
 
+def _someone_else(person: Person, seconds: float, data_dir: Path) -> list[dict[str, Any]]:
+    """``person`` as the impostor: their photos where they have any (a face the camera sees,
+    as an impostor sitting the exam faces it), else their recordings. A recording may open
+    on a turned or blurred face (the stage clip does), which no one could identify, and
+    the incident's label says identity is there to be checked."""
+    if person.photos:
+        person = replace(person, videos=())
+    return _presence(person, seconds, data_dir, skip_first_photo=False)
+
+
 def _partner(name: str, names: list[str], *, offset: int) -> str:
     """Another person of the same half: of the same gender where there is one (the harder
     case), ``offset`` places along, so each person is someone's partner."""
@@ -248,7 +258,7 @@ def eval_sessions(half: Half | Literal["all"], data_dir: Path) -> list[dict[str,
             return _presence(p, seconds, data_dir, skip_first_photo=True)
 
         def other(p: Person, seconds: float) -> list[dict[str, Any]]:
-            return _presence(p, seconds, data_dir, skip_first_photo=False)
+            return _someone_else(p, seconds, data_dir)
 
         sessions: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {
             "honest": (me(HONEST_SECONDS), []),
