@@ -7,7 +7,7 @@ answers. ``dashboard.server`` mounts the same ``Api`` on a local HTTP server.
 
 Modules: ``http`` (requests, responses, errors), ``auth`` (tokens), ``app``
 (routes, dispatch), ``services`` (clients and stores), one module per
-resource (``exams``, ``sessions``, ``interventions``, ``alerts``, ``chat``,
+resource (``exams``, ``sessions``, ``integrity``, ``interventions``, ``alerts``, ``chat``,
 ``reports``, ``erasure``, ``roster``), ``openapi`` (the document, from the routes).
 
 A warm container answers every invocation with the same services (AWS
@@ -24,6 +24,7 @@ from lambdas.api import (
     chat,
     erasure,
     exams,
+    integrity,
     interventions,
     openapi,
     reports,
@@ -40,7 +41,18 @@ from proctoring.settings import Settings
 __all__ = ["ROUTER", "Api", "handler"]
 
 # they declare the routes
-_MODULES = (alerts, chat, erasure, exams, interventions, openapi, reports, roster, sessions)
+_MODULES = (
+    alerts,
+    chat,
+    erasure,
+    exams,
+    integrity,
+    interventions,
+    openapi,
+    reports,
+    roster,
+    sessions,
+)
 
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:

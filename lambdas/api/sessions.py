@@ -41,7 +41,7 @@ from proctoring.analysis.faces import MAX_ENROLMENT_FRAMES, RegistrationError
 from proctoring.events import ChunkKey, InvalidEvent
 from proctoring.exams import now_iso
 
-__all__ = ["enrolment_for"]
+__all__ = ["enrolment_for", "require_consent"]
 
 
 class Consent(BaseModel):
@@ -111,7 +111,7 @@ async def _uploaded(ctx: Context, key: str) -> bool:
     return True
 
 
-def _require_consent(ctx: Context, enrolment: dict[str, Any]) -> None:
+def require_consent(ctx: Context, enrolment: dict[str, Any]) -> None:
     consent = enrolment.get("consent") or {}
     if consent.get("version") != ctx.services.settings.consent_version:
         raise Conflict(
@@ -220,7 +220,7 @@ async def give_consent(request: Request, ctx: Context) -> Response:
 async def register_face(request: Request, ctx: Context) -> Response:
     body = request.json(Photo)
     enrolment = await enrolment_for(ctx, request.param("exam_id"), request.param("student_id"))
-    _require_consent(ctx, enrolment)
+    require_consent(ctx, enrolment)
     if enrolment.get("registered_at"):
         # Before the exam starts a student may retake the photo. Once it runs, the face the
         # chunks are compared with stays: otherwise whoever holds the student's session
@@ -292,7 +292,7 @@ async def reregister_face(request: Request, ctx: Context) -> Response:
     enrolment = await ctx.services.exams.get_student(exam_id, student_id)
     if enrolment is None:
         raise NotFound(f"{student_id} has not joined {exam_id}", reason="not_joined")
-    _require_consent(ctx, enrolment)
+    require_consent(ctx, enrolment)
     previous = await ctx.services.tables.get_face(exam_id, student_id)
     face = await _register(ctx, exam_id, student_id, body)
     if previous is not None:
@@ -332,7 +332,7 @@ async def reregister_face(request: Request, ctx: Context) -> Response:
 async def upload_forms(request: Request, ctx: Context) -> Response:
     body = request.json(UploadRequest)
     enrolment = await enrolment_for(ctx, request.param("exam_id"), request.param("student_id"))
-    _require_consent(ctx, enrolment)
+    require_consent(ctx, enrolment)
     if enrolment.get("session_state") == "ended":  # by the proctor (lambdas.api.interventions)
         raise Conflict("your proctor ended your session: no more uploads", reason="session_ended")
     settings = ctx.services.settings
