@@ -175,3 +175,13 @@ def test_the_consumer_judges_the_events_and_writes_each_once(live: Service) -> N
     students = live.call("GET", f"/exams/{exam_id}/students", "proctor").json()["students"]
     risk = next(s["risk"] for s in students if s["student_id"] == student)
     assert float(risk) == 4 + 4 + 10 + 1 + 10  # LEFT_EXAM, PASTE, CAMERA_OFF, FULLSCREEN, SECOND
+    report = live.call("GET", f"/exams/{exam_id}/report", "proctor").json()
+    mine = next(s for s in report["students"] if s["student_id"] == student)
+    timeline = [t for t in mine["timeline"] if t["source"] == "integrity"]
+    assert [t["sequence"] for t in timeline] == list(range(8))
+    assert timeline[0] == {**timeline[0], "status": "hidden", "duration_ms": 3000}
+    assert mine["chunks"] == 0, "events are not chunks"
+    left = next(a for a in mine["alerts"] if a["type"] == "LEFT_EXAM")
+    assert float(left["duration_s"]) == 7.0
+    csv = live.call("GET", f"/exams/{exam_id}/report.csv", "proctor").text
+    assert csv.count(",event,integrity,") == 8 and csv.count(",alert,integrity,") == 5
