@@ -28,16 +28,17 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from proctoring.events import (
     IDENTIFIER,
-    MAX_EVENT_BYTES,
     SCHEMA_VERSION,
     ChunkEvent,
     InvalidEvent,
+    check_version,
+    decode_record,
 )
 
 __all__ = [
@@ -77,7 +78,22 @@ KINDS: Final = (
 MAX_DURATION_MS: Final = 6 * 3600 * 1000
 """No event lasts longer than an exam day."""
 EVENT_ID: Final = r"^[A-Za-z0-9][A-Za-z0-9_-]{7,63}$"
-Identifier = Annotated[str, Field(pattern=IDENTIFIER)]
+
+
+def _no_dot_segments(value: str) -> str:
+    if ".." in value:
+        raise ValueError("must not contain '..'")
+    return value
+
+
+def _in_utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("must carry a time zone")
+    return value.astimezone(UTC)
+
+
+Identifier = Annotated[str, Field(pattern=IDENTIFIER), AfterValidator(_no_dot_segments)]
+AwareTime = Annotated[datetime, AfterValidator(_in_utc)]
 
 
 class IntegrityEvent(BaseModel):
@@ -92,24 +108,10 @@ class IntegrityEvent(BaseModel):
     event_id: Annotated[str, Field(pattern=EVENT_ID)]
     seq: int = Field(ge=0, lt=10**9)
     kind: Kind
-    at: datetime
+    at: AwareTime
     duration_ms: int = Field(default=0, ge=0, le=MAX_DURATION_MS)
     detail: Annotated[str, Field(max_length=200)] | None = None
-    received_at: datetime
-
-    @field_validator("exam_id", "student_id")
-    @classmethod
-    def _no_dot_segments(cls, value: str) -> str:
-        if ".." in value:
-            raise ValueError("must not contain '..'")
-        return value
-
-    @field_validator("at", "received_at", mode="after")
-    @classmethod
-    def _aware(cls, value: datetime) -> datetime:
-        if value.tzinfo is None:
-            raise ValueError("must carry a time zone")
-        return value.astimezone(UTC)
+    received_at: AwareTime
 
     @property
     def session_id(self) -> str:
@@ -130,17 +132,10 @@ class IntegrityEvent(BaseModel):
 
 def parse_record(data: bytes) -> ChunkEvent | IntegrityEvent:
     """A Kinesis record's event, by its ``type`` (none: a chunk); InvalidEvent saying why not."""
-    if len(data) > MAX_EVENT_BYTES:
-        raise InvalidEvent(
-            f"event is {len(data)} bytes, more than {MAX_EVENT_BYTES}", reason="too_large"
-        )
-    try:
-        raw: Any = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidEvent(f"event is not JSON: {exc}", reason="not_json") from exc
-    if not isinstance(raw, dict) or raw.get("type", "chunk") == "chunk":
+    raw = decode_record(data)
+    if raw.get("type", "chunk") == "chunk":
         # the chunk event's own checks, messages and reasons (type is not one of its fields)
-        if isinstance(raw, dict) and "type" in raw:
+        if "type" in raw:
             data = json.dumps({k: v for k, v in raw.items() if k != "type"}).encode()
         return ChunkEvent.from_bytes(data)
     if raw.get("type") != INTEGRITY:
@@ -148,11 +143,7 @@ def parse_record(data: bytes) -> ChunkEvent | IntegrityEvent:
             f"unknown event type {str(raw.get('type'))[:40]!r} (chunk or integrity)",
             reason="bad_type",
         )
-    if raw.get("v") != SCHEMA_VERSION:
-        raise InvalidEvent(
-            f"unsupported event version {raw.get('v')!r} (expected {SCHEMA_VERSION})",
-            reason="bad_version",
-        )
+    check_version(raw)
     try:
         return IntegrityEvent.model_validate_json(data)
     except ValidationError as exc:

@@ -16,6 +16,7 @@ clients, the token verifier and its cached keys): ``lambdas.container``.
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Any
 
 from lambdas import container
@@ -41,18 +42,8 @@ from proctoring.settings import Settings
 __all__ = ["ROUTER", "Api", "handler"]
 
 # they declare the routes
-_MODULES = (
-    alerts,
-    chat,
-    erasure,
-    exams,
-    integrity,
-    interventions,
-    openapi,
-    reports,
-    roster,
-    sessions,
-)
+_MODULES: tuple[ModuleType, ...] = (alerts, chat, erasure, exams, integrity, interventions)
+_MODULES += (openapi, reports, roster, sessions)
 
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:

@@ -13,6 +13,7 @@
 // API recorded it in its errors table) and the next one goes.
 
 import { ApiError, api } from "./app.js";
+import { pause } from "./outbox.js";
 
 const MAX_BATCH = 50;
 const MAX_KEPT = 5000; // events kept while offline; the oldest give way beyond that
@@ -52,7 +53,7 @@ export class IntegrityReporter {
     window.addEventListener("offline", () => this.begin("offline"));
     window.addEventListener("online", () => {
       this.end("offline");
-      this.wake();
+      this.wakeUp?.();
     });
     document.addEventListener("fullscreenchange", () => {
       const now = Boolean(document.fullscreenElement);
@@ -118,7 +119,7 @@ export class IntegrityReporter {
     this.save([...this.queue(), event].slice(-MAX_KEPT));
     window.dispatchEvent(new CustomEvent("proctoring:integrity-recorded", { detail: event }));
     this.onChange?.(this);
-    this.wake();
+    this.wakeUp?.();
   }
 
   queue() {
@@ -133,27 +134,12 @@ export class IntegrityReporter {
     return this.queue().length;
   }
 
-  wake() {
-    this.wakeUp?.();
-  }
-
-  pause(ms) {
-    return new Promise((resolve) => {
-      const timer = setTimeout(done, ms);
-      function done() {
-        clearTimeout(timer);
-        resolve();
-      }
-      this.wakeUp = done;
-    });
-  }
-
   async run() {
     let backoff = 500;
     while (!this.stopped) {
       const batch = this.queue().slice(0, MAX_BATCH);
       if (!batch.length) {
-        await this.pause(60_000);
+        await pause(this, 60_000);
         continue;
       }
       try {
@@ -162,14 +148,14 @@ export class IntegrityReporter {
         this.sent += batch.length;
         window.dispatchEvent(new CustomEvent("proctoring:integrity-sent", { detail: batch.map((e) => e.seq) }));
         backoff = 500;
-        await this.pause(SEND_EVERY_MS);
+        await pause(this, SEND_EVERY_MS);
       } catch (error) {
         if (error instanceof ApiError && (error.status === 400 || error.status === 413)) {
           console.warn(`integrity events ${batch[0].seq}-${batch.at(-1).seq} refused: ${error.message}`);
           this.forget(batch);
           continue;
         }
-        await this.pause(backoff);
+        await pause(this, backoff);
         backoff = Math.min(backoff * 2, 5_000);
       }
       this.onChange?.(this);
@@ -185,7 +171,7 @@ export class IntegrityReporter {
   stop() {
     this.stopped = true;
     clearInterval(this.cameraTimer);
-    this.wake();
+    this.wakeUp?.();
   }
 }
 
