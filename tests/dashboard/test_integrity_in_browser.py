@@ -177,3 +177,5 @@ def test_twenty_seconds_offline_every_event_arrives_in_order_once(
     assert len(rows) == len(by_id) == len(recorded), "none twice, none lost"
     assert sorted(by_id) == sorted(e["event_id"] for e in recorded)
     assert [by_id[e["event_id"]]["sequence"] for e in recorded] == list(range(len(recorded)))
+    written = [by_id[e["event_id"]]["processed_at"] for e in recorded]
+    assert written == sorted(written), "written in the order they happened"
