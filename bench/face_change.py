@@ -50,9 +50,10 @@ _SAFETY = 1.5
 """The chosen threshold is the smallest different-person difference of the development
 half divided by this: room for people who look more alike than any pair measured."""
 
-DEVELOPMENT = people.files("development")
-HELD_OUT = people.files("test")
-"""person -> recordings (sampled at 1 frame/s) and photos, by half (``producer.people``)."""
+DEVELOPMENT = people.files("development", footage_only=True)
+HELD_OUT = people.files("test", footage_only=True)
+"""person -> recordings (sampled at 1 frame/s) and photos, by half (``producer.people``):
+the people whose pictures are camera footage (a re-check compares camera frames)."""
 
 Sample = tuple[str, str, float, bytes]
 """(person, source file, second in the recording or -1 for a photo, main face's crop)."""

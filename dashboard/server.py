@@ -7,10 +7,12 @@ What only this server does:
 
 - ``GET /exams/{exam_id}/alerts/stream``: server-sent events of the exam's
   channel (``event: alert``, ``event: chat`` and ``event: control`` for an
-  intervention, ``id`` = the message's key, ``Last-Event-ID`` resumes), after
-  the route's own authorisation. ``GET /exams/{exam_id}/students/{student_id}/
-  stream`` is the same for one student's thread, with the kinds its route
-  allows (the route's 200 answer says which). In AWS the pages follow the
+  intervention, ``id`` = the message's key, ``Last-Event-ID`` resumes; an id
+  that is not a message key is 400 ``bad_last_event_id``, never a range over
+  the exam's other items), after the route's own authorisation.
+  ``GET /exams/{exam_id}/students/{student_id}/stream`` is the same for one
+  student's thread, with the kinds its route allows (the route's 200 answer
+  says which). In AWS the pages follow the
   exam's Chime channel instead;
 - ``GET /config.json``: what the web pages need to find the API and sign in
   (``web_config``: the API's base URL, the Cognito endpoint and app client,
@@ -18,6 +20,15 @@ What only this server does:
   the same file is written beside the pages in the web bucket;
 - files from ``static_dir`` (default ``dashboard/web``: the proctor console and
   the student page) for any other ``GET``, ``index.html`` for ``/``.
+
+Every error is the API's JSON (``{"error", "reason"}``), including the ones
+aiohttp answers before any handler runs - a request line or header over
+``MAX_LINE_BYTES`` (``reason`` ``header_too_large``), a request that is not
+HTTP (``bad_request``): a middleware never sees those, so the server is
+aiohttp's low-level ``Server`` with a ``RequestHandler`` whose
+``handle_error`` answers in JSON. The server listens on loopback only: it
+serves a stack whose tokens anyone can forge (moto signs them with a key
+shipped in its package).
 """
 
 from __future__ import annotations
@@ -29,18 +40,57 @@ from typing import Any
 
 import structlog
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp.http import RawRequestMessage
+from aiohttp.http_exceptions import LineTooLong
+from aiohttp.streams import StreamReader
 
 from lambdas.api.app import Api
-from lambdas.api.http import MAX_BODY_BYTES, NotFound, Request, Response
+from lambdas.api.http import MAX_BODY_BYTES, BadRequest, NotFound, Request, Response
+from proctoring.exams import is_message_item
 from proctoring.settings import Settings
 from proctoring.waiting import wait_any
 
-__all__ = ["WEB_DIR", "LocalServer", "web_config"]
+__all__ = ["LOOPBACK", "MAX_LINE_BYTES", "WEB_DIR", "LocalServer", "web_config"]
 
 _log = structlog.get_logger(__name__)
 _HEARTBEAT_SECONDS = 15.0
 WEB_DIR = Path(__file__).resolve().parent / "web"
 _TYPES = {".js": "text/javascript", ".mjs": "text/javascript", ".css": "text/css"}
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+MAX_LINE_BYTES = 8190  # the request line, and each header (aiohttp's default, stated here)
+
+
+class _JsonErrors(web.RequestHandler):
+    """aiohttp's connection handler, answering what it refuses itself in the API's JSON."""
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        super().handle_error(request, status, exc, message)  # logs; raises if a reply began
+        if isinstance(exc, LineTooLong):
+            error = {
+                "error": f"the request line or a header is over {MAX_LINE_BYTES} bytes",
+                "reason": "header_too_large",
+            }
+        elif status < 500:
+            error = {"error": "the request is not well-formed HTTP", "reason": "bad_request"}
+        else:
+            error = {"error": "internal error", "reason": "internal"}
+        response = _send(Response.json(status, error))
+        response.force_close()
+        return response
+
+
+class _Server(web.Server):
+    """``web.Server`` whose connections are ``_JsonErrors``."""
+
+    def __call__(self) -> web.RequestHandler:
+        return _JsonErrors(self, loop=self._loop, **self._kwargs)
 
 
 def web_config(settings: Settings, *, api_url: str = "") -> dict[str, Any]:
@@ -72,6 +122,8 @@ class LocalServer:
         stream_poll: float = 0.5,
         config: dict[str, Any] | None = None,
     ) -> None:
+        if host not in LOOPBACK:
+            raise ValueError(f"the local server listens on loopback only, not {host!r}")
         self.api = api
         self._host = host
         self._port = port
@@ -80,13 +132,18 @@ class LocalServer:
         self._poll = stream_poll
         self._closing = asyncio.Event()
         self.changed = asyncio.Event()  # set by an in-process poster: streams look at once
-        self._runner: web.AppRunner | None = None
+        self._runner: web.ServerRunner | None = None
         self.url = ""
 
     async def start(self) -> str:
-        app = web.Application(client_max_size=MAX_BODY_BYTES + 1024)
-        app.router.add_route("*", "/{tail:.*}", self._dispatch)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
+        server = _Server(
+            self._dispatch,
+            request_factory=self._request,
+            max_line_size=MAX_LINE_BYTES,
+            max_field_size=MAX_LINE_BYTES,
+            access_log=None,
+        )
+        self._runner = web.ServerRunner(server, shutdown_timeout=2.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port)
         await site.start()
@@ -101,7 +158,26 @@ class LocalServer:
             await self._runner.cleanup()
             self._runner = None
 
-    async def _dispatch(self, http: web.Request) -> web.StreamResponse:
+    def _request(
+        self,
+        message: RawRequestMessage,
+        payload: StreamReader,
+        protocol: web.RequestHandler,
+        writer: AbstractStreamWriter,
+        task: asyncio.Task[None],
+    ) -> web.BaseRequest:
+        """aiohttp's request, with room for the largest body the API takes."""
+        return web.BaseRequest(
+            message,
+            payload,
+            protocol,
+            writer,
+            task,
+            asyncio.get_running_loop(),
+            client_max_size=MAX_BODY_BYTES + 1024,
+        )
+
+    async def _dispatch(self, http: web.BaseRequest) -> web.StreamResponse:
         try:
             body = await http.read()
         except web.HTTPRequestEntityTooLarge:
@@ -125,6 +201,12 @@ class LocalServer:
             return _send(await self.api.handle(request))
         response = await self.api.handle(request)
         if route.content_type == "text/event-stream" and response.status == 200:
+            last = http.headers.get("Last-Event-ID")
+            if last and not is_message_item(last):  # an id of ours, or a range over other items
+                refused = BadRequest(
+                    "Last-Event-ID is not an id of this stream's events", reason="bad_last_event_id"
+                )
+                return _send(Response.error(refused))
             return await self._stream(http, json.loads(response.body))
         return _send(response)
 
@@ -152,7 +234,7 @@ class LocalServer:
             headers["Content-Type"] = _TYPES[target.suffix]
         return web.FileResponse(target, headers=headers)
 
-    async def _stream(self, http: web.Request, scope: dict[str, Any]) -> web.StreamResponse:
+    async def _stream(self, http: web.BaseRequest, scope: dict[str, Any]) -> web.StreamResponse:
         """Stream what the route authorised: the exam's channel (``exam_id``), or one thread
         (``student_id``) with only the message ``kinds`` it names."""
         exam_id, student_id, kinds = scope["exam_id"], scope.get("student_id"), scope.get("kinds")

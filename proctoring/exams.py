@@ -1,4 +1,4 @@
-"""Exams, enrolments, channel messages and the audit trail, in DynamoDB.
+"""Exams, enrolments and channel messages, in DynamoDB.
 
 The exams table (``<prefix>-exams``) holds one partition per exam, keyed
 ``exam_id`` + ``item``:
@@ -18,9 +18,7 @@ The exams table (``<prefix>-exams``) holds one partition per exam, keyed
   posted once however often SNS delivers it.
 
 Exam items carry ``proctor_id``; the sparse ``by-proctor`` index lists a
-proctor's exams. The audit table (``<prefix>-audit``, ``exam_id`` +
-``audit_id``) keeps what must outlive an erasure: who erased whose data, when,
-and how much. Nothing biometric is stored here.
+proctor's exams. The exam's audit log is ``proctoring.audit``.
 
 Errors::
 
@@ -31,16 +29,14 @@ Errors::
 
 from __future__ import annotations
 
-import asyncio
-import uuid
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from botocore.exceptions import ClientError
-
+from proctoring.dynamo import Conflict, dynamodb_call, query_all
 from proctoring.settings import ResourceNames
-from proctoring.storage import StorageError, from_item, to_item
+from proctoring.storage import from_item, to_item
 
 __all__ = [
     "EXAM_ITEM",
@@ -48,6 +44,7 @@ __all__ = [
     "Conflict",
     "ExamStatus",
     "ExamStore",
+    "is_message_item",
     "message_item",
     "now_iso",
 ]
@@ -63,10 +60,6 @@ _UPLOAD = "upload#"
 BY_PROCTOR_INDEX = "by-proctor"
 
 
-class Conflict(StorageError):
-    """A conditional write lost: the item exists already, or is not in the expected state."""
-
-
 def now_iso(now: datetime | None = None) -> str:
     """A UTC time that sorts as text: ``2026-11-27T10:00:00.123456Z``."""
     return (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -76,8 +69,16 @@ def message_item(created_at: str, message_id: str) -> str:
     return f"{_MESSAGE}{created_at}#{message_id}"
 
 
+_MESSAGE_ITEM = re.compile(r"^msg#\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z#[A-Za-z0-9_.-]{1,200}$")
+
+
+def is_message_item(key: str) -> bool:
+    """Whether ``key`` is a message's key (what the live stream sends as an event's id)."""
+    return bool(_MESSAGE_ITEM.match(key))
+
+
 class ExamStore:
-    """Every read and write of the exams and audit tables; see the module docstring."""
+    """Every read and write of the exams table; see the module docstring."""
 
     def __init__(
         self,
@@ -85,29 +86,15 @@ class ExamStore:
         names: ResourceNames,
         *,
         retention_days: int = 30,
-        audit_retention_days: int = 2190,
         timeout: float = 10.0,
     ) -> None:
         self._db = dynamodb
         self._names = names
         self._retention = timedelta(days=retention_days)
-        self._audit_retention = timedelta(days=audit_retention_days)
         self._timeout = timeout
 
     async def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
-        try:
-            async with asyncio.timeout(self._timeout):
-                result: dict[str, Any] = await getattr(self._db, operation)(**kwargs)
-                return result
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code")
-            if code in ("ConditionalCheckFailedException", "TransactionCanceledException"):
-                raise Conflict(
-                    f"{operation} on {kwargs.get('TableName')}: condition failed"
-                ) from exc
-            raise StorageError(f"DynamoDB {operation} on {kwargs.get('TableName')}: {exc}") from exc
-        except TimeoutError as exc:
-            raise StorageError(f"DynamoDB {operation} timed out after {self._timeout} s") from exc
+        return await dynamodb_call(self._db, self._timeout, operation, **kwargs)
 
     def expires_at(self, now: datetime | None = None) -> int:
         return int(((now or datetime.now(UTC)) + self._retention).timestamp())
@@ -290,11 +277,18 @@ class ExamStore:
     async def messages(
         self, exam_id: str, *, after: str | None = None, student_id: str | None = None
     ) -> list[dict[str, Any]]:
-        """The exam's messages in order, after the message key ``after``; one thread if asked."""
+        """The exam's messages in order, after the message key ``after``; one thread if asked.
+
+        Only messages: an ``after`` that is not a message key never reaches the exam's other
+        items (the exam, enrolments, forwarder claims) - the range starts at the messages."""
         values: dict[str, Any] = {":e": exam_id}
         if after:
             condition = "exam_id = :e AND #i BETWEEN :a AND :z"
-            values.update({":a": after + "\x00", ":z": _MESSAGE + "\uffff"})
+            start = max(after + "\x00", _MESSAGE)
+            end = _MESSAGE + "\uffff"
+            if start > end:
+                return []
+            values.update({":a": start, ":z": end})
         else:
             condition = "exam_id = :e AND begins_with(#i, :p)"
             values[":p"] = _MESSAGE
@@ -366,25 +360,6 @@ class ExamStore:
     async def delete(self, key: Mapping[str, str]) -> None:
         await self._call("delete_item", TableName=self._names.exams_table, Key=to_item(key))
 
-    async def audit(self, exam_id: str, record: Mapping[str, Any]) -> dict[str, Any]:
-        now = datetime.now(UTC)
-        item = {
-            **record,
-            "exam_id": exam_id,
-            "audit_id": f"{now_iso(now)}#{uuid.uuid4().hex[:12]}",
-            "at": now_iso(now),
-            "expires_at": int((now + self._audit_retention).timestamp()),
-        }
-        await self._call("put_item", TableName=self._names.audit_table, Item=to_item(item))
-        return item
-
-    async def audit_records(self, exam_id: str) -> list[dict[str, Any]]:
-        return await self._query(
-            table=self._names.audit_table,
-            KeyConditionExpression="exam_id = :e",
-            ExpressionAttributeValues=to_item({":e": exam_id}),
-        )
-
     # ---- helpers -------------------------------------------------------------------------
     async def _put_once(self, item: Mapping[str, Any]) -> dict[str, Any] | None:
         """Write ``item`` unless its key exists: None when written, else the item there.
@@ -414,14 +389,5 @@ class ExamStore:
         )
         return from_item(response["Item"]) if "Item" in response else None
 
-    async def _query(self, *, table: str | None = None, **kwargs: Any) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        kwargs["TableName"] = table or self._names.exams_table
-        if "IndexName" not in kwargs:
-            kwargs["ConsistentRead"] = True
-        while True:
-            response = await self._call("query", **kwargs)
-            items.extend(from_item(i) for i in response.get("Items", []))
-            if "LastEvaluatedKey" not in response:
-                return items
-            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+    async def _query(self, **kwargs: Any) -> list[dict[str, Any]]:
+        return await query_all(self._db, self._timeout, TableName=self._names.exams_table, **kwargs)

@@ -38,6 +38,10 @@ class Person:
     darker_skin: bool | None
     photos: tuple[str, ...] = ()
     videos: tuple[str, ...] = ()
+    footage: bool = True
+    """False for tight face crops (face-api.js: 150x150 grey, cut at the chin): good for
+    measuring the embedding, but no camera shows a face that way, so they are not a
+    camera's footage in the eval (each frame would be a face cut by the picture)."""
 
     @property
     def groups(self) -> tuple[str, ...]:
@@ -48,6 +52,8 @@ class Person:
 
 
 _FACEAPI = "identities/faceapijs/examples/images"
+_CROPS = "faceapi-"
+"""The people known only from tight face crops."""
 _COMPREFACE = "identities/compreface"
 _HUMAN = "identities/human/identity"
 
@@ -127,9 +133,14 @@ _WOMEN = {
 _DARKER = {"compreface-B", "obama", "faceapi-raj"}
 
 
-def files(half: Half) -> dict[str, dict[str, list[str]]]:
-    """person -> ``{"videos": [...], "photos": [...]}`` of one half."""
-    return _FILES[half]
+def files(half: Half, *, footage_only: bool = False) -> dict[str, dict[str, list[str]]]:
+    """person -> ``{"videos": [...], "photos": [...]}`` of one half (``footage_only``: of
+    the people whose pictures are camera footage, :attr:`Person.footage`)."""
+    return {
+        name: found
+        for name, found in _FILES[half].items()
+        if not footage_only or not name.startswith(_CROPS)
+    }
 
 
 PEOPLE: dict[str, Person] = {
@@ -139,6 +150,7 @@ PEOPLE: dict[str, Person] = {
         darker_skin=True if name in _DARKER else None,
         photos=tuple(found.get("photos", [])),
         videos=tuple(found.get("videos", [])),
+        footage=not name.startswith(_CROPS),
     )
     for half, people in _FILES.items()
     for name, found in people.items()
@@ -146,11 +158,13 @@ PEOPLE: dict[str, Person] = {
 
 
 # The sessions of the eval's people suite, per person (seconds).
-HONEST_SECONDS = 120.0
-"""The honest session's length: with the honest stretches of the other four sessions,
-four minutes of honest time per person (over an honest student-hour per half)."""
-_PHOTO_HOLD = 15.0
-"""How long one photo is held before the next of the same person (a still student)."""
+HONEST_SECONDS = 150.0
+"""The honest session's length: with the honest stretches of the other five sessions,
+about 4.7 minutes of honest time per person (over an honest student-hour per half)."""
+_PHOTO_HOLD = 10.0
+"""How long one photo is held before the next of the same person: two chunks, shorter than
+the LOOKING_AWAY window (three), so a portrait photographed with the head turned is one
+pose held a while, not a student looking away for the rule's whole window."""
 
 
 def _presence(
@@ -199,7 +213,8 @@ def _partner(name: str, names: list[str], *, offset: int) -> str:
 
 
 def eval_sessions(half: Half | Literal["all"], data_dir: Path) -> list[dict[str, Any]]:
-    """The people suite of ``proctor eval``: five labelled sessions per person of ``half``.
+    """The people suite of ``proctor eval``: six labelled sessions per person of ``half``
+    whose photos or recordings are camera footage (:attr:`Person.footage`).
 
     Per person P (partners Q and R are other people of the same half, so a suite of one
     half uses no face of the other):
@@ -209,14 +224,16 @@ def eval_sessions(half: Half | Literal["all"], data_dir: Path) -> list[dict[str,
     - ``swap-late``: P for 60 s, Q for 15 s, P again for 10 s (FACE_MISMATCH 60-75 s):
       the swap after a long honest stretch, where a schedule has stopped checking;
     - ``leaves``: P for 10 s, an empty room for 15 s, P for 10 s (NO_FACE 10-25 s);
-    - ``second-person``: P for 10 s, P beside R for 15 s, P for 10 s (MULTIPLE_FACES).
+    - ``second-person``: P for 10 s, P beside R for 15 s, P for 10 s (MULTIPLE_FACES);
+    - ``break-swap``: P for 10 s, nobody for 10 s, then Q comes back in P's place for 15 s
+      (NO_FACE 10-20 s, FACE_MISMATCH 20-35 s): the swap during a break.
 
     P registers with their first photo, or the first frame of their first recording, and
     enrols camera frames from the session's start (``enrol_frames``), as the student page
     does. Each entry is a suite entry (``proctoring.cli.evaluation.SuiteEntry``) with its
     scenario inline.
     """
-    names = sorted(n for n, p in PEOPLE.items() if half == "all" or p.half == half)
+    names = sorted(n for n, p in PEOPLE.items() if p.footage and (half == "all" or p.half == half))
     entries: list[dict[str, Any]] = []
     for name in names:
         person = PEOPLE[name]
@@ -250,6 +267,13 @@ def eval_sessions(half: Half | Literal["all"], data_dir: Path) -> list[dict[str,
             "second-person": (
                 [*me(10), together, *me(10)],
                 [{"rule": "MULTIPLE_FACES", "start": 10, "end": 25}],
+            ),
+            "break-swap": (
+                [*me(10), {"empty": 10}, *other(q, 15)],
+                [
+                    {"rule": "NO_FACE", "start": 10, "end": 20},
+                    {"rule": "FACE_MISMATCH", "start": 20, "end": 35},
+                ],
             ),
         }
         for kind, (segments, incidents) in sessions.items():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import configparser
 import json
+import re
 from pathlib import Path
 
 from packaging.requirements import Requirement
@@ -45,3 +46,35 @@ def test_every_declared_dependency_says_why_it_is_there() -> None:
     documented = (ROOT / "docs" / "dependencies.md").read_text(encoding="utf-8").lower()
     missing = sorted(n for n in names if f"`{n.lower()}" not in documented)
     assert missing == []
+
+
+_NAMED_TEST = re.compile(r"`(tests/[\w/]+\.py)::(test_\w+)`")
+
+
+def _defines(path: Path, test: str) -> bool:
+    return path.is_file() and bool(
+        re.search(rf"^(async )?def {test}\(", path.read_text(encoding="utf-8"), re.MULTILINE)
+    )
+
+
+def test_every_test_the_threat_model_names_exists() -> None:
+    """docs/security.md proves each claim with `file::test`: every test it names is defined in
+    that file, and every row of a table with a "proved by" column names at least one."""
+    text = (ROOT / "docs" / "security.md").read_text(encoding="utf-8")
+    named = set(_NAMED_TEST.findall(text))
+    assert len(named) > 50
+    assert sorted(f"{f}::{t}" for f, t in named if not _defines(ROOT / f, t)) == []
+    lines = text.splitlines()
+    unproved, proving = [], False
+    for line, after in zip(lines, [*lines[1:], ""], strict=True):
+        if not line.startswith("|"):
+            proving = False
+        elif after.startswith("| ---"):  # a header
+            proving = line.rstrip(" |").endswith("proved by")
+        elif (
+            proving
+            and not line.startswith("| ---")
+            and not _NAMED_TEST.search(line.rsplit("|", 2)[1])
+        ):
+            unproved.append(line[:80])
+    assert unproved == []

@@ -7,8 +7,9 @@ answers. ``dashboard.server`` mounts the same ``Api`` on a local HTTP server.
 
 Modules: ``http`` (requests, responses, errors), ``auth`` (tokens), ``app``
 (routes, dispatch), ``services`` (clients and stores), one module per
-resource (``exams``, ``sessions``, ``integrity``, ``interventions``, ``alerts``, ``chat``,
-``reports``, ``erasure``, ``roster``), ``openapi`` (the document, from the routes).
+resource (``exams``, ``sessions``, ``uploads``, ``integrity``, ``interventions``,
+``alerts``, ``chat``, ``reports``, ``erasure``, ``roster``), ``openapi`` (the document, from the
+routes).
 
 A warm container answers every invocation with the same services (AWS
 clients, the token verifier and its cached keys): ``lambdas.container``.
@@ -16,7 +17,6 @@ clients, the token verifier and its cached keys): ``lambdas.container``.
 
 from __future__ import annotations
 
-from types import ModuleType
 from typing import Any
 
 from lambdas import container
@@ -31,6 +31,7 @@ from lambdas.api import (
     reports,
     roster,
     sessions,
+    uploads,
 )
 from lambdas.api.app import ROUTER, Api
 from lambdas.api.http import from_lambda_event, to_lambda_response
@@ -42,8 +43,8 @@ from proctoring.settings import Settings
 __all__ = ["ROUTER", "Api", "handler"]
 
 # they declare the routes
-_MODULES: tuple[ModuleType, ...] = (alerts, chat, erasure, exams, integrity, interventions)
-_MODULES += (openapi, reports, roster, sessions)
+_ROUTED = (alerts, chat, erasure, exams, interventions, openapi, reports, roster, sessions, uploads)
+_ROUTED_TOO = (integrity,)  # a student's browser integrity events (issue 16)
 
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 Only the exam's proctor (and admins) see them. A review records a decision -
 ``acknowledge`` (seen, looking into it), ``confirm`` (misconduct) or
 ``dismiss`` (false alarm) - with a note, who and when; the alert keeps every
-review and its status is the last decision. The evidence is served as
+review and its status is the last decision, and the exam's audit log keeps
+each decision (the note as its SHA-256). The evidence is served as
 links to the exact S3 versions the alert names, after the frame's SHA-256 is
 checked against the one recorded with the alert (409 ``evidence_altered``
 when they differ: the proctor is never shown a replaced frame). The live stream (SSE) is served
@@ -17,12 +18,12 @@ import hashlib
 from typing import Any, Literal
 
 import structlog
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from lambdas.api.app import PROCTORS, ROUTER, Context, Query
 from lambdas.api.exams import exam_for
 from lambdas.api.http import Conflict, NotFound, Request, Response
-from lambdas.api.schemas import ALERT, EVIDENCE, RESULT, check_id, listing
+from lambdas.api.schemas import ALERT, EVIDENCE, RESULT, Body, OptionalVisible, check_id, listing
 from proctoring.exams import now_iso
 
 __all__ = ["Review"]
@@ -31,11 +32,9 @@ _EVIDENCE_SECONDS = 300
 _log = structlog.get_logger(__name__)
 
 
-class Review(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class Review(Body):
     decision: Literal["acknowledge", "confirm", "dismiss"]
-    note: str = Field(default="", max_length=2000)
+    note: OptionalVisible = Field(default="", max_length=2000)
 
 
 _STATUS = {"acknowledge": "acknowledged", "confirm": "confirmed", "dismiss": "dismissed"}
@@ -143,6 +142,17 @@ async def review_alert(request: Request, ctx: Context) -> Response:
     )
     if updated is None:
         raise NotFound(f"no alert {alert_id} in {exam['exam_id']}", reason="no_alert")
+    await ctx.services.audit.append(
+        exam["exam_id"],
+        {
+            "action": "review",
+            "alert_id": alert_id,
+            "student_id": updated.get("student_id"),
+            "decision": body.decision,
+            "by": ctx.user_id,
+            "note_sha256": hashlib.sha256(body.note.encode()).hexdigest(),  # not the text
+        },
+    )
     return Response.json(200, public_alert(updated))
 
 

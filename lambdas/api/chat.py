@@ -12,30 +12,21 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field
 
 from lambdas.api.app import ANYONE_SIGNED_IN, ROUTER, Context
 from lambdas.api.auth import STUDENT
 from lambdas.api.exams import exam_for
 from lambdas.api.http import Conflict, Request, Response
-from lambdas.api.schemas import MESSAGE, check_id, listing
+from lambdas.api.schemas import MESSAGE, Body, Visible, check_id, listing
 from lambdas.api.sessions import enrolment_for
 from proctoring.exams import now_iso
 
 __all__ = ["ChatMessage"]
 
 
-class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    text: str = Field(min_length=1, max_length=2000)
-
-    @field_validator("text")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be blank")
-        return value
+class ChatMessage(Body):
+    text: Visible = Field(min_length=1, max_length=2000)
 
 
 def public_message(message: dict[str, Any]) -> dict[str, Any]:

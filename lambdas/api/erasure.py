@@ -7,8 +7,8 @@ video the Chime media capture pipeline recorded of the student's attendees
 (``capture/<exam>/video/*-<attendeeId>[#content].mp4``), every
 row of the results, alerts, sessions and errors tables about the student, and
 the student's enrolment, consent, messages and forwarder claims in the exams
-table. Kept: one audit record (who, when, how much was deleted; nothing
-biometric) in the audit table. The exam's proctor or an admin may erase.
+table. Kept: one record in the exam's audit log (who, when, how much was
+deleted; nothing biometric; ``proctoring.audit``). The exam's proctor or an admin may erase.
 Erasing twice is harmless: the second pass deletes nothing and is audited too.
 """
 
@@ -25,6 +25,7 @@ from lambdas.api.exams import exam_for
 from lambdas.api.http import Request, Response
 from lambdas.api.schemas import AUDIT, ERASURE, check_id
 from proctoring.analysis.collection import face_ids
+from proctoring.audit import verify
 from proctoring.events import CaptureKey, InvalidEvent
 
 __all__ = ["erase_student"]
@@ -162,7 +163,7 @@ async def erase(request: Request, ctx: Context) -> Response:
     exam = await exam_for(ctx, request.param("exam_id"))
     student_id = check_id(request.param("student_id"), "student_id")
     counts = await erase_student(ctx, exam["exam_id"], student_id)
-    record = await ctx.services.exams.audit(
+    record = await ctx.services.audit.append(
         exam["exam_id"],
         {"action": "erasure", "student_id": student_id, "by": ctx.user_id, "deleted": counts},
     )
@@ -181,14 +182,18 @@ async def erase(request: Request, ctx: Context) -> Response:
 @ROUTER.route(
     "GET",
     "/exams/{exam_id}/audit",
-    summary="The exam's audit trail (erasures)",
+    summary="The exam's audit log, oldest first, and whether its hash chain verifies",
     groups=PROCTORS,
     response=AUDIT,
     tag="erasure",
 )
 async def audit_trail(request: Request, ctx: Context) -> Response:
     exam = await exam_for(ctx, request.param("exam_id"))
-    records = await ctx.services.exams.audit_records(exam["exam_id"])
+    records = await ctx.services.audit.records(exam["exam_id"])
     return Response.json(
-        200, {"records": [{k: v for k, v in r.items() if k != "expires_at"} for r in records]}
+        200,
+        {
+            "records": [{k: v for k, v in r.items() if k != "expires_at"} for r in records],
+            "verification": verify(records).as_dict(),
+        },
     )

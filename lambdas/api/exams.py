@@ -11,22 +11,20 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from lambdas.api.app import ANYONE_SIGNED_IN, PROCTORS, ROUTER, Context
 from lambdas.api.auth import ADMIN, PROCTOR, STUDENT
 from lambdas.api.http import Conflict, Forbidden, NotFound, Request, Response
-from lambdas.api.schemas import EXAM, EXAM_LIST, check_id
+from lambdas.api.schemas import EXAM, EXAM_LIST, Body, Visible, check_id
 from proctoring.exams import Conflict as StoreConflict
 from proctoring.exams import now_iso
 
 __all__ = ["exam_for", "public_exam"]
 
 
-class CreateExam(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    title: str = Field(min_length=1, max_length=200)
+class CreateExam(Body):
+    title: Visible = Field(min_length=1, max_length=200)
     student_alerts: bool = Field(
         default=False, description="also post each alert to the student it is about"
     )

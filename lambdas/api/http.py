@@ -103,13 +103,14 @@ class Request:
     body: bytes = b""
 
     def json(self, model: type[M]) -> M:
-        """The body as ``model``, or BadRequest naming every wrong field."""
+        """The body as ``model``, types taken strictly (no ``"12"`` or ``true`` for an
+        integer), or BadRequest naming every wrong field."""
         if len(self.body) > MAX_BODY_BYTES:
             raise PayloadTooLarge(
                 f"the body is over {MAX_BODY_BYTES // 1024} KB", reason="too_large"
             )
         try:
-            return model.model_validate_json(self.body or b"{}")
+            return model.model_validate_json(self.body or b"{}", strict=True)
         except ValidationError as exc:
             raise BadRequest(describe(exc), reason="invalid_body") from exc
 

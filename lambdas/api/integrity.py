@@ -32,11 +32,11 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from lambdas.api.app import ROUTER, STUDENTS, Context
 from lambdas.api.http import ApiError, BadRequest, Conflict, PayloadTooLarge, Request, Response
-from lambdas.api.schemas import INT, obj
+from lambdas.api.schemas import INT, Body, obj
 from lambdas.api.sessions import enrolment_for, require_consent
 from proctoring.integrity import EVENT_ID, MAX_DURATION_MS, IntegrityEvent, Kind
 
@@ -50,10 +50,8 @@ _PUT_ATTEMPTS = 3
 ACCEPTED = obj({"accepted": INT, "last_seq": INT})
 
 
-class IntegrityItem(BaseModel):
+class IntegrityItem(Body):
     """One event as the browser reports it."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
 
     event_id: Annotated[str, Field(pattern=EVENT_ID)]
     seq: int = Field(ge=0, lt=10**9)
@@ -63,9 +61,7 @@ class IntegrityItem(BaseModel):
     detail: str | None = Field(default=None, max_length=200)
 
 
-class IntegrityBatch(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
+class IntegrityBatch(Body):
     events: list[IntegrityItem] = Field(min_length=1, max_length=MAX_EVENTS)
 
 

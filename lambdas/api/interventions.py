@@ -236,7 +236,7 @@ async def _record(
 ) -> dict[str, Any]:
     """Audit the action, then post it to the student's thread as ``message_id`` (recorded
     once however often it is sent), delivered to ``target``."""
-    await ctx.services.exams.audit(
+    await ctx.services.audit.append(
         exam["exam_id"],
         {
             "action": f"intervention:{kind}",

@@ -7,8 +7,13 @@ hidden, blur, paste, ...; ``duration_ms`` in the JSON), per alert (an integrity
 alert with its ``duration_s``) and per intervention (a warning, its acknowledgement, a pause, a
 resume, the end of a session, a raised or lowered hand: ``row`` =
 ``intervention``, ``status`` = what happened, ``reviewed_by`` = who did it,
-``note`` = the text), in time order per student. Cells that a spreadsheet would
-run as a formula (starting with ``=``, ``+``, ``-``, ``@``, tab or CR) are
+``note`` = the text), in time order per student. Both carry the exam's audit
+log as it stood (``proctoring.audit``): how many records, the log's head
+(over every chain's newest hash) and whether it verifies - in JSON as
+``audit`` (with each chain's head), in CSV as a last row (``row`` =
+``audit``, ``sequence`` = records, ``status`` = ``verified`` or ``broken``,
+``note`` = the head or the fault found). Cells that a spreadsheet would run
+as a formula (starting with ``=``, ``+``, ``-``, ``@``, tab or CR) are
 prefixed with ``'``.
 """
 
@@ -24,6 +29,7 @@ from lambdas.api.exams import exam_for, public_exam
 from lambdas.api.http import Request, Response
 from lambdas.api.interventions import timeline
 from lambdas.api.schemas import REPORT
+from proctoring.audit import verify
 from proctoring.exams import now_iso
 from proctoring.integrity import INTEGRITY
 
@@ -107,7 +113,13 @@ async def build_report(ctx: Context, exam: dict[str, Any]) -> dict[str, Any]:
                 "interventions": timeline(threads.get(student_id, [])),
             }
         )
-    return {"exam": public_exam(exam), "generated_at": now_iso(), "students": report_students}
+    chain = verify(await ctx.services.audit.records(exam_id))
+    return {
+        "exam": public_exam(exam),
+        "generated_at": now_iso(),
+        "students": report_students,
+        "audit": chain.as_dict(),
+    }
 
 
 def _event_entry(row: dict[str, Any]) -> dict[str, Any]:
@@ -174,6 +186,11 @@ def report_csv(report: dict[str, Any]) -> str:
                 + ("",) * 6
                 + (event["by"], event.get("text"))
             )
+    chain = report["audit"]
+    audit_row = ["", "audit", "", chain["records"], report["generated_at"]]
+    audit_row.append("verified" if chain["verified"] else "broken")
+    audit_row += [""] * (len(_CSV_COLUMNS) - len(audit_row) - 1)
+    writer.writerow(_cell(v) for v in (*audit_row, chain["problem"] or chain["head"]))
     return out.getvalue()
 
 

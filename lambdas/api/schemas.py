@@ -1,20 +1,84 @@
-"""JSON Schemas of the API's answers (the OpenAPI document's ``responses``) and id checks.
+"""JSON Schemas of the API's answers (the OpenAPI document's ``responses``), the base of every
+request body, and id checks.
 
-The schemas say what a client can rely on: required fields and their types;
+The answer schemas say what a client can rely on: required fields and their types;
 further fields may appear. The fuzz test checks every answer against them.
+
+Request bodies derive from ``Body``: no unknown field, and strict types - an integer is a
+JSON integer, never ``"12"``, ``12.0`` or ``true``; a boolean is ``true`` or ``false``. Text
+a person must read (a title, a chat message, a note, a reason) is ``Visible``: at least one
+character that shows, so whitespace alone or zero-width characters alone (U+200B..U+200D,
+U+2060, U+FEFF, ...) are refused like an empty string.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
+import unicodedata
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
 
 from lambdas.api.http import BadRequest
 
-__all__ = ["ERROR", "EXAM", "EXAM_LIST", "check_id", "listing", "obj"]
+__all__ = [
+    "ERROR",
+    "EXAM",
+    "EXAM_LIST",
+    "Body",
+    "JsonTrue",
+    "OptionalVisible",
+    "Visible",
+    "check_id",
+    "is_visible",
+    "listing",
+    "obj",
+]
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _ALERT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+# Letters, digits, punctuation and symbols show; these few of them are drawn as nothing.
+_BLANK_GLYPHS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+
+
+def is_visible(text: str) -> bool:
+    """Whether ``text`` has a character a reader sees (not only spaces, controls, format
+    characters such as zero-width spaces, or lone combining marks)."""
+    return any(unicodedata.category(c)[0] in "LNPS" and c not in _BLANK_GLYPHS for c in text)
+
+
+def _visible(value: str) -> str:
+    if not is_visible(value):
+        raise ValueError("must have a visible character (not only spaces or invisible ones)")
+    return value
+
+
+def _empty_or_visible(value: str) -> str:
+    return _visible(value) if value else value
+
+
+Visible = Annotated[str, AfterValidator(_visible)]
+"""Text that must show: at least one visible character."""
+OptionalVisible = Annotated[str, AfterValidator(_empty_or_visible)]
+"""Text that may be left out (``""``), but not given as blanks."""
+
+
+def _json_true(value: Any) -> Any:
+    if value is not True:  # Literal[True] alone takes 1, which equals True in Python
+        raise ValueError("must be true")
+    return value
+
+
+JsonTrue = Annotated[Literal[True], BeforeValidator(_json_true)]
+"""JSON ``true`` and nothing else."""
+
+
+class Body(BaseModel):
+    """A request body: unknown fields refused, JSON types taken strictly."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
 
 STR: dict[str, Any] = {"type": "string"}
 INT: dict[str, Any] = {"type": "integer"}
@@ -71,9 +135,34 @@ MESSAGE = obj(
 )
 UPLOAD = obj({"sequence": INT, "key": STR, "url": STR, "fields": {"type": "object"}})
 UPLOADS = obj({"uploads": {"type": "array", "items": UPLOAD}, "max_bytes": INT, "expires_in": INT})
-REPORT = obj({"exam": EXAM, "students": {"type": "array", "items": {"type": "object"}}})
+VERIFICATION = obj(
+    {"verified": BOOL, "records": INT},
+    {
+        "head": {"type": ["string", "null"]},
+        "chains": {"type": "object", "additionalProperties": STR},
+        "problem": {"type": ["string", "null"]},
+    },
+)
+REPORT = obj(
+    {
+        "exam": EXAM,
+        "students": {"type": "array", "items": {"type": "object"}},
+        "audit": VERIFICATION,
+    }
+)
 ERASURE = obj({"exam_id": STR, "student_id": STR, "deleted": {"type": "object"}, "audit_id": STR})
-AUDIT = listing("records", obj({"audit_id": STR, "action": STR, "at": STR}))
+AUDIT = obj(
+    {
+        "records": {
+            "type": "array",
+            "items": obj(
+                {"audit_id": STR, "action": STR, "at": STR},
+                {"chain": STR, "seq": INT, "prev": STR, "hash": STR},
+            ),
+        },
+        "verification": VERIFICATION,
+    }
+)
 EVIDENCE = obj({"url": STR, "expires_in": INT}, {"chunk_url": STR})
 
 

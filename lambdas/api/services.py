@@ -17,6 +17,7 @@ from aiobotocore.session import get_session
 
 from lambdas.api.auth import Verifier
 from proctoring.analysis.base import Registered
+from proctoring.audit import AuditLog
 from proctoring.aws import AsyncClients, async_clients, client_kwargs, rekognition_client
 from proctoring.channels import Channel, ChimeTransport, LocalTransport, Transport
 from proctoring.exams import ExamStore
@@ -36,6 +37,7 @@ class Services:
     clients: AsyncClients
     tables: Tables
     exams: ExamStore
+    audit: AuditLog
     channel: Channel
     register: Register
     rekognition: Any | None = None  # only with PROCTOR_ENGINE=rekognition (erasure)
@@ -61,7 +63,6 @@ async def open_services(
             clients.dynamodb,
             settings.names,
             retention_days=settings.retention_days,
-            audit_retention_days=settings.audit_retention_days,
             timeout=settings.call_timeout,
         )
         if transport is None and settings.uses_chime:
@@ -88,6 +89,12 @@ async def open_services(
             clients=clients,
             tables=Tables(clients.dynamodb, settings.names, timeout=settings.call_timeout),
             exams=exams,
+            audit=AuditLog(
+                clients.dynamodb,
+                settings.names,
+                retention_days=settings.audit_retention_days,
+                timeout=settings.call_timeout,
+            ),
             channel=Channel(
                 exams,
                 transport or LocalTransport(),

@@ -1,27 +1,18 @@
-"""A student's session: join an exam, consent, register the face photo, get upload forms.
+"""A student's session: join an exam, consent, register the face photo.
 
 Consent comes first: without consent to the current policy version
-(``PROCTOR_CONSENT_VERSION``) registration and uploads are refused (409
-``consent_required``). Upload forms are S3 presigned POSTs, one per chunk,
-each bound to one key the server fixes - ``chunks/<exam>/<student>/<source>/
-<sequence>_<ms>.<ext>`` (``proctoring.events.ChunkKey``) - with a ``video/*``
-content type and at most ``PROCTOR_MAX_CHUNK_BYTES``: a student can write
-their own next chunks and nothing else. Each sequence's key is fixed once, by
-a conditional write (``ExamStore.issue_upload``): asking again for a sequence
-not yet uploaded gets a fresh form for the same key (an expired form, a
-reloaded page); asking for one that is uploaded is refused (409
-``already_uploaded``), so earlier evidence cannot be replaced through the API.
+(``PROCTOR_CONSENT_VERSION``) registration and uploads (``lambdas.api.uploads``)
+are refused (409 ``consent_required``). A registration, and a proctor's
+reregistration, goes into the exam's audit log (``proctoring.audit``).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import time
-from typing import Any, Literal
+from typing import Any
 
-from botocore.exceptions import ClientError
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from lambdas.api.app import ANYONE_SIGNED_IN, PROCTORS, ROUTER, STUDENTS, Context
 from lambdas.api.exams import exam_for
@@ -35,25 +26,21 @@ from lambdas.api.http import (
     Response,
     Unprocessable,
 )
-from lambdas.api.schemas import ENROLMENT, UPLOADS, check_id
+from lambdas.api.schemas import ENROLMENT, Body, JsonTrue, Visible, check_id, is_visible
 from lambdas.register import MAX_PHOTO_BYTES
 from proctoring.analysis.faces import MAX_ENROLMENT_FRAMES, RegistrationError
-from proctoring.events import ChunkKey, InvalidEvent
+from proctoring.events import InvalidEvent
 from proctoring.exams import now_iso
 
 __all__ = ["enrolment_for", "require_consent"]
 
 
-class Consent(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    policy_version: str = Field(min_length=1, max_length=40)
-    accepted: Literal[True] = Field(description="must be true; without consent there is no exam")
+class Consent(Body):
+    policy_version: Visible = Field(min_length=1, max_length=40)
+    accepted: JsonTrue = Field(description="must be true; without consent there is no exam")
 
 
-class Photo(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class Photo(Body):
     photo: str = Field(min_length=1, description="base64 JPEG or PNG, at most 5 MB decoded")
     frames: list[str] = Field(
         default_factory=list,
@@ -64,21 +51,11 @@ class Photo(BaseModel):
 
 
 class Reregistration(Photo):
-    reason: str = Field(
+    reason: Visible = Field(
         min_length=3,
         max_length=500,
         description="why the reference face is replaced while the exam runs (audited)",
     )
-
-
-class UploadRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    source: Literal["camera", "screen"] = "camera"
-    first_sequence: int = Field(ge=0, lt=10**9 - 1000)
-    count: int = Field(default=1, ge=1, le=120)
-    ext: Literal["webm", "mp4", "mkv"] = "webm"
-    content_type: str = Field(default="video/webm", pattern=r"^video/[a-z0-9.+-]{1,40}$")
 
 
 def _view(enrolment: dict[str, Any]) -> dict[str, Any]:
@@ -98,17 +75,6 @@ async def enrolment_for(ctx: Context, exam_id: str, student_id: str) -> dict[str
             raise NotFound(f"no exam {exam_id}", reason="no_exam")
         raise Conflict("join the exam first", reason="not_joined")
     return enrolment
-
-
-async def _uploaded(ctx: Context, key: str) -> bool:
-    """Whether the chunks bucket holds an object under ``key``."""
-    try:
-        await ctx.services.s3.head_object(Bucket=ctx.services.settings.names.chunks_bucket, Key=key)
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-            return False
-        raise
-    return True
 
 
 def require_consent(ctx: Context, enrolment: dict[str, Any]) -> None:
@@ -141,7 +107,9 @@ async def join_exam(request: Request, ctx: Context) -> Response:
     # What the proctor's console shows, taken once, at the first join: a name the student
     # changes afterwards never renames them on the roster (the web client cannot write
     # `name` in AWS - WriteAttributes - but a stale or other client might).
-    name = ctx.principal.name or ctx.principal.email
+    # A name with nothing visible in it (spaces, zero-width characters) would leave a blank
+    # line on the roster: the email stands in for it.
+    name = next((n for n in (ctx.principal.name, ctx.principal.email) if n and is_visible(n)), None)
     if name and not enrolment.get("name"):
         enrolment = await ctx.services.exams.update_student(exam_id, ctx.user_id, {"name": name})
     view = _view(enrolment)
@@ -235,6 +203,10 @@ async def register_face(request: Request, ctx: Context) -> Response:
     await ctx.services.exams.update_student(
         enrolment["exam_id"], enrolment["student_id"], {"registered_at": now_iso()}
     )
+    await ctx.services.audit.append(
+        enrolment["exam_id"],
+        {"action": "registration", "student_id": enrolment["student_id"], "by": ctx.user_id},
+    )
     return Response.json(201, _registered(face))
 
 
@@ -306,7 +278,7 @@ async def reregister_face(request: Request, ctx: Context) -> Response:
             "reregistered": {"by": ctx.user_id, "at": at, "reason": body.reason},
         },
     )
-    await ctx.services.exams.audit(
+    await ctx.services.audit.append(
         exam_id,
         {
             "action": "reregistration",
@@ -317,72 +289,3 @@ async def reregister_face(request: Request, ctx: Context) -> Response:
         },
     )
     return Response.json(201, _registered(face))
-
-
-@ROUTER.route(
-    "POST",
-    "/exams/{exam_id}/students/{student_id}/uploads",
-    summary="Presigned POST forms for the student's next chunks (after consent, exam started)",
-    groups=STUDENTS,
-    body=UploadRequest,
-    response=UPLOADS,
-    errors=(400, 401, 403, 404, 409),
-    tag="sessions",
-)
-async def upload_forms(request: Request, ctx: Context) -> Response:
-    body = request.json(UploadRequest)
-    enrolment = await enrolment_for(ctx, request.param("exam_id"), request.param("student_id"))
-    require_consent(ctx, enrolment)
-    if enrolment.get("session_state") == "ended":  # by the proctor (lambdas.api.interventions)
-        raise Conflict("your proctor ended your session: no more uploads", reason="session_ended")
-    settings = ctx.services.settings
-    exam = await ctx.services.exams.get_exam(enrolment["exam_id"])
-    if exam is None or exam["status"] != "started":
-        raise Conflict("the exam is not running", reason="exam_not_started")
-    if body.count > settings.uploads_per_request:
-        raise BadRequest(
-            f"at most {settings.uploads_per_request} chunks per request", reason="too_many"
-        )
-    now_ms = int(time.time() * 1000)
-    step_ms = int(settings.chunk_seconds * 1000)
-    uploads = []
-    for i in range(body.count):
-        sequence = body.first_sequence + i
-        proposed = ChunkKey(
-            exam_id=enrolment["exam_id"],
-            student_id=enrolment["student_id"],
-            source=body.source,
-            sequence=sequence,
-            captured_ms=now_ms + i * step_ms,  # the server's estimate: the key is fixed here
-            ext=body.ext,
-        ).key
-        key = await ctx.services.exams.issue_upload(
-            enrolment["exam_id"], enrolment["student_id"], body.source, sequence, proposed
-        )
-        if key != proposed and await _uploaded(ctx, key):
-            raise Conflict(
-                f"{body.source} chunk {sequence} is uploaded already; it cannot be replaced",
-                reason="already_uploaded",
-            )
-        form = await ctx.services.s3.generate_presigned_post(
-            Bucket=settings.names.chunks_bucket,
-            Key=key,
-            Fields={"Content-Type": body.content_type},
-            Conditions=[
-                {"Content-Type": body.content_type},
-                ["starts-with", "$Content-Type", "video/"],
-                ["content-length-range", 1, settings.max_chunk_bytes],
-            ],
-            ExpiresIn=settings.upload_url_seconds,
-        )
-        uploads.append(
-            {"sequence": sequence, "key": key, "url": form["url"], "fields": form["fields"]}
-        )
-    return Response.json(
-        200,
-        {
-            "uploads": uploads,
-            "max_bytes": settings.max_chunk_bytes,
-            "expires_in": settings.upload_url_seconds,
-        },
-    )

@@ -59,7 +59,16 @@ def report_of(
             run.name: [
                 {
                     key: row.get(key)
-                    for key in ("sequence", "analysed", "faces", "identity", "calls", "difference")
+                    for key in (
+                        "sequence",
+                        "analysed",
+                        "faces",
+                        "identity",
+                        "distance",
+                        "calls",
+                        "difference",
+                        "face_details",
+                    )
                 }
                 for row in run.results
             ]

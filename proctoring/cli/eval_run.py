@@ -191,10 +191,11 @@ async def _one_pass(
                     except RegistrationError as exc:
                         if not frames:
                             raise
-                        # The student page would send them to the proctor; the eval goes
-                        # on with the photo alone and reports the refusal.
+                        # The student page sends them to the proctor, who checks them on
+                        # camera and registers them from their camera (every eval student
+                        # is who they say at the start); the refusal is reported.
                         refused[name] = exc.reason
-                        await engine.register(EXAM, name, photo)
+                        await engine.register(EXAM, name, frames[0], frames)
             await asyncio.gather(
                 *(
                     replay(

@@ -21,8 +21,8 @@ None neither extends nor breaks a streak.
   medium), a near call for the proctor to look at rather than a clear stranger;
   without a distance (Rekognition answers only matches) the rule's severity
   stands.
-- LOOKING_AWAY: one face, turned beyond the yaw (or pitch) limit, or eyes
-  turned left, right, up or down.
+- LOOKING_AWAY: one face whose line of sight (head yaw plus the eyes' turn,
+  :func:`looking_away`) is beyond the yaw limit, or turned beyond the pitch limit.
 - EXTRA_PERSON: the object detector counts more than one person, face or not.
 - PROHIBITED_OBJECT: a prohibited label at or above the policy's confidence.
 - FACE_NOT_CLEAR: the largest face is too dark, too blurred or cut by the frame.
@@ -154,8 +154,25 @@ def face_clear(face: FaceDetail, policy: Policy) -> bool | None:
 
 
 def looking_away(face: FaceDetail, policy: Policy) -> bool | None:
-    """True when head or eyes turn away; None when neither pose nor gaze is known."""
+    """True when head or eyes turn away; None when neither pose nor gaze is known.
+
+    Where both the head's yaw and the local pupil ratio are known, the line of sight is
+    their sum: ``yaw + (ratio - 0.5) * yaw_limit / gaze_offset`` degrees, the pupil's
+    offset scaled so that the policy's two limits mean the same turn (eyes alone at
+    ``gaze_offset`` from the centre = head alone at ``yaw_limit``). A head turned one way
+    with the eyes turned back to the screen is not looking away (a camera beside the
+    screen, a portrait in three-quarter view); head and eyes turned the same way are.
+    """
     known = False
+    if face.yaw is not None and face.gaze_ratio is not None:
+        sight = face.yaw + (face.gaze_ratio - 0.5) * policy.yaw_limit / policy.gaze_offset
+        if abs(sight) > policy.yaw_limit:
+            return True
+        return bool(
+            face.pitch is not None
+            and policy.pitch_limit is not None
+            and abs(face.pitch) > policy.pitch_limit
+        )
     if face.yaw is not None:
         known = True
         if abs(face.yaw) > policy.yaw_limit:

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
-from urllib.parse import unquote_plus
+from urllib.parse import unquote_plus, urlsplit
 
+import pytest
+import requests
+
+from dashboard.server import LocalServer
 from infrastructure import load_template
-from infrastructure.emulator import Emulator
+from infrastructure.emulator import Emulator, StackError
 from infrastructure.local import provision
+from lambdas.api import Api
 from proctoring.aws import sync_client
 from proctoring.settings import Settings
 
@@ -98,6 +103,41 @@ def test_uploads_are_allowed_from_the_local_app_origin_only(settings: Settings) 
     )
     [frames] = s3.get_bucket_cors(Bucket=settings.names.frames_bucket)["CORSRules"]
     assert frames["AllowedMethods"] == ["GET", "HEAD"]
+
+
+def test_chunks_and_frames_keep_their_versions_locally_too(settings: Settings) -> None:
+    s3 = sync_client(settings, "s3")
+    for bucket in (settings.names.chunks_bucket, settings.names.frames_bucket):
+        assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled", bucket
+
+
+def test_the_emulator_and_the_local_server_listen_on_loopback_only(emulator: Emulator) -> None:
+    """What a local stack serves can be forged (moto's bundled signing key) and is not
+    policed (moto ignores POST policies): it must not be reachable from the network."""
+    assert urlsplit(emulator.endpoint_url).hostname == "127.0.0.1"
+    for host in ("0.0.0.0", "192.168.1.20", "::"):
+        with pytest.raises(StackError, match="loopback only"):
+            Emulator(host)
+        with pytest.raises(ValueError, match="loopback only"):
+            LocalServer(Api(None), host=host, config={})
+
+
+def test_moto_takes_a_post_that_breaks_its_policy(settings: Settings) -> None:
+    """Issue 19, finding 5: locally a presigned POST's conditions (content type, size) are
+    not enforced, unlike S3; the consumer's own checks (size, codec) are what hold there."""
+    s3 = sync_client(settings, "s3")
+    form = s3.generate_presigned_post(
+        Bucket=settings.names.chunks_bucket,
+        Key="chunks/ex/st/camera/000000000_1.webm",
+        Fields={"Content-Type": "video/webm"},
+        Conditions=[{"Content-Type": "video/webm"}, ["content-length-range", 1, 10]],
+        ExpiresIn=60,
+    )
+    fields = {**form["fields"], "Content-Type": "text/html"}
+    posted = requests.post(
+        form["url"], data=fields, files={"file": ("x", b"<p>" * 100, "text/html")}, timeout=30
+    )
+    assert posted.status_code in (200, 204), "S3 would answer 403"
 
 
 def test_chunk_uploads_notify_the_chunk_events_queue(settings: Settings) -> None:

@@ -153,10 +153,6 @@ def test_recordings_and_frames_use_the_stack_key_and_the_retention_setting() -> 
         assert rule["BucketKeyEnabled"] is True  # one KMS call per object, not per request
         retention = [r for r in props["LifecycleConfiguration"]["Rules"] if r["Id"] == "retention"]
         assert retention[0]["ExpirationInDays"] == {"Ref": "RetentionDays"}
-    # Issue 19: a presigned POST cannot be conditional, so the chunks bucket keeps the first
-    # upload as a version (erasure deletes every version: tests/lambdas/api/test_evidence.py);
-    # frames are written with If-None-Match and stay unversioned.
-    assert "VersioningConfiguration" not in _props("FramesBucket"), "erasure leaves no versions"
     assert TEMPLATE["Resources"]["DataKey"]["Properties"]["EnableKeyRotation"] is True
 
 
@@ -191,6 +187,16 @@ def test_chunks_and_capture_video_notify_the_router_queue_and_nothing_else() -> 
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     router_timeout = _props("ChunkRouterFunction")["Timeout"]
     assert _props("ChunkEventsQueue")["VisibilityTimeout"] >= 6 * router_timeout
+
+
+def test_request_floods_meet_the_stage_throttle_and_a_capped_router() -> None:
+    stage = _props("HttpApiStage")["DefaultRouteSettings"]
+    assert (stage["ThrottlingRateLimit"], stage["ThrottlingBurstLimit"]) == (
+        {"Ref": "ApiRateLimit"},
+        {"Ref": "ApiBurstLimit"},
+    )
+    scaling = _props("ChunkRouterEventSource")["ScalingConfig"]
+    assert scaling["MaximumConcurrency"] == {"Ref": "RouterMaxConcurrency"}
 
 
 def test_cors_allows_only_the_app_origin() -> None:
@@ -731,18 +737,32 @@ def test_deploy_docs_list_every_parameter_and_suppression() -> None:
                 assert row, f"{skip['id']} is not in docs/deploy.md"
 
 
-def test_the_first_upload_of_a_chunk_is_kept_and_old_versions_expire_too() -> None:
-    props = _props("ChunksBucket")
-    assert props["VersioningConfiguration"] == {"Status": "Enabled"}
-    [noncurrent] = [
-        r for r in props["LifecycleConfiguration"]["Rules"] if "NoncurrentVersionExpiration" in r
-    ]
-    assert noncurrent["NoncurrentVersionExpiration"] == {"NoncurrentDays": {"Ref": "RetentionDays"}}
-    assert noncurrent["Status"] == "Enabled"
-    # erasure may delete versions, and the evidence link may name the version analysed
+def test_the_first_chunk_and_frame_are_kept_and_old_versions_expire_too() -> None:
+    """Issue 19: a presigned POST cannot be conditional, so a student holding a form could
+    POST a second chunk under its key; frames are put with If-None-Match, but a role that may
+    write frames could put another. Both buckets are versioned (the stated choice over Object
+    Lock, which would refuse erasure requests) and keep the first object; noncurrent versions
+    expire with the retention setting."""
+    for logical in ("ChunksBucket", "FramesBucket"):
+        props = _props(logical)
+        assert props["VersioningConfiguration"] == {"Status": "Enabled"}, logical
+        assert "ObjectLockEnabled" not in props
+        [noncurrent] = [
+            r
+            for r in props["LifecycleConfiguration"]["Rules"]
+            if "NoncurrentVersionExpiration" in r
+        ]
+        assert noncurrent["NoncurrentVersionExpiration"] == {
+            "NoncurrentDays": {"Ref": "RetentionDays"}
+        }
+        assert noncurrent["Status"] == "Enabled" and noncurrent["ExpiredObjectDeleteMarker"] is True
+    # erasure may delete versions, and the evidence links name the versions the alert recorded
     api = {s["Sid"]: s for role, s in _role_statements() if role == "ExamServiceRole"}
     assert {"s3:DeleteObjectVersion", "s3:GetObjectVersion"} <= set(
         _as_list(api["UploadFormsAndErasure"]["Action"])
+    )
+    assert {"s3:DeleteObjectVersion", "s3:GetObjectVersion"} <= set(
+        _as_list(api["EvidenceAndErasure"]["Action"])
     )
     assert "s3:ListBucketVersions" in _as_list(api["ListForErasure"]["Action"])
 

@@ -59,6 +59,11 @@ def test_head_yaw_and_the_local_pupil_ratio_follow_the_policy() -> None:
     ratio = [_obs(i, _face(gaze="center", gaze_ratio=0.36)) for i in range(3)]
     assert [f.rule for f in _run(ratio)] == ["LOOKING_AWAY"], "0.36 is left of the 0.11 band"
     assert _run(ratio, Policy(gaze_offset=0.2)) == []
+    # Head and eyes together: the line of sight is their sum (eyes scaled so 0.11 = 30°)
+    back = [_obs(i, _face(yaw=-42.0, gaze="right", gaze_ratio=0.627)) for i in range(3)]
+    assert _run(back) == [], "head turned, eyes back on the screen: -42 + 34.6 = -7.4°"
+    both = [_obs(i, _face(yaw=-20.0, gaze="center", gaze_ratio=0.42)) for i in range(3)]
+    assert [f.rule for f in _run(both)] == ["LOOKING_AWAY"], "-20 - 21.8 = -41.8°"
     down = [_obs(i, _face(pitch=-35.0)) for i in range(3)]
     assert _run(down) == [], "pitch is off by default"
     assert [f.rule for f in _run(down, Policy(pitch_limit=25))] == ["LOOKING_AWAY"]

@@ -28,12 +28,13 @@ def _owner() -> dict[str, str]:
     return {f: name for name, p in PEOPLE.items() for f in (*p.photos, *p.videos)}
 
 
-def test_the_suite_has_150_sessions_of_25_people_five_each() -> None:
+def test_the_suite_has_150_sessions_of_25_people_six_each() -> None:
     entries = eval_sessions("all", DATA)
     people = {e["person"] for e in entries}
     assert len(entries) >= 150
     assert len(people) >= 25
-    assert all(sum(e["person"] == p for e in entries) == 5 for p in people)
+    assert all(sum(e["person"] == p for e in entries) == 6 for p in people)
+    assert people == {n for n, p in PEOPLE.items() if p.footage}, "tight crops are no footage"
     assert len({e["name"] for e in entries}) == len(entries), "every session named once"
 
 
@@ -62,11 +63,14 @@ def test_each_incident_shows_what_its_label_says() -> None:
         rules = [i["rule"] for i in entry["incidents"]]
         if kind == "honest":
             assert rules == [] and all(s == {me} for s in shown)
-        elif kind.startswith("swap"):
+        elif kind in ("swap", "swap-late"):
             assert rules == ["FACE_MISMATCH"]
             assert any(me not in s for s in shown), "someone else takes the seat"
         elif kind == "leaves":
             assert rules == ["NO_FACE"] and set() in shown
+        elif kind == "break-swap":
+            assert rules == ["NO_FACE", "FACE_MISMATCH"] and set() in shown
+            assert me not in shown[-1], "someone else comes back"
         else:
             assert rules == ["MULTIPLE_FACES"]
             assert any(len(s) == 2 and me in s for s in shown)
@@ -90,8 +94,8 @@ def test_groups_are_labelled_for_the_breakdown() -> None:
     groups = {g for p in PEOPLE.values() for g in p.groups}
     assert groups == {"women", "men", "darker skin"}
     test_half = [p for p in PEOPLE.values() if p.half == "test"]
-    assert sum(p.gender == "woman" for p in test_half) >= 5
-    assert sum(bool(p.darker_skin) for p in test_half) >= 2
+    assert sum(p.gender == "woman" for p in test_half if p.footage) >= 5
+    assert sum(bool(p.darker_skin) for p in test_half if p.footage) >= 2
 
 
 def test_every_person_is_in_one_half_and_every_file_is_in_the_data() -> None:

@@ -160,3 +160,16 @@ def test_the_server_answers_a_refused_token_with_401_and_the_reason(service: Ser
     assert response.status_code == 401
     assert response.json() == {"error": "the token has expired", "reason": "expired"}
     assert service.call("GET", "/exams").json()["reason"] == "no_token"
+
+
+def test_a_local_stack_takes_an_admin_token_forged_with_motos_bundled_key(
+    service: Service,
+) -> None:
+    """Issue 19, finding 5, as a fact a user must know: moto signs every token with a key
+    shipped in its package, so anyone with moto can make an admin token a local stack
+    accepts. Nothing fixes that locally; the stack listens on loopback only (README, 'The
+    local stack is for one machine'; tests/infrastructure/test_local.py)."""
+    theirs = service.exam("other_proctor")
+    forged = _sign(_claims(service.settings, sub="nobody", **{"cognito:groups": ["admin"]}))
+    seen = service.call("GET", "/exams", token=forged)
+    assert seen.status_code == 200 and theirs in [e["exam_id"] for e in seen.json()["exams"]]

@@ -121,7 +121,15 @@ def test_a_session_from_start_to_erasure(live: Service) -> None:
     assert deleted["chunks"] == len(chunks) and deleted["frames"] >= len(chunks)
     assert deleted["results"] == len(chunks) and deleted["faces"] == 1
     assert _everything_about(live.settings, student) == []
-    (audit,) = live.call("GET", f"/exams/{exam_id}/audit", "proctor").json()["records"]
+    trail = live.call("GET", f"/exams/{exam_id}/audit", "proctor").json()
+    assert trail["verification"]["verified"], trail["verification"]
+    actions = [r["action"] for r in trail["records"]]
+    assert actions == ["registration", "uploads_issued", "review", "erasure"]
+    # the report carried the heads of its day: the review, which the erasure's record follows
+    assert report["audit"]["verified"] and report["audit"]["records"] == 3
+    assert report["audit"]["chains"] == {f"student#{student}": trail["records"][2]["hash"]}
+    assert lines[-1]["row"] == "audit" and lines[-1]["note"] == report["audit"]["head"]
+    audit = trail["records"][-1]  # the erasure comes last; the chain outlives it
     assert (audit["action"], audit["student_id"], audit["by"]) == (
         "erasure", student, live.ids["proctor"],
     )  # fmt: skip

@@ -69,6 +69,8 @@ def test_chat_threads_are_per_student_and_alerts_reach_students_only_when_allowe
 
 def test_report_cells_a_spreadsheet_would_run_are_neutralised() -> None:
     report = {
+        "generated_at": "2026-11-27T10:00:00.000000Z",
+        "audit": {"verified": True, "records": 1, "head": "ab" * 32, "problem": None},
         "students": [
             {
                 "student_id": "s1",
@@ -82,10 +84,11 @@ def test_report_cells_a_spreadsheet_would_run_are_neutralised() -> None:
                     }
                 ],
             }
-        ]
+        ],
     }
-    [row] = list(csv.DictReader(io.StringIO(report_csv(report))))
+    [row, audit] = list(csv.DictReader(io.StringIO(report_csv(report))))
     assert row["note"] == '\'=HYPERLINK("x")' and row["decision"] == "dismiss"
+    assert (audit["row"], audit["status"], audit["note"]) == ("audit", "verified", "ab" * 32)
 
 
 def test_erasing_twice_is_harmless_and_audited_twice(service: Service) -> None:

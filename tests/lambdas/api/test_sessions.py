@@ -139,7 +139,10 @@ def test_only_the_exams_proctor_replaces_a_face_mid_exam_audited_keeping_both(
     assert new["embedding"] != old["embedding"]
     (kept,) = new["superseded"]["L"]
     assert kept["M"]["embedding"] == old["embedding"], "the old enrolment is kept"
-    (record,) = service.call("GET", f"/exams/{exam_id}/audit", "proctor").json()["records"]
+    audit = service.call("GET", f"/exams/{exam_id}/audit", "proctor").json()
+    registration, record = audit["records"]
+    assert (registration["action"], registration["by"]) == ("registration", student)
+    assert audit["verification"]["verified"] and record["prev"] == registration["hash"]
     assert (record["action"], record["student_id"], record["by"], record["reason"]) == (
         "reregistration", student, service.ids["proctor"], body["reason"],
     )  # fmt: skip
