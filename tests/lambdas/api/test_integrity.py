@@ -119,6 +119,10 @@ def test_only_the_student_themself_once_the_exam_runs(service: Service) -> None:
     assert proctor.status_code == 403
     early = service.call("POST", path, "student", json=body)
     assert early.status_code == 409 and early.json()["reason"] == "exam_not_started"
+    assert service.call("POST", f"/exams/{exam_id}/start", "proctor").status_code == 200
+    assert service.call("POST", f"/exams/{exam_id}/stop", "proctor").status_code == 200
+    late = service.call("POST", path, "student", json=body)  # kept offline, sent after the end
+    assert late.status_code == 202, late.text
 
 
 def _put_policy(service: Service, exam_id: str, policy: dict[str, Any]) -> None:
