@@ -47,6 +47,7 @@ from proctoring.rules import (
     risk_score,
     unavailable_rules,
 )
+from proctoring.rules.integrity import IntegrityState
 from proctoring.settings import Settings
 from proctoring.storage import Tables
 
@@ -138,6 +139,8 @@ class StudentAnalyser:
         self._chunk_seconds = settings.chunk_seconds
         self.policy = policy.for_student(Accommodations.from_item(session))
         self.states = {s: RuleState.from_dict(d) for s, d in session.get("rules", {}).items()}
+        # the browser's incidents count in the same score (consumer.integrity keeps them)
+        self._integrity = IntegrityState.from_dict(session.get("integrity")).as_rule_state()
         self._schedules = {
             s: ScheduleState.from_dict(d) for s, d in session.get("schedule", {}).items()
         }
@@ -266,7 +269,7 @@ class StudentAnalyser:
 
     @property
     def risk(self) -> float:
-        return risk_score(list(self.states.values()), self.policy)
+        return risk_score([*self.states.values(), self._integrity], self.policy)
 
     def session_fields(self) -> dict[str, Any]:
         """What to store back on the student's session item."""

@@ -3,7 +3,8 @@
 Teams that already run the Java Kinesis Client Library can keep it: the
 daemon owns leases, balancing, resharding and checkpoint storage, and talks
 to this process over stdin/stdout (one JSON message a line). Each
-``processRecords`` batch goes through the same ``ChunkProcessor`` as the
+``processRecords`` batch - chunk events and integrity events alike
+(``proctoring.integrity.parse_record``) - goes through the same ``ChunkProcessor`` as the
 native worker, on an event loop in a background thread; the batch is
 checkpointed only after it returned (every effect durable). A batch that
 fails is retried in place (``consumer.poison``: backoff while AWS fails,

@@ -63,6 +63,7 @@ import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
 from consumer.analyser import Analysed, Policies, StudentAnalyser
+from consumer.integrity import IntegrityEvents
 from consumer.outbox import AlertPublisher
 from proctoring.analysis.base import AnalysisError, Engine
 from proctoring.analysis.scheduling import thumbnail
@@ -71,6 +72,7 @@ from proctoring.errors import ProctoringError
 from proctoring.events import ChunkEvent, InvalidEvent
 from proctoring.exams import ExamStore
 from proctoring.frames import Frame, FrameError, extract_frame
+from proctoring.integrity import IntegrityEvent, parse_record
 from proctoring.metrics import Metrics
 from proctoring.rules import Finding, alert_id
 from proctoring.settings import Settings
@@ -235,6 +237,15 @@ class ChunkProcessor:
         )
         self._slots = asyncio.Semaphore(settings.concurrency)
         self._exams = ExamStore(clients.dynamodb, settings.names, timeout=settings.call_timeout)
+        self._integrity = IntegrityEvents(  # the stream's second event type (consumer.integrity)
+            tables=tables,
+            policies=self._policies,
+            metrics=metrics,
+            deliver=self._deliver,
+            record_error=self._record_error,
+            now=self._now,
+            expiry=self._expiry,
+        )
 
     async def process(self, records: Sequence[Record], *, shard_id: str) -> BatchOutcome:
         """Process one batch; return only when all its effects are durable.
@@ -255,9 +266,13 @@ class ChunkProcessor:
         outcome = BatchOutcome()
         self._metrics.add("BatchSize", len(records))
         chunks: dict[tuple[str, str, int], tuple[ChunkEvent, Record]] = {}
+        integrity: list[tuple[IntegrityEvent, str]] = []
         for record in records:
             try:
-                event = ChunkEvent.from_bytes(record.data)
+                event = parse_record(record.data)
+                if isinstance(event, IntegrityEvent):
+                    integrity.append((event, record.sequence_number))
+                    continue
                 if event.bucket != self._settings.names.chunks_bucket:
                     raise InvalidEvent(
                         f"event names bucket {event.bucket!r}, not the chunks bucket",
@@ -298,6 +313,12 @@ class ChunkProcessor:
             outcome.results += counts.results
             outcome.errors += counts.errors
             outcome.alerts += counts.alerts
+        if integrity:  # after the chunks: one writer of a student's session at a time
+            counted = await self._integrity.apply(integrity)
+            outcome.results += counted.results
+            outcome.errors += counted.errors
+            outcome.duplicates += counted.duplicates
+            outcome.alerts += counted.alerts
         self._metrics.flush()
         return outcome
 
@@ -660,13 +681,8 @@ class ChunkProcessor:
             "created_at": now.isoformat(),
             "expires_at": self._expiry(now),
         }
-        created = await self._tables.create_alert(alert)
-        if not created:
-            existing = await self._tables.get_alert(event.exam_id, alert["alert_id"])
-            if existing is None or existing.get("published"):
-                return  # raised and published before this replay
-            alert = existing
-        await self._publisher.publish(alert)
+        if not await self._deliver(alert):
+            return  # raised and published before this replay
         self._metrics.add("AlertsRaised", Rule=finding.rule)
         self._metrics.add(  # S3 ObjectCreated of the raising chunk -> alert published
             "AlertLatencyMs",
@@ -744,15 +760,20 @@ class ChunkProcessor:
             sequence_number=chunk.record.sequence_number,
         )
         self._metrics.add("ChunksReplaced")
-        created = await self._tables.create_alert(alert)
-        if not created:
-            existing = await self._tables.get_alert(event.exam_id, alert["alert_id"])
-            if existing is None or existing.get("published"):
-                return
-            alert = existing
-        await self._publisher.publish(alert)
+        if not await self._deliver(alert):
+            return
         self._metrics.add("AlertsRaised", Rule=REPLACED)
         _log.warning("second object for a chunk", alert=alert["alert_id"], key=event.key)
+
+    async def _deliver(self, alert: dict[str, Any]) -> bool:
+        """Create the alert once and publish it; False when a replay finds it published."""
+        if not await self._tables.create_alert(alert):
+            existing = await self._tables.get_alert(alert["exam_id"], alert["alert_id"])
+            if existing is None or existing.get("published"):
+                return False
+            alert = existing
+        await self._publisher.publish(alert)
+        return True
 
     # ---- poison ---------------------------------------------------------------------
     async def park(

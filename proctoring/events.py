@@ -56,6 +56,8 @@ __all__ = [
     "ChunkKey",
     "InvalidEvent",
     "Source",
+    "check_version",
+    "decode_record",
     "moment",
 ]
 
@@ -349,28 +351,38 @@ class ChunkEvent(_Ids):
     @classmethod
     def from_bytes(cls, data: bytes) -> ChunkEvent:
         """Parse a Kinesis record's data; raise InvalidEvent saying what is wrong."""
-        if len(data) > MAX_EVENT_BYTES:
-            raise InvalidEvent(
-                f"event is {len(data)} bytes, more than {MAX_EVENT_BYTES}", reason="too_large"
-            )
-        try:
-            raw = json.loads(data)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InvalidEvent(f"event is not JSON: {exc}", reason="not_json") from exc
-        if not isinstance(raw, dict):
-            raise InvalidEvent(
-                f"event is a JSON {type(raw).__name__}, not an object", reason="not_object"
-            )
-        if raw.get("v") != SCHEMA_VERSION:
-            raise InvalidEvent(
-                f"unsupported event version {raw.get('v')!r} (expected {SCHEMA_VERSION})",
-                reason="bad_version",
-            )
+        check_version(decode_record(data))
         try:
             # JSON mode: datetimes come as strings, everything else must have its type.
             return cls.model_validate_json(data)
         except ValidationError as exc:
             raise InvalidEvent(f"invalid chunk event: {_describe(exc)}") from exc
+
+
+def decode_record(data: bytes) -> dict[str, Any]:
+    """A record's data as a JSON object of at most MAX_EVENT_BYTES, or InvalidEvent."""
+    if len(data) > MAX_EVENT_BYTES:
+        raise InvalidEvent(
+            f"event is {len(data)} bytes, more than {MAX_EVENT_BYTES}", reason="too_large"
+        )
+    try:
+        raw = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidEvent(f"event is not JSON: {exc}", reason="not_json") from exc
+    if not isinstance(raw, dict):
+        raise InvalidEvent(
+            f"event is a JSON {type(raw).__name__}, not an object", reason="not_object"
+        )
+    return raw
+
+
+def check_version(raw: dict[str, Any]) -> None:
+    """InvalidEvent (``bad_version``) unless the record is of this schema version."""
+    if raw.get("v") != SCHEMA_VERSION:
+        raise InvalidEvent(
+            f"unsupported event version {raw.get('v')!r} (expected {SCHEMA_VERSION})",
+            reason="bad_version",
+        )
 
 
 def _describe(exc: ValidationError) -> str:

@@ -7,8 +7,9 @@ answers. ``dashboard.server`` mounts the same ``Api`` on a local HTTP server.
 
 Modules: ``http`` (requests, responses, errors), ``auth`` (tokens), ``app``
 (routes, dispatch), ``services`` (clients and stores), one module per
-resource (``exams``, ``sessions``, ``uploads``, ``interventions``, ``alerts``,
-``chat``, ``reports``, ``erasure``, ``roster``), ``openapi`` (the document, from the routes).
+resource (``exams``, ``sessions``, ``uploads``, ``integrity``, ``interventions``,
+``alerts``, ``chat``, ``reports``, ``erasure``, ``roster``), ``openapi`` (the document, from the
+routes).
 
 A warm container answers every invocation with the same services (AWS
 clients, the token verifier and its cached keys): ``lambdas.container``.
@@ -26,6 +27,7 @@ from lambdas.api import (
     chat,
     erasure,
     exams,
+    integrity,
     interventions,
     live,
     openapi,
@@ -49,6 +51,7 @@ _ROUTED = (
     chat,
     erasure,
     exams,
+    integrity,
     interventions,
     live,
     openapi,

@@ -2,7 +2,9 @@
 interventions.
 
 JSON for programs, CSV for the exam office's spreadsheet: one row per chunk,
-per alert and per intervention (a warning, its acknowledgement, a pause, a
+per browser integrity event (``source`` = ``integrity``, ``status`` = its kind:
+hidden, blur, paste, ...; ``duration_ms`` in the JSON), per alert (an integrity
+alert with its ``duration_s``) and per intervention (a warning, its acknowledgement, a pause, a
 resume, the end of a session, a raised or lowered hand: ``row`` =
 ``intervention``, ``status`` = what happened, ``reviewed_by`` = who did it,
 ``note`` = the text), in time order per student. Both carry the exam's audit
@@ -29,6 +31,7 @@ from lambdas.api.interventions import timeline
 from lambdas.api.schemas import REPORT
 from proctoring.audit import verify
 from proctoring.exams import now_iso
+from proctoring.integrity import INTEGRITY
 
 __all__ = ["build_report"]
 
@@ -71,8 +74,12 @@ async def build_report(ctx: Context, exam: dict[str, Any]) -> dict[str, Any]:
     report_students = []
     for student_id in students:
         enrolment = enrolments.get(student_id, {})
-        rows = await exam_results(ctx, exam_id, student_id)
+        every = await exam_results(ctx, exam_id, student_id)
+        rows = [r for r in every if r.get("source") != INTEGRITY]
         rows.sort(key=lambda r: (r.get("source", ""), r.get("sequence", 0)))
+        events = sorted(
+            (r for r in every if r.get("source") == INTEGRITY), key=lambda r: r.get("sequence", 0)
+        )
         own = [a for a in alerts if a["student_id"] == student_id]
         report_students.append(
             {
@@ -86,9 +93,8 @@ async def build_report(ctx: Context, exam: dict[str, Any]) -> dict[str, Any]:
                 "not_analysed": sum(1 for r in rows if r.get("status") == "not_analysed"),
                 "errors": sum(1 for r in rows if r.get("status") == "error"),
                 "risk": max((float(r.get("risk") or 0) for r in rows), default=0.0),
-                "timeline": [
-                    {k: r.get(k) for k in _TIMELINE if r.get(k) is not None} for r in rows
-                ],
+                "timeline": [{k: r.get(k) for k in _TIMELINE if r.get(k) is not None} for r in rows]
+                + [_event_entry(r) for r in events],
                 "alerts": [
                     {
                         "alert_id": a["alert_id"],
@@ -98,6 +104,7 @@ async def build_report(ctx: Context, exam: dict[str, Any]) -> dict[str, Any]:
                         "first_sequence": a.get("first_sequence"),
                         "sequence": a.get("sequence"),
                         "created_at": a.get("created_at"),
+                        "duration_s": a.get("duration_s"),
                         "status": a.get("status"),
                         "reviews": a.get("reviews", []),
                     }
@@ -113,6 +120,11 @@ async def build_report(ctx: Context, exam: dict[str, Any]) -> dict[str, Any]:
         "students": report_students,
         "audit": chain.as_dict(),
     }
+
+
+def _event_entry(row: dict[str, Any]) -> dict[str, Any]:
+    """A browser integrity event on the timeline: ``status`` is its kind (hidden, paste, ...)."""
+    return {k: row.get(k) for k in (*_TIMELINE, "duration_ms") if row.get(k) is not None}
 
 
 def _cell(value: Any) -> str:
@@ -131,7 +143,7 @@ def report_csv(report: dict[str, Any]) -> str:
                 _cell(v)
                 for v in (
                     sid,
-                    "chunk",
+                    "event" if row.get("source") == INTEGRITY else "chunk",
                     row.get("source"),
                     row.get("sequence"),
                     row.get("captured_at"),

@@ -299,8 +299,13 @@ def evaluate(
 def risk_score(states: list[RuleState], policy: Policy | None = None) -> float:
     """A student's risk for the dashboard to sort by.
 
-    Each incident raised counts its severity's weight (high 10, medium 4, low 1); a streak
-    still below its tolerance counts the share of the window it has filled, at half weight.
+    ``risk = sum over incidents of weight(severity) + sum over pending streaks of
+    0.5 * min(count / tolerance, 1) * weight(severity)``, with weights high 10, medium 4,
+    low 1 and each rule's severity from the policy. Each incident raised counts its
+    severity's weight; a streak still below its tolerance counts the share of the window it
+    has filled, at half weight. The video's states (one per source) and the browser's
+    integrity incidents (``IntegrityState.as_rule_state``: incidents, no streaks) are
+    summed alike: a LEFT_EXAM (medium) adds 4 like a LOOKING_AWAY (medium) would.
     """
     policy = policy or Policy()
     score = 0.0

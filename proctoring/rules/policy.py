@@ -31,6 +31,15 @@ Example accommodations on a student's item::
 
     {"face_checks": false}            {"tolerances": {"NO_FACE": 6}}
 
+Integrity rules (the browser's events, ``proctoring.rules.integrity``) have
+their own tolerances, ``integrity_tolerances``: for LEFT_EXAM the seconds the
+exam tab may be hidden or the window unfocused, summed over the last
+``integrity_window`` seconds (default 10 s in 300 s); for FULLSCREEN_EXIT,
+PASTE, SECOND_SCREEN and CAMERA_OFF how many occurrences the window allows
+before an alert (default 0: the first one raises it). Accommodations may
+lengthen them (``{"integrity_tolerances": {"LEFT_EXAM": 60}}``: a student
+allowed breaks) or turn a rule off (``disabled_rules``).
+
 Errors::
 
     ProctoringError
@@ -48,6 +57,8 @@ from proctoring.errors import ProctoringError
 __all__ = [
     "DEFAULT_SEVERITIES",
     "FACE_RULES",
+    "INTEGRITY_RULES",
+    "INTEGRITY_SEVERITIES",
     "OBJECT_RULES",
     "POLICY_STUDENT_ID",
     "RULE_NAMES",
@@ -71,6 +82,18 @@ DEFAULT_SEVERITIES: dict[str, Severity] = {
     "FACE_NOT_CLEAR": "low",
 }
 RULE_NAMES = tuple(DEFAULT_SEVERITIES)
+"""The video rules (one chunk's frame)."""
+INTEGRITY_SEVERITIES: dict[str, Severity] = {
+    "LEFT_EXAM": "medium",
+    "FULLSCREEN_EXIT": "low",
+    "PASTE": "medium",
+    "SECOND_SCREEN": "high",
+    "CAMERA_OFF": "high",
+}
+INTEGRITY_RULES = tuple(INTEGRITY_SEVERITIES)
+"""The browser's integrity rules (``proctoring.rules.integrity``)."""
+DEFAULT_INTEGRITY_TOLERANCES: dict[str, float] = {"LEFT_EXAM": 10.0}
+"""LEFT_EXAM: seconds in the window; the others: occurrences allowed (0 when absent)."""
 FACE_RULES = frozenset({"FACE_MISMATCH", "LOOKING_AWAY", "FACE_NOT_CLEAR"})
 """Rules that read the face (turned off by ``face_checks: false``)."""
 OBJECT_RULES = frozenset({"EXTRA_PERSON", "PROHIBITED_OBJECT"})
@@ -90,11 +113,18 @@ class PolicyError(ProctoringError):
     """A stored policy or accommodation that does not validate."""
 
 
-def _check_rules(names: Any) -> Any:
-    unknown = sorted(set(names) - set(RULE_NAMES))
+def _check_rules(names: Any, known: tuple[str, ...] = RULE_NAMES + INTEGRITY_RULES) -> Any:
+    unknown = sorted(set(names) - set(known))
     if unknown:
-        raise ValueError(f"unknown rules {unknown}; known: {list(RULE_NAMES)}")
+        raise ValueError(f"unknown rules {unknown}; known: {list(known)}")
     return names
+
+
+def _check_integrity_tolerances(value: dict[str, float]) -> dict[str, float]:
+    _check_rules(value, INTEGRITY_RULES)
+    if any(v < 0 for v in value.values()):
+        raise ValueError("integrity tolerances are at least 0")
+    return value
 
 
 class Policy(BaseModel):
@@ -104,7 +134,7 @@ class Policy(BaseModel):
 
     sources: ChunkSources = "browser"
     """Which video is analysed: the browser's uploads, the Chime capture, or both (once)."""
-    enabled_rules: tuple[str, ...] = RULE_NAMES
+    enabled_rules: tuple[str, ...] = RULE_NAMES + INTEGRITY_RULES
     tolerance: int = Field(default=2, ge=1, le=720)
     """Consecutive analysed chunks before an alert, for rules without their own."""
     tolerances: dict[str, int] = Field(default_factory=lambda: {"LOOKING_AWAY": 3})
@@ -126,7 +156,14 @@ class Policy(BaseModel):
     dlib's own 0.6: a distance the library's authors would still call the same person is a
     near call."""
 
-    @field_validator("enabled_rules", "tolerances", "severities")
+    integrity_window: int = Field(default=300, ge=10, le=4 * 3600)
+    """Seconds over which the integrity rules sum durations and count occurrences."""
+    integrity_tolerances: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_INTEGRITY_TOLERANCES)
+    )
+    """See the module docstring: LEFT_EXAM in seconds, the others in occurrences."""
+
+    @field_validator("enabled_rules", "severities")
     @classmethod
     def _known(cls, value: Any) -> Any:
         return _check_rules(value)
@@ -134,9 +171,18 @@ class Policy(BaseModel):
     @field_validator("tolerances")
     @classmethod
     def _positive(cls, value: dict[str, int]) -> dict[str, int]:
+        _check_rules(value, RULE_NAMES)
         if any(v < 1 for v in value.values()):
             raise ValueError("tolerances must be at least 1 chunk")
         return value
+
+    @field_validator("integrity_tolerances")
+    @classmethod
+    def _integrity(cls, value: dict[str, float]) -> dict[str, float]:
+        return _check_integrity_tolerances(value)
+
+    def integrity_tolerance(self, rule: str) -> float:
+        return self.integrity_tolerances.get(rule, DEFAULT_INTEGRITY_TOLERANCES.get(rule, 0.0))
 
     def analyses(self, source: str) -> bool:
         """Whether chunks of ``source`` are analysed (``screen`` never is; it is recorded)."""
@@ -150,7 +196,8 @@ class Policy(BaseModel):
         return self.tolerances.get(rule, self.tolerance)
 
     def severity_for(self, rule: str) -> Severity:
-        return self.severities.get(rule, DEFAULT_SEVERITIES[rule])
+        default = DEFAULT_SEVERITIES.get(rule) or INTEGRITY_SEVERITIES[rule]
+        return self.severities.get(rule, default)
 
     def for_student(self, accommodations: Accommodations | None) -> Policy:
         """This policy relaxed by a student's accommodations."""
@@ -162,10 +209,14 @@ class Policy(BaseModel):
         tolerances = dict(self.tolerances)
         for rule, chunks in accommodations.tolerances.items():
             tolerances[rule] = max(chunks, self.tolerance_for(rule))
+        integrity = dict(self.integrity_tolerances)
+        for rule, allowed in accommodations.integrity_tolerances.items():
+            integrity[rule] = max(allowed, self.integrity_tolerance(rule))
         return self.model_copy(
             update={
                 "enabled_rules": tuple(r for r in self.enabled_rules if r not in disabled),
                 "tolerances": tolerances,
+                "integrity_tolerances": integrity,
             }
         )
 
@@ -188,11 +239,22 @@ class Accommodations(BaseModel):
     face_checks: bool = True
     disabled_rules: tuple[str, ...] = ()
     tolerances: dict[str, int] = Field(default_factory=dict)
+    integrity_tolerances: dict[str, float] = Field(default_factory=dict)
 
-    @field_validator("disabled_rules", "tolerances")
+    @field_validator("disabled_rules")
     @classmethod
     def _known(cls, value: Any) -> Any:
         return _check_rules(value)
+
+    @field_validator("tolerances")
+    @classmethod
+    def _video(cls, value: Any) -> Any:
+        return _check_rules(value, RULE_NAMES)
+
+    @field_validator("integrity_tolerances")
+    @classmethod
+    def _integrity(cls, value: dict[str, float]) -> dict[str, float]:
+        return _check_integrity_tolerances(value)
 
     @classmethod
     def from_item(cls, session: dict[str, Any] | None) -> Accommodations | None:

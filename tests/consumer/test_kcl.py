@@ -23,6 +23,7 @@ import pytest
 
 from proctoring.aws import sync_client
 from proctoring.events import ChunkEvent, ChunkKey
+from proctoring.integrity import IntegrityEvent
 from proctoring.settings import Settings
 from proctoring.storage import from_item
 from producer.scenario import load_scenario, render_chunks
@@ -124,6 +125,22 @@ def test_a_batch_is_checkpointed_only_after_its_effects_and_shard_end_is_checkpo
     settings: Settings, tmp_path: Path
 ) -> None:
     records = _records(settings, tmp_path)
+    paste = IntegrityEvent(  # the stream's second event type goes the same way
+        exam_id=EXAM,
+        student_id="gone",
+        event_id="ev-kcl-paste-0",
+        seq=0,
+        kind="paste",
+        at=datetime.now(UTC),
+        received_at=datetime.now(UTC),
+    )
+    records.append(
+        {
+            **records[-1],
+            "data": base64.b64encode(paste.to_bytes()).decode(),
+            "sequenceNumber": records[-1]["sequenceNumber"] + "1",
+        }
+    )
     dynamodb = sync_client(settings, "dynamodb")
     daemon = _Daemon(settings, tmp_path / "kcl.log")
     try:
@@ -147,13 +164,15 @@ def test_a_batch_is_checkpointed_only_after_its_effects_and_shard_end_is_checkpo
             KeyConditionExpression="session_id = :s",
             ExpressionAttributeValues={":s": {"S": f"{EXAM}#gone"}},
         )["Items"]
-        assert sorted(from_item(r)["sequence"] for r in rows) == [0, 1, 2]
+        by_source = sorted((from_item(r)["source"], from_item(r)["sequence"]) for r in rows)
+        assert by_source == [("camera", 0), ("camera", 1), ("camera", 2), ("integrity", 0)]
         alerts = dynamodb.query(
             TableName=settings.names.alerts_table,
             KeyConditionExpression="exam_id = :e",
             ExpressionAttributeValues={":e": {"S": EXAM}},
         )["Items"]
-        assert [(a["type"]["S"], a["published"]["BOOL"]) for a in alerts] == [("NO_FACE", True)]
+        raised = sorted((a["type"]["S"], a["published"]["BOOL"]) for a in alerts)
+        assert raised == [("NO_FACE", True), ("PASTE", True)]
         daemon.send(
             {
                 "action": "checkpoint",

@@ -278,10 +278,18 @@ function addAlert(alert, live = false) {
     el("button", { type: "button", onclick: () => openAlert(alert.alert_id) },
       el("strong", {}, alert.type), " ",
       el("span", {}, nameOf(alert.student_id)), " ",
-      el("span", { class: "muted" }, `${alert.severity || ""} · chunk ${alert.sequence ?? "?"} · ${when(alert.created_at)}`)));
+      el("span", { class: "muted" }, `${alert.severity || ""} · ${alertWhere(alert)} · ${when(alert.created_at)}`)));
   $("#feed").prepend(item);
   if (live) item.classList.add("new");
 }
+
+// ---- integrity alerts (issue 16): the browser's events have a duration, not chunks --------------
+function alertWhere(alert) {
+  if (alert.source !== "integrity") return `chunk ${alert.sequence ?? "?"}`;
+  const duration = alert.duration_s === undefined || alert.duration_s === null ? "" : ` · ${alert.duration_s} s`;
+  return `page event ${alert.sequence ?? "?"}${duration}`;
+}
+// ---- end of integrity alerts --------------------------------------------------------------------
 
 async function openAlert(alertId) {
   let alert = state.alerts.get(alertId);
@@ -314,7 +322,7 @@ async function openAlert(alertId) {
   }
 }
 
-const NUMBERS = ["type", "severity", "first_sequence", "sequence", "chunks", "faces", "distance", "frame_time", "risk"];
+const NUMBERS = ["type", "severity", "first_sequence", "sequence", "chunks", "faces", "distance", "frame_time", "risk", "duration_s", "occurrences"];
 
 function renderNumbers(alert) {
   const rows = [];

@@ -21,6 +21,18 @@ function key(source, sequence) {
   return `${source}|${String(sequence).padStart(9, "0")}`;
 }
 
+/** Wait `ms` at most; `owner.wakeUp()` ends the wait early (new work, the network is back). */
+export function pause(owner, ms) {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      resolve();
+    }
+    owner.wakeUp = done;
+  });
+}
+
 export class Outbox {
   static async open(name) {
     const request = indexedDB.open(name, 1);
@@ -82,14 +94,7 @@ export class Uploader {
   }
 
   pause(ms) {
-    return new Promise((resolve) => {
-      const timer = setTimeout(done, ms);
-      function done() {
-        clearTimeout(timer);
-        resolve();
-      }
-      this.wakeUp = done;
-    });
+    return pause(this, ms);
   }
 
   async run() {

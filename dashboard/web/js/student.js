@@ -3,9 +3,11 @@
 // The exam id comes from the link (?exam=...). Recording starts when the proctor starts the
 // exam; chunks go through the IndexedDB outbox (outbox.js), so a network cut loses nothing.
 // The proctor's interventions (pause, resume, warnings, end) and the raised hand:
-// student-session.js.
+// student-session.js. What the browser knows beside the camera (tab hidden, paste, full screen
+// left, camera stopped): integrity.js.
 
 import { $, ApiError, api, currentSession, el, fail, loadConfig, show, signInForm, step, when } from "./app.js";
+import { IntegrityReporter, fullscreenButton } from "./integrity.js";
 import { Outbox, Uploader } from "./outbox.js";
 import { ChunkRecorder, recordingType } from "./recorder.js";
 import { followSession } from "./student-session.js";
@@ -221,6 +223,11 @@ async function exam(config) {
   }
   $("#recording").hidden = false;
   render();
+  const integrity = new IntegrityReporter({
+    exam: examId, student: state.student, area: $("#exam-content"), camera: state.camera, onChange: renderIntegrity,
+  });
+  integrity.start();
+  fullscreenButton($("#fullscreen"));
   const refreshChat = chat();
   watchExam(recorders);
   // live video (AWS): the camera also goes to the exam's Chime meeting (chime-live.js)
@@ -231,6 +238,7 @@ async function exam(config) {
     onChat: refreshChat,
     onEnded: (over) => {
       for (const recorder of recorders) recorder.stop();
+      integrity.stop();
       ended(over);
     },
   }).apply(session ?? { state: "running", warnings: [], hand_raised: false });
@@ -259,6 +267,14 @@ async function renderUploads(uploaders, recorders, outbox) {
   status.dataset.waiting = String(waiting);
   status.classList.toggle("offline", offline);
   show(status, parts.join(" · "));
+}
+
+function renderIntegrity(reporter) {
+  const status = $("#integrity-status");
+  const waiting = reporter.waiting;
+  status.dataset.sent = String(reporter.sent);
+  status.dataset.waiting = String(waiting);
+  show(status, waiting ? `${waiting} page event${waiting === 1 ? "" : "s"} waiting to be sent` : "");
 }
 
 function chat() {

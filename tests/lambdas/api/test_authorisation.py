@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from lambdas.api import ROUTER
@@ -66,6 +67,8 @@ MATRIX: dict[str, tuple[int, int, int, int, int, int]] = {
     ),
     "GET /exams/{exam_id}/students/{student_id}/session": (200, 403, 200, 403, 200, 401),
     "GET /exams/{exam_id}/students/{student_id}/stream": (403, 403, 200, 403, 403, 401),
+    # integrity events (issue 16): the student's own browser's
+    "POST /exams/{exam_id}/students/{student_id}/integrity": (403, 403, 202, 403, 403, 401),
 }
 
 
@@ -91,6 +94,16 @@ def _bodies(service: Service) -> dict[str, Any]:
         },
         "POST /exams/{exam_id}/students/{student_id}/hand": {},
         "POST /exams/{exam_id}/students/{student_id}/warnings/{warning_id}/acknowledgement": {},
+        "POST /exams/{exam_id}/students/{student_id}/integrity": {
+            "events": [
+                {
+                    "event_id": "ev-matrix-0001",
+                    "seq": 0,
+                    "kind": "paste",
+                    "at": (datetime.now(UTC) - timedelta(minutes=1)).isoformat(),
+                }
+            ]
+        },
     }
 
 

@@ -1,0 +1,204 @@
+"""The integrity path of the processor: one batch's browser events, per student, in order.
+
+The records of the chunk stream carry two event types (``proctoring.integrity``);
+the processor hands the integrity events to :class:`IntegrityEvents` after the
+batch's chunks (so one student's session item is written by one path at a
+time). Per student, in ``seq`` order:
+
+1. the event's row is written to the results table under
+   ``chunk_id = integrity#<event_id>`` only if absent: the conditional write
+   is the deduplication (an event the browser sent twice, a record delivered
+   twice). A duplicate gets an errors row (``reason = duplicate_event``) and
+   the ``IntegrityDuplicates`` metric, and nothing else;
+2. an event older than one already judged (``seq`` below the last) is
+   *out of order*: it is kept and judged on its own times all the same, with
+   an errors row (``reason = out_of_order``) saying it came late;
+3. the integrity rules (``proctoring.rules.integrity``) judge it with the
+   exam's policy relaxed by the student's accommodations; each incident is an
+   alert (deterministic id), created once and published like the video's;
+4. the rules' state and the risk score (video and integrity incidents,
+   ``proctoring.rules.risk_score``) are saved on the student's session item.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+from consumer.analyser import Policies
+from proctoring.integrity import INTEGRITY, IntegrityEvent
+from proctoring.metrics import Metrics
+from proctoring.rules import Accommodations, RuleState, alert_id, risk_score
+from proctoring.rules.integrity import IntegrityFinding, IntegrityState, judge
+from proctoring.storage import Tables
+
+__all__ = ["IntegrityCounts", "IntegrityEvents"]
+
+_log = structlog.get_logger(__name__)
+Deliver = Callable[[dict[str, Any]], Awaitable[bool]]
+RecordError = Callable[..., Awaitable[None]]
+
+
+class IntegrityCounts:
+    def __init__(self) -> None:
+        self.results = 0
+        self.duplicates = 0
+        self.errors = 0
+        self.alerts = 0
+
+
+class IntegrityEvents:
+    """See the module docstring. One per processor."""
+
+    def __init__(
+        self,
+        *,
+        tables: Tables,
+        policies: Policies,
+        metrics: Metrics,
+        deliver: Deliver,
+        record_error: RecordError,
+        now: Callable[[], datetime],
+        expiry: Callable[[datetime], int],
+    ) -> None:
+        self._tables = tables
+        self._policies = policies
+        self._metrics = metrics
+        self._deliver = deliver
+        self._record_error = record_error
+        self._now = now
+        self._expiry = expiry
+
+    async def apply(self, events: Sequence[tuple[IntegrityEvent, str]]) -> IntegrityCounts:
+        """``events``: each with its record's sequence number, in the stream's order."""
+        counts = IntegrityCounts()
+        by_student: dict[tuple[str, str], list[tuple[IntegrityEvent, str]]] = defaultdict(list)
+        for event, sequence_number in events:
+            by_student[(event.exam_id, event.student_id)].append((event, sequence_number))
+        for student_events in by_student.values():
+            await self._student(sorted(student_events, key=lambda e: e[0].seq), counts)
+        return counts
+
+    async def _student(
+        self, events: list[tuple[IntegrityEvent, str]], counts: IntegrityCounts
+    ) -> None:
+        first = events[0][0]
+        session = await self._tables.get_session(first.exam_id, first.student_id) or {
+            "exam_id": first.exam_id,
+            "student_id": first.student_id,
+            "version": 0,
+        }
+        policy = (await self._policies.get(first.exam_id)).for_student(
+            Accommodations.from_item(session)
+        )
+        state = IntegrityState.from_dict(session.get("integrity"))
+        for event, sequence_number in events:
+            with structlog.contextvars.bound_contextvars(
+                exam=event.exam_id, student=event.student_id, integrity_seq=event.seq
+            ):
+                if not await self._write(event):
+                    counts.duplicates += 1
+                    counts.errors += 1
+                    await self._error(event, sequence_number, "duplicate_event", "sent again")
+                    self._metrics.add("IntegrityDuplicates")
+                    continue
+                counts.results += 1
+                self._metrics.add("IntegrityEvents", Kind=event.kind)
+                if event.seq < state.last_seq:
+                    counts.errors += 1
+                    await self._error(
+                        event,
+                        sequence_number,
+                        "out_of_order",
+                        f"came after event {state.last_seq}; kept and judged on its own times",
+                    )
+                state, findings = judge(state, event, policy)
+                for found in findings:
+                    await self._alert(event, found)
+                    counts.alerts += 1
+        session["integrity"] = state.to_dict()
+        session["risk"] = _risk(session, state, policy)
+        session["updated_at"] = self._now().isoformat()
+        version = int(session.pop("version", 0))
+        await self._tables.save_session(session, expected_version=version)
+
+    async def _write(self, event: IntegrityEvent) -> bool:
+        """Write the event's timeline row unless it is there; True when this call wrote it."""
+        now = self._now()
+        row = {
+            "session_id": event.session_id,
+            "chunk_id": f"{INTEGRITY}#{event.event_id}",
+            "exam_id": event.exam_id,
+            "student_id": event.student_id,
+            "source": INTEGRITY,
+            "sequence": event.seq,
+            "status": event.kind,
+            "event_id": event.event_id,
+            "captured_at": event.at.isoformat(),
+            "duration_ms": event.duration_ms,
+            "detail": event.detail,
+            "uploaded_at": event.received_at.isoformat(),
+            "processed_at": now.isoformat(),
+            "expires_at": self._expiry(now),
+        }
+        written = await self._tables.put_result({k: v for k, v in row.items() if v is not None})
+        return written is None
+
+    async def _error(
+        self, event: IntegrityEvent, sequence_number: str, reason: str, what: str
+    ) -> None:
+        await self._record_error(
+            exam_id=event.exam_id,
+            error_id=f"{INTEGRITY}#{event.student_id}#{event.event_id}#{reason}",
+            stage=INTEGRITY,
+            reason=reason,
+            message=f"{event.kind} event {event.seq} ({event.event_id}): {what}",
+            student_id=event.student_id,
+            sequence_number=sequence_number,
+        )
+
+    async def _alert(self, event: IntegrityEvent, found: IntegrityFinding) -> None:
+        finding = found.finding
+        now = self._now()
+        what = _describe(event, found)
+        alert: dict[str, Any] = {
+            "exam_id": event.exam_id,
+            "alert_id": alert_id(event.exam_id, event.student_id, INTEGRITY, finding),
+            "student_id": event.student_id,
+            "source": INTEGRITY,
+            "type": finding.rule,
+            "severity": finding.severity,
+            "sequence": event.seq,
+            "first_sequence": event.seq,
+            "chunks": 0,
+            "duration_s": found.duration_s,
+            "occurrences": found.occurrences,
+            "event_id": event.event_id,
+            "event_kind": event.kind,
+            "event_at": event.at.isoformat(),
+            "evidence": {"message": what, "kind": event.kind, "at": event.at.isoformat()},
+            "status": "open",
+            "created_at": now.isoformat(),
+            "expires_at": self._expiry(now),
+        }
+        alert = {k: v for k, v in alert.items() if v is not None}
+        if await self._deliver(alert):
+            self._metrics.add("AlertsRaised", Rule=finding.rule)
+            _log.warning("alert raised", alert=alert["alert_id"], type=finding.rule, what=what)
+
+
+def _describe(event: IntegrityEvent, found: IntegrityFinding) -> str:
+    rule = found.finding.rule
+    if rule == "LEFT_EXAM":
+        return f"exam tab hidden or window unfocused for {found.duration_s} s in the window"
+    return f"{event.kind} at {event.at.isoformat()} ({found.occurrences} in the window)"
+
+
+def _risk(session: dict[str, Any], state: IntegrityState, policy: Any) -> float:
+    """The student's risk: the video's rule states and the integrity incidents, one formula."""
+    states = [RuleState.from_dict(d) for d in session.get("rules", {}).values()]
+    return risk_score([*states, state.as_rule_state()], policy)
