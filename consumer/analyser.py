@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 import structlog
 
-from proctoring.analysis.base import API_NAMES, Engine, FrameAnalysis
+from proctoring.analysis.base import API_NAMES, Engine, FaceDetail, FrameAnalysis
 from proctoring.analysis.scheduling import Cadence, Decision, ScheduleState, advance, decide
 from proctoring.events import ChunkEvent
 from proctoring.metrics import Metrics
@@ -44,6 +44,7 @@ from proctoring.rules import (
     RuleState,
     evaluate,
     face_clear,
+    looking_away,
     risk_score,
     unavailable_rules,
 )
@@ -162,13 +163,12 @@ class StudentAnalyser:
         """Schedule, analyse and evaluate one camera or chime chunk (in sequence order).
 
         ``fallback`` gives a second frame of the chunk (its first), analysed when ``jpeg``
-        leaves the chunk in doubt (:func:`_doubt`): no face, a face that is not clear, or a
-        face that does not match the registered student. One frame caught mid-motion, with
-        the head turned or blurred, is common; a student away from the desk is absent from
-        both frames and an impostor mismatches in both. The chunk is decided on the second
-        frame only where it settles the doubt (:func:`_resolves`): so no student is accused
-        on a single bad frame. It is asked for only then (None: the frame could not be
-        had), so most chunks never pay for it.
+        leaves the chunk in doubt (:func:`_doubt`): no face, a face that is not clear, or
+        a turned face that does not match. One frame caught mid-motion, with the head
+        turned or blurred, is common; a student away from the desk is absent from both
+        frames. The chunk is decided on the second frame only where it settles the doubt
+        (:func:`_resolves`): so no student is accused on a single bad frame. It is asked
+        for only then (None: the frame could not be had), so most chunks never pay for it.
         """
         source = event.source
         schedule = self._schedules.get(source, ScheduleState())
@@ -211,8 +211,8 @@ class StudentAnalyser:
                     confirm="if_changed",
                     confirmed=analysis.signature or (),
                 )
-                if doubt == "mismatch":
-                    plan = replace(plan, identity="yes")
+                if analysis.identity in ("match", "mismatch"):
+                    plan = replace(plan, identity="yes")  # decided on it: checked on it
                 second = await self._engine.analyse(
                     event.exam_id, event.student_id, second_jpeg, plan
                 )
@@ -289,29 +289,38 @@ class StudentAnalyser:
         }
 
 
-Doubt = Literal["no_face", "mismatch", "not_clear"]
+Doubt = Literal["no_face", "not_clear", "turned"]
+
+
+def _main(analysis: FrameAnalysis) -> FaceDetail:
+    return max(analysis.faces, key=lambda f: f.box[2] * f.box[3])
 
 
 def _doubt(analysis: FrameAnalysis, policy: Policy) -> Doubt | None:
-    """Why one frame is not enough to decide the chunk on; None: it is enough."""
+    """Why one frame is not enough to decide the chunk on; None: it is enough.
+
+    No face (a face missed mid-motion), a face that is not clear (blurred, dark, cut),
+    or a face turned away that does not match (an embedding of a turned face is far from
+    the registered one). A clear mismatch facing the camera is no doubt: it is decided
+    as it is, so an impostor who sits down mid-chunk is not matched on the frame before.
+    """
     if not analysis.faces:
         return "no_face"
-    if analysis.identity == "mismatch":
-        return "mismatch"
-    main = max(analysis.faces, key=lambda f: f.box[2] * f.box[3])
+    main = _main(analysis)
     if face_clear(main, policy) is False:
         return "not_clear"
+    if analysis.identity == "mismatch" and looking_away(main, policy):
+        return "turned"
     return None
 
 
 def _resolves(doubt: Doubt | None, second: FrameAnalysis, policy: Policy) -> bool:
-    """The second frame settles the doubt: a face after none, a match after a mismatch, a
-    clear face after an unclear one."""
+    """The second frame settles the doubt: a face after none; a clear face after an
+    unclear one; the registered student after a turned stranger."""
     if doubt == "no_face":
         return bool(second.faces)
-    if doubt == "mismatch":
-        return second.identity == "match"
-    if doubt == "not_clear" and second.faces:
-        main = max(second.faces, key=lambda f: f.box[2] * f.box[3])
-        return face_clear(main, policy) is True
-    return False
+    if not second.faces:
+        return False
+    if doubt == "not_clear":
+        return face_clear(_main(second), policy) is True
+    return doubt == "turned" and second.identity == "match"
