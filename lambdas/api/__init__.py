@@ -19,23 +19,10 @@ clients, the token verifier and its cached keys): ``lambdas.container``.
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import Any
 
 from lambdas import container
-from lambdas.api import (
-    alerts,
-    chat,
-    erasure,
-    exams,
-    integrity,
-    interventions,
-    live,
-    openapi,
-    reports,
-    roster,
-    sessions,
-    uploads,
-)
 from lambdas.api.app import ROUTER, Api
 from lambdas.api.http import from_lambda_event, to_lambda_response
 from lambdas.api.services import open_services
@@ -45,20 +32,23 @@ from proctoring.settings import Settings
 
 __all__ = ["ROUTER", "Api", "handler"]
 
-# they declare the routes
-_ROUTED = (
-    alerts,
-    chat,
-    erasure,
-    exams,
-    integrity,
-    interventions,
-    live,
-    openapi,
-    reports,
-    roster,
-    sessions,
-    uploads,
+# Importing the resource modules declares their routes on ROUTER.
+_ROUTED = tuple(
+    import_module(f"{__name__}.{name}")
+    for name in [
+        "alerts",
+        "chat",
+        "erasure",
+        "exams",
+        "integrity",
+        "interventions",
+        "live",
+        "openapi",
+        "reports",
+        "roster",
+        "sessions",
+        "uploads",
+    ]
 )
 
 
