@@ -918,10 +918,14 @@ def _another_object(first: dict[str, Any] | None, event: ChunkEvent, digest: str
 
 def _evidence(row: dict[str, Any]) -> dict[str, Any]:
     """What the proctor sees beside the frame: the face details, identity (with the distance
-    to the registered face, the threshold and the margin between them), people and objects."""
+    to the registered face, the threshold and the margin between them), people, objects,
+    and which frame decided the chunk (``analysed``: its middle frame, its first frame where
+    the middle one was in doubt, or a repeat of chunk ``repeat_of``)."""
     return {
         key: row[key]
         for key in (
+            "analysed",
+            "repeat_of",
             "face_details",
             "identity",
             "distance",

@@ -326,6 +326,8 @@ def test_a_mismatch_on_one_frame_is_checked_on_a_second_frame_before_it_counts(
     assert [(a["type"], a["first_sequence"], a["sequence"]) for a in alerts] == [
         ("FACE_MISMATCH", 1, 2)
     ]
+    evidence = alerts[0]["evidence"]
+    assert (evidence["analysed"], evidence["repeat_of"]) == ("repeat", 1), "what decided it"
 
 
 def test_a_redelivered_chunk_changes_nothing_and_a_second_object_is_flagged_not_analysed(

@@ -336,6 +336,12 @@ function renderNumbers(alert) {
     const side = margin > 0 ? "someone else's side" : "the student's side";
     rows.push(["identity distance", `${evidence.distance.toFixed(3)} against a threshold of ${evidence.threshold.toFixed(2)}: ${Math.abs(margin).toFixed(3)} on ${side}`]);
   }
+  const decided = {
+    frame: "the chunk's middle frame",
+    fallback: "the chunk's first frame (its middle frame showed no face, an unclear face or a turned stranger)",
+    repeat: `chunk ${evidence.repeat_of}'s analysis (the picture had not changed)`,
+  }[evidence.analysed];
+  if (decided) rows.push(["decided on", decided]);
   for (const [key, value] of Object.entries(flatten(evidence, "evidence"))) rows.push([key, value]);
   show($("#alert-numbers"), rows.map(([key, value]) => [el("dt", {}, key), el("dd", {}, typeof value === "number" ? String(Math.round(value * 1000) / 1000) : String(value))]));
 }
