@@ -128,3 +128,20 @@ async def eventually(
         if time.monotonic() > deadline:
             pytest.fail(f"condition not met within {within} s; last value: {value!r}")
         await asyncio.sleep(interval)
+
+
+@pytest.fixture
+def built_clients(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The AWS service of every aiobotocore client built from here on, in order: what a
+    warm Lambda must not build twice."""
+    from aiobotocore.session import AioSession
+
+    built: list[str] = []
+    create_client = AioSession.create_client
+
+    def counted(self: AioSession, service: str, *args: Any, **kwargs: Any) -> Any:
+        built.append(service)
+        return create_client(self, service, *args, **kwargs)
+
+    monkeypatch.setattr(AioSession, "create_client", counted)
+    return built

@@ -7,7 +7,6 @@ import json
 from typing import Any
 
 import pytest
-from aiobotocore.session import AioSession
 
 from lambdas import chunk_router
 from lambdas.chunk_router import Attendees, route
@@ -192,20 +191,12 @@ def test_test_events_are_ignored_and_bad_keys_recorded(settings: Settings) -> No
 
 
 def test_a_warm_router_lambda_reuses_its_clients_and_attendee_cache(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, built_clients: list[str]
 ) -> None:
     """Through ``handler``, as Lambda calls it: the second invocation builds no client."""
     monkeypatch.setenv("PROCTOR_ENDPOINT_URL", settings.endpoint_url or "")
     monkeypatch.setenv("PROCTOR_PREFIX", settings.prefix)
     monkeypatch.setenv("PROCTOR_LOG_FORMAT", "console")
-    built: list[str] = []
-    create_client = AioSession.create_client
-
-    def counted(self: AioSession, service: str, *args: Any, **kwargs: Any) -> Any:
-        built.append(service)
-        return create_client(self, service, *args, **kwargs)
-
-    monkeypatch.setattr(AioSession, "create_client", counted)
     attendees: list[Attendees] = []
     route_ = chunk_router.route
 
@@ -218,7 +209,7 @@ def test_a_warm_router_lambda_reuses_its_clients_and_attendee_cache(
     for sequence in range(2):
         key = f"chunks/{EXAM}/dee/camera/{sequence:06d}_1.mp4"
         assert chunk_router.handler(_s3_event(bucket, [key])) == {"batchItemFailures": []}
-    assert sorted(built) == ["dynamodb", "kinesis", "s3", "sns", "sqs"]  # once, not twice
+    assert sorted(built_clients) == ["dynamodb", "kinesis", "s3", "sns", "sqs"]  # once, not twice
     assert attendees[0] is attendees[1]  # the attendee cache outlives an invocation
 
     async def read() -> list[dict[str, Any]]:

@@ -195,3 +195,16 @@ def live(settings: Settings, pool: Executor) -> Iterator[Service]:
     """The same with the pipeline (router and consumer) running and the exam gate on."""
     with _running(settings.model_copy(update={"exam_gate": True}), pipeline=pool) as running:
         yield running
+
+
+def lambda_environment(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The environment the API Lambda reads its settings from, pointed at ``settings``."""
+    for name, value in {
+        "PROCTOR_ENDPOINT_URL": settings.endpoint_url,
+        "PROCTOR_PREFIX": settings.prefix,
+        "PROCTOR_USER_POOL_ID": settings.user_pool_id,
+        "PROCTOR_USER_POOL_CLIENT_ID": settings.user_pool_client_id,
+        "PROCTOR_JWKS_URL": settings.jwks_url,
+        "PROCTOR_LOG_FORMAT": "console",
+    }.items():
+        monkeypatch.setenv(name, str(value))

@@ -10,22 +10,13 @@ import pytest
 
 from lambdas.api import handler
 from lambdas.api.reports import report_csv
-from tests.lambdas.api.conftest import Service
+from tests.lambdas.api.conftest import Service, lambda_environment
 
 
 def test_the_lambda_handler_serves_a_route_as_api_gateway_calls_it(
     service: Service, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings = service.settings
-    for name, value in {
-        "PROCTOR_ENDPOINT_URL": settings.endpoint_url,
-        "PROCTOR_PREFIX": settings.prefix,
-        "PROCTOR_USER_POOL_ID": settings.user_pool_id,
-        "PROCTOR_USER_POOL_CLIENT_ID": settings.user_pool_client_id,
-        "PROCTOR_JWKS_URL": settings.jwks_url,
-        "PROCTOR_LOG_FORMAT": "console",
-    }.items():
-        monkeypatch.setenv(name, str(value))
+    lambda_environment(service.settings, monkeypatch)
     event = {
         "version": "2.0",
         "routeKey": "POST /exams",

@@ -19,7 +19,7 @@ from lambdas import container
 from lambdas.api import handler
 from lambdas.api.services import Services
 from proctoring.settings import Settings
-from tests.lambdas.api.conftest import Service
+from tests.lambdas.api.conftest import Service, lambda_environment
 
 
 @dataclass
@@ -33,16 +33,7 @@ class Counts:
 @pytest.fixture
 def counts(service: Service, monkeypatch: pytest.MonkeyPatch) -> Counts:
     """The handler's environment, with key fetches, client and service builds counted."""
-    settings = service.settings
-    for name, value in {
-        "PROCTOR_ENDPOINT_URL": settings.endpoint_url,
-        "PROCTOR_PREFIX": settings.prefix,
-        "PROCTOR_USER_POOL_ID": settings.user_pool_id,
-        "PROCTOR_USER_POOL_CLIENT_ID": settings.user_pool_client_id,
-        "PROCTOR_JWKS_URL": settings.jwks_url,
-        "PROCTOR_LOG_FORMAT": "console",
-    }.items():
-        monkeypatch.setenv(name, str(value))
+    lambda_environment(service.settings, monkeypatch)
     counts = Counts()
     fetch, create_client = jwt.PyJWKClient.fetch_data, AioSession.create_client
     open_services = lambdas.api.open_services
