@@ -19,6 +19,7 @@ incidents, ``proctoring.rules.risk_score``); the report reads the same (``risks`
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from lambdas.api.app import PROCTORS, ROUTER, Context
@@ -31,6 +32,9 @@ from proctoring.rules.policy import POLICY_STUDENT_ID, Policy, PolicyError
 __all__ = ["attention_order", "risks"]
 
 _FRAME_SECONDS = 300
+_READS_IN_FLIGHT = 16
+"""Newest-chunk queries in flight for one roster: 200 students in ~13 rounds instead of 200
+one after the other (a 3 s poll took 3-7 s), far below a table's read capacity."""
 _SEVERITY = {"high": 3, "medium": 2, "low": 1}
 _LATEST = ("sequence", "status", "faces", "identity", "captured_at", "processed_at", "risk")
 ROSTER_ENTRY = obj(
@@ -99,8 +103,17 @@ async def list_students(request: Request, ctx: Context) -> Response:
     for alert in await services.tables.alerts(exam_id):
         if alert.get("status", "open") == "open":
             open_alerts.setdefault(alert["student_id"], []).append(alert)
+    reads = asyncio.Semaphore(_READS_IN_FLIGHT)
+
+    async def newest(student_id: str, source: str) -> dict[str, Any] | None:
+        async with reads:
+            return await services.tables.latest_result(f"{exam_id}#{student_id}", source)
+
+    latest_of = await asyncio.gather(
+        *(newest(e["student_id"], source) for e in enrolments for source in sources)
+    )
     entries = []
-    for enrolment in enrolments:
+    for index, enrolment in enumerate(enrolments):
         student_id = enrolment["student_id"]
         own = open_alerts.get(student_id, [])
         entry: dict[str, Any] = {
@@ -120,9 +133,8 @@ async def list_students(request: Request, ctx: Context) -> Response:
         hand = enrolment.get("hand") or {}
         if hand.get("raised"):
             entry["hand_raised_at"] = hand.get("at")
-        session_id = f"{exam_id}#{student_id}"
-        newest = [await services.tables.latest_result(session_id, s) for s in sources]
-        latest = max((r for r in newest if r), key=_arrived, default=None)
+        mine = latest_of[index * len(sources) : (index + 1) * len(sources)]
+        latest = max((r for r in mine if r), key=_arrived, default=None)
         if latest is not None:
             entry["latest"] = {k: latest[k] for k in _LATEST if latest.get(k) is not None}
             entry["last_seen"] = _arrived(latest) or None

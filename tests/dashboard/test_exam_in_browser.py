@@ -93,8 +93,8 @@ def test_impostor_recorded_uploaded_and_flagged_on_the_console(
     screenshot(console, "console-alert")
     dialog.get_by_label("Confirm (misconduct)").check()
     dialog.get_by_label("Note").fill("not the registered student")
-    dialog.get_by_role("button", name="Save decision").click()
-    expect(dialog.locator("#review-status")).to_have_text("Saved: confirmed.")
+    dialog.get_by_role("button", name="Save", exact=True).click()
+    expect(dialog.locator("#review-status")).to_have_text("Saved: confirmed misconduct.")
 
     console.keyboard.press("Escape")
     card.get_by_role("button").click()
