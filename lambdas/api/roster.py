@@ -23,11 +23,10 @@ import asyncio
 from typing import Any
 
 from lambdas.api.app import PROCTORS, ROUTER, Context
-from lambdas.api.exams import exam_for
+from lambdas.api.exams import exam_for, exam_policy
 from lambdas.api.http import Request, Response
 from lambdas.api.schemas import INT, STR, obj
 from proctoring.exams import now_iso
-from proctoring.rules.policy import POLICY_STUDENT_ID, Policy, PolicyError
 
 __all__ = ["attention_order", "risks"]
 
@@ -64,14 +63,6 @@ async def risks(ctx: Context, exam_id: str) -> dict[str, float]:
     }
 
 
-async def _policy(ctx: Context, exam_id: str) -> Policy:
-    item = await ctx.services.tables.get_session(exam_id, POLICY_STUDENT_ID)
-    try:
-        return Policy.from_item(item, tolerance=ctx.services.settings.tolerance)
-    except PolicyError:  # the consumer logs and records it; the console uses the defaults
-        return Policy(tolerance=ctx.services.settings.tolerance)
-
-
 def attention_order(entry: dict[str, Any]) -> tuple[Any, ...]:
     """Sort key: who needs the proctor first."""
     return (
@@ -97,7 +88,7 @@ async def list_students(request: Request, ctx: Context) -> Response:
     services = ctx.services
     enrolments = await services.exams.students(exam_id)
     risk = await risks(ctx, exam_id)
-    policy = await _policy(ctx, exam_id)
+    policy = await exam_policy(ctx, exam_id)
     sources = [s for s in ("camera", "chime") if policy.analyses(s)] or ["camera"]
     open_alerts: dict[str, list[dict[str, Any]]] = {}
     for alert in await services.tables.alerts(exam_id):
