@@ -35,6 +35,7 @@ from proctoring.storage import to_item
 from tests.conftest import DATA, require_data
 from tests.dashboard.conftest import screenshot
 from tests.dashboard.pages import proctor_console
+from tests.dashboard.test_accessibility import _audit
 from tests.lambdas.api.conftest import PASSWORD, ServerThread, identity_settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -238,6 +239,7 @@ def test_a_proctor_triages_200_students_from_the_console(
         ".every((i) => i.complete && i.naturalWidth > 0)"
     )
     screenshot(page, "console-triage")
+    _audit(page)  # every control labelled, every text at 4.5:1 (severity badges, OFFLINE, ...)
 
     # frames: none downloaded again over two polls; a changed frame, once
     bucket = f"/{settings.names.frames_bucket}/"
@@ -291,12 +293,13 @@ def test_a_proctor_triages_200_students_from_the_console(
     expect(stopped.locator(".seen")).to_have_text(re.compile(r"^OFFLINE · last chunk 1[01] s ago$"))
     assert _count(page, "offline") == 1
     page.get_by_label("Show").select_option("offline")
+    _audit(page)
     expect(grid.locator("> li:not([hidden])")).to_have_count(1)
     assert _tiles(page) == {stack.ids[STOPPED]}
     resumed = start + timedelta(seconds=tolerance + 2)
     stack.batch(settings.names.results_table, [stack.chunk(STOPPED, 1, resumed)])
     page.evaluate(f"window.__proctorClock.t = {_ms(resumed)}")
-    expect(stopped).to_have_attribute("data-offline", "false", timeout=10_000)  # the next poll
+    expect(stopped).to_have_attribute("data-offline", "false", timeout=20_000)  # the next poll
     expect(stopped.locator(".seen")).to_have_text("last chunk 0 s ago")
     assert _count(page, "offline") == 0
     page.get_by_label("Show").select_option("all")
@@ -313,6 +316,7 @@ def test_a_proctor_triages_200_students_from_the_console(
         " return i.complete && i.naturalWidth > 0 }"
     )
     screenshot(page, "console-decision")
+    _audit(page)
     page.keyboard.press("c")
     expect(dialog.get_by_label("Confirm (misconduct)")).to_be_checked()
     page.keyboard.press("n")  # save and next
@@ -333,6 +337,15 @@ def test_a_proctor_triages_200_students_from_the_console(
     expect(tile9.locator(".review")).to_have_text("confirmed: FACE_MISMATCH · 1 dismissed")
     expect(tile9).to_have_attribute("data-review", "confirmed")
     expect(page).to_have_title(f"({open_alerts}) Console · {TITLE}")
+
+    # the compact view: no frames, the 200 students in a fraction of the height
+    tall = page.evaluate("document.querySelector('#grid').scrollHeight")
+    page.get_by_label("Compact view").check()
+    expect(grid.locator("img:visible")).to_have_count(0)
+    compact = page.evaluate("document.querySelector('#grid').scrollHeight")
+    print(f"grid of {STUDENTS} students at 1280 px: {tall} px, compact {compact} px")
+    assert compact * 3 < tall
+    page.get_by_label("Compact view").uncheck()
 
     # a phone: no horizontal overflow, the grid with the filter and the decision dialog
     page.set_viewport_size({"width": 390, "height": 844})
