@@ -227,7 +227,7 @@ def test_a_proctor_triages_200_students_from_the_console(
     expect(first).to_have_attribute("data-severity", "high")
 
     # the flagged filter shows exactly the students with open alerts
-    page.get_by_label("Show").select_option("flagged")
+    page.locator("#grid-controls").get_by_label("Show").select_option("flagged")
     expect(page.locator('#grid-counts [data-count="shown"] strong')).to_have_text(str(len(flagged)))
     assert _tiles(page) == flagged
     page.get_by_label("Search by name").fill("Student 060")
@@ -282,7 +282,7 @@ def test_a_proctor_triages_200_students_from_the_console(
     # OFFLINE within the policy's tolerance (2 chunks of 5 s), cleared by the next chunk
     tolerance = 2 * settings.chunk_seconds
     stopped = grid.locator(f'[data-student="{stack.ids[STOPPED]}"]')
-    page.get_by_label("Show").select_option("all")
+    page.locator("#grid-controls").get_by_label("Show").select_option("all")
     page.evaluate(f"window.__proctorClock.t = {_ms(start) + (tolerance - 1) * 1000}")
     # (the server's clock against the browser's is measured to within the answer's latency)
     expect(stopped.locator(".seen")).to_have_text(re.compile(r"^last chunk [89] s ago$"))
@@ -292,7 +292,7 @@ def test_a_proctor_triages_200_students_from_the_console(
     expect(stopped).to_have_attribute("data-offline", "true", timeout=2_000)  # the next repaint
     expect(stopped.locator(".seen")).to_have_text(re.compile(r"^OFFLINE · last chunk 1[01] s ago$"))
     assert _count(page, "offline") == 1
-    page.get_by_label("Show").select_option("offline")
+    page.locator("#grid-controls").get_by_label("Show").select_option("offline")
     _audit(page)
     expect(grid.locator("> li:not([hidden])")).to_have_count(1)
     assert _tiles(page) == {stack.ids[STOPPED]}
@@ -302,7 +302,7 @@ def test_a_proctor_triages_200_students_from_the_console(
     expect(stopped).to_have_attribute("data-offline", "false", timeout=20_000)  # the next poll
     expect(stopped.locator(".seen")).to_have_text("last chunk 0 s ago")
     assert _count(page, "offline") == 0
-    page.get_by_label("Show").select_option("all")
+    page.locator("#grid-controls").get_by_label("Show").select_option("all")
 
     # keyboard only: the next unreviewed alert (high first, oldest first), confirm, next
     page.evaluate("document.activeElement.blur()")  # keys typed in the filter stay there
@@ -337,6 +337,10 @@ def test_a_proctor_triages_200_students_from_the_console(
     expect(tile9.locator(".review")).to_have_text("confirmed: FACE_MISMATCH · 1 dismissed")
     expect(tile9).to_have_attribute("data-review", "confirmed")
     expect(page).to_have_title(f"({open_alerts}) Console · {TITLE}")
+    reviewed.get_by_role("button").click()
+    expect(page.locator("#alert-heading")).to_contain_text("confirmed misconduct")
+    expect(page.locator("#alert-reviews")).to_contain_text("confirm by you")  # not a UUID
+    page.keyboard.press("Escape")
 
     # the compact view: no frames, the 200 students in a fraction of the height
     tall = page.evaluate("document.querySelector('#grid').scrollHeight")
@@ -349,7 +353,7 @@ def test_a_proctor_triages_200_students_from_the_console(
 
     # a phone: no horizontal overflow, the grid with the filter and the decision dialog
     page.set_viewport_size({"width": 390, "height": 844})
-    page.get_by_label("Show").select_option("flagged")
+    page.locator("#grid-controls").get_by_label("Show").select_option("flagged")
     width = page.evaluate("document.documentElement.scrollWidth")
     print(f"page width at 390 px: {width}")
     assert width <= 390

@@ -91,7 +91,9 @@ def test_impostor_recorded_uploaded_and_flagged_on_the_console(
         " return i.complete && i.naturalWidth > 0 }"
     )
     console.wait_for_function("() => document.querySelector('#evidence-video').readyState >= 2")
-    expect(dialog.locator("#alert-numbers")).to_contain_text("distance")
+    expect(dialog.locator("#alert-numbers")).to_contain_text("identity distance")
+    expect(dialog.locator("#alert-raw summary")).to_contain_text("Every number of the evidence")
+    expect(dialog.locator("#alert-evidence")).to_be_hidden()  # folded away
     expect(dialog.locator("#alert-who")).to_contain_text(PEOPLE["student"][2])
     screenshot(console, "console-alert")
     dialog.get_by_label("Confirm (misconduct)").check()

@@ -410,8 +410,13 @@ function renderNumbers(alert) {
     repeat: `chunk ${evidence.repeat_of}'s analysis (the picture had not changed)`,
   }[evidence.analysed];
   if (decided) rows.push(["decided on", decided]);
-  for (const [key, value] of Object.entries(flatten(evidence, "evidence"))) rows.push([key, value]);
-  show($("#alert-numbers"), rows.map(([key, value]) => [el("dt", {}, key), el("dd", {}, typeof value === "number" ? String(Math.round(value * 1000) / 1000) : String(value))]));
+  const pairs = (list) => list.map(([key, value]) => [el("dt", {}, key), el("dd", {}, typeof value === "number" ? String(Math.round(value * 1000) / 1000) : String(value))]);
+  show($("#alert-numbers"), pairs(rows));
+  // every raw number of the evidence (face boxes, poses, ...) folded away: the rows above decide
+  const raw = Object.entries(flatten(evidence, "evidence"));
+  $("#alert-raw").hidden = raw.length === 0;
+  show($("#alert-raw summary"), `Every number of the evidence (${raw.length})`);
+  show($("#alert-evidence"), pairs(raw));
 }
 
 function flatten(value, prefix) {
@@ -427,7 +432,7 @@ function flatten(value, prefix) {
 function renderReviews(alert) {
   const reviews = alert.reviews || [];
   show($("#alert-reviews"), reviews.length
-    ? reviews.map((r) => el("li", {}, el("strong", {}, r.decision), ` by ${r.by} at ${when(r.at)}: `, el("span", { class: "note" }, r.note || "")))
+    ? reviews.map((r) => el("li", {}, el("strong", {}, r.decision), ` by ${r.by === currentSession()?.claims.sub ? "you" : r.by} at ${when(r.at)}: `, el("span", { class: "note" }, r.note || "")))
     : el("li", { class: "muted" }, "No review yet."));
 }
 
