@@ -69,12 +69,13 @@ _FACE_THUMB = 12
 _COLOUR_BINS = (12, 8)
 _FACE_BYTES = _FACE_THUMB**2 + 2 * _COLOUR_BINS[0] * _COLOUR_BINS[1]
 _FACE_MARGIN = 0.3
-"""The face crop is the detector's box grown by this share of its side on each side: hair,
-the jaw line and the collar belong to who sits there (0.3 separated people best of 0, 0.15
-and 0.3 on the development half)."""
-_LAYOUT_SCALE = 19.5
-_COLOUR_SCALE = 0.315
-FACE_CHANGE_ABOVE = 1.0
+"""The face crop is the face's box (the square around its landmarks, see
+``describe._landmark_box``) grown by this share of its side on each side: hair, the jaw
+line and the collar belong to who sits there (0.3 separated people best of 0, 0.15 and 0.3
+on the development half)."""
+_LAYOUT_SCALE = 19.1
+_COLOUR_SCALE = 0.42
+FACE_CHANGE_ABOVE = 0.92
 _IDENTITY_RULES = frozenset({"FACE_MISMATCH", "FACE_NOT_CLEAR"})
 _FACE_RULES = frozenset(
     {"NO_FACE", "MULTIPLE_FACES", "FACE_MISMATCH", "LOOKING_AWAY", "FACE_NOT_CLEAR"}
@@ -199,7 +200,7 @@ def frame_difference(a: bytes, b: bytes) -> float:
 def face_thumbnail(pixels: np.ndarray, box: Box) -> bytes:
     """What :func:`face_difference` compares of one face of an RGB image (336 bytes).
 
-    The detector's box grown by ``_FACE_MARGIN`` a side (clipped to the image) gives
+    The face's box grown by ``_FACE_MARGIN`` a side (clipped to the image) gives
     two views, both blind to a change of light: a 12x12 grey crop stretched to mean 128
     and standard deviation 40 grey levels (the face's layout: features, glasses, hair
     line), and a hue x saturation histogram, 12 x 8 bins, brightness left out (skin, hair

@@ -63,6 +63,7 @@ __all__ = [
     "evaluate",
     "face_clear",
     "looking_away",
+    "main_face",
     "risk_score",
     "unavailable_rules",
 ]
@@ -146,10 +147,11 @@ class Finding:
     chunks: int  # consecutive chunks seen so far
 
 
-def _main_face(obs: Observation) -> FaceDetail | None:
-    if not obs.details:
+def main_face(faces: tuple[FaceDetail, ...]) -> FaceDetail | None:
+    """The face the rules judge: the largest (the one nearest the camera); None: no face."""
+    if not faces:
         return None
-    return max(obs.details, key=lambda f: f.box[2] * f.box[3])
+    return max(faces, key=lambda f: f.box[2] * f.box[3])
 
 
 def face_clear(face: FaceDetail, policy: Policy) -> bool | None:
@@ -204,7 +206,7 @@ def looking_away(face: FaceDetail, policy: Policy) -> bool | None:
 def _condition(rule: str, obs: Observation, policy: Policy, *, stranger: bool) -> bool | None:
     """True/False, or None when the chunk says nothing about this rule (``stranger``: the
     face on camera is taken not to be the student's, see the module docstring)."""
-    face = _main_face(obs)
+    face = main_face(obs.details)
     if rule == "NO_FACE":
         return obs.faces == 0
     if rule == "MULTIPLE_FACES":
