@@ -29,12 +29,12 @@ import structlog
 from bench.frames import chunks as cut_chunks
 from bench.frames import floor
 from bench.harness import Figure, Size, pool_cpu
+from cli.services import build_processor, cpu_pool, warm_pool
 from consumer.processor import Record
 from infrastructure.emulator import Emulator
 from infrastructure.local import provision
 from proctoring.analysis.fixed import FixedLatencyEngine
 from proctoring.aws import async_clients
-from proctoring.cli.services import build_processor, cpu_pool, warm_pool
 from proctoring.events import ChunkEvent, ChunkKey
 from proctoring.logs import configure_logging
 from proctoring.metrics import Metrics

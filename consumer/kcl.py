@@ -29,12 +29,12 @@ import structlog
 from amazon_kclpy import kcl
 from amazon_kclpy.v3 import processor as kcl_processor
 
+from cli.services import build_processor, cpu_pool, outbox_sweeper, warm_pool
 from consumer.outbox import run_sweeper
 from consumer.poison import BatchRunner
 from consumer.processor import Record
 from proctoring.analysis.engine import open_engine
 from proctoring.aws import async_clients
-from proctoring.cli.services import build_processor, cpu_pool, outbox_sweeper, warm_pool
 from proctoring.metrics import Metrics
 from proctoring.settings import Settings
 from proctoring.storage import Tables

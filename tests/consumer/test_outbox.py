@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
+from cli.services import build_processor
 from consumer.outbox import AlertPublisher, OutboxSweeper
 from consumer.processor import BatchFailed
 from proctoring.aws import AsyncClients, async_clients
-from proctoring.cli.services import build_processor
 from proctoring.metrics import Metrics
 from proctoring.settings import Settings
 from proctoring.storage import Tables

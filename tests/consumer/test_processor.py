@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from cli.services import build_processor
 from consumer.processor import BatchFailed, Record
 from proctoring.aws import async_clients
-from proctoring.cli.services import build_processor
 from proctoring.events import ChunkEvent
 from proctoring.frames import extract_frame
 from proctoring.metrics import Metrics

@@ -15,9 +15,9 @@ from concurrent.futures import Executor
 from datetime import UTC, datetime
 from typing import Any
 
+from cli.services import build_processor
 from consumer.processor import Record
 from proctoring.aws import async_clients
-from proctoring.cli.services import build_processor
 from proctoring.events import MOMENT_MS, ChunkEvent, ChunkKey
 from proctoring.exams import ExamStore
 from proctoring.metrics import Metrics
