@@ -20,7 +20,7 @@ from typing import Literal
 
 from bench.frames import chunks
 from bench.harness import Figure, Size, pool_cpu
-from cli.services import cpu_pool
+from consumer.wiring import cpu_pool
 from proctoring.analysis.describe import describe_frame
 from proctoring.frames import extract_frame
 from proctoring.pool import RenewingPool

@@ -28,7 +28,8 @@ from rich.console import Console
 from rich.live import Live
 
 from cli.console import identity_for_demo, serve_console
-from cli.services import cpu_pool, run_services
+from cli.services import run_services
+from consumer.wiring import cpu_pool
 from dashboard.terminal import Board, StudentRow, render
 from infrastructure.emulator import Emulator
 from infrastructure.local import provision

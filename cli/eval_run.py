@@ -34,7 +34,8 @@ from cli.evaluation import (
     failures,
     score,
 )
-from cli.services import cpu_pool, run_services
+from cli.services import run_services
+from consumer.wiring import cpu_pool
 from infrastructure.emulator import Emulator
 from infrastructure.local import provision
 from proctoring.analysis.engine import open_engine

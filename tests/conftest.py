@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import pytest
 import structlog
 
-from cli.services import cpu_pool
+from consumer.wiring import cpu_pool
 from infrastructure.emulator import Emulator
 from infrastructure.local import provision
 from proctoring.pool import RenewingPool

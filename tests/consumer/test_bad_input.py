@@ -46,8 +46,8 @@ import structlog
 from av.video.stream import VideoStream
 from PIL import Image
 
-from cli.services import build_processor
 from consumer.processor import BatchOutcome, Record
+from consumer.wiring import build_processor
 from infrastructure.emulator import Emulator
 from lambdas.chunk_router import RouteOutcome, route
 from proctoring.aws import AsyncClients, async_clients

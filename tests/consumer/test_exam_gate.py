@@ -7,8 +7,8 @@ from concurrent.futures import Executor
 from datetime import UTC, datetime
 from typing import Any
 
-from cli.services import build_processor
 from consumer.processor import Record
+from consumer.wiring import build_processor
 from proctoring.aws import async_clients
 from proctoring.events import ChunkEvent, ChunkKey
 from proctoring.exams import ExamStore

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from cli.services import build_processor
 from consumer.outbox import AlertPublisher, OutboxSweeper
 from consumer.processor import BatchFailed
+from consumer.wiring import build_processor
 from proctoring.aws import AsyncClients, async_clients
 from proctoring.metrics import Metrics
 from proctoring.settings import Settings

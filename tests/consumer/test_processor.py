@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from cli.services import build_processor
 from consumer.processor import BatchFailed, Record
+from consumer.wiring import build_processor
 from proctoring.aws import async_clients
 from proctoring.events import ChunkEvent
 from proctoring.frames import extract_frame

@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from cli.services import build_processor, router_invoker
+from cli.services import router_invoker
+from consumer.wiring import build_processor
 from consumer.worker import Worker
 from lambdas.event_source import poll_queue
 from proctoring.aws import async_clients

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from cli.services import build_processor
 from consumer.processor import BatchOutcome, ChunkProcessor, Record
+from consumer.wiring import build_processor
 from consumer.worker import Worker
 from proctoring.aws import AsyncClients, async_clients
 from proctoring.metrics import Metrics

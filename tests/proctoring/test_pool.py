@@ -14,7 +14,7 @@ from typing import Any
 import psutil
 import pytest
 
-from cli.services import build_processor, cpu_pool
+from consumer.wiring import build_processor, cpu_pool
 from proctoring.aws import async_clients
 from proctoring.metrics import Metrics
 from proctoring.pool import RenewingPool
