@@ -29,6 +29,7 @@ from consumer.leases import LeaseCoordinator, LeaseTable
 from consumer.poison import BatchRunner
 from consumer.processor import ChunkProcessor
 from consumer.shards import ShardConsumer
+from proctoring.dynamo import StorageError
 from proctoring.metrics import Metrics
 from proctoring.settings import Settings
 from proctoring.waiting import wait_any
@@ -127,7 +128,7 @@ class Worker:
         while not stop.is_set():
             try:
                 await action()
-            except (ClientError, BotoCoreError, TimeoutError) as exc:
+            except (StorageError, ClientError, BotoCoreError, TimeoutError) as exc:
                 if first:
                     raise
                 self._log.warning(
