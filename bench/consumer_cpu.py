@@ -30,11 +30,10 @@ from bench.frames import chunks as cut_chunks
 from bench.frames import floor
 from bench.harness import Figure, Size, pool_cpu
 from consumer.processor import Record
+from consumer.wiring import cpu_pool, open_consumer
 from infrastructure.emulator import Emulator
 from infrastructure.local import provision
-from proctoring.analysis.fixed import FixedLatencyEngine
 from proctoring.aws import async_clients
-from proctoring.cli.services import build_processor, cpu_pool, warm_pool
 from proctoring.events import ChunkEvent, ChunkKey
 from proctoring.logs import configure_logging
 from proctoring.metrics import Metrics
@@ -66,7 +65,7 @@ async def measure(
             endpoint_url=emulator.endpoint_url,
             prefix=f"bench-cpu-{position}",
             cpu_workers=2,
-            engine="fixed",
+            engine="fixed",  # a wait of fixed_latency (0.1 s), no CPU
             frame_position=position,
             log_format="json",
         )
@@ -74,13 +73,18 @@ async def measure(
         outputs = await asyncio.to_thread(provision, settings)
         settings = settings.model_copy(update={"alerts_topic_arn": outputs["AlertsTopicArn"]})
         with cpu_pool(settings) as pool:
-            await warm_pool(pool, settings.cpu_workers)
-            async with async_clients(settings) as clients:
-                tables = Tables(clients.dynamodb, settings.names)
-                metrics = Metrics("Bench", "consumer", lambda line: None)
-                processor = build_processor(
-                    settings, clients, tables, pool, metrics, FixedLatencyEngine(0.1)
-                )
+            async with (
+                async_clients(settings) as clients,
+                # the consumer's own wiring, with the fixed engine (settings.engine)
+                open_consumer(
+                    settings,
+                    clients,
+                    Tables(clients.dynamodb, settings.names),
+                    Metrics("Bench", "consumer", lambda line: None),
+                    executor=pool,
+                ) as consumer,
+            ):
+                processor = consumer.processor
                 records: list[list[Record]] = []
                 for sequence in range(batches + 1):  # the first batch warms up
                     batch = []

@@ -51,7 +51,7 @@ class _Stack:
             # reorder them, and one falls behind at ~100 students (docs/benchmarks.md)
             "PROCTOR_ROUTER_POLLERS": "5",
         }
-        command = [sys.executable, "-m", "proctoring.cli", "up", "--prefix", "bench-e2e"]
+        command = [sys.executable, "-m", "cli", "up", "--prefix", "bench-e2e"]
         command += ["--metrics-file", str(metrics_file)]
         self.process = subprocess.Popen(
             tied(command),  # a killed benchmark takes the stack along

@@ -20,8 +20,8 @@ from typing import Literal
 
 from bench.frames import chunks
 from bench.harness import Figure, Size, pool_cpu
+from consumer.wiring import cpu_pool
 from proctoring.analysis.describe import describe_frame
-from proctoring.cli.services import cpu_pool
 from proctoring.frames import extract_frame
 from proctoring.pool import RenewingPool
 from proctoring.settings import Settings

@@ -29,12 +29,10 @@ import structlog
 from amazon_kclpy import kcl
 from amazon_kclpy.v3 import processor as kcl_processor
 
-from consumer.outbox import run_sweeper
 from consumer.poison import BatchRunner
 from consumer.processor import Record
-from proctoring.analysis.engine import open_engine
+from consumer.wiring import open_consumer
 from proctoring.aws import async_clients
-from proctoring.cli.services import build_processor, cpu_pool, outbox_sweeper, warm_pool
 from proctoring.metrics import Metrics
 from proctoring.settings import Settings
 from proctoring.storage import Tables
@@ -117,27 +115,20 @@ def run(settings: Settings) -> None:
 
     async def build() -> BatchRunner:
         clients = await stack.enter_async_context(async_clients(settings))
-        pool = stack.enter_context(cpu_pool(settings))
-        await warm_pool(pool, settings.cpu_workers)
         tables = Tables(clients.dynamodb, settings.names, timeout=settings.call_timeout)
 
         def to_stderr(line: str) -> None:
             print(line, file=sys.stderr, flush=True)
 
         metrics = Metrics(settings.metrics_namespace, "consumer-kcl", to_stderr)
-        # the engine PROCTOR_ENGINE names, as in the native worker (not always the local one)
-        engine = await stack.enter_async_context(open_engine(settings, tables, pool))
-        processor = build_processor(settings, clients, tables, pool, metrics, engine)
-        # the daemon owns leases and checkpoints; the alert outbox is still this process's
-        sweeping = asyncio.create_task(
-            run_sweeper(
-                outbox_sweeper(settings, clients, tables, metrics),
-                stopping,
-                every=settings.outbox_sweep_interval,
-            )
+        # the same parts as the native worker (the engine PROCTOR_ENGINE names)
+        consumer = await stack.enter_async_context(
+            open_consumer(settings, clients, tables, metrics)
         )
+        # the daemon owns leases and checkpoints; the alert outbox is still this process's
+        sweeping = asyncio.create_task(consumer.sweep(stopping))
         stack.push_async_callback(_stopped, stopping, sweeping)
-        return BatchRunner(processor, settings=settings, metrics=metrics)
+        return BatchRunner(consumer.processor, settings=settings, metrics=metrics)
 
     try:
         batches = runner.run(build())

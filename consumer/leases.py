@@ -20,10 +20,15 @@ stand still for ``lease_duration`` on its own clock (the clock is injected).
 ``plan_takes`` is the pure balancing decision (unit-tested on an injected
 clock); ``LeaseCoordinator`` applies it and keeps the held leases alive.
 
+The table is a ``proctoring.dynamo.DynamoStore``: every call within the
+timeout, a lost condition a ``Conflict`` (mapped to ``LeaseLost`` here), any
+other failure a ``StorageError``.
+
 Errors::
 
     ProctoringError
-     └── LeaseLost      a conditional write found the lease changed: stop that shard
+     ├── LeaseLost      a conditional write found the lease changed: stop that shard
+     └── StorageError   a lease-table call failed or timed out (proctoring.dynamo)
 """
 
 from __future__ import annotations
@@ -37,10 +42,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import structlog
-from botocore.exceptions import ClientError
 
+from proctoring.dynamo import Conflict, DynamoStore, from_item, to_item
 from proctoring.errors import ProctoringError
-from proctoring.storage import from_item, to_item
 
 __all__ = [
     "SHARD_END",
@@ -88,70 +92,57 @@ class Lease:
         )
 
 
-def _lost(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
-
-
-class LeaseTable:
+class LeaseTable(DynamoStore):
     """The conditional writes on the lease table; each returns the lease as written."""
 
     def __init__(self, dynamodb: Any, table: str, *, timeout: float = 10.0) -> None:
-        self._db = dynamodb
+        super().__init__(dynamodb, timeout=timeout)
         self._table = table
-        self._timeout = timeout
 
     async def _update(
         self, lease: Lease, expression: str, condition: str, values: dict[str, Any]
     ) -> None:
         try:
-            async with asyncio.timeout(self._timeout):
-                await self._db.update_item(
-                    TableName=self._table,
-                    Key=to_item({"leaseKey": lease.key}),
-                    UpdateExpression=expression,
-                    ConditionExpression=condition,
-                    ExpressionAttributeValues=to_item(values),
-                )
-        except ClientError as exc:
-            if _lost(exc):
-                raise LeaseLost(
-                    f"lease {lease.key} changed (expected counter {lease.counter})"
-                ) from exc
-            raise
+            await self._call(
+                "update_item",
+                TableName=self._table,
+                Key=to_item({"leaseKey": lease.key}),
+                UpdateExpression=expression,
+                ConditionExpression=condition,
+                ExpressionAttributeValues=to_item(values),
+            )
+        except Conflict as exc:
+            raise LeaseLost(
+                f"lease {lease.key} changed (expected counter {lease.counter})"
+            ) from exc
 
     async def list(self) -> list[Lease]:
-        leases: list[Lease] = []
-        kwargs: dict[str, Any] = {"TableName": self._table, "ConsistentRead": True}
-        while True:
-            async with asyncio.timeout(self._timeout):
-                response = await self._db.scan(**kwargs)
-            leases.extend(Lease.from_item(i) for i in response.get("Items", []))
-            if "LastEvaluatedKey" not in response:
-                return leases
-            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return [
+            Lease.from_item(item)
+            async for page in self._pages("scan", TableName=self._table, ConsistentRead=True)
+            for item in page.get("Items", [])
+        ]
 
     async def create(self, key: str, parents: Iterable[str]) -> bool:
         """Create a free lease for a new shard; False when it exists already."""
         try:
-            async with asyncio.timeout(self._timeout):
-                await self._db.put_item(
-                    TableName=self._table,
-                    Item=to_item(
-                        {
-                            "leaseKey": key,
-                            "leaseCounter": 0,
-                            "checkpoint": TRIM_HORIZON,
-                            "checkpointSubSequenceNumber": 0,
-                            "ownerSwitchesSinceCheckpoint": 0,
-                            "parentShardIds": sorted(parents),
-                        }
-                    ),
-                    ConditionExpression="attribute_not_exists(leaseKey)",
-                )
-        except ClientError as exc:
-            if _lost(exc):
-                return False
-            raise
+            await self._call(
+                "put_item",
+                TableName=self._table,
+                Item=to_item(
+                    {
+                        "leaseKey": key,
+                        "leaseCounter": 0,
+                        "checkpoint": TRIM_HORIZON,
+                        "checkpointSubSequenceNumber": 0,
+                        "ownerSwitchesSinceCheckpoint": 0,
+                        "parentShardIds": sorted(parents),
+                    }
+                ),
+                ConditionExpression="attribute_not_exists(leaseKey)",
+            )
+        except Conflict:
+            return False
         return True
 
     async def take(self, lease: Lease, owner: str) -> Lease:

@@ -29,11 +29,12 @@ from consumer.leases import LeaseCoordinator, LeaseTable
 from consumer.poison import BatchRunner
 from consumer.processor import ChunkProcessor
 from consumer.shards import ShardConsumer
+from proctoring.dynamo import StorageError
 from proctoring.metrics import Metrics
 from proctoring.settings import Settings
 from proctoring.waiting import wait_any
 
-__all__ = ["Worker", "default_worker_id"]
+__all__ = ["Worker", "default_worker_id", "lease_coordinator"]
 
 _log = structlog.get_logger(__name__)
 
@@ -41,6 +42,22 @@ _log = structlog.get_logger(__name__)
 def default_worker_id() -> str:
     """Unique per process: host, pid and a random suffix (a restarted task is a new worker)."""
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
+
+
+def lease_coordinator(
+    settings: Settings,
+    dynamodb: Any,
+    *,
+    worker_id: str | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> LeaseCoordinator:
+    """A worker's leases in the settings' lease table, as ``worker_id`` (default: unique)."""
+    return LeaseCoordinator(
+        LeaseTable(dynamodb, settings.names.leases_table, timeout=settings.call_timeout),
+        worker_id or settings.worker_id or default_worker_id(),
+        lease_duration=settings.lease_duration,
+        clock=clock,
+    )
 
 
 class Worker:
@@ -56,19 +73,19 @@ class Worker:
         metrics: Metrics,
         worker_id: str | None = None,
         clock: Callable[[], float] = time.monotonic,
+        leases: LeaseCoordinator | None = None,
     ) -> None:
+        """``leases`` is made here unless given (``consumer.wiring`` makes it first, so the
+        engine's Rekognition budget can read the live worker count from it)."""
         self._settings = settings
         self._kinesis = kinesis
         self._runner = BatchRunner(processor, settings=settings, metrics=metrics)
         self._metrics = metrics
         self._clock = clock
-        self.worker_id = worker_id or settings.worker_id or default_worker_id()
-        self.leases = LeaseCoordinator(
-            LeaseTable(dynamodb, settings.names.leases_table, timeout=settings.call_timeout),
-            self.worker_id,
-            lease_duration=settings.lease_duration,
-            clock=clock,
+        self.leases = leases or lease_coordinator(
+            settings, dynamodb, worker_id=worker_id, clock=clock
         )
+        self.worker_id = self.leases.worker_id
         self._consumers: dict[str, asyncio.Task[None]] = {}
         self._sync_now = asyncio.Event()  # set when a shard ends: look for its children now
         self._log = _log.bind(worker=self.worker_id)
@@ -111,7 +128,7 @@ class Worker:
         while not stop.is_set():
             try:
                 await action()
-            except (ClientError, BotoCoreError, TimeoutError) as exc:
+            except (StorageError, ClientError, BotoCoreError, TimeoutError) as exc:
                 if first:
                     raise
                 self._log.warning(

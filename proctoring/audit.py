@@ -46,10 +46,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from proctoring.dynamo import Conflict, dynamodb_call, query_all
+from proctoring.dynamo import Conflict, DynamoStore, StorageError, from_item, to_item
 from proctoring.exams import now_iso
 from proctoring.settings import ResourceNames
-from proctoring.storage import StorageError, from_item, to_item
 
 __all__ = ["GENESIS", "AuditLog", "Verification", "record_hash", "verify"]
 
@@ -123,7 +122,7 @@ def verify(
     return Verification(problem is None, count, head, heads, problem)
 
 
-class AuditLog:
+class AuditLog(DynamoStore):
     """Append to and read an exam's chains; see the module docstring."""
 
     def __init__(
@@ -134,10 +133,9 @@ class AuditLog:
         retention_days: int = 2190,
         timeout: float = 10.0,
     ) -> None:
-        self._db = dynamodb
+        super().__init__(dynamodb, timeout=timeout)
         self._table = names.audit_table
         self._retention = timedelta(days=retention_days)
-        self._timeout = timeout
 
     async def append(self, exam_id: str, record: Mapping[str, Any]) -> dict[str, Any]:
         """Write ``record`` as the next link of its chain (its student's, or the exam's); the
@@ -161,9 +159,7 @@ class AuditLog:
             }
             item["hash"] = record_hash(item)
             try:
-                await dynamodb_call(
-                    self._db,
-                    self._timeout,
+                await self._call(
                     "put_item",
                     TableName=self._table,
                     Item=to_item(item),
@@ -177,12 +173,12 @@ class AuditLog:
 
     async def records(self, exam_id: str) -> list[dict[str, Any]]:
         """The exam's records, oldest first."""
-        records = await query_all(
-            self._db,
-            self._timeout,
+        records = await self._items(
+            "query",
             TableName=self._table,
             KeyConditionExpression="exam_id = :e",
             ExpressionAttributeValues=to_item({":e": exam_id}),
+            ConsistentRead=True,
         )
         return sorted(records, key=lambda r: (str(r.get("at", "")), str(r["audit_id"])))
 
@@ -190,9 +186,7 @@ class AuditLog:
         return verify(await self.records(exam_id))
 
     async def _last(self, exam_id: str, chain: str) -> dict[str, Any] | None:
-        response = await dynamodb_call(
-            self._db,
-            self._timeout,
+        response = await self._call(
             "query",
             TableName=self._table,
             KeyConditionExpression="exam_id = :e AND begins_with(audit_id, :c)",

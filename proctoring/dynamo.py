@@ -1,27 +1,84 @@
-"""One DynamoDB call the way the exams and audit stores make it: within a timeout, a lost
-condition as ``Conflict``, any other failure as ``StorageError``; and paged queries.
+"""The one way this project talks to DynamoDB: items, one call, one paginator, typed errors.
+
+``DynamoStore`` is the base of every store over a table (``storage.Tables``,
+``exams.ExamStore``, ``audit.AuditLog`` and the consumer's
+``leases.LeaseTable``): ``_call`` makes one call within the store's
+timeout, a lost condition raising ``Conflict`` and any other failure
+``StorageError`` (``raise ... from`` the botocore error); ``_pages`` and
+``_items`` follow ``LastEvaluatedKey`` through a query or a scan. Items are
+plain dicts of Python values (``to_item``/``from_item``: floats become
+Decimals on the way in and come back as floats).
 
 Errors::
 
     ProctoringError
-     └── storage.StorageError
-          └── Conflict          a conditional write lost (exists already, wrong state)
+     └── StorageError       a table operation failed after botocore's retries, or timed out
+          └── Conflict      a conditional write lost (exists already, wrong state, changed)
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import AsyncIterator, Mapping
+from decimal import Decimal
+from typing import Any, Literal
 
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from proctoring.storage import StorageError, from_item
+from proctoring.errors import ProctoringError
 
-__all__ = ["Conflict", "dynamodb_call", "query_all"]
+__all__ = [
+    "Conflict",
+    "DynamoStore",
+    "StorageError",
+    "dynamodb_call",
+    "from_item",
+    "pages",
+    "to_item",
+]
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+_CONDITION_LOST = ("ConditionalCheckFailedException", "TransactionCanceledException")
+
+
+class StorageError(ProctoringError):
+    """A table operation failed after botocore's retries."""
 
 
 class Conflict(StorageError):
     """A conditional write lost: the item exists already, or is not in the expected state."""
+
+
+def _to_dynamo(value: Any) -> Any:
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, Mapping):
+        return {k: _to_dynamo(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [_to_dynamo(v) for v in value]
+    return value
+
+
+def _from_dynamo(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _from_dynamo(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_from_dynamo(v) for v in value]
+    return value
+
+
+def to_item(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Python values -> DynamoDB attribute values (None dropped)."""
+    return {k: _serializer.serialize(_to_dynamo(v)) for k, v in values.items() if v is not None}
+
+
+def from_item(item: Mapping[str, Any]) -> dict[str, Any]:
+    """DynamoDB attribute values -> Python values."""
+    return {k: _from_dynamo(_deserializer.deserialize(v)) for k, v in item.items()}
 
 
 async def dynamodb_call(
@@ -35,21 +92,46 @@ async def dynamodb_call(
             return result
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code")
-        if code in ("ConditionalCheckFailedException", "TransactionCanceledException"):
+        if code in _CONDITION_LOST:
             raise Conflict(f"{operation} on {kwargs.get('TableName')}: condition failed") from exc
         raise StorageError(f"DynamoDB {operation} on {kwargs.get('TableName')}: {exc}") from exc
     except TimeoutError as exc:
         raise StorageError(f"DynamoDB {operation} timed out after {call_timeout} s") from exc
 
 
-async def query_all(db: Any, call_timeout: float, **kwargs: Any) -> list[dict[str, Any]]:
-    """Every item a query finds, page after page (consistent reads on the table itself)."""
-    items: list[dict[str, Any]] = []
-    if "IndexName" not in kwargs:
-        kwargs["ConsistentRead"] = True
+async def pages(
+    db: Any, call_timeout: float, operation: Literal["query", "scan"], **kwargs: Any
+) -> AsyncIterator[dict[str, Any]]:
+    """Every response page of a query or scan, following ``LastEvaluatedKey``."""
     while True:
-        response = await dynamodb_call(db, call_timeout, "query", **kwargs)
-        items.extend(from_item(i) for i in response.get("Items", []))
+        response = await dynamodb_call(db, call_timeout, operation, **kwargs)
+        yield response
         if "LastEvaluatedKey" not in response:
-            return items
+            return
         kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+
+class DynamoStore:
+    """The base of a store over DynamoDB tables: one call, one paginator (module docstring)."""
+
+    def __init__(self, dynamodb: Any, *, timeout: float = 10.0) -> None:
+        self._db = dynamodb
+        self._timeout = timeout
+
+    async def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
+        return await dynamodb_call(self._db, self._timeout, operation, **kwargs)
+
+    def _pages(
+        self, operation: Literal["query", "scan"], **kwargs: Any
+    ) -> AsyncIterator[dict[str, Any]]:
+        return pages(self._db, self._timeout, operation, **kwargs)
+
+    async def _items(
+        self, operation: Literal["query", "scan"], **kwargs: Any
+    ) -> list[dict[str, Any]]:
+        """Every item of every page, as Python values."""
+        return [
+            from_item(item)
+            async for page in self._pages(operation, **kwargs)
+            for item in page.get("Items", [])
+        ]

@@ -23,7 +23,7 @@ proctor's exams. The exam's audit log is ``proctoring.audit``.
 Errors::
 
     ProctoringError
-     └── storage.StorageError
+     └── StorageError           (proctoring.dynamo, as every store's)
           └── Conflict          a conditional write lost (exists already, wrong state)
 """
 
@@ -34,9 +34,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from proctoring.dynamo import Conflict, dynamodb_call, query_all
+from proctoring.dynamo import Conflict, DynamoStore, from_item, to_item
 from proctoring.settings import ResourceNames
-from proctoring.storage import from_item, to_item
 
 __all__ = [
     "EXAM_ITEM",
@@ -77,7 +76,7 @@ def is_message_item(key: str) -> bool:
     return bool(_MESSAGE_ITEM.match(key))
 
 
-class ExamStore:
+class ExamStore(DynamoStore):
     """Every read and write of the exams table; see the module docstring."""
 
     def __init__(
@@ -88,13 +87,9 @@ class ExamStore:
         retention_days: int = 30,
         timeout: float = 10.0,
     ) -> None:
-        self._db = dynamodb
+        super().__init__(dynamodb, timeout=timeout)
         self._names = names
         self._retention = timedelta(days=retention_days)
-        self._timeout = timeout
-
-    async def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
-        return await dynamodb_call(self._db, self._timeout, operation, **kwargs)
 
     def expires_at(self, now: datetime | None = None) -> int:
         return int(((now or datetime.now(UTC)) + self._retention).timestamp())
@@ -151,19 +146,14 @@ class ExamStore:
         )
 
     async def all_exams(self) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self._names.exams_table,
-            "FilterExpression": "#i = :e",
-            "ExpressionAttributeNames": {"#i": "item"},
-            "ExpressionAttributeValues": to_item({":e": EXAM_ITEM}),
-        }
-        while True:
-            response = await self._call("scan", **kwargs)
-            items.extend(from_item(i) for i in response.get("Items", []))
-            if "LastEvaluatedKey" not in response:
-                return sorted(items, key=lambda i: str(i.get("created_at", "")))
-            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        items = await self._items(
+            "scan",
+            TableName=self._names.exams_table,
+            FilterExpression="#i = :e",
+            ExpressionAttributeNames={"#i": "item"},
+            ExpressionAttributeValues=to_item({":e": EXAM_ITEM}),
+        )
+        return sorted(items, key=lambda i: str(i.get("created_at", "")))
 
     # ---- enrolments ----------------------------------------------------------------
     async def get_student(self, exam_id: str, student_id: str) -> dict[str, Any] | None:
@@ -390,4 +380,6 @@ class ExamStore:
         return from_item(response["Item"]) if "Item" in response else None
 
     async def _query(self, **kwargs: Any) -> list[dict[str, Any]]:
-        return await query_all(self._db, self._timeout, TableName=self._names.exams_table, **kwargs)
+        if "IndexName" not in kwargs:  # consistent reads on the table itself
+            kwargs["ConsistentRead"] = True
+        return await self._items("query", TableName=self._names.exams_table, **kwargs)

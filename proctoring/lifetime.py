@@ -25,7 +25,7 @@ parent in one of two ways:
 Linux caveat: the parent-death signal is sent when the *thread* that started
 the child ends, not only the process. Start children from a thread that lives
 as long as they should: the main thread, or the event loop's thread that owns
-the pool (``proctoring.cli.services.warm_pool`` starts every pool process at
+the pool (``consumer.wiring.cpu_pool`` starts every pool process at
 once, from there).
 
 Nothing here logs: a pool process inherits stdout, which the KCL mode reserves

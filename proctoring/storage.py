@@ -14,94 +14,41 @@ changes nothing:
 - faces: ``exam_id``, ``student_id`` - the registered face embedding (biometric: never logged);
 - errors: ``exam_id``, ``error_id`` - bad input a human can inspect.
 
+Every call goes through ``proctoring.dynamo.DynamoStore`` (timeout, errors,
+pagination).
+
 Errors::
 
     ProctoringError
-     └── StorageError
-          └── StaleState      the session state changed under us (another writer)
+     └── StorageError             (proctoring.dynamo)
+          └── Conflict            a conditional write lost (proctoring.dynamo)
+               └── StaleState     the session state changed under us (another writer)
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from decimal import Decimal
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-from botocore.exceptions import ClientError
-
-from proctoring.errors import ProctoringError
+from proctoring.dynamo import Conflict, DynamoStore, StorageError, from_item, to_item
 from proctoring.settings import ResourceNames
 
 __all__ = ["StaleState", "StorageError", "Tables", "from_item", "to_item"]
 
 _OUTBOX = "pending"  # the one partition of the alerts' outbox index
-_serializer = TypeSerializer()
-_deserializer = TypeDeserializer()
 
 
-class StorageError(ProctoringError):
-    """A table operation failed after botocore's retries."""
-
-
-class StaleState(StorageError):
+class StaleState(Conflict):
     """A conditional state update lost against another writer."""
 
 
-def _to_dynamo(value: Any) -> Any:
-    if isinstance(value, float):
-        return Decimal(repr(value))
-    if isinstance(value, Mapping):
-        return {k: _to_dynamo(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list | tuple):
-        return [_to_dynamo(v) for v in value]
-    return value
-
-
-def _from_dynamo(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, dict):
-        return {k: _from_dynamo(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_from_dynamo(v) for v in value]
-    return value
-
-
-def to_item(values: Mapping[str, Any]) -> dict[str, Any]:
-    """Python values -> DynamoDB attribute values (None dropped)."""
-    return {k: _serializer.serialize(_to_dynamo(v)) for k, v in values.items() if v is not None}
-
-
-def from_item(item: Mapping[str, Any]) -> dict[str, Any]:
-    """DynamoDB attribute values -> Python values."""
-    return {k: _from_dynamo(_deserializer.deserialize(v)) for k, v in item.items()}
-
-
-def _is_conditional_failure(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
-
-
-class Tables:
+class Tables(DynamoStore):
     """Every table access of the service; see the module docstring."""
 
     def __init__(self, dynamodb: Any, names: ResourceNames, *, timeout: float = 10.0) -> None:
-        self._db = dynamodb
+        super().__init__(dynamodb, timeout=timeout)
         self._names = names
-        self._timeout = timeout
-
-    async def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
-        try:
-            async with asyncio.timeout(self._timeout):
-                result: dict[str, Any] = await getattr(self._db, operation)(**kwargs)
-                return result
-        except ClientError as exc:
-            if _is_conditional_failure(exc):
-                raise
-            raise StorageError(f"DynamoDB {operation} on {kwargs.get('TableName')}: {exc}") from exc
-        except TimeoutError as exc:
-            raise StorageError(f"DynamoDB {operation} timed out after {self._timeout} s") from exc
 
     # ---- results ---------------------------------------------------------------
     async def put_result(self, result: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -119,9 +66,7 @@ class Tables:
                 ExpressionAttributeNames={"#s": "status"},
                 ExpressionAttributeValues=to_item({":error": "error", ":parked": "parked"}),
             )
-        except ClientError as exc:
-            if not _is_conditional_failure(exc):
-                raise
+        except Conflict as exc:
             existing = await self.get_result(result["session_id"], result["chunk_id"])
             if existing is None:  # erased between the two calls: nothing to keep
                 raise StorageError(f"result {result['chunk_id']} vanished after a write") from exc
@@ -178,10 +123,8 @@ class Tables:
                 Item=to_item({**alert, "published": False, "outbox": _OUTBOX}),
                 ConditionExpression="attribute_not_exists(alert_id)",
             )
-        except ClientError as exc:
-            if _is_conditional_failure(exc):
-                return False
-            raise
+        except Conflict:
+            return False
         return True
 
     async def get_alert(self, exam_id: str, alert_id: str) -> dict[str, Any] | None:
@@ -204,19 +147,13 @@ class Tables:
 
     async def unpublished_alerts(self, created_before: str) -> list[dict[str, Any]]:
         """Alerts created before ``created_before`` (ISO time), not yet published, oldest first."""
-        items: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self._names.alerts_table,
-            "IndexName": "outbox",
-            "KeyConditionExpression": "outbox = :o AND created_at < :t",
-            "ExpressionAttributeValues": to_item({":o": _OUTBOX, ":t": created_before}),
-        }
-        while True:
-            response = await self._call("query", **kwargs)
-            items.extend(from_item(i) for i in response.get("Items", []))
-            if "LastEvaluatedKey" not in response:
-                return items
-            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return await self._items(
+            "query",
+            TableName=self._names.alerts_table,
+            IndexName="outbox",
+            KeyConditionExpression="outbox = :o AND created_at < :t",
+            ExpressionAttributeValues=to_item({":o": _OUTBOX, ":t": created_before}),
+        )
 
     async def alerts(self, exam_id: str) -> list[dict[str, Any]]:
         return await self._query(self._names.alerts_table, "exam_id", exam_id)
@@ -240,10 +177,8 @@ class Tables:
                 ),
                 ReturnValues="ALL_NEW",
             )
-        except ClientError as exc:
-            if _is_conditional_failure(exc):
-                return None
-            raise
+        except Conflict:
+            return None
         return from_item(response["Attributes"])
 
     async def delete_rows(self, table: str, keys: list[dict[str, Any]]) -> int:
@@ -287,7 +222,7 @@ class Tables:
                 ConditionExpression=condition,
                 **extra,
             )
-        except ClientError as exc:
+        except Conflict as exc:
             raise StaleState(
                 f"session {session['exam_id']}#{session['student_id']} moved past version "
                 f"{expected_version}"
@@ -339,19 +274,14 @@ class Tables:
 
     async def parked(self) -> list[dict[str, Any]]:
         """Every parked record (``stage = parked``) of every exam: a scan, for operators."""
-        items: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self._names.errors_table,
-            "FilterExpression": "stage = :p",
-            "ExpressionAttributeValues": to_item({":p": "parked"}),
-            "ConsistentRead": True,
-        }
-        while True:
-            response = await self._call("scan", **kwargs)
-            items.extend(from_item(i) for i in response.get("Items", []))
-            if "LastEvaluatedKey" not in response:
-                return sorted(items, key=lambda i: i["created_at"])
-            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        items = await self._items(
+            "scan",
+            TableName=self._names.errors_table,
+            FilterExpression="stage = :p",
+            ExpressionAttributeValues=to_item({":p": "parked"}),
+            ConsistentRead=True,
+        )
+        return sorted(items, key=lambda i: i["created_at"])
 
     async def mark_replayed(
         self, exam_id: str, error_id: str, *, at: str, sequence_number: str
@@ -388,7 +318,6 @@ class Tables:
         extra_condition: tuple[str, dict[str, Any]] | None = None,
         projection: tuple[str, dict[str, str]] | None = None,
     ) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
         condition = f"{key} = :k"
         values: dict[str, Any] = {":k": value}
         if extra_condition is not None:
@@ -402,9 +331,4 @@ class Tables:
         }
         if projection is not None:
             kwargs["ProjectionExpression"], kwargs["ExpressionAttributeNames"] = projection
-        while True:
-            response = await self._call("query", **kwargs)
-            items.extend(from_item(i) for i in response.get("Items", []))
-            if "LastEvaluatedKey" not in response:
-                return items
-            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return await self._items("query", **kwargs)

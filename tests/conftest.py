@@ -19,9 +19,9 @@ from typing import Any, TypeVar
 import pytest
 import structlog
 
+from consumer.wiring import cpu_pool
 from infrastructure.emulator import Emulator
 from infrastructure.local import provision
-from proctoring.cli.services import cpu_pool
 from proctoring.pool import RenewingPool
 from proctoring.settings import Settings
 

@@ -17,11 +17,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from cli.services import run_services
 from consumer.processor import ChunkProcessor
 from consumer.worker import Worker
 from proctoring.analysis.engine import LocalEngine
 from proctoring.aws import AsyncClients, async_clients
-from proctoring.cli.services import run_services
 from proctoring.events import ChunkEvent, ChunkKey
 from proctoring.metrics import Metrics
 from proctoring.settings import Settings

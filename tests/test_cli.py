@@ -30,9 +30,9 @@ import pytest
 from aiobotocore.session import get_session
 from botocore.config import Config
 
+from cli import _run
 from infrastructure.emulator import free_port
 from proctoring.aws import sync_client
-from proctoring.cli import _run
 from proctoring.settings import Settings
 from proctoring.storage import from_item, to_item
 from tests.conftest import DATA, eventually, require_data
@@ -53,7 +53,7 @@ def _proctor(
     *args: str, env: dict[str, str], timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "proctoring.cli", *args],
+        [sys.executable, "-m", "cli", *args],
         capture_output=True,
         text=True,
         env=env,
@@ -150,7 +150,7 @@ def _proctor_up(tmp_path: Path, prefix: str) -> Iterator[_Up]:
     log = tmp_path / "up.log"
     with log.open("w") as stderr:
         process = subprocess.Popen(
-            [sys.executable, "-m", "proctoring.cli", "up", "--prefix", prefix],
+            [sys.executable, "-m", "cli", "up", "--prefix", prefix],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=stderr,
@@ -224,7 +224,7 @@ def test_up_serves_register_and_replay_then_stops_on_ctrl_c(tmp_path: Path) -> N
 
         env = up.env()
         two = subprocess.Popen(
-            [sys.executable, "-m", "proctoring.cli", "register", "--exam", "e1", "--student", "s1",
+            [sys.executable, "-m", "cli", "register", "--exam", "e1", "--student", "s1",
              "--photo", str(DATA / "faces/two_people.jpg")],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
         )  # fmt: skip

@@ -21,7 +21,7 @@ def test_demo_reports_what_a_proctor_must_see(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "proctoring.cli",
+            "cli",
             "demo",
             "--exit-when-done",
             "--report",

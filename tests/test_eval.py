@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from proctoring.cli.eval_report import tables, targets
-from proctoring.cli.evaluation import (
+from cli.eval_report import tables, targets
+from cli.evaluation import (
     Incident,
     SessionRun,
     SuiteError,
@@ -183,7 +183,7 @@ def test_eval_runs_a_suite_through_the_pipeline_and_writes_the_figures(tmp_path:
     )
     out = tmp_path / "figures.json"
     completed = subprocess.run(
-        [sys.executable, "-m", "proctoring.cli", "eval", "--suite", str(suite), "--json", str(out)],
+        [sys.executable, "-m", "cli", "eval", "--suite", str(suite), "--json", str(out)],
         capture_output=True,
         text=True,
         timeout=600,
@@ -248,7 +248,7 @@ def test_eval_fails_naming_the_rule_when_the_schedule_skips_the_swap_recheck(
         f"    incidents:\n"
         f"      - {{rule: FACE_MISMATCH, start: 10, end: 25}}\n"
     )
-    command = [sys.executable, "-m", "proctoring.cli", "eval", "--suite", str(suite)]
+    command = [sys.executable, "-m", "cli", "eval", "--suite", str(suite)]
     outcomes = {}
     for name, above in (("default", None), ("no re-check", "255")):
         env = {k: v for k, v in os.environ.items() if k != "PROCTOR_FACE_CHANGE_ABOVE"}

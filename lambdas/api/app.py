@@ -24,6 +24,7 @@ from pydantic import BaseModel
 
 from lambdas.api.auth import ADMIN, PROCTOR, STUDENT, Principal, Role
 from lambdas.api.http import ApiError, Forbidden, NotFound, Request, Response, Unauthorized
+from lambdas.api.services import Services
 from proctoring.metrics import Metrics
 from proctoring.storage import StorageError
 
@@ -50,7 +51,7 @@ class Context:
     """What a handler gets beside the request: the caller and the services."""
 
     principal: Principal
-    services: Any  # lambdas.api.services.Services (kept loose to avoid an import cycle)
+    services: Services
 
     @property
     def user_id(self) -> str:
@@ -143,7 +144,7 @@ class Api:
     """Dispatch one request: route, token, group, handler, errors."""
 
     def __init__(
-        self, services: Any, router: Router = ROUTER, *, metrics: Metrics | None = None
+        self, services: Services, router: Router = ROUTER, *, metrics: Metrics | None = None
     ) -> None:
         self.services = services
         self.router = router

@@ -77,19 +77,22 @@ async def erase_student(ctx: Context, exam_id: str, student_id: str) -> dict[str
 
     face = await tables.get_face(exam_id, student_id)
     ids = face_ids(face)  # the photo's, the camera frames', those of superseded enrolments
-    if ids and services.rekognition is None:
-        _log.warning(
-            "face ids left in the collection: PROCTOR_ENGINE is not rekognition",
-            exam=exam_id,
-            student=student_id,
-            face_ids=len(ids),
-        )
-        ids = []
-    for start in range(0, len(ids), 4096):  # DeleteFaces takes at most 4,096
-        async with asyncio.timeout(settings.call_timeout):
-            await services.rekognition.delete_faces(
-                CollectionId=settings.collection_id, FaceIds=ids[start : start + 4096]
+    rekognition = services.rekognition
+    if rekognition is None:
+        if ids:
+            _log.warning(
+                "face ids left in the collection: PROCTOR_ENGINE is not rekognition",
+                exam=exam_id,
+                student=student_id,
+                face_ids=len(ids),
             )
+        ids = []
+    else:
+        for start in range(0, len(ids), 4096):  # DeleteFaces takes at most 4,096
+            async with asyncio.timeout(settings.call_timeout):
+                await rekognition.delete_faces(
+                    CollectionId=settings.collection_id, FaceIds=ids[start : start + 4096]
+                )
     await tables.delete_face(exam_id, student_id)
     counts["faces"] = int(face is not None)
     counts["face_ids"] = len(ids)

@@ -47,10 +47,10 @@ from av.video.stream import VideoStream
 from PIL import Image
 
 from consumer.processor import BatchOutcome, Record
+from consumer.wiring import build_processor
 from infrastructure.emulator import Emulator
 from lambdas.chunk_router import RouteOutcome, route
 from proctoring.aws import AsyncClients, async_clients
-from proctoring.cli.services import build_processor
 from proctoring.events import MAX_EVENT_BYTES, ChunkEvent
 from proctoring.metrics import Metrics
 from proctoring.settings import Settings

@@ -110,7 +110,7 @@ class _Run:
 
     def start(self, worker: str) -> None:
         self.workers[worker] = subprocess.Popen(
-            [sys.executable, "-m", "proctoring.cli", "consume"],
+            [sys.executable, "-m", "cli", "consume"],
             env=self.env(worker),
             stdin=subprocess.DEVNULL,
             stdout=self.files.enter_context((self.folder / f"{worker}.metrics").open("wb")),

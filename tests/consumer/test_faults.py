@@ -32,13 +32,14 @@ from typing import Any
 
 import pytest
 
+from cli.services import router_invoker
 from consumer.outbox import run_sweeper
+from consumer.wiring import build_processor, outbox_sweeper
 from consumer.worker import Worker
 from lambdas.event_source import poll_queue
 from proctoring.analysis.base import NAIVE, Engine, FrameAnalysis, Plan, Registered, Throttled
 from proctoring.analysis.engine import local_engine
 from proctoring.aws import AsyncClients, async_clients
-from proctoring.cli.services import build_processor, outbox_sweeper, router_invoker
 from proctoring.metrics import Metrics
 from proctoring.settings import Settings
 from proctoring.storage import Tables

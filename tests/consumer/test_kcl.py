@@ -49,7 +49,7 @@ class _Daemon:
         }
         self._log = log.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "proctoring.cli", "consume", "--kcl"],
+            [sys.executable, "-m", "cli", "consume", "--kcl"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._log,

@@ -18,8 +18,8 @@ import pytest
 
 from consumer.outbox import AlertPublisher, OutboxSweeper
 from consumer.processor import BatchFailed
+from consumer.wiring import build_processor
 from proctoring.aws import AsyncClients, async_clients
-from proctoring.cli.services import build_processor
 from proctoring.metrics import Metrics
 from proctoring.settings import Settings
 from proctoring.storage import Tables

@@ -18,14 +18,14 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 from click.testing import CliRunner, Result
 
+from cli import main
 from consumer.leases import LeaseLost
 from consumer.poison import BatchRunner
 from consumer.processor import BatchFailed, BatchOutcome, Record, is_poison
+from consumer.wiring import build_processor
 from proctoring.analysis.base import NAIVE, Engine, FrameAnalysis, Plan, Registered, Throttled
 from proctoring.analysis.engine import local_engine
 from proctoring.aws import async_clients
-from proctoring.cli import main
-from proctoring.cli.services import build_processor
 from proctoring.metrics import Metrics
 from proctoring.settings import Settings
 from proctoring.storage import StorageError, Tables

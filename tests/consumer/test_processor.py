@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from consumer.processor import BatchFailed, Record
+from consumer.wiring import build_processor
 from proctoring.aws import async_clients
-from proctoring.cli.services import build_processor
 from proctoring.events import ChunkEvent
 from proctoring.frames import extract_frame
 from proctoring.metrics import Metrics

@@ -15,10 +15,11 @@ from typing import Any
 
 import pytest
 
+from cli.services import router_invoker
+from consumer.wiring import build_processor
 from consumer.worker import Worker
 from lambdas.event_source import poll_queue
 from proctoring.aws import async_clients
-from proctoring.cli.services import build_processor, router_invoker
 from proctoring.metrics import Metrics
 from proctoring.settings import Settings
 from proctoring.storage import Tables

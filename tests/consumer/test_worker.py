@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 from consumer.processor import BatchOutcome, ChunkProcessor, Record
+from consumer.wiring import build_processor
 from consumer.worker import Worker
 from proctoring.aws import AsyncClients, async_clients
-from proctoring.cli.services import build_processor
 from proctoring.metrics import Metrics
 from proctoring.settings import Settings
 from proctoring.storage import StorageError, Tables, from_item

@@ -27,7 +27,7 @@ def test_the_demo_prints_a_signed_in_console_link_showing_its_exam(
 ) -> None:
     require_data()
     demo = subprocess.Popen(
-        [sys.executable, "-m", "proctoring.cli", "demo", "--speed", "0", "--no-open"],
+        [sys.executable, "-m", "cli", "demo", "--speed", "0", "--no-open"],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
+from cli.services import run_services
 from lambdas import chunk_router
 from lambdas.chunk_router import Attendees, route
 from proctoring.aws import async_clients
-from proctoring.cli.services import run_services
 from proctoring.events import ChunkEvent
 from proctoring.metrics import Metrics
 from proctoring.settings import Settings

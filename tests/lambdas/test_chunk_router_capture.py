@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from consumer.processor import Record
+from consumer.wiring import build_processor
 from proctoring.aws import async_clients
-from proctoring.cli.services import build_processor
 from proctoring.events import MOMENT_MS, ChunkEvent, ChunkKey
 from proctoring.exams import ExamStore
 from proctoring.metrics import Metrics

@@ -251,7 +251,7 @@ def _log(path: Path) -> list[dict[str, Any]]:
 def _consume(settings: Settings, log: Path, **extra: str) -> subprocess.Popen[bytes]:
     with log.open("wb") as stderr:
         return subprocess.Popen(
-            [sys.executable, "-m", "proctoring.cli", "consume"],
+            [sys.executable, "-m", "cli", "consume"],
             env=_consumer_env(settings, **extra),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,

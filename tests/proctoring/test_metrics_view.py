@@ -7,7 +7,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from proctoring.cli import main
+from cli import main
 from proctoring.metrics import Metrics
 from proctoring.metrics_view import aggregate
 

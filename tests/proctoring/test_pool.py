@@ -14,8 +14,8 @@ from typing import Any
 import psutil
 import pytest
 
+from consumer.wiring import build_processor, cpu_pool
 from proctoring.aws import async_clients
-from proctoring.cli.services import build_processor, cpu_pool
 from proctoring.metrics import Metrics
 from proctoring.pool import RenewingPool
 from proctoring.settings import Settings

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from cli.services import run_services
 from proctoring.aws import async_clients
-from proctoring.cli.services import run_services
 from proctoring.settings import Settings
 from proctoring.storage import Tables
 from producer.chunking import Chunk, chunk_recording

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from proctoring.cli.eval_run import people_suite
+from cli.eval_run import people_suite
 from producer.people import HONEST_SECONDS, PEOPLE, eval_sessions
 from tests.conftest import DATA, needs_data
 

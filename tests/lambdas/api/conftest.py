@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 import requests
 
+from cli.services import run_services
 from dashboard.server import LocalServer
 from infrastructure.local import add_user, provision_identity, sign_in
 from lambdas.api import Api
 from lambdas.api.services import open_services
-from proctoring.cli.services import run_services
 from proctoring.settings import Settings
 
 PASSWORD = "Local-Passw0rd-2026"

@@ -75,7 +75,7 @@ async def _until_signalled(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    from proctoring.cli.services import run_services  # after the handlers: it takes a second
+    from cli.services import run_services  # after the handlers: it takes a second
 
     if ready is not None:
         ready()
@@ -151,7 +151,7 @@ def serve(
     port: int | None, api_port: int | None, prefix: str | None, users: tuple[str, ...]
 ) -> None:
     """The local exam service: stack, users, API server, forwarder, consumer, until Ctrl-C."""
-    from proctoring.cli.serving import serve_locally
+    from cli.serving import serve_locally
 
     settings = _settings(port=port, api_port=api_port, prefix=prefix, exam_gate=True)
     configure_logging(settings)
@@ -489,7 +489,7 @@ def demo(
 ) -> None:
     """Start the local stack and replay exam sessions; students and alerts live, on the
     terminal and on the proctor console (its signed-in link is printed)."""
-    from proctoring.cli.demo import run_demo
+    from cli.demo import run_demo
 
     settings = _settings(port=port, api_port=api_port, prefix="demo")
     if open_browser is None:
@@ -574,8 +574,8 @@ def eval_command(
     port: int | None,
 ) -> None:
     """Run the labelled scenarios through the pipeline: precision, recall, false alerts, cost."""
-    from proctoring.cli.eval_run import people_suite, run_eval
-    from proctoring.cli.evaluation import load_suite
+    from cli.eval_run import people_suite, run_eval
+    from cli.evaluation import load_suite
 
     settings = _settings(port=port, prefix="eval", log_level="ERROR")
     configure_logging(settings)

@@ -5,7 +5,7 @@ template), runs the chunk router and the consumer in this process,
 registers one student per scenario, replays all sessions at once and shows
 students and alerts live: on the terminal, and on the proctor console, whose
 signed-in link it prints (and opens in a browser with ``open_browser``;
-``proctoring.cli.console``). The alert forwarder posts each alert to the
+``cli.console``). The alert forwarder posts each alert to the
 exam's channel, which the console follows. With ``exit_when_done`` it waits
 until every uploaded chunk has its result row, writes the report and returns.
 """
@@ -27,13 +27,14 @@ import structlog
 from rich.console import Console
 from rich.live import Live
 
+from cli.console import identity_for_demo, serve_console
+from cli.services import run_services
+from consumer.wiring import cpu_pool
 from dashboard.terminal import Board, StudentRow, render
 from infrastructure.emulator import Emulator
 from infrastructure.local import provision
 from proctoring.analysis.engine import open_engine
 from proctoring.aws import AsyncClients, async_clients
-from proctoring.cli.console import identity_for_demo, serve_console
-from proctoring.cli.services import cpu_pool, run_services
 from proctoring.errors import ProctoringError
 from proctoring.logs import configure_logging
 from proctoring.settings import Settings
@@ -46,7 +47,7 @@ from producer.scenario import load_scenario, render_chunks
 __all__ = ["BUILT_IN_SCENARIOS", "DemoFailed", "run_demo"]
 
 _log = structlog.get_logger(__name__)
-BUILT_IN_SCENARIOS = sorted((Path(__file__).parents[2] / "producer" / "scenarios").glob("*.yaml"))
+BUILT_IN_SCENARIOS = sorted((Path(__file__).parents[1] / "producer" / "scenarios").glob("*.yaml"))
 
 
 class DemoFailed(ProctoringError):

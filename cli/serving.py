@@ -15,12 +15,12 @@ import secrets
 import signal
 from collections.abc import Callable
 
+from cli.services import run_services
 from dashboard.server import WEB_DIR, LocalServer
 from infrastructure.emulator import Emulator
 from infrastructure.local import add_user, provision, provision_identity, sign_in
 from lambdas.api import Api
 from lambdas.api.services import open_services
-from proctoring.cli.services import run_services
 from proctoring.errors import ProctoringError
 from proctoring.settings import Settings
 

@@ -7,7 +7,7 @@ chunk, no repeats carried over) as the in-process baseline, once with the
 **scheduled** plan of the settings. Both passes use the engine the settings
 name. Each scenario is one student of the exam ``eval``, uploaded as fast as
 possible; the pass ends when every student's session has evaluated its last
-chunk. Scoring is :mod:`proctoring.cli.evaluation`.
+chunk. Scoring is :mod:`cli.evaluation`.
 
 The eval fails (:class:`EvalFailed`, a non-zero exit of ``proctor eval``) when the
 scheduled pass loses recall on any rule against the naive pass, or flags an
@@ -25,13 +25,8 @@ from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any, Literal
 
-from infrastructure.emulator import Emulator
-from infrastructure.local import provision
-from proctoring.analysis.engine import open_engine
-from proctoring.analysis.faces import RegistrationError
-from proctoring.aws import async_clients
-from proctoring.cli.eval_report import report_of, tables
-from proctoring.cli.evaluation import (
+from cli.eval_report import report_of, tables
+from cli.evaluation import (
     Score,
     SessionRun,
     Suite,
@@ -39,7 +34,13 @@ from proctoring.cli.evaluation import (
     failures,
     score,
 )
-from proctoring.cli.services import cpu_pool, run_services
+from cli.services import run_services
+from consumer.wiring import cpu_pool
+from infrastructure.emulator import Emulator
+from infrastructure.local import provision
+from proctoring.analysis.engine import open_engine
+from proctoring.analysis.faces import RegistrationError
+from proctoring.aws import async_clients
 from proctoring.errors import ProctoringError
 from proctoring.frames import extract_frame
 from proctoring.settings import Settings
@@ -51,7 +52,7 @@ from producer.scenario import load_scenario, render_chunks, scenario_from_mappin
 
 __all__ = ["CURATED_SUITE", "NAIVE_SCHEDULE", "people_suite", "run_eval"]
 
-CURATED_SUITE = Path(__file__).parents[2] / "producer" / "scenarios" / "eval" / "suite.yaml"
+CURATED_SUITE = Path(__file__).parents[1] / "producer" / "scenarios" / "eval" / "suite.yaml"
 """The hand-written suite: the phone recordings, stills, glances and the long exam."""
 NAIVE_SCHEDULE: dict[str, Any] = {
     "faces_every": 1,

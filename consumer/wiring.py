@@ -1,0 +1,208 @@
+"""The consumer composed from the core: the one place its parts are wired.
+
+Every way of running the consumer builds it here, so they all run the same
+pipeline: the native worker (``run_worker``: ``proctor consume``, the ECS task,
+and ``proctor up``/``serve``/``demo`` through ``cli.services``), the KCL
+MultiLangDaemon mode (``consumer.kcl``) and the benchmarks (``bench/``)::
+
+    cpu_pool ─▶ warm_pool ─▶ open_engine ─▶ ChunkProcessor ─┬─▶ Worker (leases, shards)   native
+                                                            └─▶ BatchRunner               KCL mode
+                                        OutboxSweeper beside either (``Consumer.sweep``)
+
+``open_consumer`` yields the parts for as long as its block lasts; the
+process pool it makes (unless one is given) and the engine end with it.
+
+The native worker's lease coordinator is made before the engine: the
+Rekognition budget divides the account's rate by the live worker count, which
+the coordinator learns while balancing (``lease_coordinator``, then
+``live_workers=lambda: leases.live_workers``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+import os
+import signal
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Executor, ProcessPoolExecutor
+from dataclasses import dataclass
+
+from consumer.outbox import AlertPublisher, OutboxSweeper, run_sweeper
+from consumer.processor import ChunkProcessor
+from consumer.worker import Worker, lease_coordinator
+from proctoring.analysis.base import Engine
+from proctoring.analysis.engine import local_engine, open_engine
+from proctoring.analysis.faces import warm_up
+from proctoring.aws import AsyncClients
+from proctoring.errors import ProctoringError
+from proctoring.lifetime import bind_to_parent
+from proctoring.metrics import Metrics
+from proctoring.pool import RenewingPool
+from proctoring.settings import Settings
+from proctoring.storage import Tables
+
+__all__ = [
+    "Consumer",
+    "build_processor",
+    "cpu_pool",
+    "open_consumer",
+    "outbox_sweeper",
+    "run_worker",
+    "warm_pool",
+]
+
+
+def cpu_pool(settings: Settings) -> RenewingPool:
+    """The process pool for decoding and face analysis (spawned: no fork of a threaded process).
+
+    Every process starts now, from the calling thread, and ends with this process
+    however it ends (``proctoring.lifetime``): create the pool in the thread that owns
+    it, for as long as it lives (the main thread, the event loop's thread). When one of
+    its processes dies (OOM killer, a crash), the next job makes the pool again
+    (``proctoring.pool``) instead of every later job failing.
+    """
+
+    def start() -> ProcessPoolExecutor:
+        pool = ProcessPoolExecutor(
+            max_workers=settings.cpu_workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start_pool_worker,
+            initargs=(os.getpid(),),
+        )
+        for _ in range(settings.cpu_workers):  # each submit with no idle process spawns one
+            pool.submit(int)
+        return pool
+
+    return RenewingPool(start)
+
+
+def _start_pool_worker(parent_pid: int) -> None:
+    """End with the parent and on SIGTERM, ignore Ctrl-C, then load the models.
+
+    A terminal sends Ctrl-C to every process of the job, pool workers included; the
+    owner decides when to stop (after the batch in hand) and shuts the pool down.
+    SIGTERM and the parent's death end a worker at once: nothing in it needs saving.
+    """
+    bind_to_parent(parent_pid)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    warm_up()
+
+
+async def warm_pool(pool: Executor, workers: int) -> None:
+    """Have the pool's processes load their models now, not on the first chunk.
+
+    A worker that takes over shards after a failover must process at once.
+    """
+    loop = asyncio.get_running_loop()
+    await asyncio.gather(*(loop.run_in_executor(pool, warm_up) for _ in range(workers)))
+
+
+def build_processor(
+    settings: Settings,
+    clients: AsyncClients,
+    tables: Tables,
+    executor: Executor,
+    metrics: Metrics,
+    engine: Engine | None = None,
+) -> ChunkProcessor:
+    """The record-processing core with ``engine`` (default: the local engine of the settings)."""
+    engine = engine or local_engine(settings, tables, executor)
+    return ChunkProcessor(
+        settings=settings,
+        clients=clients,
+        tables=tables,
+        engine=engine,
+        executor=executor,
+        metrics=metrics,
+        topic_arn=settings.alerts_topic_arn or "",
+    )
+
+
+def outbox_sweeper(
+    settings: Settings, clients: AsyncClients, tables: Tables, metrics: Metrics
+) -> OutboxSweeper:
+    """The alert-outbox sweeper every consumer process runs beside its worker."""
+    publisher = AlertPublisher(
+        clients.sns, tables, settings.alerts_topic_arn or "", timeout=settings.call_timeout
+    )
+    return OutboxSweeper(tables, publisher, metrics, grace=settings.outbox_grace)
+
+
+@dataclass(frozen=True)
+class Consumer:
+    """The consumer's parts, open for the block of ``open_consumer``."""
+
+    settings: Settings
+    pool: Executor
+    processor: ChunkProcessor
+    sweeper: OutboxSweeper
+
+    async def sweep(self, stop: asyncio.Event) -> None:
+        """The alert outbox swept every ``outbox_sweep_interval`` until ``stop``."""
+        await run_sweeper(self.sweeper, stop, every=self.settings.outbox_sweep_interval)
+
+
+@contextlib.asynccontextmanager
+async def open_consumer(
+    settings: Settings,
+    clients: AsyncClients,
+    tables: Tables,
+    metrics: Metrics,
+    *,
+    executor: Executor | None = None,
+    live_workers: Callable[[], int] = lambda: 1,
+) -> AsyncIterator[Consumer]:
+    """The consumer's parts: ``executor`` (a warmed ``cpu_pool`` when none is given), the
+    engine ``settings.engine`` names, the processor and the outbox sweeper.
+
+    ``live_workers`` is how many workers share the Rekognition budget (the KCL daemon
+    balances its own workers: 1 there).
+    """
+    with contextlib.ExitStack() as stack:
+        pool = executor or stack.enter_context(cpu_pool(settings))
+        await warm_pool(pool, settings.cpu_workers)
+        async with open_engine(settings, tables, pool, live_workers=live_workers) as engine:
+            yield Consumer(
+                settings=settings,
+                pool=pool,
+                processor=build_processor(settings, clients, tables, pool, metrics, engine),
+                sweeper=outbox_sweeper(settings, clients, tables, metrics),
+            )
+
+
+async def run_worker(
+    settings: Settings,
+    clients: AsyncClients,
+    tables: Tables,
+    stop: asyncio.Event,
+    *,
+    metrics: Metrics,
+    executor: Executor | None = None,
+) -> None:
+    """The native worker and its outbox sweeper until ``stop`` (the ECS task's whole life)."""
+    if not settings.alerts_topic_arn:
+        raise ProctoringError("PROCTOR_ALERTS_TOPIC_ARN is not set (the stack's AlertsTopicArn)")
+    leases = lease_coordinator(settings, clients.dynamodb)
+    async with (
+        open_consumer(
+            settings,
+            clients,
+            tables,
+            metrics,
+            executor=executor,
+            live_workers=lambda: leases.live_workers,
+        ) as consumer,
+        asyncio.TaskGroup() as group,
+    ):
+        worker = Worker(
+            settings=settings,
+            kinesis=clients.kinesis,
+            dynamodb=clients.dynamodb,
+            processor=consumer.processor,
+            metrics=metrics,
+            leases=leases,
+        )
+        group.create_task(worker.run(stop))
+        group.create_task(consumer.sweep(stop))

@@ -1,5 +1,0 @@
-"""``python -m proctoring.cli`` is the ``proctor`` command."""
-
-from proctoring.cli import main
-
-main()
