@@ -53,6 +53,7 @@ __all__ = [
     "SILENCE_DBFS",
     "Speech",
     "SpeechError",
+    "chunk_audio",
     "chunk_speech",
     "load_pcm",
     "speech_probabilities",
@@ -117,6 +118,12 @@ def chunk_speech(
     Raises :class:`SpeechError` for an audio track that cannot be analysed; no other
     exception escapes for bad input.
     """
+    samples = chunk_audio(data, max_seconds=max_seconds)
+    return None if samples is None else speech_segments(samples, threshold=threshold)
+
+
+def chunk_audio(data: bytes, *, max_seconds: float = 120.0) -> NDArray[np.int16] | None:
+    """A chunk's audio track, 16 kHz mono; None without one (see :func:`chunk_speech`)."""
     try:
         container = av.open(
             io.BytesIO(data),
@@ -135,8 +142,7 @@ def chunk_speech(
     with container:
         if not container.streams.audio:
             return None
-        samples = _decode(container, max_seconds=max_seconds)
-    return speech_segments(samples, threshold=threshold)
+        return _decode(container, max_seconds=max_seconds)
 
 
 def load_pcm(path: str | Path) -> NDArray[np.int16]:
@@ -210,13 +216,16 @@ def speech_segments(
     threshold: float = 0.5,
     min_speech: float = 0.25,
     min_silence: float = 0.1,
+    probabilities: NDArray[np.float32] | None = None,
 ) -> Speech:
-    """Speech segments in 16 kHz mono audio (see the module docstring)."""
+    """Speech segments in 16 kHz mono audio (see the module docstring); ``probabilities``:
+    the detector's, when known already (several thresholds tried on one recording)."""
     duration = samples.size / RATE
     level = _level_dbfs(samples)
     if level < SILENCE_DBFS:
         return Speech(round(duration, 3), (), level)
-    probabilities = speech_probabilities(samples)
+    if probabilities is None:
+        probabilities = speech_probabilities(samples)
     step = _WINDOW / RATE
     low = threshold - 0.15
     segments: list[tuple[float, float]] = []
