@@ -1,5 +1,9 @@
 """Exams: create, list, get, start and stop (proctors; admins see every exam).
 
+An exam's ``audio`` (read by its students' pages) is its rule policy's: true when the policy
+asks for the microphone (``proctoring.rules.policy``), so the page records it and its
+consent text names it.
+
 Starting opens the exam's meeting and channel (``proctoring.channels``) and
 makes its chunks count: the consumer analyses only chunks of started exams
 (``PROCTOR_EXAM_GATE``). Stopping ends them; chunks arriving later are
@@ -19,6 +23,7 @@ from lambdas.api.http import Conflict, Forbidden, NotFound, Request, Response
 from lambdas.api.schemas import EXAM, EXAM_LIST, Body, Visible, check_id
 from proctoring.exams import Conflict as StoreConflict
 from proctoring.exams import now_iso
+from proctoring.rules import POLICY_STUDENT_ID, Policy, PolicyError
 
 __all__ = ["exam_for", "public_exam"]
 
@@ -129,7 +134,12 @@ async def list_exams(request: Request, ctx: Context) -> Response:
 async def get_exam(request: Request, ctx: Context) -> Response:
     exam = await exam_for(ctx, request.param("exam_id"), student=True)
     as_student = ctx.principal.role == STUDENT
-    return Response.json(200, public_exam(exam, for_student=as_student))
+    item = await ctx.services.tables.get_session(exam["exam_id"], POLICY_STUDENT_ID)
+    try:
+        audio = Policy.from_item(item).audio
+    except PolicyError:
+        audio = False  # the consumer uses the defaults then (audio off): the page agrees
+    return Response.json(200, {**public_exam(exam, for_student=as_student), "audio": audio})
 
 
 @ROUTER.route(

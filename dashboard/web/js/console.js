@@ -278,7 +278,7 @@ function addAlert(alert, live = false) {
     el("button", { type: "button", onclick: () => openAlert(alert.alert_id) },
       el("strong", {}, alert.type), " ",
       el("span", {}, nameOf(alert.student_id)), " ",
-      el("span", { class: "muted" }, `${alert.severity || ""} · ${alertWhere(alert)} · ${when(alert.created_at)}`)));
+      el("span", { class: "muted" }, `${alert.severity || ""} · ${alert.type === "TALKING" ? talkingWhere(alert) : alertWhere(alert)} · ${when(alert.created_at)}`)));
   $("#feed").prepend(item);
   if (live) item.classList.add("new");
 }
@@ -290,6 +290,11 @@ function alertWhere(alert) {
   return `page event ${alert.sequence ?? "?"}${duration}`;
 }
 // ---- end of integrity alerts --------------------------------------------------------------------
+
+// TALKING: the chunk is the audio clip (the evidence video plays it); the seconds of speech
+function talkingWhere(alert) {
+  return `chunk ${alert.sequence ?? "?"} · ${alert.speech_s} s of speech in ${alert.window_s} s`;
+}
 
 async function openAlert(alertId) {
   let alert = state.alerts.get(alertId);
@@ -322,7 +327,7 @@ async function openAlert(alertId) {
   }
 }
 
-const NUMBERS = ["type", "severity", "first_sequence", "sequence", "chunks", "faces", "distance", "frame_time", "risk", "duration_s", "occurrences"];
+const NUMBERS = ["type", "severity", "first_sequence", "sequence", "chunks", "faces", "distance", "frame_time", "risk", "duration_s", "occurrences", "speech_s", "window_s"];
 
 function renderNumbers(alert) {
   const rows = [];

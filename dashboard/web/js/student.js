@@ -4,7 +4,8 @@
 // exam; chunks go through the IndexedDB outbox (outbox.js), so a network cut loses nothing.
 // The proctor's interventions (pause, resume, warnings, end) and the raised hand:
 // student-session.js. What the browser knows beside the camera (tab hidden, paste, full screen
-// left, camera stopped): integrity.js.
+// left, camera stopped): integrity.js. The microphone is recorded into the camera's chunks only
+// when the exam's policy asks for it (exam.audio); the consent text then names it.
 
 import { $, ApiError, api, currentSession, el, fail, loadConfig, show, signInForm, step, when } from "./app.js";
 import { IntegrityReporter, fullscreenButton } from "./integrity.js";
@@ -54,6 +55,7 @@ async function main() {
 function consent(version) {
   step("consent");
   show($("#policy-version"), version);
+  $("#consent-microphone").hidden = !state.exam.audio;
   const form = $("#consent-form");
   return new Promise((resolve) => {
     form.addEventListener("submit", async (event) => {
@@ -75,17 +77,26 @@ async function systemCheck() {
   step("check");
   const status = $("#check-status");
   try {
-    state.camera = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: false });
+    state.camera = await navigator.mediaDevices.getUserMedia({
+      video: { width: 640, height: 480 },
+      audio: Boolean(state.exam.audio), // the exam's policy asks for the microphone
+    });
     $("#check-video").srcObject = state.camera;
     const track = state.camera.getVideoTracks()[0];
     const { width, height } = track.getSettings();
     show($("#check-camera"), `Camera: ✓ ${track.label || "camera"} (${width}×${height})`);
+    const microphone = state.camera.getAudioTracks()[0];
+    if (microphone) {
+      show($("#check-microphone"), `Microphone: ✓ ${microphone.label || "microphone"} (recorded with the camera)`);
+      $("#check-microphone").hidden = false;
+    }
   } catch (error) {
-    show($("#check-camera"), "Camera: ✗ not available");
-    fail(status, new Error(`The camera cannot be used (${error.name}). Allow camera access and reload the page.`));
+    show($("#check-camera"), state.exam.audio ? "Camera and microphone: ✗ not available" : "Camera: ✗ not available");
+    const what = state.exam.audio ? "camera and microphone" : "camera";
+    fail(status, new Error(`The ${what} cannot be used (${error.name}). Allow ${what} access and reload the page.`));
     return new Promise(() => {}); // the exam cannot go on without a camera
   }
-  const type = recordingType();
+  const type = recordingType(state.camera.getAudioTracks().length > 0);
   show($("#check-recorder"), type ? `Recorder: ✓ ${type}` : "Recorder: ✗ this browser cannot record WebM video");
   const next = $("#check-continue");
   const share = $("#share-screen");
