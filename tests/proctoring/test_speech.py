@@ -4,9 +4,11 @@ that cannot be decoded is a clear error, a chunk without one is no speech at all
 
 from __future__ import annotations
 
+import io
 import pickle
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 
@@ -53,3 +55,15 @@ def test_a_broken_audio_track_is_a_clear_error(data_dir: Path) -> None:
     assert caught.value.reason == "not_media"
     again = pickle.loads(pickle.dumps(caught.value))  # crosses the process pool intact
     assert again.reason == "not_media" and str(again) == str(caught.value)
+    odd = io.BytesIO()  # a valid WebM/MKV whose audio no recorder produces: never decoded
+    with av.open(odd, "w", format="matroska") as out:
+        stream = out.add_stream("ac3", rate=48_000, layout="mono")
+        frame = av.AudioFrame.from_ndarray(
+            np.zeros((1, 48_000), np.int16), format="s16", layout="mono"
+        )
+        frame.sample_rate = 48_000
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            out.mux(packet)
+    with pytest.raises(SpeechError) as caught:
+        chunk_speech(odd.getvalue())
+    assert caught.value.reason == "unsupported_codec" and "ac3" in str(caught.value)
