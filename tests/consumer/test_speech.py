@@ -92,3 +92,52 @@ def test_talking_is_raised_on_speech_and_never_on_silence_or_cafe_noise(
     assert quiet_rows[0].get("audio_dbfs") is None  # digital silence
     assert all("speech_s" not in r for r in outcome["rows"][(OFF, "talker")])
     assert outcome["session"]["risk"] >= 4  # a medium incident counts in the risk
+
+
+def test_an_unreadable_audio_track_is_an_errors_row_and_no_audio_is_nothing() -> None:
+    from datetime import UTC, datetime
+
+    from consumer.speech import StudentSpeech
+    from proctoring.events import ChunkEvent
+    from proctoring.metrics import Metrics
+    from proctoring.rules import Policy
+    from proctoring.rules.speech import SpeechState
+    from proctoring.speech import SpeechError
+
+    recorded: list[dict[str, Any]] = []
+    delivered: list[dict[str, Any]] = []
+
+    async def record_error(**fields: Any) -> None:
+        recorded.append(fields)
+
+    async def deliver(alert: dict[str, Any]) -> bool:
+        delivered.append(alert)
+        return True
+
+    now = datetime(2026, 12, 6, tzinfo=UTC)
+    speech = StudentSpeech(
+        state=SpeechState(),
+        policy=Policy(audio=True),
+        metrics=Metrics("test", "consumer", lambda _: None),
+        deliver=deliver,
+        record_error=record_error,
+        now=lambda: now,
+        expiry=lambda _: 0,
+    )
+    event = ChunkEvent.from_key(
+        "bucket-x", f"chunks/{EXAM}/s1/camera/000003_1795000015000.webm", size=10, uploaded_at=now
+    )
+    broken = SpeechError("the audio track cannot be decoded: cut", reason="truncated")
+
+    async def run() -> list[int]:
+        return [
+            await speech.judge(event, broken, sequence_number="49", evidence={}),
+            await speech.judge(event, None, sequence_number="50", evidence={}),
+        ]
+
+    assert asyncio.run(run()) == [0, 0]
+    assert delivered == [] and speech.state == SpeechState()
+    assert [(r["stage"], r["reason"], r["chunk_key"]) for r in recorded] == [
+        ("audio", "audio_truncated", event.key)
+    ]
+    assert "its video was" in recorded[0]["message"]
