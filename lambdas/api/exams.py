@@ -23,7 +23,13 @@ from lambdas.api.http import Conflict, Forbidden, NotFound, Request, Response
 from lambdas.api.schemas import EXAM, EXAM_LIST, Body, Visible, check_id
 from proctoring.exams import Conflict as StoreConflict
 from proctoring.exams import now_iso
-from proctoring.rules import POLICY_STUDENT_ID, Policy, PolicyError
+from proctoring.rules.policy import (
+    POLICY_STUDENT_ID,
+    SPEECH_RULES,
+    Accommodations,
+    Policy,
+    PolicyError,
+)
 
 __all__ = ["exam_for", "public_exam"]
 
@@ -134,11 +140,8 @@ async def list_exams(request: Request, ctx: Context) -> Response:
 async def get_exam(request: Request, ctx: Context) -> Response:
     exam = await exam_for(ctx, request.param("exam_id"), student=True)
     as_student = ctx.principal.role == STUDENT
-    item = await ctx.services.tables.get_session(exam["exam_id"], POLICY_STUDENT_ID)
-    try:
-        audio = Policy.from_item(item).audio
-    except PolicyError:
-        audio = False  # the consumer uses the defaults then (audio off): the page agrees
+    # an invalid policy: the consumer uses the defaults (audio off), and so does the page
+    audio = (await exam_policy(ctx, exam["exam_id"])).audio
     return Response.json(200, {**public_exam(exam, for_student=as_student), "audio": audio})
 
 
@@ -198,3 +201,30 @@ async def stop_exam(request: Request, ctx: Context) -> Response:
         raise Conflict("the exam changed state meanwhile; try again", reason="state") from exc
     await ctx.services.channel.transport.close(exam)
     return Response.json(200, public_exam(updated))
+
+
+async def exam_policy(ctx: Context, exam_id: str) -> Policy:
+    """The exam's policy as the consumer reads it; the defaults where the stored one is invalid
+    (the consumer logs that and records it)."""
+    item = await ctx.services.tables.get_session(exam_id, POLICY_STUDENT_ID)
+    try:
+        return Policy.from_item(item, tolerance=ctx.services.settings.tolerance)
+    except PolicyError:
+        return Policy(tolerance=ctx.services.settings.tolerance)
+
+
+async def student_rules(ctx: Context, exam_id: str, student_id: str) -> list[str]:
+    """The rules that watch this student: the exam's policy relaxed by their accommodations."""
+    policy = await exam_policy(ctx, exam_id)
+    try:
+        accommodations = Accommodations.from_item(
+            await ctx.services.tables.get_session(exam_id, student_id)
+        )
+    except PolicyError:
+        accommodations = None
+    # TALKING listens only where the policy records the microphone
+    return [
+        rule
+        for rule in policy.for_student(accommodations).enabled_rules
+        if policy.audio or rule not in SPEECH_RULES
+    ]

@@ -66,3 +66,8 @@ def test_the_student_page_learns_from_the_policy_whether_the_microphone_is_recor
     # no policy: off; an invalid policy: off, as the consumer then uses the defaults
     assert seen == {quiet: False, spoken: True, broken: False}
     assert service.call("GET", f"/exams/{spoken}", "proctor").json()["audio"] is True
+    rules = {
+        exam_id: service.call("POST", f"/exams/{exam_id}/join", "student").json()["rules"]
+        for exam_id in (quiet, spoken)
+    }
+    assert "TALKING" in rules[spoken] and "TALKING" not in rules[quiet]  # told only if heard
