@@ -566,11 +566,19 @@ def metrics_command(files: tuple[Path, ...], as_json: bool) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="also write the figures to this JSON file",
 )
+@click.option(
+    "--speech",
+    is_flag=True,
+    help="the speech suite instead (TALKING: the voice activity detector and the rule on "
+    "chunks with a microphone, threshold chosen on its development half, figures on its "
+    "test half; producer/speech_suite.py)",
+)
 @click.option("--port", type=int)
 def eval_command(
     suite_path: Path | None,
     half: Literal["test", "development", "all"],
     json_path: Path | None,
+    speech: bool,
     port: int | None,
 ) -> None:
     """Run the labelled scenarios through the pipeline: precision, recall, false alerts, cost."""
@@ -579,5 +587,12 @@ def eval_command(
 
     settings = _settings(port=port, prefix="eval", log_level="ERROR")
     configure_logging(settings)
+    if speech:
+        from cli.eval_speech import run_speech_eval
+        from consumer.wiring import cpu_pool
+
+        with cpu_pool(settings) as pool:
+            _run(run_speech_eval(settings.data_dir, pool, json_path=json_path, out=click.echo))
+        return
     suite = load_suite(suite_path) if suite_path else people_suite(half, settings.data_dir)
     _run(run_eval(settings, suite, json_path=json_path, out=click.echo))

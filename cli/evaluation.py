@@ -51,6 +51,7 @@ from pydantic import (
 from proctoring.analysis.base import API_NAMES
 from proctoring.errors import ProctoringError
 from proctoring.rules import RULE_NAMES
+from proctoring.rules.policy import SPEECH_RULES
 from proctoring.stats import poisson_exact, wilson
 
 __all__ = [
@@ -86,8 +87,9 @@ class Incident(BaseModel):
     @field_validator("rule")
     @classmethod
     def _known(cls, value: str) -> str:
-        if value not in RULE_NAMES:
-            raise ValueError(f"unknown rule {value!r}; known: {list(RULE_NAMES)}")
+        if value not in RULE_NAMES + SPEECH_RULES:
+            known = list(RULE_NAMES + SPEECH_RULES)
+            raise ValueError(f"unknown rule {value!r}; known: {known}")
         return value
 
 
@@ -284,9 +286,10 @@ def _interval(value: tuple[float, float] | None) -> list[float] | None:
     return None if value is None else [round(value[0], 3), round(value[1], 3)]
 
 
-def score(runs: list[SessionRun]) -> Score:
-    """The figures of one pass over the suite (see the module docstring)."""
-    rules = {name: RuleScore(name) for name in RULE_NAMES}
+def score(runs: list[SessionRun], rules: tuple[str, ...] = RULE_NAMES) -> Score:
+    """The figures of one pass over the suite (see the module docstring) for ``rules``
+    (the video's by default; the speech suite scores TALKING)."""
+    by_rule = {name: RuleScore(name) for name in rules}
     unavailable: set[str] = set()
     false_alerts: list[dict[str, Any]] = []
     calls = dict.fromkeys(API_NAMES, 0)
@@ -304,14 +307,14 @@ def score(runs: list[SessionRun]) -> Score:
                 calls[api] += int((row.get("calls") or {}).get(api, 0))
             unavailable |= set(row.get("unavailable_rules") or [])
         for incident in run.incidents:
-            rules[incident.rule].incidents += 1
+            by_rule[incident.rule].incidents += 1
             if any(
                 alert["type"] == incident.rule and _overlaps(run.span(alert), incident)
                 for alert in run.alerts
             ):
-                rules[incident.rule].detected += 1
+                by_rule[incident.rule].detected += 1
         for alert in run.alerts:
-            rule = rules[alert["type"]]
+            rule = by_rule[alert["type"]]
             rule.alerts += 1
             if any(
                 i.rule == alert["type"] and _overlaps(run.span(alert), i) for i in run.incidents
@@ -320,9 +323,9 @@ def score(runs: list[SessionRun]) -> Score:
             else:
                 false_alerts.append({"student": run.name, **alert})
     for name in unavailable:
-        rules[name].available = False
+        by_rule[name].available = False
     return Score(
-        rules=rules,
+        rules=by_rule,
         false_alerts=len(false_alerts),
         honest_hours=honest / 3600.0,
         student_hours=total / 3600.0,

@@ -50,6 +50,7 @@ from proctoring.rules import (
     unavailable_rules,
 )
 from proctoring.rules.integrity import IntegrityState
+from proctoring.rules.speech import SpeechState
 from proctoring.settings import Settings
 from proctoring.storage import Tables
 
@@ -143,6 +144,8 @@ class StudentAnalyser:
         self.states = {s: RuleState.from_dict(d) for s, d in session.get("rules", {}).items()}
         # the browser's incidents count in the same score (consumer.integrity keeps them)
         self._integrity = IntegrityState.from_dict(session.get("integrity")).as_rule_state()
+        self.speech = SpeechState.from_dict(session.get("speech"))
+        """TALKING's state (``consumer.speech`` judges it; its incidents count in the risk)."""
         self._schedules = {
             s: ScheduleState.from_dict(d) for s, d in session.get("schedule", {}).items()
         }
@@ -270,12 +273,15 @@ class StudentAnalyser:
 
     @property
     def risk(self) -> float:
-        return risk_score([*self.states.values(), self._integrity], self.policy)
+        return risk_score(
+            [*self.states.values(), self._integrity, self.speech.as_rule_state()], self.policy
+        )
 
     def session_fields(self) -> dict[str, Any]:
         """What to store back on the student's session item."""
         hours = self._seconds / 3600.0
-        return {
+        speech = {"speech": self.speech.to_dict()} if self.speech.seen else {}
+        return speech | {
             "rules": {source: state.to_dict() for source, state in self.states.items()},
             "schedule": {source: s.to_dict() for source, s in self._schedules.items()},
             "last_analysis": self._last,

@@ -34,6 +34,7 @@ from proctoring.integrity import INTEGRITY, IntegrityEvent
 from proctoring.metrics import Metrics
 from proctoring.rules import Accommodations, RuleState, alert_id, risk_score
 from proctoring.rules.integrity import IntegrityFinding, IntegrityState, judge
+from proctoring.rules.speech import SpeechState
 from proctoring.storage import Tables
 
 __all__ = ["IntegrityCounts", "IntegrityEvents"]
@@ -199,6 +200,8 @@ def _describe(event: IntegrityEvent, found: IntegrityFinding) -> str:
 
 
 def _risk(session: dict[str, Any], state: IntegrityState, policy: Any) -> float:
-    """The student's risk: the video's rule states and the integrity incidents, one formula."""
+    """The student's risk: the video's rule states, the integrity and the speech incidents,
+    one formula."""
     states = [RuleState.from_dict(d) for d in session.get("rules", {}).values()]
-    return risk_score([*states, state.as_rule_state()], policy)
+    speech = SpeechState.from_dict(session.get("speech")).as_rule_state()
+    return risk_score([*states, state.as_rule_state(), speech], policy)

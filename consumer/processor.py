@@ -7,11 +7,12 @@ may checkpoint. Per batch:
 1. parse and validate every record (a bad one becomes an error record);
 2. drop duplicates inside the batch;
 3. per chunk, concurrently (bounded): GET the chunk, extract one upright
-   frame (the middle one by default) and its thumbnail in the process pool,
-   store the JPEG - with ``PROCTOR_EXAM_GATE`` only for started exams: a chunk of a
-   stopped, not yet started or unknown exam gets a ``not_analysed`` result row
-   and nothing else; so does a camera or chime chunk whose source the exam's
-   policy does not analyse (``sources``: browser, chime or both);
+   frame (the middle one by default) and its thumbnail in the process pool
+   (with the policy's ``audio: true``, the speech in its audio track too,
+   ``consumer.speech``), store the JPEG - with ``PROCTOR_EXAM_GATE`` only for
+   started exams: a chunk of a stopped, not yet started or unknown exam gets a
+   ``not_analysed`` result row and nothing else; so does a camera or chime chunk
+   whose source the exam's policy does not analyse (``sources``: browser, chime or both);
 4. per student, in sequence order: analyse the frame as the schedule says
    (``consumer.analyser``: repeats carried over, identity and objects on
    their cadence; with ``sources: both`` a moment already analysed from the
@@ -19,7 +20,7 @@ may checkpoint. Per batch:
    policy and the state stored in the student's session, create each new
    alert once (deterministic id), publish it to the FIFO alerts topic
    (deduplicated by alert id), save the state, the schedule, the call
-   counts and the risk score.
+   counts and the risk score; judge the chunk's speech (TALKING).
 
 Evidence is written once. A chunk's result row is written only if absent and
 carries the SHA-256 of the bytes analysed (``chunk_sha256``) and the S3
@@ -65,6 +66,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from consumer.analyser import Analysed, Policies, StudentAnalyser
 from consumer.integrity import IntegrityEvents
 from consumer.outbox import AlertPublisher
+from consumer.speech import Heard, StudentSpeech, hear, speech_fields
 from proctoring.analysis.base import AnalysisError, Engine
 from proctoring.analysis.scheduling import thumbnail
 from proctoring.aws import AsyncClients
@@ -175,14 +177,16 @@ class _Chunk:
     frame_digest: str | None = None
     frame_version: str | None = None
     first: dict[str, Any] | None = None  # the sequence's earlier result: this is a second object
+    heard: Heard = None  # the speech in its audio track (policy ``audio: true``)
 
 
 def _frame_and_thumbnail(
-    data: bytes, *, max_pixels: int, position: Literal["first", "middle"]
-) -> tuple[Frame, bytes]:
-    """Process-pool job: the frame to analyse and its 32x32 grey thumbnail (for the schedule)."""
+    data: bytes, *, max_pixels: int, position: Literal["first", "middle"], speech: bool = False
+) -> tuple[Frame, bytes, Heard]:
+    """Process-pool job: the frame to analyse, its 32x32 grey thumbnail (for the schedule)
+    and, when asked, the speech in the chunk's audio."""
     frame = extract_frame(data, max_pixels=max_pixels, position=position)
-    return frame, thumbnail(frame.jpeg)
+    return frame, thumbnail(frame.jpeg), hear(data) if speech else None
 
 
 class _FirstFrame:
@@ -399,13 +403,14 @@ class ChunkProcessor:
                         return _Chunk(event, record, digest=digest, version=version, first=first)
                     loop = asyncio.get_running_loop()
                     started = time.perf_counter()
-                    frame, thumb = await loop.run_in_executor(
+                    frame, thumb, heard = await loop.run_in_executor(
                         self._executor,
                         functools.partial(
                             _frame_and_thumbnail,
                             data,
                             max_pixels=self._settings.max_frame_pixels,
                             position=self._settings.frame_position,
+                            speech=(await self._policies.get(event.exam_id)).audio,
                         ),
                     )
                     self._metrics.add(
@@ -425,6 +430,7 @@ class ChunkProcessor:
                     frame_digest=frame_digest,
                     frame_version=frame_version,
                     thumb=thumb,
+                    heard=heard,
                     fallback=self._first_frame(event)
                     if self._settings.frame_position == "middle" and frame.time > 0
                     else None,
@@ -523,6 +529,15 @@ class ChunkProcessor:
             metrics=self._metrics,
         )
         moments: dict[str, str] = dict(session.get("moments", {}))
+        speech = StudentSpeech(
+            state=analyser.speech,
+            policy=analyser.policy,
+            metrics=self._metrics,
+            deliver=self._deliver,
+            record_error=self._record_error,
+            now=self._now,
+            expiry=self._expiry,
+        )
         for chunk in chunks:
             event = chunk.event
             with structlog.contextvars.bound_contextvars(
@@ -573,6 +588,17 @@ class ChunkProcessor:
                 for finding in chunk.analysed.findings if chunk.analysed else []:
                     await self._raise_alert(chunk, finding)
                     counts.alerts += 1
+                counts.alerts += await speech.judge(
+                    event,
+                    chunk.heard,
+                    sequence_number=chunk.record.sequence_number,
+                    evidence={
+                        "chunk_sha256": chunk.digest,
+                        "chunk_version": chunk.version,
+                        "frame_key": chunk.frame_key,
+                    },
+                )
+        analyser.speech = speech.state
         session.update(analyser.session_fields())
         if moments:
             newest = sorted(moments, key=int)[-_MOMENTS_KEPT:]
@@ -629,6 +655,8 @@ class ChunkProcessor:
             row["frame_time"] = round(chunk.frame.time, 3)
             if chunk.analysed is not None:
                 row.update(chunk.analysed.row)
+            if chunk.heard is not None and not isinstance(chunk.heard, Exception):
+                row.update(speech_fields(chunk.heard))
         first = await self._tables.put_result(row)
         if first is not None:  # processed again (at least once), or a second object
             self._metrics.add("ChunksRedelivered")

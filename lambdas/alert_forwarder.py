@@ -54,7 +54,7 @@ def _summary(alert: Mapping[str, Any]) -> dict[str, Any]:
     """What the channel carries: enough to show the alert, no face data."""
     keys = (
         "alert_id", "student_id", "type", "severity", "source", "sequence", "first_sequence",
-        "frame_key", "risk", "created_at", "duration_s",
+        "frame_key", "risk", "created_at", "duration_s", "speech_s", "window_s",
     )  # fmt: skip
     return {k: alert[k] for k in keys if alert.get(k) is not None}
 

@@ -1,5 +1,9 @@
 """Exams: create, list, get, start and stop (proctors; admins see every exam).
 
+An exam's ``audio`` (read by its students' pages) is its rule policy's: true when the policy
+asks for the microphone (``proctoring.rules.policy``), so the page records it and its
+consent text names it.
+
 Starting opens the exam's meeting and channel (``proctoring.channels``) and
 makes its chunks count: the consumer analyses only chunks of started exams
 (``PROCTOR_EXAM_GATE``). Stopping ends them; chunks arriving later are
@@ -19,7 +23,13 @@ from lambdas.api.http import Conflict, Forbidden, NotFound, Request, Response
 from lambdas.api.schemas import EXAM, EXAM_LIST, Body, Visible, check_id
 from proctoring.exams import Conflict as StoreConflict
 from proctoring.exams import now_iso
-from proctoring.rules.policy import POLICY_STUDENT_ID, Accommodations, Policy, PolicyError
+from proctoring.rules.policy import (
+    POLICY_STUDENT_ID,
+    SPEECH_RULES,
+    Accommodations,
+    Policy,
+    PolicyError,
+)
 
 __all__ = ["exam_for", "public_exam"]
 
@@ -130,7 +140,9 @@ async def list_exams(request: Request, ctx: Context) -> Response:
 async def get_exam(request: Request, ctx: Context) -> Response:
     exam = await exam_for(ctx, request.param("exam_id"), student=True)
     as_student = ctx.principal.role == STUDENT
-    return Response.json(200, public_exam(exam, for_student=as_student))
+    # an invalid policy: the consumer uses the defaults (audio off), and so does the page
+    audio = (await exam_policy(ctx, exam["exam_id"])).audio
+    return Response.json(200, {**public_exam(exam, for_student=as_student), "audio": audio})
 
 
 @ROUTER.route(
@@ -210,4 +222,9 @@ async def student_rules(ctx: Context, exam_id: str, student_id: str) -> list[str
         )
     except PolicyError:
         accommodations = None
-    return list(policy.for_student(accommodations).enabled_rules)
+    # TALKING listens only where the policy records the microphone
+    return [
+        rule
+        for rule in policy.for_student(accommodations).enabled_rules
+        if policy.audio or rule not in SPEECH_RULES
+    ]

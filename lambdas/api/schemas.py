@@ -108,6 +108,7 @@ EXAM = obj(
         "proctor_id": STR,
         "student_alerts": BOOL,
         "screen": BOOL,
+        "audio": BOOL,
         "created_at": STR,
         "started_at": STR,
         "stopped_at": STR,

@@ -43,6 +43,13 @@ before an alert (default 0: the first one raises it). Accommodations may
 lengthen them (``{"integrity_tolerances": {"LEFT_EXAM": 60}}``: a student
 allowed breaks) or turn a rule off (``disabled_rules``).
 
+Speech (``proctoring.rules.speech``): ``audio: true`` asks the student page to
+record the microphone into the chunks (the consent text then names it) and the
+consumer to run the voice activity detector on them; off by default. TALKING is
+raised when more than ``talking_seconds`` of speech fall within the last
+``talking_window`` seconds (default 10 s in 60 s). ``disabled_rules`` turns it
+off for a student.
+
 Errors::
 
     ProctoringError
@@ -65,6 +72,8 @@ __all__ = [
     "OBJECT_RULES",
     "POLICY_STUDENT_ID",
     "RULE_NAMES",
+    "SPEECH_RULES",
+    "SPEECH_SEVERITIES",
     "Accommodations",
     "ChunkSources",
     "Policy",
@@ -95,6 +104,9 @@ INTEGRITY_SEVERITIES: dict[str, Severity] = {
 }
 INTEGRITY_RULES = tuple(INTEGRITY_SEVERITIES)
 """The browser's integrity rules (``proctoring.rules.integrity``)."""
+SPEECH_SEVERITIES: dict[str, Severity] = {"TALKING": "medium"}
+SPEECH_RULES = tuple(SPEECH_SEVERITIES)
+"""The microphone's rule (``proctoring.rules.speech``), with ``audio: true`` only."""
 DEFAULT_INTEGRITY_TOLERANCES: dict[str, float] = {"LEFT_EXAM": 10.0}
 """LEFT_EXAM: seconds in the window; the others: occurrences allowed (0 when absent)."""
 FACE_RULES = frozenset({"FACE_MISMATCH", "LOOKING_AWAY", "FACE_NOT_CLEAR"})
@@ -116,7 +128,9 @@ class PolicyError(ProctoringError):
     """A stored policy or accommodation that does not validate."""
 
 
-def _check_rules(names: Any, known: tuple[str, ...] = RULE_NAMES + INTEGRITY_RULES) -> Any:
+def _check_rules(
+    names: Any, known: tuple[str, ...] = RULE_NAMES + INTEGRITY_RULES + SPEECH_RULES
+) -> Any:
     unknown = sorted(set(names) - set(known))
     if unknown:
         raise ValueError(f"unknown rules {unknown}; known: {list(known)}")
@@ -137,7 +151,7 @@ class Policy(BaseModel):
 
     sources: ChunkSources = "browser"
     """Which video is analysed: the browser's uploads, the Chime capture, or both (once)."""
-    enabled_rules: tuple[str, ...] = RULE_NAMES + INTEGRITY_RULES
+    enabled_rules: tuple[str, ...] = RULE_NAMES + INTEGRITY_RULES + SPEECH_RULES
     tolerance: int = Field(default=2, ge=1, le=720)
     """Consecutive analysed chunks before an alert, for rules without their own."""
     tolerances: dict[str, int] = Field(default_factory=lambda: {"LOOKING_AWAY": 3})
@@ -169,6 +183,13 @@ class Policy(BaseModel):
         default_factory=lambda: dict(DEFAULT_INTEGRITY_TOLERANCES)
     )
     """See the module docstring: LEFT_EXAM in seconds, the others in occurrences."""
+
+    audio: bool = False
+    """Record the microphone into the chunks and judge TALKING on it (with consent)."""
+    talking_window: int = Field(default=60, ge=10, le=3600)
+    """Seconds over which TALKING sums speech."""
+    talking_seconds: float = Field(default=10.0, ge=0, le=3600)
+    """Seconds of speech the window allows; more raises TALKING."""
 
     @field_validator("enabled_rules", "severities")
     @classmethod
@@ -203,7 +224,11 @@ class Policy(BaseModel):
         return self.tolerances.get(rule, self.tolerance)
 
     def severity_for(self, rule: str) -> Severity:
-        default = DEFAULT_SEVERITIES.get(rule) or INTEGRITY_SEVERITIES[rule]
+        default = (
+            DEFAULT_SEVERITIES.get(rule)
+            or INTEGRITY_SEVERITIES.get(rule)
+            or SPEECH_SEVERITIES[rule]
+        )
         return self.severities.get(rule, default)
 
     def for_student(self, accommodations: Accommodations | None) -> Policy:

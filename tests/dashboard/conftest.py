@@ -88,6 +88,22 @@ def to_y4m(source: Path, target: Path, *, seconds: float = 12.0, fps: int = 15) 
     return target
 
 
+def to_wav(source: Path, target: Path) -> Path:
+    """``source``'s audio as a 16-bit PCM WAV (the fake microphone's format), 48 kHz mono."""
+    from proctoring.speech import load_pcm
+
+    samples = load_pcm(source)
+    with av.open(str(target), "w", format="wav") as out:
+        stream = out.add_stream("pcm_s16le", rate=16_000, layout="mono")
+        frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = 16_000
+        for packet in stream.encode(frame):
+            out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return target
+
+
 @pytest.fixture(scope="session")
 def camera_file(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
     """A y4m of ``../shared/data/video/<name>``, made once per session."""
@@ -104,7 +120,7 @@ def camera_file(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Pat
 
 @pytest.fixture
 def launch() -> Iterator[Callable[..., Any]]:
-    """``launch(camera=y4m)`` -> a Playwright Browser (closed after the test).
+    """``launch(camera=y4m, microphone=wav)`` -> a Playwright Browser (closed after the test).
 
     Playwright starts on the first call: its sync API runs an event loop in this thread,
     so a test does its own ``asyncio.run`` set-up first.
@@ -115,7 +131,7 @@ def launch() -> Iterator[Callable[..., Any]]:
 
     with ExitStack() as stack:
 
-        def start(camera: Path | None = None) -> Any:
+        def start(camera: Path | None = None, microphone: Path | None = None) -> Any:
             playwright = stack.enter_context(sync_playwright())
             args = [
                 "--no-sandbox",
@@ -130,6 +146,8 @@ def launch() -> Iterator[Callable[..., Any]]:
             ]
             if camera is not None:
                 args.append(f"--use-file-for-fake-video-capture={camera}")
+            if microphone is not None:  # a WAV file (to_wav), looped by Chromium
+                args.append(f"--use-file-for-fake-audio-capture={microphone}")
             browser = playwright.chromium.launch(
                 executable_path=str(CHROMIUM), headless=True, args=args
             )

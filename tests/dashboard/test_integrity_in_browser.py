@@ -1,7 +1,9 @@
 """The student page's integrity events in headless Chromium, through the whole service: the
 exam tab left for longer than the policy allows, a paste in the answer box, full screen left
 and the camera track stopped each reach the proctor's console as an alert; 20 s offline, every
-event the page saw arrives afterwards, in order, none twice.
+event the page saw arrives afterwards, in order, none twice. The first exam's policy also asks
+for the microphone (Chromium's fake one, fed JFK's speech from a WAV): the consent names it,
+the uploaded chunks carry an Opus track, and TALKING reaches the console.
 
 Headless Chromium keeps every tab visible and focused (a second page brought to the front
 changes nothing the exam page can see), so leaving the tab is the page's own
@@ -13,18 +15,20 @@ entered by a click and left by the page, the camera track is stopped by script.
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import av
 import pytest
 from playwright.sync_api import Page, expect
 
 from proctoring.aws import sync_client
 from proctoring.storage import from_item, to_item
-from tests.conftest import poll
-from tests.dashboard.conftest import Web
+from tests.conftest import DATA, poll
+from tests.dashboard.conftest import Web, to_wav
 from tests.dashboard.pages import create_and_start_exam, proctor_console, student_page
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -44,23 +48,23 @@ _VISIBILITY = """(state) => {
 }"""
 
 
-def _policy(web: Web, exam_id: str, tolerances: dict[str, float]) -> None:
+def _policy(web: Web, exam_id: str, tolerances: dict[str, float], **more: Any) -> None:
     """The exam's policy item (before any chunk: the consumer caches policies)."""
     sync_client(web.settings, "dynamodb").put_item(
         TableName=web.settings.names.sessions_table,
         Item=to_item(
             {"exam_id": exam_id, "student_id": "#policy",
-             "policy": {"integrity_tolerances": tolerances}}
+             "policy": {"integrity_tolerances": tolerances, **more}}
         ),
     )  # fmt: skip
 
 
 def _exam(
-    web: Web, browser: Any, title: str, tolerances: dict[str, float]
+    web: Web, browser: Any, title: str, tolerances: dict[str, float], **policy: Any
 ) -> tuple[Page, Any, Page]:
     _, console = proctor_console(browser, web.url, web.emails["proctor"])
     exam_id = create_and_start_exam(console, title)
-    _policy(web, exam_id, tolerances)
+    _policy(web, exam_id, tolerances, **policy)
     context, student = student_page(browser, web.url, exam_id, web.emails["student"])
     student.evaluate(_WATCH)
     return console, context, student
@@ -86,12 +90,40 @@ def _alert(console: Page, rule: str) -> Any:
     return item
 
 
+def _audio_chunk(web: Web, exam_id: str) -> bytes:
+    """The student's first uploaded camera chunk."""
+    s3 = sync_client(web.settings, "s3")
+    bucket = web.settings.names.chunks_bucket
+    prefix = f"chunks/{exam_id}/{web.ids['student']}/camera/"
+    for _ in poll("a camera chunk uploaded", 30):
+        listed = s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
+        if listed:
+            break
+    first = min(listed, key=lambda o: o["Key"])["Key"]
+    body: bytes = s3.get_object(Bucket=bucket, Key=first)["Body"].read()
+    return body
+
+
 def test_leaving_pasting_full_screen_and_camera_reach_the_console(
-    web: Web, launch: Callable[..., Any], camera_file: Callable[[str], Path]
+    web: Web, launch: Callable[..., Any], camera_file: Callable[[str], Path], tmp_path: Path
 ) -> None:
-    browser = launch(camera=camera_file("center_focus.mp4"))
-    console, context, student = _exam(web, browser, "Integrity - events", {"LEFT_EXAM": 1})
-    context.grant_permissions(CLIPBOARD, origin=web.url)
+    speech = to_wav(DATA / "audio/whisper/jfk.flac", tmp_path / "jfk.wav")
+    browser = launch(camera=camera_file("center_focus.mp4"), microphone=speech)
+    # the microphone too: more than 2 s of speech in 30 s is TALKING
+    console, context, student = _exam(
+        web, browser, "Integrity - events", {"LEFT_EXAM": 1},
+        audio=True, talking_seconds=2, talking_window=30,
+    )  # fmt: skip
+    context.grant_permissions([*CLIPBOARD, "microphone"], origin=web.url)
+    assert student.evaluate("!document.querySelector('#consent-microphone').hidden")
+    expect(student.locator("#consent-microphone")).to_contain_text("microphone")
+    expect(student.locator("#check-microphone")).to_contain_text("Microphone: ✓")
+    exam_id = console.locator("#student-link").get_attribute("href").rsplit("exam=", 1)[1]  # type: ignore[union-attr]
+    with av.open(io.BytesIO(_audio_chunk(web, exam_id))) as chunk:
+        assert [s.codec_context.name for s in chunk.streams.audio] == ["opus"]
+        assert chunk.streams.video, "the camera's video beside the microphone"
+    talking = _alert(console, "TALKING")
+    expect(talking).to_contain_text("s of speech in 30 s")
 
     _away(context, student, AWAY_SECONDS)
     back = time.monotonic()

@@ -285,7 +285,7 @@ function addAlert(alert, live = false) {
       el("strong", {}, alert.type), " ",
       el("span", {}, nameOf(alert.student_id)), " ",
       el("span", { class: "status" }), " ",
-      el("span", { class: "muted" }, `${alert.severity || ""} · ${alertWhere(alert)} · ${when(alert.created_at)}`)));
+      el("span", { class: "muted" }, `${alert.severity || ""} · ${alert.type === "TALKING" ? talkingWhere(alert) : alertWhere(alert)} · ${when(alert.created_at)}`)));
   $("#feed").prepend(item);
   markReviewed(alert.alert_id);
   if (live) item.classList.add("new");
@@ -350,6 +350,11 @@ function alertWhere(alert) {
 }
 // ---- end of integrity alerts --------------------------------------------------------------------
 
+// TALKING: the chunk is the audio clip (the evidence video plays it); the seconds of speech
+function talkingWhere(alert) {
+  return `chunk ${alert.sequence ?? "?"} · ${alert.speech_s} s of speech in ${alert.window_s} s`;
+}
+
 async function openAlert(alertId) {
   let alert = state.alerts.get(alertId);
   const dialog = $("#alert-view");
@@ -390,7 +395,7 @@ function renderHeading(alert) {
   heading.dataset.status = status;
 }
 
-const NUMBERS = ["type", "severity", "first_sequence", "sequence", "chunks", "faces", "distance", "frame_time", "risk", "duration_s", "occurrences"];
+const NUMBERS = ["type", "severity", "first_sequence", "sequence", "chunks", "faces", "distance", "frame_time", "risk", "duration_s", "occurrences", "speech_s", "window_s"];
 
 function renderNumbers(alert) {
   const rows = [];

@@ -14,6 +14,7 @@ const INSTRUCTIONS = {
   PASTE: "Do not paste text into the exam.",
   SECOND_SCREEN: "Use one screen only: disconnect any second monitor.",
   CAMERA_OFF: "Keep your camera on and connected.",
+  TALKING: "Do not talk during the exam: your microphone is recorded, and speaking for longer than the exam allows is shown to your proctor.",
 };
 
 /** The instruction for a rule; an unknown rule (a newer server) is named as it is. */

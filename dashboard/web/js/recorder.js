@@ -7,9 +7,12 @@
 // between chunks.
 
 const TYPES = ["video/webm;codecs=vp8", "video/webm;codecs=vp9", "video/webm"];
+// With the microphone (the exam's policy asks for it): Opus beside the video, in one file.
+const TYPES_WITH_AUDIO = ["video/webm;codecs=vp8,opus", "video/webm;codecs=vp9,opus", "video/webm"];
 
-export function recordingType() {
-  return TYPES.find((type) => window.MediaRecorder && MediaRecorder.isTypeSupported(type)) || null;
+export function recordingType(withAudio = false) {
+  const types = withAudio ? TYPES_WITH_AUDIO : TYPES;
+  return types.find((type) => window.MediaRecorder && MediaRecorder.isTypeSupported(type)) || null;
 }
 
 export class ChunkRecorder {
@@ -24,7 +27,7 @@ export class ChunkRecorder {
     this.sequence = firstSequence;
     this.onChunk = onChunk;
     this.bitsPerSecond = bitsPerSecond;
-    this.type = recordingType();
+    this.type = recordingType(stream.getAudioTracks().length > 0);
     this.running = false;
     this.timer = null;
     this.current = null;

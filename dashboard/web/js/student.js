@@ -7,7 +7,9 @@
 // left, camera stopped): integrity.js. The exam view lists, in plain words, what each rule
 // the policy enables for this student asks of them (instructions.js; the join answers the
 // rules); every message and notice from the proctor stays in a history, the newest on top;
-// when the proctor stops the exam the heading says it has ended.
+// when the proctor stops the exam the heading says it has ended. The microphone is recorded
+// into the camera's chunks only when the exam's policy asks for it (exam.audio); the consent
+// text then names it.
 
 import { $, ApiError, api, currentSession, el, fail, loadConfig, show, signInForm, step, when } from "./app.js";
 import { IntegrityReporter, fullscreenButton } from "./integrity.js";
@@ -59,6 +61,7 @@ async function main() {
 function consent(version) {
   step("consent");
   show($("#policy-version"), version);
+  $("#consent-microphone").hidden = !state.exam.audio;
   const form = $("#consent-form");
   return new Promise((resolve) => {
     form.addEventListener("submit", async (event) => {
@@ -80,17 +83,26 @@ async function systemCheck() {
   step("check");
   const status = $("#check-status");
   try {
-    state.camera = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: false });
+    state.camera = await navigator.mediaDevices.getUserMedia({
+      video: { width: 640, height: 480 },
+      audio: Boolean(state.exam.audio), // the exam's policy asks for the microphone
+    });
     $("#check-video").srcObject = state.camera;
     const track = state.camera.getVideoTracks()[0];
     const { width, height } = track.getSettings();
     show($("#check-camera"), `Camera: ✓ ${track.label || "camera"} (${width}×${height})`);
+    const microphone = state.camera.getAudioTracks()[0];
+    if (microphone) {
+      show($("#check-microphone"), `Microphone: ✓ ${microphone.label || "microphone"} (recorded with the camera)`);
+      $("#check-microphone").hidden = false;
+    }
   } catch (error) {
-    show($("#check-camera"), "Camera: ✗ not available");
-    fail(status, new Error(`The camera cannot be used (${error.name}). Allow camera access and reload the page.`));
+    show($("#check-camera"), state.exam.audio ? "Camera and microphone: ✗ not available" : "Camera: ✗ not available");
+    const what = state.exam.audio ? "camera and microphone" : "camera";
+    fail(status, new Error(`The ${what} cannot be used (${error.name}). Allow ${what} access and reload the page.`));
     return new Promise(() => {}); // the exam cannot go on without a camera
   }
-  const type = recordingType();
+  const type = recordingType(state.camera.getAudioTracks().length > 0);
   show($("#check-recorder"), type ? `Recorder: ✓ ${type}` : "Recorder: ✗ this browser cannot record WebM video");
   const next = $("#check-continue");
   const share = $("#share-screen");

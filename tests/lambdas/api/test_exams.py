@@ -43,3 +43,31 @@ def test_bad_input_gets_a_clear_4xx(service: Service) -> None:
     assert unknown.status_code == 404 and unknown.json()["reason"] == "no_exam"
     no_route = service.call("GET", "/nothing-here", "proctor")
     assert no_route.status_code == 404
+
+
+def test_the_student_page_learns_from_the_policy_whether_the_microphone_is_recorded(
+    service: Service,
+) -> None:
+    from proctoring.aws import sync_client
+    from proctoring.storage import to_item
+
+    quiet, spoken, broken = (service.exam("proctor") for _ in range(3))
+    for exam_id, policy in ((spoken, {"audio": True}), (broken, {"audio": "loud"})):
+        sync_client(service.settings, "dynamodb").put_item(
+            TableName=service.settings.names.sessions_table,
+            Item=to_item({"exam_id": exam_id, "student_id": "#policy", "policy": policy}),
+        )
+    for exam_id in (quiet, spoken, broken):
+        service.enrol(exam_id)
+    seen = {
+        exam_id: service.call("GET", f"/exams/{exam_id}", "student").json()["audio"]
+        for exam_id in (quiet, spoken, broken)
+    }
+    # no policy: off; an invalid policy: off, as the consumer then uses the defaults
+    assert seen == {quiet: False, spoken: True, broken: False}
+    assert service.call("GET", f"/exams/{spoken}", "proctor").json()["audio"] is True
+    rules = {
+        exam_id: service.call("POST", f"/exams/{exam_id}/join", "student").json()["rules"]
+        for exam_id in (quiet, spoken)
+    }
+    assert "TALKING" in rules[spoken] and "TALKING" not in rules[quiet]  # told only if heard
