@@ -26,8 +26,8 @@ from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any
 
-from consumer.speech import Heard, hear
 from cli.evaluation import Incident, Score, SessionRun, score
+from consumer.speech import Heard, hear
 from proctoring.rules import Policy
 from proctoring.rules.speech import SpeechState, judge
 from proctoring.speech import (
