@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cli.evaluation import Score, SessionRun, flag_delays, group_scores
+from cli.evaluation import FLAG_WITHIN_CHUNKS, Score, SessionRun, flag_delays, group_scores
 from proctoring.settings import Settings
 
 __all__ = ["TARGETS", "report_of", "tables", "targets"]
@@ -144,10 +144,10 @@ def targets(scheduled: Score, naive: Score, runs: list[SessionRun]) -> list[dict
     ]
     delays = flag_delays(runs)
     if delays:
-        late = [d for d in delays if d["chunks"] is None or d["chunks"] > 2]
+        late = [d for d in delays if d["chunks"] is None or d["chunks"] > FLAG_WITHIN_CHUNKS]
         rows.append(
             {
-                "target": "every impostor flagged within 2 chunks",
+                "target": f"every impostor flagged within {FLAG_WITHIN_CHUNKS} chunks",
                 "value": f"{len(delays) - len(late)} of {len(delays)}",
                 "met": not late,
             }
