@@ -38,6 +38,15 @@ def require_data() -> Path:
     return DATA
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-screenshots",
+        action="store_true",
+        help="write the browser tests' pictures into docs/screenshots (the README's) where they"
+        " changed visibly; without it they go to the run's temporary folder",
+    )
+
+
 @pytest.fixture(autouse=True)
 def _logging_config_restored() -> Iterator[None]:
     """Each test leaves structlog as it found it (a benchmark or a CLI run in-process
