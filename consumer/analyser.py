@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 import structlog
 
-from proctoring.analysis.base import API_NAMES, Engine, FaceDetail, FrameAnalysis
+from proctoring.analysis.base import API_NAMES, Engine, FrameAnalysis
 from proctoring.analysis.scheduling import Cadence, Decision, ScheduleState, advance, decide
 from proctoring.events import ChunkEvent
 from proctoring.metrics import Metrics
@@ -45,6 +45,7 @@ from proctoring.rules import (
     evaluate,
     face_clear,
     looking_away,
+    main_face,
     risk_score,
     unavailable_rules,
 )
@@ -292,10 +293,6 @@ class StudentAnalyser:
 Doubt = Literal["no_face", "not_clear", "turned"]
 
 
-def _main(analysis: FrameAnalysis) -> FaceDetail:
-    return max(analysis.faces, key=lambda f: f.box[2] * f.box[3])
-
-
 def _doubt(analysis: FrameAnalysis, policy: Policy) -> Doubt | None:
     """Why one frame is not enough to decide the chunk on; None: it is enough.
 
@@ -304,9 +301,9 @@ def _doubt(analysis: FrameAnalysis, policy: Policy) -> Doubt | None:
     the registered one). A clear mismatch facing the camera is no doubt: it is decided
     as it is, so an impostor who sits down mid-chunk is not matched on the frame before.
     """
-    if not analysis.faces:
+    main = main_face(analysis.faces)
+    if main is None:
         return "no_face"
-    main = _main(analysis)
     if face_clear(main, policy) is False:
         return "not_clear"
     if analysis.identity == "mismatch" and looking_away(main, policy):
@@ -319,8 +316,9 @@ def _resolves(doubt: Doubt | None, second: FrameAnalysis, policy: Policy) -> boo
     unclear one; the registered student after a turned stranger."""
     if doubt == "no_face":
         return bool(second.faces)
-    if not second.faces:
+    main = main_face(second.faces)
+    if main is None:
         return False
     if doubt == "not_clear":
-        return face_clear(_main(second), policy) is True
+        return face_clear(main, policy) is True
     return doubt == "turned" and second.identity == "match"

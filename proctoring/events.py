@@ -43,7 +43,7 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from proctoring.errors import ProctoringError
+from proctoring.errors import ReasonError
 
 __all__ = [
     "CAPTURE_PREFIX",
@@ -93,16 +93,14 @@ def moment(captured_at: datetime) -> int:
     return int(captured_at.timestamp() * 1000) // MOMENT_MS
 
 
-class InvalidEvent(ProctoringError):
+class InvalidEvent(ReasonError):
     """A record or an object key that is not a valid chunk event.
 
     ``reason`` is a short stable code for metrics; the message says exactly
     what is wrong.
     """
 
-    def __init__(self, message: str, *, reason: str = "invalid_event") -> None:
-        super().__init__(message)
-        self.reason = reason
+    default_reason = "invalid_event"
 
 
 class _Ids(BaseModel):

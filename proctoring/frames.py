@@ -48,7 +48,7 @@ from av.video.reformatter import VideoReformatter
 from av.video.stream import VideoStream
 from PIL import Image
 
-from proctoring.errors import ProctoringError
+from proctoring.errors import ReasonError
 
 __all__ = ["Frame", "FrameError", "extract_frame"]
 
@@ -75,21 +75,8 @@ _TRANSPOSE = {
 }
 
 
-class FrameError(ProctoringError):
+class FrameError(ReasonError):
     """A chunk that yields no usable frame. ``.reason`` is a short stable code."""
-
-    def __init__(self, message: str, *, reason: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-    def __reduce__(self) -> tuple[object, ...]:
-        # Keyword-only arguments are lost by the default pickling of exceptions; this one
-        # crosses the process-pool boundary.
-        return (_rebuild_frame_error, (str(self), self.reason))
-
-
-def _rebuild_frame_error(message: str, reason: str) -> FrameError:
-    return FrameError(message, reason=reason)
 
 
 @dataclass(frozen=True)

@@ -133,7 +133,7 @@ class Settings(BaseSettings):
     max_repeats: int = Field(default=6, ge=0, description="repeated frames carried over in a row")
     # Identity is checked again when a face's crop changed by more than this since the last
     # check (grey levels, analysis/scheduling.py; chosen by `python -m bench.face_change`).
-    face_change_above: float = Field(default=1.0, ge=0, le=255)
+    face_change_above: float = Field(default=0.92, ge=0, le=255)
     policy_cache_seconds: float = Field(default=30.0, ge=0)
 
     # Exam service (API, identity, Chime). The user pool's JWKS is fetched from ``jwks_url``

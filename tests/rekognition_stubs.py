@@ -16,9 +16,10 @@ from typing import Any
 from aiobotocore.session import get_session
 from botocore.stub import ANY, Stubber
 
-from proctoring.analysis.budget import Budget, RateLimiter
+from proctoring.analysis.budget import Budget
 from proctoring.analysis.rekognition import RekognitionEngine
 from proctoring.aws import async_clients
+from proctoring.ratelimit import RateLimiter
 from proctoring.settings import Settings
 from proctoring.storage import Tables
 
@@ -154,7 +155,7 @@ async def stubbed_engine(
         async_clients(settings) as clients,
     ):
         tables = Tables(clients.dynamodb, settings.names)
-        budget = Budget(RateLimiter(1000.0), sleep=_no_sleep)
+        budget = Budget(RateLimiter(1000.0, burst="second"), sleep=_no_sleep)
         engine = RekognitionEngine(client, tables, budget, collection_id=COLLECTION, gate=gate)
         with Stubber(client) as stubber:
             yield engine, stubber, tables

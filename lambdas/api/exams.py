@@ -19,6 +19,7 @@ from lambdas.api.http import Conflict, Forbidden, NotFound, Request, Response
 from lambdas.api.schemas import EXAM, EXAM_LIST, Body, Visible, check_id
 from proctoring.exams import Conflict as StoreConflict
 from proctoring.exams import now_iso
+from proctoring.rules.policy import POLICY_STUDENT_ID, Accommodations, Policy, PolicyError
 
 __all__ = ["exam_for", "public_exam"]
 
@@ -188,3 +189,25 @@ async def stop_exam(request: Request, ctx: Context) -> Response:
         raise Conflict("the exam changed state meanwhile; try again", reason="state") from exc
     await ctx.services.channel.transport.close(exam)
     return Response.json(200, public_exam(updated))
+
+
+async def exam_policy(ctx: Context, exam_id: str) -> Policy:
+    """The exam's policy as the consumer reads it; the defaults where the stored one is invalid
+    (the consumer logs that and records it)."""
+    item = await ctx.services.tables.get_session(exam_id, POLICY_STUDENT_ID)
+    try:
+        return Policy.from_item(item, tolerance=ctx.services.settings.tolerance)
+    except PolicyError:
+        return Policy(tolerance=ctx.services.settings.tolerance)
+
+
+async def student_rules(ctx: Context, exam_id: str, student_id: str) -> list[str]:
+    """The rules that watch this student: the exam's policy relaxed by their accommodations."""
+    policy = await exam_policy(ctx, exam_id)
+    try:
+        accommodations = Accommodations.from_item(
+            await ctx.services.tables.get_session(exam_id, student_id)
+        )
+    except PolicyError:
+        accommodations = None
+    return list(policy.for_student(accommodations).enabled_rules)

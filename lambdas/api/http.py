@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from proctoring.errors import ProctoringError
+from proctoring.errors import ReasonError
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -57,12 +57,9 @@ _SECURITY_HEADERS = {
 }
 
 
-class ApiError(ProctoringError):
+class ApiError(ReasonError):
     status = 400
-
-    def __init__(self, message: str, *, reason: str = "bad_request") -> None:
-        super().__init__(message)
-        self.reason = reason
+    default_reason = "bad_request"
 
 
 class BadRequest(ApiError):

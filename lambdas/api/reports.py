@@ -28,6 +28,7 @@ from lambdas.api.app import PROCTORS, ROUTER, Context
 from lambdas.api.exams import exam_for, public_exam
 from lambdas.api.http import Request, Response
 from lambdas.api.interventions import timeline
+from lambdas.api.roster import risks
 from lambdas.api.schemas import REPORT
 from proctoring.audit import verify
 from proctoring.exams import now_iso
@@ -71,6 +72,7 @@ async def build_report(ctx: Context, exam: dict[str, Any]) -> dict[str, Any]:
     for message in await ctx.services.exams.messages(exam_id):
         threads.setdefault(message["student_id"], []).append(message)
     students = sorted(set(enrolments) | {a["student_id"] for a in alerts})
+    risk = await risks(ctx, exam_id)  # the console's figure: one risk everywhere
     report_students = []
     for student_id in students:
         enrolment = enrolments.get(student_id, {})
@@ -92,7 +94,7 @@ async def build_report(ctx: Context, exam: dict[str, Any]) -> dict[str, Any]:
                 "analysed": sum(1 for r in rows if r.get("status") == "ok"),
                 "not_analysed": sum(1 for r in rows if r.get("status") == "not_analysed"),
                 "errors": sum(1 for r in rows if r.get("status") == "error"),
-                "risk": max((float(r.get("risk") or 0) for r in rows), default=0.0),
+                "risk": risk.get(student_id, 0.0),
                 "timeline": [{k: r.get(k) for k in _TIMELINE if r.get(k) is not None} for r in rows]
                 + [_event_entry(r) for r in events],
                 "alerts": [

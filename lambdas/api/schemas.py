@@ -122,6 +122,7 @@ ENROLMENT = obj(
         "registered_at": STR,
         "consent_version": STR,
         "meeting": {"type": "object"},
+        "rules": {"type": "array", "items": STR},
     },
 )
 RESULT = obj({"session_id": STR, "chunk_id": STR, "status": STR}, {"sequence": INT})

@@ -1,5 +1,8 @@
 """A student's session: join an exam, consent, register the face photo.
 
+Joining answers the rules that watch the student (``rules``: the exam's policy relaxed by
+their accommodations), so the page tells them what each asks of them.
+
 Consent comes first: without consent to the current policy version
 (``PROCTOR_CONSENT_VERSION``) registration and uploads (``lambdas.api.uploads``)
 are refused (409 ``consent_required``). A registration, and a proctor's
@@ -15,7 +18,7 @@ from typing import Any
 from pydantic import Field
 
 from lambdas.api.app import ANYONE_SIGNED_IN, PROCTORS, ROUTER, STUDENTS, Context
-from lambdas.api.exams import exam_for
+from lambdas.api.exams import exam_for, student_rules
 from lambdas.api.http import (
     BadRequest,
     Conflict,
@@ -120,6 +123,7 @@ async def join_exam(request: Request, ctx: Context) -> Response:
                 exam_id, view["meeting"]["attendee_id"], ctx.user_id, "student"
             )
     view["consent_version"] = ctx.services.settings.consent_version
+    view["rules"] = await student_rules(ctx, exam_id, ctx.user_id)  # the page's instructions
     return Response.json(200, view)
 
 

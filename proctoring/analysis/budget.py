@@ -3,9 +3,10 @@
 The account's quota (per region, e.g. 50 TPS for DetectLabels in us-east-1,
 5 TPS in many others) is shared by every live consumer worker. Each worker
 gets ``rate / live_workers()`` requests per second - the lease coordinator
-supplies ``live_workers`` (default: 1) - as a token bucket with a burst of one
-second's share, re-read on every request so a scale-out or a failover
-re-divides the budget within a request. Each API also has its own
+supplies ``live_workers`` (default: 1) - as the project's token bucket
+(:class:`proctoring.ratelimit.RateLimiter`) with a burst of one second's share,
+re-read on every request so a scale-out or a failover re-divides the budget
+within a request. Each API also has its own
 concurrency limit, so a slow API cannot hold all the slots.
 
 Throttling answers (``ThrottlingException``, ``ProvisionedThroughputExceededException``,
@@ -19,64 +20,20 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from botocore.exceptions import ClientError
 
 from proctoring.analysis.base import Throttled
+from proctoring.ratelimit import RateLimiter
 
-__all__ = ["THROTTLING_CODES", "Budget", "RateLimiter"]
+__all__ = ["THROTTLING_CODES", "Budget"]
 
 T = TypeVar("T")
 THROTTLING_CODES = frozenset(
     {"ThrottlingException", "ProvisionedThroughputExceededException", "LimitExceededException"}
 )
-
-
-class RateLimiter:
-    """A token bucket whose rate is ``rate / workers()`` requests per second."""
-
-    def __init__(
-        self,
-        rate: float,
-        *,
-        workers: Callable[[], int] = lambda: 1,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
-    ) -> None:
-        if rate <= 0:
-            raise ValueError(f"rate must be positive, got {rate!r}")
-        self._rate = rate
-        self._workers = workers
-        self._clock = clock
-        self._sleep = sleep
-        self._tokens = 1.0
-        self._stamp = clock()
-        self._lock = asyncio.Lock()
-        self.waited = 0.0
-        """Seconds spent waiting for tokens (a metric: how much the budget holds back)."""
-
-    @property
-    def share(self) -> float:
-        """This worker's requests per second now."""
-        return self._rate / max(1, int(self._workers()))
-
-    async def acquire(self) -> None:
-        """Wait until a request may be sent."""
-        async with self._lock:  # first come, first served
-            while True:
-                share = self.share
-                now = self._clock()
-                self._tokens = min(max(share, 1.0), self._tokens + (now - self._stamp) * share)
-                self._stamp = now
-                if self._tokens >= 1.0 - 1e-9:  # float dust must not stall the bucket
-                    self._tokens = max(self._tokens - 1.0, 0.0)
-                    return
-                wait = (1.0 - self._tokens) / share
-                self.waited += wait
-                await self._sleep(wait)
 
 
 class Budget:

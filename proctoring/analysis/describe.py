@@ -72,10 +72,12 @@ def describe_frame(
     height, width = pixels.shape[:2]
     rectangles = list(models.detector(pixels, upsample))
     faces = []
+    crops: list[Box] = []
     for rectangle in rectangles:
         shape = models.landmarks68(pixels, rectangle)
         points = np.array([(shape.part(i).x, shape.part(i).y) for i in range(68)], dtype=float)
         box = _box(rectangle, width=width, height=height)
+        crops.append(_landmark_box(points))
         raw = (
             int(rectangle.left()),
             int(rectangle.top()),
@@ -103,7 +105,9 @@ def describe_frame(
             )
         )
     boxes = tuple(f.box for f in faces)
-    thumbs = tuple(face_thumbnail(pixels, box) for box in sorted(boxes))
+    thumbs = tuple(
+        face_thumbnail(pixels, crop) for _, crop in sorted(zip(boxes, crops, strict=True))
+    )
     wanted = identity_wanted(
         Plan(
             identity=identity,
@@ -137,3 +141,17 @@ def describe_frame(
         persons=persons,
         face_thumbs=thumbs,
     )
+
+
+def _landmark_box(points: np.ndarray) -> Box:
+    """The square around a face's 68 landmarks (brows to chin, jaw line to jaw line).
+
+    The crop the schedule compares is placed by the landmarks, not by the detector's box:
+    the HOG box jumps between its pyramid's levels (1.2x apart) on a face that has not
+    moved, and a crop that jumps with it looks like another face.
+    """
+    left, top = points.min(axis=0)
+    right, bottom = points.max(axis=0)
+    side = max(right - left, bottom - top, 2.0)
+    centre_x, centre_y = (left + right) / 2, (top + bottom) / 2
+    return (round(centre_x - side / 2), round(centre_y - side / 2), int(side), int(side))

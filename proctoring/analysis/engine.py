@@ -18,12 +18,13 @@ from concurrent.futures import Executor
 from contextlib import asynccontextmanager
 
 from proctoring.analysis.base import Engine, FrameAnalysis
-from proctoring.analysis.budget import Budget, RateLimiter
+from proctoring.analysis.budget import Budget
 from proctoring.analysis.fixed import FixedLatencyEngine
 from proctoring.analysis.local import LocalEngine
 from proctoring.analysis.objects import DetectorConfig, check_model, load_labels
 from proctoring.analysis.rekognition import RekognitionEngine
 from proctoring.aws import rekognition_client
+from proctoring.ratelimit import RateLimiter
 from proctoring.settings import Settings
 from proctoring.storage import Tables
 
@@ -86,7 +87,7 @@ async def open_engine(
         gate = local_engine(settings, tables, executor).describe
     async with rekognition_client(settings) as client:
         budget = Budget(
-            RateLimiter(settings.rekognition_rps, workers=live_workers),
+            RateLimiter(settings.rekognition_rps, burst="second", workers=live_workers),
             concurrency=settings.rekognition_concurrency,
             timeout=settings.call_timeout,
         )

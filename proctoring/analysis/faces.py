@@ -37,7 +37,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from PIL import Image, ImageOps
 
-from proctoring.errors import ProctoringError
+from proctoring.errors import ReasonError
 
 __all__ = [
     "MAX_ENROLMENT_FRAMES",
@@ -70,34 +70,12 @@ _IMAGE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.Decompression
 _DEFAULT_UPSAMPLE = 1
 
 
-class ImageError(ProctoringError):
+class ImageError(ReasonError):
     """Bytes that are not a usable JPEG or PNG image. ``.reason`` is a short stable code."""
 
-    def __init__(self, message: str, *, reason: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Keyword-only arguments are lost by the default pickling of exceptions; these
-        # cross the process-pool boundary.
-        return (_rebuild, (type(self), str(self), self.reason))
-
-
-class RegistrationError(ProctoringError):
+class RegistrationError(ReasonError):
     """The photo cannot be used for registration; the message is for the user."""
-
-    def __init__(self, message: str, *, reason: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (type(self), str(self), self.reason))
-
-
-def _rebuild(
-    cls: type[ImageError | RegistrationError], message: str, reason: str
-) -> ImageError | RegistrationError:
-    return cls(message, reason=reason)
 
 
 def check_frame_count(frames: Sequence[bytes]) -> None:

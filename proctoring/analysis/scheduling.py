@@ -69,12 +69,13 @@ _FACE_THUMB = 12
 _COLOUR_BINS = (12, 8)
 _FACE_BYTES = _FACE_THUMB**2 + 2 * _COLOUR_BINS[0] * _COLOUR_BINS[1]
 _FACE_MARGIN = 0.3
-"""The face crop is the detector's box grown by this share of its side on each side: hair,
-the jaw line and the collar belong to who sits there (0.3 separated people best of 0, 0.15
-and 0.3 on the development half)."""
-_LAYOUT_SCALE = 19.5
-_COLOUR_SCALE = 0.315
-FACE_CHANGE_ABOVE = 1.0
+"""The face crop is the face's box (the square around its landmarks, see
+``describe._landmark_box``) grown by this share of its side on each side: hair, the jaw
+line and the collar belong to who sits there (0.3 separated people best of 0, 0.15 and 0.3
+on the development half)."""
+_LAYOUT_SCALE = 19.1
+_COLOUR_SCALE = 0.42
+FACE_CHANGE_ABOVE = 0.92
 _IDENTITY_RULES = frozenset({"FACE_MISMATCH", "FACE_NOT_CLEAR"})
 _FACE_RULES = frozenset(
     {"NO_FACE", "MULTIPLE_FACES", "FACE_MISMATCH", "LOOKING_AWAY", "FACE_NOT_CLEAR"}
@@ -199,7 +200,7 @@ def frame_difference(a: bytes, b: bytes) -> float:
 def face_thumbnail(pixels: np.ndarray, box: Box) -> bytes:
     """What :func:`face_difference` compares of one face of an RGB image (336 bytes).
 
-    The detector's box grown by ``_FACE_MARGIN`` a side (clipped to the image) gives
+    The face's box grown by ``_FACE_MARGIN`` a side (clipped to the image) gives
     two views, both blind to a change of light: a 12x12 grey crop stretched to mean 128
     and standard deviation 40 grey levels (the face's layout: features, glasses, hair
     line), and a hue x saturation histogram, 12 x 8 bins, brightness left out (skin, hair
@@ -280,17 +281,29 @@ def identity_wanted(
     )
 
 
+_PYRAMID_STEP = 6 / 5
+"""dlib's HOG detector scans an image pyramid whose levels shrink by 5/6: the box of one
+face still in one place jumps between sizes 1.2 apart (187, 224 and 269 px on one talking
+head), by the detector's arithmetic, not by anything the student did."""
+_RESIZED = _PYRAMID_STEP**2 * 1.04
+"""A face resized by more than two pyramid levels (1.5x) moved towards or away from the
+camera; within them, the box's jitter is no change (the face's content is still compared,
+:func:`faces_content_changed`)."""
+
+
 def faces_changed(previous: tuple[Box, ...] | None, boxes: tuple[Box, ...]) -> bool:
-    """True when the faces differ: unknown before, another count, moved or resized."""
+    """True when the faces differ: unknown before, another count, moved by more than half
+    a face (the larger of the two boxes), or resized beyond the detector's jitter
+    (:data:`_RESIZED`)."""
     if previous is None or len(previous) != len(boxes):
         return True
     for old, new in zip(sorted(previous), sorted(boxes), strict=True):
-        old_side = max(old[2], old[3], 1)
+        old_side, new_side = max(old[2], old[3], 1), max(new[2], new[3], 1)
         shift = abs((old[0] + old[2] / 2) - (new[0] + new[2] / 2)) + abs(
             (old[1] + old[3] / 2) - (new[1] + new[3] / 2)
         )
-        size = max(new[2], new[3], 1) / old_side
-        if shift > 0.5 * old_side or not 0.7 <= size <= 1.4:
+        size = new_side / old_side
+        if shift > 0.5 * max(old_side, new_side) or not 1 / _RESIZED <= size <= _RESIZED:
             return True
     return False
 

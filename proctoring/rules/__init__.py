@@ -17,6 +17,7 @@ from proctoring.rules.evaluate import (
     evaluate,
     face_clear,
     looking_away,
+    main_face,
     risk_score,
     unavailable_rules,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "evaluate",
     "face_clear",
     "looking_away",
+    "main_face",
     "risk_score",
     "unavailable_rules",
 ]

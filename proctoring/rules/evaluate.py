@@ -13,9 +13,13 @@ None neither extends nor breaks a streak.
 
 - NO_FACE: no face in the frame.
 - MULTIPLE_FACES: more than one face.
-- FACE_MISMATCH: faces were seen, identity was checked and none matches. A
-  face that is not clear says nothing about identity (bad light is not an
-  identity alert; FACE_NOT_CLEAR reports it). Its severity follows the margin
+- FACE_MISMATCH: one face was seen, identity was checked and it does not match.
+  A face that is not clear says nothing about identity (bad light is not an
+  identity alert; FACE_NOT_CLEAR reports it), nor does a chunk with several faces:
+  "none of them is the student" would rest on a second, smaller, often turned face
+  being judged like a face at the screen (an honest student beside a visitor was
+  accused that way), and MULTIPLE_FACES already brings the proctor to that chunk; the
+  identity is decided again when one face is left. Its severity follows the margin
   of the chunk that raised it (distance minus threshold, local engine): below
   the policy's ``mismatch_low_margin`` the alert is one step lower (high ->
   medium), a near call for the proctor to look at rather than a clear stranger;
@@ -23,8 +27,12 @@ None neither extends nor breaks a streak.
   stands.
 - LOOKING_AWAY: one face whose line of sight (head yaw plus the eyes' turn,
   :func:`looking_away`) is beyond the yaw limit, or turned beyond the pitch limit.
-  An empty frame ends the streak (the student left: looks before and after a
-  break are two looks, not one).
+  A look is one stretch of the student alone at the desk: an empty frame or a
+  second face ends the streak (looks before and after a break, or before and after a
+  visitor, are two looks, not one; the visitor is MULTIPLE_FACES's incident), and so
+  does a face that is not the student's (identity mismatch on the chunk, or a
+  FACE_MISMATCH streak not ended by a match since): where someone else sits, their
+  looks are part of that incident, not a second alert about the student.
 - EXTRA_PERSON: the object detector counts more than one person, face or not.
 - PROHIBITED_OBJECT: a prohibited label at or above the policy's confidence.
 - FACE_NOT_CLEAR: the largest face is too dark, too blurred or cut by the frame.
@@ -55,6 +63,7 @@ __all__ = [
     "evaluate",
     "face_clear",
     "looking_away",
+    "main_face",
     "risk_score",
     "unavailable_rules",
 ]
@@ -138,10 +147,11 @@ class Finding:
     chunks: int  # consecutive chunks seen so far
 
 
-def _main_face(obs: Observation) -> FaceDetail | None:
-    if not obs.details:
+def main_face(faces: tuple[FaceDetail, ...]) -> FaceDetail | None:
+    """The face the rules judge: the largest (the one nearest the camera); None: no face."""
+    if not faces:
         return None
-    return max(obs.details, key=lambda f: f.box[2] * f.box[3])
+    return max(faces, key=lambda f: f.box[2] * f.box[3])
 
 
 def face_clear(face: FaceDetail, policy: Policy) -> bool | None:
@@ -193,23 +203,24 @@ def looking_away(face: FaceDetail, policy: Policy) -> bool | None:
     return False if known else None
 
 
-def _condition(rule: str, obs: Observation, policy: Policy) -> bool | None:
-    """True/False, or None when the chunk says nothing about this rule."""
-    face = _main_face(obs)
+def _condition(rule: str, obs: Observation, policy: Policy, *, stranger: bool) -> bool | None:
+    """True/False, or None when the chunk says nothing about this rule (``stranger``: the
+    face on camera is taken not to be the student's, see the module docstring)."""
+    face = main_face(obs.details)
     if rule == "NO_FACE":
         return obs.faces == 0
     if rule == "MULTIPLE_FACES":
         return obs.faces > 1
     if rule == "FACE_MISMATCH":
-        if obs.identity not in ("match", "mismatch"):
+        if obs.identity not in ("match", "mismatch") or obs.faces > 1:
             return None
         if obs.identity == "mismatch" and face is not None and face_clear(face, policy) is False:
             return None
         return obs.identity == "mismatch"
     if rule == "LOOKING_AWAY":
-        if obs.faces == 0:
-            return False  # nobody to look away: a look before a break is not one after it
-        if obs.faces != 1 or face is None:
+        if obs.faces != 1 or stranger:
+            return False  # nobody, a visitor, someone else: a look is the student's alone
+        if face is None:
             return None
         return looking_away(face, policy)
     if rule == "FACE_NOT_CLEAR":
@@ -268,11 +279,16 @@ def evaluate(
     streaks = dict(state.streaks)
     incidents = dict(state.incidents)
     findings: list[Finding] = []
+    # Whose face it is: a mismatch on this chunk, or one not ended by a match since.
+    mismatch = _condition("FACE_MISMATCH", obs, policy, stranger=False)
+    stranger = bool(mismatch) or (
+        mismatch is None and streaks.get("FACE_MISMATCH", _Streak()).count > 0
+    )
     for rule in RULES:
         if rule not in policy.enabled_rules:
             streaks.pop(rule, None)
             continue
-        holds = _condition(rule, obs, policy)
+        holds = _condition(rule, obs, policy, stranger=stranger)
         if holds is None:
             continue
         streak = streaks.get(rule, _Streak())

@@ -31,6 +31,9 @@ Example accommodations on a student's item::
 
     {"face_checks": false}            {"tolerances": {"NO_FACE": 6}}
 
+``offline_after`` is how many chunk lengths a student may send nothing before the
+console shows them OFFLINE (default 2: 10 s with 5 s chunks); it clears with their next chunk.
+
 Integrity rules (the browser's events, ``proctoring.rules.integrity``) have
 their own tolerances, ``integrity_tolerances``: for LEFT_EXAM the seconds the
 exam tab may be hidden or the window unfocused, summed over the last
@@ -155,6 +158,10 @@ class Policy(BaseModel):
     lower. 0.05 above the default threshold of 0.54 puts the line at 0.59, just under
     dlib's own 0.6: a distance the library's authors would still call the same person is a
     near call."""
+
+    offline_after: int = Field(default=2, ge=1, le=720)
+    """Chunk lengths without a new chunk from a student before the console shows them
+    OFFLINE (2: one chunk late is jitter, two missing is a student whose video stopped)."""
 
     integrity_window: int = Field(default=300, ge=10, le=4 * 3600)
     """Seconds over which the integrity rules sum durations and count occurrences."""

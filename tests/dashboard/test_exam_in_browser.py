@@ -3,7 +3,9 @@
 The student's camera is Chromium's fake device playing ``center_focus.mp4`` (a man who
 is not Obama) while the student registers ``obama.jpg``: an impostor. The console must
 show the student, then the FACE_MISMATCH alert with its evidence frame and chunk within
-30 s of the upload of the chunk that raised it; confirming it must reach the report.
+30 s of the upload of the chunk that raised it; confirming it must reach the report. The
+student's page names what each rule asks, keeps the proctor's messages and says when the
+exam has ended.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import pytest
 from playwright.sync_api import expect
 
 from infrastructure.local import sign_in
+from proctoring.rules.policy import INTEGRITY_RULES, RULE_NAMES
 from tests.conftest import DATA
 from tests.dashboard.conftest import PEOPLE, Screenshot, Web
 from tests.dashboard.pages import (
@@ -91,13 +94,15 @@ def test_impostor_recorded_uploaded_and_flagged_on_the_console(
         " return i.complete && i.naturalWidth > 0 }"
     )
     console.wait_for_function("() => document.querySelector('#evidence-video').readyState >= 2")
-    expect(dialog.locator("#alert-numbers")).to_contain_text("distance")
+    expect(dialog.locator("#alert-numbers")).to_contain_text("identity distance")
+    expect(dialog.locator("#alert-raw summary")).to_contain_text("Every number of the evidence")
+    expect(dialog.locator("#alert-evidence")).to_be_hidden()  # folded away
     expect(dialog.locator("#alert-who")).to_contain_text(PEOPLE["student"][2])
     screenshot(console, "console-alert")
     dialog.get_by_label("Confirm (misconduct)").check()
     dialog.get_by_label("Note").fill("not the registered student")
-    dialog.get_by_role("button", name="Save decision").click()
-    expect(dialog.locator("#review-status")).to_have_text("Saved: confirmed.")
+    dialog.get_by_role("button", name="Save", exact=True).click()
+    expect(dialog.locator("#review-status")).to_have_text("Saved: confirmed misconduct.")
 
     console.keyboard.press("Escape")
     card.get_by_role("button").click()
@@ -135,3 +140,22 @@ def test_impostor_recorded_uploaded_and_flagged_on_the_console(
         frames, width, height = decoded_frames(get_chunk(web.settings, key))
         # 5 s of the 15 fps camera, each chunk decoded on its own from its first byte
         assert frames >= 50 and width >= 320 and height >= 240, (key, frames, width, height)
+
+    # the student's page: what each enabled rule asks (the default policy: all of them), in
+    # words; every message kept; after Stop it says the exam has ended
+    rules = student.locator("#rule-list li")
+    expect(rules).to_have_count(len(RULE_NAMES) + len(INTEGRITY_RULES))
+    expect(student.locator('#rule-list [data-rule="FACE_NOT_CLEAR"]')).to_have_text(
+        re.compile(r"^Keep your face clearly visible")
+    )
+    assert "FACE_NOT_CLEAR" not in student.locator("#rule-list").inner_text()
+    student_view.get_by_label("Message to the student").fill("Ten minutes left.")
+    student_view.get_by_role("button", name="Send").click()
+    history = student.locator("#notice-history li")
+    expect(history).to_have_count(2, timeout=15_000)
+    expect(history.nth(0)).to_contain_text("Ten minutes left.")
+    expect(history.nth(1)).to_contain_text("Please stay alone in front of the camera.")
+    console.keyboard.press("Escape")
+    console.get_by_role("button", name="Stop exam").click()
+    expect(student.locator("#exam-heading")).to_have_text("The exam has ended", timeout=15_000)
+    expect(student.locator("#recording")).to_be_hidden()

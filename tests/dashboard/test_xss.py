@@ -75,7 +75,7 @@ def test_names_chat_and_notes_render_as_text(web: Web, launch: Callable[..., Any
     expect(dialog.locator("#alert-who")).to_contain_text(XSS_NAME)
     dialog.get_by_label("Dismiss (false alarm)").check()
     dialog.get_by_label("Note").fill(NOTE)
-    dialog.get_by_role("button", name="Save decision").click()
+    dialog.get_by_role("button", name="Save", exact=True).click()
     expect(dialog.locator("#alert-reviews .note")).to_have_text(NOTE)
     assert dialog.locator("#alert-reviews img, #alert-reviews b").count() == 0
     assert page.evaluate("window.__xss") is None

@@ -11,7 +11,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from proctoring.analysis.base import Throttled
-from proctoring.analysis.budget import Budget, RateLimiter
+from proctoring.analysis.budget import Budget
+from proctoring.ratelimit import RateLimiter
 
 
 class FakeTime:
@@ -36,7 +37,9 @@ def _throttled() -> ClientError:
 def test_each_worker_gets_its_share_of_the_account_rate() -> None:
     time = FakeTime()
     workers = [1]
-    limiter = RateLimiter(10.0, workers=lambda: workers[0], clock=time.clock, sleep=time.sleep)
+    limiter = RateLimiter(
+        10.0, burst="second", workers=lambda: workers[0], clock=time.clock, sleep=time.sleep
+    )
 
     async def take(n: int) -> float:
         start = time.now
@@ -53,7 +56,7 @@ def test_each_worker_gets_its_share_of_the_account_rate() -> None:
 def test_throttling_is_retried_with_backoff_then_succeeds() -> None:
     time = FakeTime()
     budget = Budget(
-        RateLimiter(100.0, clock=time.clock, sleep=time.sleep),
+        RateLimiter(100.0, burst="second", clock=time.clock, sleep=time.sleep),
         sleep=time.sleep,
         jitter=lambda low, high: high,
     )
@@ -73,7 +76,9 @@ def test_throttling_is_retried_with_backoff_then_succeeds() -> None:
 def test_persistent_throttling_raises_and_other_errors_pass_through() -> None:
     time = FakeTime()
     budget = Budget(
-        RateLimiter(100.0, clock=time.clock, sleep=time.sleep), attempts=3, sleep=time.sleep
+        RateLimiter(100.0, burst="second", clock=time.clock, sleep=time.sleep),
+        attempts=3,
+        sleep=time.sleep,
     )
 
     async def throttled() -> object:

@@ -109,6 +109,9 @@ def test_faces_and_signatures_change_with_count_place_size_and_gaze() -> None:
     assert not faces_changed((box,), ((110, 95, 104, 100),))
     assert faces_changed((box,), ((180, 100, 100, 100),)), "moved by more than half a face"
     assert faces_changed((box,), ((100, 100, 160, 160),)), "much closer to the camera"
+    assert faces_changed((box,), ((75, 75, 155, 155),)), "1.55x: closer, in place"
+    # one talking head's boxes, one place: the HOG pyramid's 1.2x levels, two apart
+    assert not faces_changed(((221, 139, 187, 187),), ((230, 142, 269, 268),)), "jitter"
     assert faces_changed((box,), (box, (300, 100, 90, 90)))
     looking = FaceDetail(box=FACE.box, yaw=2.0, gaze="left", brightness=50, sharpness=70)
     assert not signature_changed(signature((FACE,)), signature((FACE,)))

@@ -54,13 +54,42 @@ def test_a_glance_is_no_alert_looking_away_for_longer_than_the_window_is() -> No
 
 def test_looks_before_and_after_a_break_are_two_looks_not_one() -> None:
     """Head turned for a chunk, away from the desk for three, turned again for two: never
-    three turned chunks in a row with the student there, so no LOOKING_AWAY; a chunk with
-    two faces says nothing about it either way."""
+    three turned chunks in a row with the student there, so no LOOKING_AWAY. A visitor in
+    between (two faces: MULTIPLE_FACES's incident) splits the looks the same way."""
     turned = _face(yaw=40.0, gaze=None)
     away = [_obs(0, turned), _obs(1), _obs(2), _obs(3), _obs(4, turned), _obs(5, turned)]
     assert "LOOKING_AWAY" not in [f.rule for f in _run(away)]
-    crowd = [_obs(0, turned), _obs(1, turned, _face()), _obs(2, turned), _obs(3, turned)]
-    assert "LOOKING_AWAY" in [f.rule for f in _run(crowd)]
+    visitor = [_obs(0, turned), _obs(1, turned), _obs(2, turned, _face()), _obs(3, turned)]
+    assert "LOOKING_AWAY" not in [f.rule for f in _run(visitor)]
+    alone = [_obs(0, turned), _obs(1, turned), _obs(2, turned), _obs(3, turned)]
+    assert [f.rule for f in _run(alone)] == ["LOOKING_AWAY"]
+
+
+def test_someone_elses_looks_are_the_mismatch_incident_not_a_second_alert() -> None:
+    """An impostor facing sideways is FACE_MISMATCH once, not also LOOKING_AWAY, while
+    identity goes unchecked after the alert; the student back (a match) looks again."""
+    turned = _face(yaw=40.0, gaze=None)
+    impostor = [
+        _obs(0, turned, identity="mismatch", distance=0.8, threshold=0.54),
+        _obs(1, turned, identity="mismatch", distance=0.8, threshold=0.54),
+        *[_obs(i, turned, identity="unchecked") for i in range(2, 6)],
+    ]
+    assert [f.rule for f in _run(impostor)] == ["FACE_MISMATCH"]
+    back = [*impostor, *[_obs(i, turned) for i in range(6, 9)]]
+    assert [f.rule for f in _run(back)] == ["FACE_MISMATCH", "LOOKING_AWAY"]
+    blurred = [
+        _obs(i, _face(yaw=40.0, gaze=None, sharpness=1.0), identity="mismatch") for i in range(3)
+    ]
+    assert "LOOKING_AWAY" in [f.rule for f in _run(blurred)], "an unclear face is no stranger"
+
+
+def test_two_faces_are_never_a_face_mismatch() -> None:
+    """The student beside a visitor, the student's face small and turned: MULTIPLE_FACES,
+    not an accusation that the student is someone else; identity is decided again on one."""
+    pair = [_obs(i, _face(), _face(yaw=30.0), identity="mismatch") for i in range(3)]
+    assert [f.rule for f in _run(pair)] == ["MULTIPLE_FACES"]
+    alone = [*pair, *[_obs(i, _face(), identity="mismatch") for i in range(3, 5)]]
+    assert [f.rule for f in _run(alone)] == ["MULTIPLE_FACES", "FACE_MISMATCH"]
 
 
 def test_head_yaw_and_the_local_pupil_ratio_follow_the_policy() -> None:

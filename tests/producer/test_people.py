@@ -51,9 +51,12 @@ def test_a_half_uses_only_faces_of_its_own_people(half: str) -> None:
 
 def test_each_incident_shows_what_its_label_says() -> None:
     """The swap shows someone else; the second person is someone else beside the student;
-    the student's own sessions show only the student (and the room)."""
+    the student's own sessions show only the student (and the room). No session shows
+    edited broadcast footage as a webcam: the Hamilton clip cuts to the audience, whose
+    faces would make "honest, one student" a false label."""
     owner = _owner()
     for entry in eval_sessions("all", DATA):
+        assert "video/short_hamilton_clip.mp4" not in _files(entry), entry["name"]
         me = entry["person"]
         shown = [
             {owner[f] for f in (s.get("together") or [s.get("video") or s.get("photo")]) if f}

@@ -2,14 +2,21 @@
 // interventions (interventions.js), the per-student timeline and the report export.
 //
 // Live alerts come from the local server's SSE stream (config.live_alerts == "sse"); without
-// it (AWS, where the Chime channel carries them) the alerts list is polled.
+// it (AWS, where the Chime channel carries them) the alerts list is polled. An alert event
+// costs no request: the feed, the tile (grid.js), the counts and the tab title are drawn from
+// the alerts the console holds.
+//
+// Keys (outside text fields): N opens the next unreviewed alert (highest severity, oldest
+// first), / goes to the search; in an alert: C confirm, D dismiss, A acknowledge, S save,
+// N save and open the next one.
 
 import { $, api, currentSession, el, fail, freshSession, groupsOf, loadConfig, show, signInForm, signOut, step, useToken, when } from "./app.js";
 import { mountPanel, refreshPanels, renderTimeline, timelineEntry, unmountPanel } from "./interventions.js";
 import { mountLive } from "./chime-live.js";
+import { SEVERITY, mountGrid } from "./grid.js";
 
 const GRID_SECONDS = 3;
-const state = { config: null, exam: null, students: new Map(), alerts: new Map(), stream: null, timers: [], open: null };
+const state = { config: null, exam: null, students: new Map(), alerts: new Map(), stream: null, timers: [], open: null, grid: null, polling: false };
 const enc = encodeURIComponent;
 let live = null; // the live video tiles (chime-live.js)
 
@@ -35,6 +42,15 @@ async function main() {
   });
   wireExamView();
   wireDialogs();
+  wireKeys();
+  state.grid = mountGrid({
+    list: $("#grid"),
+    empty: $("#grid-empty"),
+    counts: $("#grid-counts"),
+    controls: $("#grid-controls"),
+    onOpen: openStudent,
+    alertsOf: (studentId) => [...state.alerts.values()].filter((a) => a.student_id === studentId),
+  });
   const exam = new URLSearchParams(location.search).get("exam") || fragment.get("exam");
   if (exam) await openExam(exam);
   else await listExams();
@@ -44,6 +60,8 @@ async function main() {
 
 async function listExams() {
   stopLive();
+  state.exam = null;
+  document.title = "Proctor console";
   step("exams");
   const rows = $("#exam-rows");
   try {
@@ -126,10 +144,12 @@ async function openExam(examId) {
   show($("#feed"));
   step("exam");
   renderExamHeader();
-  await refreshGrid();
+  await refreshGrid(); // the names first: the feed shows them
   const { alerts } = await api(`/exams/${enc(examId)}/alerts`);
   for (const alert of alerts) addAlert(alert);
+  alertsChanged();
   state.timers.push(setInterval(refreshGrid, GRID_SECONDS * 1000));
+  state.timers.push(setInterval(() => state.grid.render(), 1000)); // last seen, OFFLINE: no request
   if (state.config.live_alerts === "sse") follow(examId);
   else state.timers.push(setInterval(pollAlerts, 5000), setInterval(() => refreshPanels(), GRID_SECONDS * 1000));
 }
@@ -175,51 +195,31 @@ async function exportReport(path, kind) {
 // ---- the live grid ----------------------------------------------------------------------------
 
 async function refreshGrid() {
-  if (!state.exam) return;
-  let students;
+  if (!state.exam || state.polling) return; // a slow answer is not asked for twice
+  const examId = state.exam.exam_id;
+  let roster;
+  state.polling = true;
   try {
-    ({ students } = await api(`/exams/${enc(state.exam.exam_id)}/students`));
+    roster = await api(`/exams/${enc(examId)}/students`);
     show($("#exam-error"), "");
   } catch (error) {
     fail($("#exam-error"), error);
     return;
+  } finally {
+    state.polling = false;
   }
-  live.order(students); // live tiles: the students with an open alert first
-  const grid = $("#grid");
-  $("#grid-empty").hidden = students.length > 0;
-  const cards = students.map((student) => {
-    state.students.set(student.student_id, student);
-    return card(student);
-  });
-  // Keep keyboard focus on the same student's card across refreshes.
-  const focused = document.activeElement?.closest?.("[data-student]")?.dataset.student;
-  show(grid, cards);
-  if (focused) grid.querySelector(`[data-student="${CSS.escape(focused)}"] button`)?.focus();
+  if (state.exam?.exam_id !== examId) return; // the proctor left the exam meanwhile
+  for (const student of roster.students) state.students.set(student.student_id, student);
+  live.order(roster.students); // live tiles: the students with an open alert first
+  state.grid.update(roster);
 }
 
-function card(student) {
-  const latest = student.latest || {};
-  const attention = student.open_alerts > 0;
-  const name = student.name || student.student_id;
-  const session = [student.hand_raised_at ? "hand raised" : "", student.session_state && student.session_state !== "running" ? `session ${student.session_state}` : ""].filter(Boolean).join(" · ");
-  const status = latest.status === undefined ? "no chunk yet"
-    : latest.status === "ok" ? `${latest.faces ?? "?"} face(s), identity ${latest.identity ?? "?"}`
-      : latest.status;
-  return el("li", { class: attention ? "card attention" : "card", dataset: { student: student.student_id } },
-    el("button", {
-      type: "button",
-      "aria-label": `${name}: risk ${student.risk.toFixed(1)}, ${student.open_alerts} open alert(s)${session ? `, ${session}` : ""}. Open timeline, chat and interventions.`,
-      onclick: () => openStudent(student.student_id),
-    },
-    student.frame_url
-      ? el("img", { src: student.frame_url, alt: `Latest frame of ${name}`, loading: "lazy" })
-      : el("div", { class: "no-frame" }, "no frame yet"),
-    el("span", { class: "name" }, name),
-    el("span", { class: "meta" }, `risk ${student.risk.toFixed(1)} · chunk ${latest.sequence ?? "-"} · ${status}`),
-    session ? el("span", { class: "session" }, session) : "",
-    attention
-      ? el("span", { class: "alerts" }, `${student.open_alerts} open: ${student.open_alert_types.join(", ")}`)
-      : el("span", { class: "ok" }, "no open alert")));
+/** The tab title counts the unreviewed (open) alerts: "(3) Console · Algebra". */
+function alertsChanged() {
+  state.grid.render();
+  if (!state.exam) return;
+  const open = [...state.alerts.values()].filter((a) => (a.status || "open") === "open").length;
+  document.title = `${open ? `(${open}) ` : ""}Console · ${state.exam.title}`;
 }
 
 // ---- alerts -----------------------------------------------------------------------------------
@@ -241,7 +241,7 @@ function follow(examId) {
   stream.addEventListener("alert", (event) => {
     const message = JSON.parse(event.data);
     if (message.alert) addAlert(message.alert, true);
-    refreshGrid();
+    alertsChanged();
   });
   stream.addEventListener("chat", (event) => {
     const message = JSON.parse(event.data);
@@ -264,23 +264,82 @@ function follow(examId) {
 async function pollAlerts() {
   const { alerts } = await api(`/exams/${enc(state.exam.exam_id)}/alerts`);
   for (const alert of alerts) addAlert(alert, true);
+  alertsChanged();
 }
 
 function nameOf(studentId) {
   return state.students.get(studentId)?.name || studentId;
 }
 
+const STATUS_WORDS = { open: "open", acknowledged: "acknowledged", confirmed: "confirmed misconduct", dismissed: "dismissed (false alarm)" };
+
 function addAlert(alert, live = false) {
   const known = state.alerts.has(alert.alert_id);
   state.alerts.set(alert.alert_id, { ...state.alerts.get(alert.alert_id), ...alert });
-  if (known) return;
+  if (known) {
+    markReviewed(alert.alert_id);
+    return;
+  }
   const item = el("li", { class: `alert ${alert.severity || ""}`, dataset: { alert: alert.alert_id, type: alert.type } },
     el("button", { type: "button", onclick: () => openAlert(alert.alert_id) },
       el("strong", {}, alert.type), " ",
       el("span", {}, nameOf(alert.student_id)), " ",
+      el("span", { class: "status" }), " ",
       el("span", { class: "muted" }, `${alert.severity || ""} · ${alertWhere(alert)} · ${when(alert.created_at)}`)));
   $("#feed").prepend(item);
+  markReviewed(alert.alert_id);
   if (live) item.classList.add("new");
+}
+
+/** The feed item says the alert's review state in words (and data-status for its style). */
+function markReviewed(alertId) {
+  const item = $(`#feed [data-alert="${CSS.escape(alertId)}"]`);
+  if (!item) return;
+  const status = state.alerts.get(alertId)?.status || "open";
+  item.dataset.status = status;
+  show(item.querySelector(".status"), STATUS_WORDS[status] || status);
+}
+
+/** The next unreviewed alert: the highest severity first, then the oldest. */
+function nextUnreviewed() {
+  const open = [...state.alerts.values()].filter((a) => (a.status || "open") === "open");
+  open.sort((a, b) => (SEVERITY[b.severity] || 0) - (SEVERITY[a.severity] || 0)
+    || String(a.created_at || "").localeCompare(String(b.created_at || "")));
+  return open[0] || null;
+}
+
+async function openNext() {
+  const next = nextUnreviewed();
+  if (next) return openAlert(next.alert_id);
+  const where = $("#alert-view").open ? $("#review-status") : $("#feed-state");
+  show(where, "No unreviewed alert left.");
+  return undefined;
+}
+
+function wireKeys() {
+  document.addEventListener("keydown", (event) => {
+    if (event.ctrlKey || event.metaKey || event.altKey || !state.exam) return;
+    const target = event.target;
+    if (target.closest?.("textarea, select, input:not([type=radio]):not([type=checkbox])")) return;
+    const dialog = $("#alert-view");
+    const key = event.key.toLowerCase();
+    if (dialog.open) {
+      const form = $("#review-form");
+      const decision = { c: "confirm", d: "dismiss", a: "acknowledge" }[key];
+      if (decision) {
+        form.querySelector(`input[value="${decision}"]`).checked = true;
+        form.querySelector(`input[value="${decision}"]`).focus();
+      } else if (key === "s" || key === "n") {
+        form.requestSubmit(form.querySelector(`button[value="${key === "n" ? "next" : "save"}"]`));
+      } else return;
+      event.preventDefault();
+    } else if (!document.querySelector("dialog[open]")) {
+      if (key === "n") openNext();
+      else if (event.key === "/") $("#grid-controls").elements.search.focus();
+      else return;
+      event.preventDefault();
+    }
+  });
 }
 
 // ---- integrity alerts (issue 16): the browser's events have a duration, not chunks --------------
@@ -301,7 +360,7 @@ async function openAlert(alertId) {
   } catch (error) {
     fail($("#review-status"), error);
   }
-  show($("#alert-heading"), `${alert.type} (${alert.severity || "?"}), ${alert.status || "open"}`);
+  renderHeading(alert);
   show($("#alert-who"), `${nameOf(alert.student_id)} · ${alert.source || "camera"} chunks ${alert.first_sequence ?? "?"}–${alert.sequence ?? "?"} · ${when(alert.created_at)}`);
   renderNumbers(alert);
   renderReviews(alert);
@@ -309,7 +368,9 @@ async function openAlert(alertId) {
   const video = $("#evidence-video");
   frame.removeAttribute("src");
   video.removeAttribute("src");
-  $("#review-form").dataset.alert = alertId;
+  const form = $("#review-form");
+  form.dataset.alert = alertId;
+  form.reset(); // no decision chosen: C, D or A (or a click) chooses one
   show($("#review-status"), "");
   if (!dialog.open) dialog.showModal();
   mountPanel($("#alert-actions"), state.exam.exam_id, alert.student_id, nameOf(alert.student_id));
@@ -320,6 +381,13 @@ async function openAlert(alertId) {
   } catch (error) {
     fail($("#review-status"), error);
   }
+}
+
+function renderHeading(alert) {
+  const status = alert.status || "open";
+  const heading = $("#alert-heading");
+  show(heading, `${alert.type} (${alert.severity || "?"}), `, el("span", { class: "status" }, STATUS_WORDS[status] || status));
+  heading.dataset.status = status;
 }
 
 const NUMBERS = ["type", "severity", "first_sequence", "sequence", "chunks", "faces", "distance", "frame_time", "risk", "duration_s", "occurrences"];
@@ -342,8 +410,13 @@ function renderNumbers(alert) {
     repeat: `chunk ${evidence.repeat_of}'s analysis (the picture had not changed)`,
   }[evidence.analysed];
   if (decided) rows.push(["decided on", decided]);
-  for (const [key, value] of Object.entries(flatten(evidence, "evidence"))) rows.push([key, value]);
-  show($("#alert-numbers"), rows.map(([key, value]) => [el("dt", {}, key), el("dd", {}, typeof value === "number" ? String(Math.round(value * 1000) / 1000) : String(value))]));
+  const pairs = (list) => list.map(([key, value]) => [el("dt", {}, key), el("dd", {}, typeof value === "number" ? String(Math.round(value * 1000) / 1000) : String(value))]);
+  show($("#alert-numbers"), pairs(rows));
+  // every raw number of the evidence (face boxes, poses, ...) folded away: the rows above decide
+  const raw = Object.entries(flatten(evidence, "evidence"));
+  $("#alert-raw").hidden = raw.length === 0;
+  show($("#alert-raw summary"), `Every number of the evidence (${raw.length})`);
+  show($("#alert-evidence"), pairs(raw));
 }
 
 function flatten(value, prefix) {
@@ -359,7 +432,7 @@ function flatten(value, prefix) {
 function renderReviews(alert) {
   const reviews = alert.reviews || [];
   show($("#alert-reviews"), reviews.length
-    ? reviews.map((r) => el("li", {}, el("strong", {}, r.decision), ` by ${r.by} at ${when(r.at)}: `, el("span", { class: "note" }, r.note || "")))
+    ? reviews.map((r) => el("li", {}, el("strong", {}, r.decision), ` by ${r.by === currentSession()?.claims.sub ? "you" : r.by} at ${when(r.at)}: `, el("span", { class: "note" }, r.note || "")))
     : el("li", { class: "muted" }, "No review yet."));
 }
 
@@ -373,14 +446,18 @@ function wireDialogs() {
         method: "POST",
         json: { decision: form.decision.value, note: form.note.value },
       });
-      state.alerts.set(alertId, updated);
+      state.alerts.set(alertId, { ...state.alerts.get(alertId), ...updated });
+      markReviewed(alertId);
+      alertsChanged();
+      if (event.submitter?.value === "next" && nextUnreviewed()) {
+        await openNext();
+        show($("#review-status"), `Saved: ${STATUS_WORDS[updated.status] || updated.status}. This is the next unreviewed alert.`);
+        return;
+      }
       renderReviews(updated);
-      show($("#alert-heading"), `${updated.type} (${updated.severity || "?"}), ${updated.status}`);
-      show($("#review-status"), `Saved: ${updated.status}.`);
-      const item = $(`#feed [data-alert="${CSS.escape(alertId)}"]`);
-      item?.classList.add(updated.status);
-      form.note.value = "";
-      refreshGrid();
+      renderHeading(updated);
+      show($("#review-status"), `Saved: ${STATUS_WORDS[updated.status] || updated.status}.${event.submitter?.value === "next" ? " No unreviewed alert left." : ""}`);
+      form.reset();
     } catch (error) {
       fail($("#review-status"), error);
     }

@@ -4,7 +4,10 @@
 // exam; chunks go through the IndexedDB outbox (outbox.js), so a network cut loses nothing.
 // The proctor's interventions (pause, resume, warnings, end) and the raised hand:
 // student-session.js. What the browser knows beside the camera (tab hidden, paste, full screen
-// left, camera stopped): integrity.js.
+// left, camera stopped): integrity.js. The exam view lists, in plain words, what each rule
+// the policy enables for this student asks of them (instructions.js; the join answers the
+// rules); every message and notice from the proctor stays in a history, the newest on top;
+// when the proctor stops the exam the heading says it has ended.
 
 import { $, ApiError, api, currentSession, el, fail, loadConfig, show, signInForm, step, when } from "./app.js";
 import { IntegrityReporter, fullscreenButton } from "./integrity.js";
@@ -12,11 +15,12 @@ import { Outbox, Uploader } from "./outbox.js";
 import { ChunkRecorder, recordingType } from "./recorder.js";
 import { followSession } from "./student-session.js";
 import { publishCamera } from "./chime-live.js";
+import { instruction } from "./instructions.js";
 
 const examId = new URLSearchParams(location.search).get("exam");
 const ENROLMENT_FRAMES = 3; // more views of the camera kept beside the photo (API: at most 8)
 const ENROLMENT_SPACING_MS = 400;
-const state = { camera: null, screen: null, exam: null, student: null, base: "", seen: new Set() };
+const state = { camera: null, screen: null, exam: null, student: null, base: "", seen: new Set(), rules: [] };
 
 async function main() {
   const config = await loadConfig();
@@ -41,6 +45,7 @@ async function main() {
     fail($("#signin-status"), error);
     return;
   }
+  state.rules = enrolment.rules || [];
   show($("#exam-title"), state.exam.title);
   document.title = `${state.exam.title} - proctored exam`;
   if (enrolment.consent?.version !== enrolment.consent_version) {
@@ -196,6 +201,7 @@ async function exam(config) {
     return;
   }
   step("exam");
+  show($("#rule-list"), state.rules.map((rule) => el("li", { dataset: { rule } }, instruction(rule))));
   $("#exam-video").srcObject = state.camera;
   const outbox = await Outbox.open(`proctoring-outbox-${examId}-${state.student}`);
   const sources = { camera: state.camera };
@@ -302,7 +308,8 @@ function chat() {
       state.seen.add(message.message_id);
       const mine = message.sender_id === state.student;
       if (message.kind === "alert") {
-        warn(`Proctoring notice: ${message.alert?.type ?? "alert"}. Your proctor has been informed.`);
+        const rule = message.alert?.type;
+        warn(`Proctoring notice: ${rule ? instruction(rule) : "the proctoring flagged something."} Your proctor has been informed.`);
         continue;
       }
       if (message.kind !== "chat") continue; // an intervention: student-session.js shows it
@@ -318,10 +325,12 @@ function chat() {
   return refresh;
 }
 
+/** The newest message or notice on top of the page; every one kept in the history. */
 function warn(text) {
   const box = $("#warning");
   show(box, text);
   box.hidden = false;
+  $("#notice-history").prepend(el("li", {}, el("time", {}, when(new Date().toISOString())), " ", el("span", { class: "text" }, text)));
 }
 
 function watchExam(recorders) {
@@ -331,7 +340,11 @@ function watchExam(recorders) {
     clearInterval(timer);
     for (const recorder of recorders) recorder.stop();
     $("#recording").hidden = true;
-    warn("The exam has been stopped by your proctor. Chunks still waiting are uploaded; keep this page open until none is left.");
+    show($("#exam-heading"), "The exam has ended");
+    document.title = `Ended: ${state.exam.title} - proctored exam`;
+    $("#exam-content").hidden = true;
+    $("#raise-hand").closest("p").hidden = true;
+    warn("The exam has ended: your proctor stopped it. Recording has stopped. Chunks still waiting are uploaded; keep this page open until none is left.");
   }, 5000);
 }
 

@@ -119,3 +119,39 @@ def test_the_pages_get_their_configuration_from_the_server(service: Service) -> 
     assert "script-src 'self'" in page.headers["Content-Security-Policy"]
     script = requests.get(f"{service.url}/js/console.js", timeout=10)
     assert script.headers["Content-Type"].startswith("text/javascript")
+
+
+def test_roster_says_when_each_student_was_last_seen_and_the_report_shows_its_risk(
+    service: Service,
+) -> None:
+    exam_id = service.exam("proctor", start=True)
+    seen = service.enrol(exam_id, "student")
+    silent = service.enrol(exam_id, "other_student")
+
+    async def seed() -> None:
+        async with async_clients(service.settings) as clients:
+            tables = Tables(clients.dynamodb, service.settings.names)
+            policy = {"exam_id": exam_id, "student_id": "#policy", "policy": {"offline_after": 3}}
+            await tables.save_session(policy, expected_version=0)
+            # the consumer's risk on the session item; the chunk rows carry older figures
+            await tables.save_session(
+                {"exam_id": exam_id, "student_id": seen, "risk": 4.0}, expected_version=0
+            )
+            for n, at in ((0, "2026-12-06T10:00:00+00:00"), (1, "2026-12-06T10:00:05+00:00")):
+                await tables.put_result(
+                    {"session_id": f"{exam_id}#{seen}", "chunk_id": f"camera#{n:06d}",
+                     "sequence": n, "status": "ok", "risk": 1.0, "uploaded_at": at,
+                     "processed_at": "2026-12-06T10:00:09+00:00", "frame_key": f"frames/{n}.jpg"}
+                )  # fmt: skip
+
+    asyncio.run(seed())
+    roster = service.call("GET", f"/exams/{exam_id}/students", "proctor").json()
+    assert roster["offline_after_s"] == 3 * service.settings.chunk_seconds  # the policy's
+    assert roster["exam_status"] == "started" and roster["now"] > "2026-12-06T10"
+    by_id = {s["student_id"]: s for s in roster["students"]}
+    assert by_id[seen]["last_seen"] == "2026-12-06T10:00:05+00:00"  # the newest chunk's upload
+    assert by_id[seen]["frame_key"] == "frames/1.jpg"
+    assert "last_seen" not in by_id[silent]  # no chunk yet: not "offline", not seen
+    report = service.call("GET", f"/exams/{exam_id}/report", "proctor").json()
+    reported = {s["student_id"]: s["risk"] for s in report["students"]}
+    assert reported[seen] == by_id[seen]["risk"] == 4.0  # one risk figure, console and report

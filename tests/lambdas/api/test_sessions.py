@@ -223,3 +223,29 @@ def test_upload_forms_write_exactly_the_students_next_chunks(service: Service) -
         "POST", url, "student", json={"first_sequence": 0, "content_type": "text/html"}
     )
     assert not_video.status_code == 400 and "content_type" in not_video.json()["error"]
+
+
+def test_joining_names_the_rules_that_watch_the_student_after_accommodations(
+    service: Service,
+) -> None:
+    from proctoring.storage import to_item
+
+    exam_id = service.exam(start=True)
+    everything = service.call("POST", f"/exams/{exam_id}/join", "other_student").json()
+    assert "FACE_MISMATCH" in everything["rules"] and "PASTE" in everything["rules"]  # defaults
+    table = service.settings.names.sessions_table
+    db = sync_client(service.settings, "dynamodb")
+    policy = {"enabled_rules": ["NO_FACE", "FACE_MISMATCH", "LEFT_EXAM"]}
+    db.put_item(
+        TableName=table,
+        Item=to_item({"exam_id": exam_id, "student_id": "#policy", "policy": policy}),
+    )
+    student = service.ids["student"]
+    db.put_item(
+        TableName=table,
+        Item=to_item(
+            {"exam_id": exam_id, "student_id": student, "accommodations": {"face_checks": False}}
+        ),
+    )
+    joined = service.call("POST", f"/exams/{exam_id}/join", "student").json()
+    assert joined["rules"] == ["NO_FACE", "LEFT_EXAM"]  # the policy's, less the face checks
