@@ -67,11 +67,18 @@ def provision(settings: Settings, *, shard_count: int = 2) -> dict[str, str]:
     stack_name = settings.prefix
     existing = _describe(cloudformation, stack_name)
     if existing is None:
-        cloudformation.create_stack(
-            StackName=stack_name,
-            TemplateBody=json.dumps(template),
-            Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
-        )
+        try:
+            cloudformation.create_stack(
+                StackName=stack_name,
+                TemplateBody=json.dumps(template),
+                Parameters=[
+                    {"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()
+                ],
+            )
+        except cloudformation.exceptions.AlreadyExistsException:
+            # botocore's retry of our own CreateStack, whose answer timed out on a loaded
+            # machine after the emulator had made the stack: it is ours to finish
+            _log.info("stack created by an earlier attempt", stack_name=stack_name)
         existing = _describe(cloudformation, stack_name)
         if existing is None or existing["StackStatus"] != "CREATE_COMPLETE":
             status = existing["StackStatus"] if existing else "missing"

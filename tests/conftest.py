@@ -9,6 +9,7 @@ shared too (spawning it and loading dlib's models takes seconds).
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 import uuid
@@ -36,6 +37,29 @@ def require_data() -> Path:
     if not DATA.is_dir():
         pytest.skip(_NO_DATA)
     return DATA
+
+
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: absent with -p no:xdist
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """``-n auto`` (setup.cfg): one worker per CPU this process may run on.
+
+    xdist counts physical cores, and a CI machine's two vCPUs are often one core's two
+    threads: one worker. The suite mostly waits (on the emulator, a browser, a replay paced
+    in real time), so each logical CPU is worth a worker. ``PYTEST_XDIST_AUTO_NUM_WORKERS``
+    still decides when it is set.
+    """
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None  # xdist reads it
+    return len(os.sched_getaffinity(0))
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-screenshots",
+        action="store_true",
+        help="write the browser tests' pictures into docs/screenshots (the README's) where they"
+        " changed visibly; without it they go to the run's temporary folder",
+    )
 
 
 @pytest.fixture(autouse=True)

@@ -157,19 +157,39 @@ def launch() -> Iterator[Callable[..., Any]]:
         yield start
 
 
-def screenshot(page: Any, name: str) -> Path:
-    """The README's pictures (docs/screenshots), taken by the test run.
+Screenshot = Callable[[Any, str], Path]
+"""``screenshot(page, name)`` -> the PNG it wrote (the ``screenshot`` fixture)."""
+
+
+@pytest.fixture(scope="session")
+def screenshots(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the browser tests' pictures go: the run's temporary folder, or the README's
+    docs/screenshots with ``--update-screenshots`` (so a test run never rewrites a committed
+    file, and two workers of a parallel run never write the same one)."""
+    if request.config.getoption("update_screenshots"):
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        return SCREENSHOTS
+    return tmp_path_factory.mktemp("screenshots")
+
+
+@pytest.fixture
+def screenshot(screenshots: Path) -> Screenshot:
+    """The README's pictures, taken by the test run (into ``screenshots``).
 
     A picture is rewritten only when it changed visibly (more than 5 % of its
     pixels, by more than a faint shade), so the video frames and clocks on the
-    pages do not dirty the tree on every run; commit the ones that changed.
+    pages do not dirty the tree when the pictures are updated; commit the ones
+    that changed.
     """
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    path = SCREENSHOTS / f"{name}.png"
-    taken = page.screenshot(full_page=False)
-    if not path.exists() or _visibly_different(path.read_bytes(), taken):
-        path.write_bytes(taken)
-    return path
+
+    def take(page: Any, name: str) -> Path:
+        path = screenshots / f"{name}.png"
+        taken = page.screenshot(full_page=False)
+        if not path.exists() or _visibly_different(path.read_bytes(), taken):
+            path.write_bytes(taken)
+        return path
+
+    return take
 
 
 def _visibly_different(before: bytes, after: bytes) -> bool:

@@ -33,7 +33,7 @@ from proctoring.exams import message_item
 from proctoring.settings import Settings
 from proctoring.storage import to_item
 from tests.conftest import DATA, require_data
-from tests.dashboard.conftest import screenshot
+from tests.dashboard.conftest import Screenshot
 from tests.dashboard.pages import proctor_console
 from tests.dashboard.test_accessibility import _audit
 from tests.lambdas.api.conftest import PASSWORD, ServerThread, identity_settings
@@ -184,7 +184,7 @@ def _count(page: Page, name: str, value: int) -> None:
 
 
 def test_a_proctor_triages_200_students_from_the_console(
-    scale: tuple[Settings, str], launch: Callable[..., Any]
+    scale: tuple[Settings, str], launch: Callable[..., Any], screenshot: Screenshot
 ) -> None:
     settings, url = scale
     token = sign_in(settings, PROCTOR, PASSWORD)["IdToken"]

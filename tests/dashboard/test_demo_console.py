@@ -16,14 +16,14 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.conftest import poll, require_data
-from tests.dashboard.conftest import screenshot
+from tests.dashboard.conftest import Screenshot
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 _LINK = re.compile(r"proctor console: (http://\S+)")
 
 
 def test_the_demo_prints_a_signed_in_console_link_showing_its_exam(
-    tmp_path: Path, launch: Callable[..., Any]
+    tmp_path: Path, launch: Callable[..., Any], screenshot: Screenshot
 ) -> None:
     require_data()
     demo = subprocess.Popen(

@@ -24,7 +24,7 @@ from playwright.sync_api import expect
 from infrastructure.local import sign_in
 from proctoring.rules.policy import INTEGRITY_RULES, RULE_NAMES
 from tests.conftest import DATA
-from tests.dashboard.conftest import PEOPLE, Web, screenshot
+from tests.dashboard.conftest import PEOPLE, Screenshot, Web
 from tests.dashboard.pages import (
     accepted,
     api,
@@ -50,7 +50,10 @@ def decoded_frames(data: bytes) -> tuple[int, int, int]:
 
 
 def test_impostor_recorded_uploaded_and_flagged_on_the_console(
-    web: Web, launch: Callable[..., Any], camera_file: Callable[[str], Path]
+    web: Web,
+    launch: Callable[..., Any],
+    camera_file: Callable[[str], Path],
+    screenshot: Screenshot,
 ) -> None:
     browser = launch(camera=camera_file("center_focus.mp4"))
     proctor_token = sign_in(web.settings, web.emails["proctor"], PASSWORD)["IdToken"]

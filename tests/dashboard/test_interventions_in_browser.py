@@ -23,7 +23,7 @@ from playwright.sync_api import Page, expect
 from proctoring.aws import sync_client
 from proctoring.storage import to_item
 from tests.conftest import poll
-from tests.dashboard.conftest import PEOPLE, Web, screenshot
+from tests.dashboard.conftest import PEOPLE, Screenshot, Web
 from tests.dashboard.pages import exam_in_progress, uploaded
 from tests.dashboard.test_accessibility import _audit
 
@@ -72,7 +72,10 @@ def _reload_into_exam(page: Page) -> None:
 
 
 def test_pause_warn_hand_and_end_reach_the_right_page_and_the_console(
-    web: Web, launch: Callable[..., Any], camera_file: Callable[[str], Path]
+    web: Web,
+    launch: Callable[..., Any],
+    camera_file: Callable[[str], Path],
+    screenshot: Screenshot,
 ) -> None:
     emails = [web.emails[who] for who in ("proctor", "student", "eve")]
     console, exam_id, (student, eve) = exam_in_progress(

@@ -30,7 +30,7 @@ from dashboard.server import CSP, WEB_DIR
 from infrastructure.local import sign_in
 from lambdas.api.live import NO_MEETING
 from tests.conftest import DATA
-from tests.dashboard.conftest import Web, screenshot
+from tests.dashboard.conftest import Screenshot, Web
 from tests.dashboard.test_interventions_in_browser import _alert_about
 from tests.lambdas.api.conftest import PASSWORD
 
@@ -213,7 +213,9 @@ _TILES = """async (students) => {
 }"""
 
 
-def _tiles_first_alert_enlarge_listen(web: Web, console: Page, exam_id: str) -> None:
+def _tiles_first_alert_enlarge_listen(
+    web: Web, console: Page, exam_id: str, screenshot: Screenshot
+) -> None:
     """Eve has an open alert: her tile comes first though her video came second; a click
     enlarges a tile; Listen asks that student alone (a data message) and unmutes the mix."""
     student, eve = web.ids["student"], web.ids["eve"]
@@ -266,7 +268,10 @@ def _microphone_on_the_proctors_request_only(page: Page, proctor: str, ids: dict
 @pytest.mark.slow
 @pytest.mark.browser
 def test_the_join_info_reaches_the_sdk_configuration_from_a_bundle_on_the_apps_origin(
-    web: Web, launch: Callable[..., Any], camera_file: Callable[[str], Path]
+    web: Web,
+    launch: Callable[..., Any],
+    camera_file: Callable[[str], Path],
+    screenshot: Screenshot,
 ) -> None:
     if not BUNDLE.is_file():
         pytest.fail(f"{BUNDLE} is not built: run `make web` (make test does)")
@@ -283,7 +288,7 @@ def test_the_join_info_reaches_the_sdk_configuration_from_a_bundle_on_the_apps_o
     assert asked == ["POST"]
     assert f"{web.url}/js/vendor/amazon-chime-sdk.js" in seen  # the bundle, from the app
     expect(console.locator("#live-status")).not_to_have_text(NO_MEETING)
-    _tiles_first_alert_enlarge_listen(web, console, exam_id)
+    _tiles_first_alert_enlarge_listen(web, console, exam_id, screenshot)
     assert _violations(console) == set()  # the SDK started under the CSP
     assert _network(seen) == {web.url}, sorted(set(seen))
 

@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from dashboard.server import LocalServer
-from infrastructure import load_template
+from infrastructure import load_template, local
 from infrastructure.emulator import Emulator, StackError
 from infrastructure.local import provision
 from lambdas.api import Api
@@ -160,3 +160,31 @@ def test_provisioning_twice_keeps_the_stack(emulator: Emulator) -> None:
     first = provision(settings)
     assert provision(settings) == first
     assert first["ChunkStream"] == "twice-chunks"
+
+
+def test_a_create_retried_after_the_stack_was_made_still_provisions_it(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a loaded machine CreateStack's answer can time out after the emulator made the
+    stack, and botocore's retry is answered AlreadyExists: provisioning still finishes the
+    stack (the properties moto drops are applied: chunk uploads reach the queue)."""
+    settings = Settings(endpoint_url=emulator.endpoint_url, prefix="retried")
+    parameters = {"Target": "local", "Prefix": "retried", "ShardCount": "2", "RetentionDays": "30"}
+    sync_client(settings, "cloudformation").create_stack(  # the first attempt, answer lost
+        StackName="retried",
+        TemplateBody=json.dumps(load_template()),
+        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+    )
+    looked = []
+    describe = local._describe
+
+    def before_the_first_attempt(cloudformation: object, name: str) -> object:
+        looked.append(name)
+        return None if len(looked) == 1 else describe(cloudformation, name)
+
+    monkeypatch.setattr(local, "_describe", before_the_first_attempt)
+    outputs = provision(settings)
+    assert outputs["ChunkStream"] == "retried-chunks"
+    s3 = sync_client(settings, "s3")
+    notification = s3.get_bucket_notification_configuration(Bucket=settings.names.chunks_bucket)
+    assert notification.get("QueueConfigurations"), "chunk uploads reach the chunk events queue"
