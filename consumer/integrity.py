@@ -32,7 +32,7 @@ import structlog
 from consumer.analyser import Policies
 from proctoring.integrity import INTEGRITY, IntegrityEvent
 from proctoring.metrics import Metrics
-from proctoring.rules import Accommodations, RuleState, alert_id, risk_score
+from proctoring.rules import Accommodations, RuleState, alert_item, risk_score
 from proctoring.rules.integrity import IntegrityFinding, IntegrityState, judge
 from proctoring.rules.speech import SpeechState
 from proctoring.storage import Tables
@@ -166,26 +166,23 @@ class IntegrityEvents:
         finding = found.finding
         now = self._now()
         what = _describe(event, found)
-        alert: dict[str, Any] = {
-            "exam_id": event.exam_id,
-            "alert_id": alert_id(event.exam_id, event.student_id, INTEGRITY, finding),
-            "student_id": event.student_id,
-            "source": INTEGRITY,
-            "type": finding.rule,
-            "severity": finding.severity,
-            "sequence": event.seq,
-            "first_sequence": event.seq,
-            "chunks": 0,
-            "duration_s": found.duration_s,
-            "occurrences": found.occurrences,
-            "event_id": event.event_id,
-            "event_kind": event.kind,
-            "event_at": event.at.isoformat(),
-            "evidence": {"message": what, "kind": event.kind, "at": event.at.isoformat()},
-            "status": "open",
-            "created_at": now.isoformat(),
-            "expires_at": self._expiry(now),
-        }
+        alert = alert_item(
+            event.exam_id,
+            event.student_id,
+            INTEGRITY,
+            finding,
+            now=now,
+            expires_at=self._expiry(now),
+            sequence=event.seq,
+            first_sequence=event.seq,
+            chunks=0,
+            duration_s=found.duration_s,
+            occurrences=found.occurrences,
+            event_id=event.event_id,
+            event_kind=event.kind,
+            event_at=event.at.isoformat(),
+            evidence={"message": what, "kind": event.kind, "at": event.at.isoformat()},
+        )
         alert = {k: v for k, v in alert.items() if v is not None}
         if await self._deliver(alert):
             self._metrics.add("AlertsRaised", Rule=finding.rule)

@@ -76,7 +76,7 @@ from proctoring.exams import ExamStore
 from proctoring.frames import Frame, FrameError, extract_frame
 from proctoring.integrity import IntegrityEvent, parse_record
 from proctoring.metrics import Metrics
-from proctoring.rules import Finding, alert_id
+from proctoring.rules import Finding, alert_item
 from proctoring.settings import Settings
 from proctoring.storage import StorageError, Tables
 
@@ -682,33 +682,27 @@ class ChunkProcessor:
         event = chunk.event
         analysis = chunk.analysed.analysis if chunk.analysed else None
         now = self._now()
-        alert: dict[str, Any] = {
-            "exam_id": event.exam_id,
-            "alert_id": alert_id(event.exam_id, event.student_id, event.source, finding),
-            "student_id": event.student_id,
-            "source": event.source,
-            "type": finding.rule,
-            "severity": finding.severity,
-            "sequence": finding.sequence,
-            "first_sequence": finding.first_sequence,
-            "chunks": finding.chunks,
-            "frame_key": chunk.frame_key,
-            "frame_sha256": chunk.frame_digest,
-            "frame_version": chunk.frame_version,
-            "chunk_key": event.key,
-            "chunk_sha256": chunk.digest,
-            "chunk_version": chunk.version,
-            "faces": len(analysis.faces) if analysis else None,
-            "distance": None
+        alert = alert_item(
+            event.exam_id,
+            event.student_id,
+            event.source,
+            finding,
+            now=now,
+            expires_at=self._expiry(now),
+            frame_key=chunk.frame_key,
+            frame_sha256=chunk.frame_digest,
+            frame_version=chunk.frame_version,
+            chunk_key=event.key,
+            chunk_sha256=chunk.digest,
+            chunk_version=chunk.version,
+            faces=len(analysis.faces) if analysis else None,
+            distance=None
             if analysis is None or analysis.distance is None
             else round(analysis.distance, 4),
-            "evidence": _evidence(chunk.analysed.row) if chunk.analysed else None,
-            "frame_time": round(chunk.frame.time, 3) if chunk.frame else None,
-            "risk": chunk.analysed.row.get("risk") if chunk.analysed else None,
-            "status": "open",
-            "created_at": now.isoformat(),
-            "expires_at": self._expiry(now),
-        }
+            evidence=_evidence(chunk.analysed.row) if chunk.analysed else None,
+            frame_time=round(chunk.frame.time, 3) if chunk.frame else None,
+            risk=chunk.analysed.row.get("risk") if chunk.analysed else None,
+        )
         if not await self._deliver(alert):
             return  # raised and published before this replay
         self._metrics.add("AlertsRaised", Rule=finding.rule)
@@ -751,30 +745,28 @@ class ChunkProcessor:
             f"a second object for {event.source} chunk {event.sequence}: "
             f"{event.key} after {first.get('chunk_key')}"
         )
-        alert: dict[str, Any] = {
-            "exam_id": event.exam_id,
-            "alert_id": alert_id(event.exam_id, event.student_id, event.source, finding),
-            "student_id": event.student_id,
-            "source": event.source,
-            "type": REPLACED,
-            "severity": "high",
-            "sequence": event.sequence,
-            "first_sequence": event.sequence,
-            "chunks": 1,
+        alert = alert_item(
+            event.exam_id,
+            event.student_id,
+            event.source,
+            finding,
+            now=now,
+            expires_at=self._expiry(now),
             # the evidence stays the first object's; the second is named beside it
-            "frame_key": first.get("frame_key"),
-            "frame_sha256": first.get("frame_sha256"),
-            "frame_version": first.get("frame_version"),
-            "chunk_key": first.get("chunk_key"),
-            "chunk_sha256": first.get("chunk_sha256"),
-            "chunk_version": first.get("chunk_version"),
-            "replaced_by": {"chunk_key": event.key, "chunk_sha256": chunk.digest,
-                            "chunk_version": chunk.version, "size": event.size},
-            "evidence": {"message": what},
-            "status": "open",
-            "created_at": now.isoformat(),
-            "expires_at": self._expiry(now),
-        }  # fmt: skip
+            frame_key=first.get("frame_key"),
+            frame_sha256=first.get("frame_sha256"),
+            frame_version=first.get("frame_version"),
+            chunk_key=first.get("chunk_key"),
+            chunk_sha256=first.get("chunk_sha256"),
+            chunk_version=first.get("chunk_version"),
+            replaced_by={
+                "chunk_key": event.key,
+                "chunk_sha256": chunk.digest,
+                "chunk_version": chunk.version,
+                "size": event.size,
+            },
+            evidence={"message": what},
+        )
         await self._record_error(
             exam_id=event.exam_id,
             error_id=f"replaced#{event.student_id}#{event.source}#{event.sequence:06d}#"

@@ -30,7 +30,7 @@ import structlog
 
 from proctoring.events import ChunkEvent
 from proctoring.metrics import Metrics
-from proctoring.rules import Policy, alert_id
+from proctoring.rules import Policy, alert_item
 from proctoring.rules.speech import SpeechFinding, SpeechState, judge
 from proctoring.speech import Speech, SpeechError, chunk_speech
 
@@ -124,30 +124,24 @@ class StudentSpeech:
             f"{found.speech_s} s of speech in {found.window_s} s "
             f"(allowed {self._policy.talking_seconds:g} s)"
         )
-        alert: dict[str, Any] = {
-            "exam_id": event.exam_id,
-            "alert_id": alert_id(event.exam_id, event.student_id, event.source, finding),
-            "student_id": event.student_id,
-            "source": event.source,
-            "type": finding.rule,
-            "severity": finding.severity,
-            "sequence": finding.sequence,
-            "first_sequence": finding.first_sequence,
-            "chunks": finding.chunks,
-            "chunk_key": event.key,
+        alert = alert_item(
+            event.exam_id,
+            event.student_id,
+            event.source,
+            finding,
+            now=now,
+            expires_at=self._expiry(now),
+            chunk_key=event.key,
             **evidence,
-            "speech_s": found.speech_s,
-            "window_s": found.window_s,
-            "evidence": {
+            speech_s=found.speech_s,
+            window_s=found.window_s,
+            evidence={
                 "message": what,
                 "audio": "the chunk (chunk_key) is the clip",
                 "speech": [list(segment) for segment in heard.segments],
                 "speech_in_chunk_s": heard.seconds,
             },
-            "status": "open",
-            "created_at": now.isoformat(),
-            "expires_at": self._expiry(now),
-        }
+        )
         alert = {k: v for k, v in alert.items() if v is not None}
         if not await self._deliver(alert):
             return False

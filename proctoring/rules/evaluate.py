@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 from proctoring.analysis.base import FaceDetail, Identity, ObjectsStatus
@@ -60,6 +61,7 @@ __all__ = [
     "Observation",
     "RuleState",
     "alert_id",
+    "alert_item",
     "evaluate",
     "face_clear",
     "looking_away",
@@ -333,6 +335,36 @@ def risk_score(states: list[RuleState], policy: Policy | None = None) -> float:
                 filled = min(streak.count / policy.tolerance_for(rule), 1.0)
                 score += 0.5 * filled * _WEIGHTS[policy.severity_for(rule)]
     return round(score, 2)
+
+
+def alert_item(
+    exam_id: str,
+    student_id: str,
+    source: str,
+    finding: Finding,
+    *,
+    now: datetime,
+    expires_at: int,
+    **fields: Any,
+) -> dict[str, Any]:
+    """The alerts table's item for one finding: its deterministic id, the rule, severity and
+    chunks, then ``fields`` (the evidence; they may override the chunk fields, as a browser
+    event's sequence does), open, with its times."""
+    return {
+        "exam_id": exam_id,
+        "alert_id": alert_id(exam_id, student_id, source, finding),
+        "student_id": student_id,
+        "source": source,
+        "type": finding.rule,
+        "severity": finding.severity,
+        "sequence": finding.sequence,
+        "first_sequence": finding.first_sequence,
+        "chunks": finding.chunks,
+        **fields,
+        "status": "open",
+        "created_at": now.isoformat(),
+        "expires_at": expires_at,
+    }
 
 
 def alert_id(exam_id: str, student_id: str, source: str, finding: Finding) -> str:
