@@ -29,6 +29,7 @@ from typing import Any
 from proctoring.integrity import IntegrityEvent
 from proctoring.rules.evaluate import Finding, RuleState
 from proctoring.rules.policy import Policy
+from proctoring.rules.windows import union_ms
 
 __all__ = ["IntegrityFinding", "IntegrityState", "judge"]
 
@@ -94,17 +95,6 @@ def _ms(event: IntegrityEvent) -> tuple[int, int]:
     return start, start + event.duration_ms
 
 
-def _union_ms(intervals: list[tuple[int, int]], since: int, until: int) -> int:
-    """Milliseconds covered by ``intervals`` inside [since, until], overlaps counted once."""
-    total, reach = 0, since
-    for start, end in sorted(intervals):
-        start, end = max(start, reach), min(end, until)
-        if end > start:
-            total += end - start
-            reach = end
-    return total
-
-
 def judge(
     state: IntegrityState, event: IntegrityEvent, policy: Policy
 ) -> tuple[IntegrityState, list[IntegrityFinding]]:
@@ -121,7 +111,7 @@ def judge(
         rule = "LEFT_EXAM"
         until = max(b for _, b in state.away)  # a late event counts with the newer ones
         if rule in policy.enabled_rules and _quiet(state, rule, until, window):
-            away_ms = _union_ms(state.away, until - window, until)
+            away_ms = union_ms(state.away, until - window, until)
             if away_ms > policy.integrity_tolerance(rule) * 1000:
                 findings.append(_open(state, rule, event, policy, until, duration_s=away_ms / 1000))
     rule = _COUNTED.get(event.kind, "")

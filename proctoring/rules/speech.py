@@ -23,6 +23,7 @@ from typing import Any
 
 from proctoring.rules.evaluate import Finding, RuleState
 from proctoring.rules.policy import Policy
+from proctoring.rules.windows import union_ms
 
 __all__ = ["RULE", "SpeechFinding", "SpeechState", "judge"]
 
@@ -73,16 +74,6 @@ class SpeechState:
         )
 
 
-def _union_ms(intervals: list[tuple[int, int]], since: int, until: int) -> int:
-    total, reach = 0, since
-    for start, end in sorted(intervals):
-        start, end = max(start, reach), min(end, until)
-        if end > start:
-            total += end - start
-            reach = end
-    return total
-
-
 def judge(
     state: SpeechState,
     *,
@@ -108,7 +99,7 @@ def judge(
     until = max(end, *(b for _, b in state.spoken))  # a late chunk counts with the newer
     if state.raised is not None and until - state.raised < window:
         return state, None
-    spoken_ms = _union_ms(state.spoken, until - window, until)
+    spoken_ms = union_ms(state.spoken, until - window, until)
     if spoken_ms <= policy.talking_seconds * 1000:
         return state, None
     state.raised = until
