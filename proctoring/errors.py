@@ -6,7 +6,7 @@ part of the tree in its docstring::
     ProctoringError
      ├── ReasonError                     any error that carries a stable ``reason`` code:
      │                                   InvalidEvent, FrameError, ImageError,
-     │                                   RegistrationError, the API's ApiError
+     │                                   RegistrationError, SpeechError, the API's ApiError
      ├── events.InvalidEvent             a record or key that is not a chunk event
      ├── frames.FrameError               a chunk that yields no usable frame
      ├── analysis.faces.ImageError       bytes that are not a usable JPEG/PNG

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING
 import av
 import numpy as np
 
-from proctoring.errors import ProctoringError
+from proctoring.errors import ReasonError
 
 if TYPE_CHECKING:
     from av.container import InputContainer
@@ -74,20 +74,9 @@ _AV_ERRORS = (av.FFmpegError, ValueError, OSError, EOFError)
 _local = threading.local()  # one detector per process (and thread): loading it takes ~ms
 
 
-class SpeechError(ProctoringError):
-    """An audio track that cannot be analysed. ``.reason`` is a short stable code."""
-
-    def __init__(self, message: str, *, reason: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-    def __reduce__(self) -> tuple[object, ...]:
-        # crosses the process-pool boundary: keep the keyword argument
-        return (_rebuild, (str(self), self.reason))
-
-
-def _rebuild(message: str, reason: str) -> SpeechError:
-    return SpeechError(message, reason=reason)
+class SpeechError(ReasonError):
+    """An audio track that cannot be analysed. ``.reason`` is a short stable code (kept
+    across the process pool's boundary)."""
 
 
 @dataclass(frozen=True)
