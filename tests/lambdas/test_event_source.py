@@ -1,5 +1,10 @@
 """The local SQS event source can invoke the handler from several pollers at once, as Lambda's
-event source mapping does (it starts with five)."""
+event source mapping does (it starts with five).
+
+A standard queue delivers at least once: AWS may hand a message out twice, and moto's server,
+answering five concurrent receives from its threads, sometimes does (seen on a loaded machine).
+The router is idempotent (the consumer drops a repeated chunk), so the test asks that every
+message is handled, not that none is handled twice."""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ from proctoring.aws import async_clients
 from proctoring.settings import Settings
 
 
-def test_batches_are_handled_side_by_side_and_each_message_once(settings: Settings) -> None:
+def test_batches_are_handled_side_by_side_and_every_message_is_handled(settings: Settings) -> None:
     async def run() -> tuple[int, list[str]]:
         async with async_clients(settings) as clients:
             url = (await clients.sqs.get_queue_url(QueueName=settings.names.chunk_events_queue))[
@@ -61,4 +66,4 @@ def test_batches_are_handled_side_by_side_and_each_message_once(settings: Settin
 
     most, bodies = asyncio.run(run())
     assert most >= 2
-    assert sorted(bodies) == sorted(f"m{i}" for i in range(30))
+    assert set(bodies) == {f"m{i}" for i in range(30)}
