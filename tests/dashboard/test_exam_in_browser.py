@@ -33,12 +33,14 @@ from tests.dashboard.pages import (
     get_chunk,
     proctor_console,
     student_page,
+    upload_check,
     uploaded,
 )
 from tests.lambdas.api.conftest import PASSWORD
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 ALERT_WITHIN_SECONDS = 30.0
+RECORDING_BITS_PER_SECOND = 600_000  # recorder.js: what one source's upload must keep up with
 _SEQUENCE = re.compile(r"/camera/(\d+)_\d+\.webm$")
 
 
@@ -63,6 +65,13 @@ def test_impostor_recorded_uploaded_and_flagged_on_the_console(
     _, student = student_page(
         browser, web.url, exam_id, web.emails["student"], photo=DATA / "faces/obama.jpg"
     )
+
+    # The upload check times a payload to an endpoint that only receives it: on loopback it
+    # is far above what recording needs (the old check, timed with the face check, was not).
+    state, bits = upload_check(student)
+    print(f"upload check on the local stack: {bits / 1e6:.1f} Mbit/s")
+    assert state == "ok"
+    assert bits > 5 * RECORDING_BITS_PER_SECOND
 
     card = console.locator(f'#grid [data-student="{student_id}"]')
     expect(card).to_contain_text(PEOPLE["student"][2], timeout=15_000)

@@ -47,6 +47,8 @@ MATRIX: dict[str, tuple[int, int, int, int, int, int]] = {
     "POST /exams/{exam_id}/students/{student_id}/registration": (403, 403, 201, 403, 403, 401),
     "POST /exams/{exam_id}/students/{student_id}/reregistration": (201, 403, 403, 403, 201, 401),
     "POST /exams/{exam_id}/students/{student_id}/uploads": (403, 403, 200, 403, 403, 401),
+    # the system check's upload test (issue 21): the student's own, received and discarded
+    "POST /exams/{exam_id}/students/{student_id}/speed-check": (403, 403, 200, 403, 403, 401),
     "POST /exams/{exam_id}/students/{student_id}/messages": (201, 403, 201, 403, 201, 401),
     "GET /exams/{exam_id}/students/{student_id}/messages": (200, 403, 200, 403, 200, 401),
     "DELETE /exams/{exam_id}/students/{student_id}": (200, 403, 403, 403, 200, 401),
