@@ -124,6 +124,10 @@ async def join_exam(request: Request, ctx: Context) -> Response:
             )
     view["consent_version"] = ctx.services.settings.consent_version
     view["rules"] = await student_rules(ctx, exam_id, ctx.user_id)  # the page's instructions
+    view["privacy"] = {  # the consent text: how long data is kept, whom to ask
+        "retention_days": ctx.services.settings.retention_days,
+        "contact": ctx.services.settings.privacy_contact,
+    }
     return Response.json(200, view)
 
 

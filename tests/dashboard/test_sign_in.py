@@ -1,6 +1,7 @@
 """Signing in on the pages: Cognito's InitiateAuth over fetch, clear refusals, and a token
 renewed before it ends, so an exam longer than the token's hour goes on; a student whose
-connection uploads slower than recording needs is warned at the system check."""
+connection uploads slower than recording needs is warned at the system check, after a
+consent text that says what is recorded, for how long and whom to ask."""
 
 from __future__ import annotations
 
@@ -66,6 +67,21 @@ def test_wrong_password_wrong_group_and_a_renewed_token(
     )
     student.goto(f"{web.url}/student.html?exam={exam['exam_id']}")
     sign_in(student, web.emails["student"])
+    # The consent text names every signal recorded, how long it is kept, whom to ask, how to
+    # decline and how to ask for accommodations (retention and contact: the server's settings).
+    policy = student.get_by_label("Proctoring policy")
+    for said in (
+        "Camera frames",
+        "Face identity checks",
+        "Head pose and gaze",
+        "Browser events",
+        f"kept for {web.settings.retention_days} days",
+        "To decline",
+        "Accommodations",
+    ):
+        expect(policy).to_contain_text(said)
+    expect(policy.locator("#consent-contact")).to_contain_text(web.settings.privacy_contact)
+    expect(policy.locator("#consent-microphone")).to_be_hidden()  # this exam records none
     student.get_by_label("I have read the policy").check()
     student.get_by_role("button", name="Agree and continue").click()
     line = student.locator("#check-upload")

@@ -53,17 +53,23 @@ async function main() {
   show($("#exam-title"), state.exam.title);
   document.title = `${state.exam.title} - proctored exam`;
   if (enrolment.consent?.version !== enrolment.consent_version) {
-    await consent(enrolment.consent_version);
+    await consent(enrolment.consent_version, enrolment.privacy);
   }
   await systemCheck();
   if (!enrolment.registered_at) await register();
   await exam(config);
 }
 
-function consent(version) {
+function consent(version, privacy) {
   step("consent");
   show($("#policy-version"), version);
   $("#consent-microphone").hidden = !state.exam.audio;
+  if (privacy) {
+    const days = privacy.retention_days;
+    show($("#consent-retention"), `Recordings, frames and results are kept for ${days} day${days === 1 ? "" : "s"} `
+      + "and then deleted automatically; you can ask for them to be erased earlier.");
+    for (const node of document.querySelectorAll(".privacy-contact")) show(node, privacy.contact);
+  }
   const form = $("#consent-form");
   return new Promise((resolve) => {
     form.addEventListener("submit", async (event) => {
