@@ -103,6 +103,19 @@ def test_impostor_recorded_uploaded_and_flagged_on_the_console(
         " return i.complete && i.naturalWidth > 0 }"
     )
     console.wait_for_function("() => document.querySelector('#evidence-video').readyState >= 2")
+    # the registered photo beside the evidence frame, the face the rule saw boxed on the frame
+    console.wait_for_function(
+        "() => { const i = document.querySelector('#registered-photo');"
+        " return i.complete && i.naturalWidth > 0 }"
+    )
+    box = dialog.locator("#evidence-boxes .face-box").first
+    expect(box).to_be_visible()
+    frame_box = dialog.locator("#evidence-frame").bounding_box()
+    face_box = box.bounding_box()
+    assert frame_box and face_box
+    assert frame_box["x"] <= face_box["x"] and face_box["x"] + face_box["width"] <= (
+        frame_box["x"] + frame_box["width"] + 1
+    )  # drawn on the frame
     expect(dialog.locator("#alert-numbers")).to_contain_text("identity distance")
     expect(dialog.locator("#alert-raw summary")).to_contain_text("Every number of the evidence")
     expect(dialog.locator("#alert-evidence")).to_be_hidden()  # folded away
