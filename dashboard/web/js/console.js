@@ -375,6 +375,7 @@ async function openAlert(alertId) {
   frame.removeAttribute("src");
   video.removeAttribute("src");
   photo.removeAttribute("src");
+  photo.hidden = true; // until its link comes: no broken image while it loads or without one
   $("#evidence-boxes").replaceChildren();
   const form = $("#review-form");
   form.dataset.alert = alertId;
@@ -393,6 +394,7 @@ async function openAlert(alertId) {
   try {
     const registered = await api(`/exams/${enc(state.exam.exam_id)}/students/${enc(alert.student_id)}/photo`);
     photo.src = registered.url;
+    photo.hidden = false;
     show($("#registered-caption"), "The registered photo");
   } catch (error) {
     show($("#registered-caption"), error.status === 404 ? "No registered photo" : `Registered photo: ${error.message}`);
