@@ -5,14 +5,17 @@ consent text that says what is recorded, for how long and whom to ask."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from playwright.sync_api import expect
 
+from cli.serving import way_in
 from tests.dashboard.conftest import Web
 from tests.dashboard.pages import api, sign_in, upload_check
+from tests.lambdas.api.conftest import PASSWORD
 
 pytestmark = pytest.mark.browser
 _SESSION = "JSON.parse(sessionStorage.getItem('proctoring.session'))"
@@ -65,8 +68,16 @@ def test_wrong_password_wrong_group_and_a_renewed_token(
             "uploadThroughput": SLOW_UPLOAD_BYTES_PER_SECOND,
         },
     )
-    student.goto(f"{web.url}/student.html?exam={exam['exam_id']}")
-    sign_in(student, web.emails["student"])
+    # The way in `proctor serve --user EMAIL:student` prints: the page and the password
+    printed = way_in(web.url, web.emails["student"], "student", PASSWORD, token="")
+    page_url = re.search(r"open (\S+)", printed)
+    password = re.search(r"password (\S+)$", printed)
+    assert page_url and password, printed
+    student.goto(page_url[1].replace("<exam-id>", exam["exam_id"]))
+    student.get_by_label("Email").fill(web.emails["student"])
+    student.get_by_label("Password").fill(password[1])
+    student.get_by_role("button", name="Sign in").click()
+    expect(student.get_by_role("heading", name="Consent to proctoring")).to_be_visible()
     # The consent text names every signal recorded, how long it is kept, whom to ask, how to
     # decline and how to ask for accommodations (retention and contact: the server's settings).
     policy = student.get_by_label("Proctoring policy")
