@@ -145,6 +145,12 @@ class Settings(BaseSettings):
     api_port: int = Field(default=0, ge=0, le=65535, description="local API server; 0 = free")
     static_dir: Path | None = None  # files the local server serves under / (the web app)
     consent_version: str = Field(default="2026-11", min_length=1, max_length=40)
+    # Whom a student asks about their data, to decline or for accommodations (the consent text).
+    privacy_contact: str = Field(
+        default="your exam's proctor or your university's data protection officer",
+        min_length=3,
+        max_length=200,
+    )
     upload_url_seconds: int = Field(default=600, ge=60, le=7 * 24 * 3600)
     uploads_per_request: int = Field(default=12, ge=1, le=120, description="chunks per request")
     # Analyse only chunks of exams started through the exam service; the deployed consumer and

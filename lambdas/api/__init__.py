@@ -44,6 +44,7 @@ _ROUTED = tuple(
         "interventions",
         "live",
         "openapi",
+        "photos",
         "reports",
         "roster",
         "sessions",

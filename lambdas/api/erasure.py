@@ -2,7 +2,8 @@
 
 Deleted: the registered face (every FaceId of the student in the Rekognition
 collection: the photo's, the enrolled camera frames', those of superseded
-enrolments; and the faces table row), every chunk and frame object under the student's prefixes, the
+enrolments; and the faces table row), every chunk and frame object under the
+student's prefixes (the registered photo among them: ``lambdas.api.photos``), the
 video the Chime media capture pipeline recorded of the student's attendees
 (``capture/<exam>/video/*-<attendeeId>[#content].mp4``), every
 row of the results, alerts, sessions and errors tables about the student, and

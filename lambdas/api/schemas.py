@@ -124,6 +124,7 @@ ENROLMENT = obj(
         "consent_version": STR,
         "meeting": {"type": "object"},
         "rules": {"type": "array", "items": STR},
+        "privacy": obj({"retention_days": INT, "contact": STR}),
     },
 )
 RESULT = obj({"session_id": STR, "chunk_id": STR, "status": STR}, {"sequence": INT})

@@ -29,6 +29,7 @@ from lambdas.api.http import (
     Response,
     Unprocessable,
 )
+from lambdas.api.photos import keep_photo
 from lambdas.api.schemas import ENROLMENT, Body, JsonTrue, Visible, check_id, is_visible
 from lambdas.register import MAX_PHOTO_BYTES
 from proctoring.analysis.faces import MAX_ENROLMENT_FRAMES, RegistrationError
@@ -124,6 +125,10 @@ async def join_exam(request: Request, ctx: Context) -> Response:
             )
     view["consent_version"] = ctx.services.settings.consent_version
     view["rules"] = await student_rules(ctx, exam_id, ctx.user_id)  # the page's instructions
+    view["privacy"] = {  # the consent text: how long data is kept, whom to ask
+        "retention_days": ctx.services.settings.retention_days,
+        "contact": ctx.services.settings.privacy_contact,
+    }
     return Response.json(200, view)
 
 
@@ -204,8 +209,13 @@ async def register_face(request: Request, ctx: Context) -> Response:
                 reason="already_registered",
             )
     face = await _register(ctx, enrolment["exam_id"], enrolment["student_id"], body)
+    photo_key = await keep_photo(
+        ctx, enrolment["exam_id"], enrolment["student_id"], base64.b64decode(body.photo)
+    )
     await ctx.services.exams.update_student(
-        enrolment["exam_id"], enrolment["student_id"], {"registered_at": now_iso()}
+        enrolment["exam_id"],
+        enrolment["student_id"],
+        {"registered_at": now_iso(), "photo_key": photo_key},
     )
     await ctx.services.audit.append(
         enrolment["exam_id"],
@@ -273,12 +283,14 @@ async def reregister_face(request: Request, ctx: Context) -> Response:
     face = await _register(ctx, exam_id, student_id, body)
     if previous is not None:
         await ctx.services.tables.keep_superseded_face(exam_id, student_id, previous)
+    photo_key = await keep_photo(ctx, exam_id, student_id, base64.b64decode(body.photo))
     at = now_iso()
     await ctx.services.exams.update_student(
         exam_id,
         student_id,
         {
             "registered_at": at,
+            "photo_key": photo_key,
             "reregistered": {"by": ctx.user_id, "at": at, "reason": body.reason},
         },
     )

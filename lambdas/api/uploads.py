@@ -11,6 +11,11 @@ form, a reloaded page); asking for one that is uploaded is refused (409
 ``already_uploaded``), so earlier evidence cannot be replaced through the API.
 The exam's audit log (``proctoring.audit``) records the sequences each request
 fixed (``uploads_issued``) and every refused request (``upload_refused``).
+
+The speed check (``POST .../speed-check``) is the system check's upload test: it
+takes up to ``SPEED_CHECK_MAX_BYTES`` of anything, keeps none of it and answers
+how many bytes arrived, so the page times the transfer alone (no face check, no
+S3 write) before the exam starts.
 """
 
 from __future__ import annotations
@@ -22,12 +27,14 @@ from botocore.exceptions import ClientError
 from pydantic import Field
 
 from lambdas.api.app import ROUTER, STUDENTS, Context
-from lambdas.api.http import BadRequest, Conflict, Request, Response
+from lambdas.api.http import BadRequest, Conflict, PayloadTooLarge, Request, Response
 from lambdas.api.schemas import UPLOADS, Body
 from lambdas.api.sessions import enrolment_for, require_consent
 from proctoring.events import ChunkKey
 
-__all__ = ["UploadRequest"]
+__all__ = ["SPEED_CHECK_MAX_BYTES", "UploadRequest"]
+
+SPEED_CHECK_MAX_BYTES = 1024 * 1024  # the page sends 256 KiB; room, and no more
 
 
 class UploadRequest(Body):
@@ -122,6 +129,25 @@ async def upload_forms(request: Request, ctx: Context) -> Response:
             "expires_in": settings.upload_url_seconds,
         },
     )
+
+
+@ROUTER.route(
+    "POST",
+    "/exams/{exam_id}/students/{student_id}/speed-check",
+    summary="Receive and discard a test payload: the system check times its upload alone",
+    groups=STUDENTS,
+    response={"type": "object", "required": ["received_bytes"]},
+    errors=(400, 401, 403, 404, 409, 413),
+    tag="sessions",
+)
+async def speed_check(request: Request, ctx: Context) -> Response:
+    # the caller's own enrolment (joined, any state): a check costs a lookup, nothing stored
+    await enrolment_for(ctx, request.param("exam_id"), request.param("student_id"))
+    if len(request.body) > SPEED_CHECK_MAX_BYTES:
+        raise PayloadTooLarge(
+            f"a speed check sends at most {SPEED_CHECK_MAX_BYTES // 1024} KB", reason="too_large"
+        )
+    return Response.json(200, {"received_bytes": len(request.body)})
 
 
 async def _audit(

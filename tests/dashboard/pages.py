@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import requests
@@ -68,6 +69,8 @@ def student_page(
     page.get_by_role("button", name="Agree and continue").click()
     expect(page.get_by_role("heading", name="System check")).to_be_visible()
     expect(page.locator("#check-camera")).to_contain_text("✓")
+    # the upload check's figure is read before going on, as a student would
+    expect(page.locator("#check-upload")).to_have_attribute("data-state", re.compile("."))
     if screen:
         page.get_by_role("button", name="Share my screen").click()
         expect(page.locator("#check-screen")).to_contain_text("✓")
@@ -91,6 +94,14 @@ def exam_in_progress(
     exam_id = create_and_start_exam(console, title)
     students = [student_page(browser, url, exam_id, email)[1] for email in emails[1:]]
     return console, exam_id, students
+
+
+def upload_check(page: Page) -> tuple[str, float]:
+    """(state, bits per second) of the system check's upload-speed line."""
+    line = page.locator("#check-upload")
+    return line.get_attribute("data-state") or "", float(
+        line.get_attribute("data-bits-per-second") or 0
+    )
 
 
 def accepted(page: Page) -> list[str]:

@@ -33,12 +33,14 @@ from tests.dashboard.pages import (
     get_chunk,
     proctor_console,
     student_page,
+    upload_check,
     uploaded,
 )
 from tests.lambdas.api.conftest import PASSWORD
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 ALERT_WITHIN_SECONDS = 30.0
+RECORDING_BITS_PER_SECOND = 600_000  # recorder.js: what one source's upload must keep up with
 _SEQUENCE = re.compile(r"/camera/(\d+)_\d+\.webm$")
 
 
@@ -63,6 +65,13 @@ def test_impostor_recorded_uploaded_and_flagged_on_the_console(
     _, student = student_page(
         browser, web.url, exam_id, web.emails["student"], photo=DATA / "faces/obama.jpg"
     )
+
+    # The upload check times a payload to an endpoint that only receives it: on loopback it
+    # is far above what recording needs (the old check, timed with the face check, was not).
+    state, bits = upload_check(student)
+    print(f"upload check on the local stack: {bits / 1e6:.1f} Mbit/s")
+    assert state == "ok"
+    assert bits > 5 * RECORDING_BITS_PER_SECOND
 
     card = console.locator(f'#grid [data-student="{student_id}"]')
     expect(card).to_contain_text(PEOPLE["student"][2], timeout=15_000)
@@ -94,6 +103,19 @@ def test_impostor_recorded_uploaded_and_flagged_on_the_console(
         " return i.complete && i.naturalWidth > 0 }"
     )
     console.wait_for_function("() => document.querySelector('#evidence-video').readyState >= 2")
+    # the registered photo beside the evidence frame, the face the rule saw boxed on the frame
+    console.wait_for_function(
+        "() => { const i = document.querySelector('#registered-photo');"
+        " return i.complete && i.naturalWidth > 0 }"
+    )
+    box = dialog.locator("#evidence-boxes .face-box").first
+    expect(box).to_be_visible()
+    frame_box = dialog.locator("#evidence-frame").bounding_box()
+    face_box = box.bounding_box()
+    assert frame_box and face_box
+    assert frame_box["x"] <= face_box["x"] and face_box["x"] + face_box["width"] <= (
+        frame_box["x"] + frame_box["width"] + 1
+    )  # drawn on the frame
     expect(dialog.locator("#alert-numbers")).to_contain_text("identity distance")
     expect(dialog.locator("#alert-raw summary")).to_contain_text("Every number of the evidence")
     expect(dialog.locator("#alert-evidence")).to_be_hidden()  # folded away

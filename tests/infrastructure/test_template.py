@@ -545,6 +545,11 @@ def test_the_exam_service_reaches_only_what_it_serves() -> None:
     assert _refs(statements["UploadFormsAndErasure"]["Resource"]) == {"ChunksBucket"}
     assert "chunks/*" in str(statements["UploadFormsAndErasure"]["Resource"])
     assert set(_as_list(statements["FaceErasure"]["Action"])) == {"rekognition:DeleteFaces"}
+    # the registered photo (lambdas.api.photos): the registration function writes it, only
+    # under a student's registration/; the exam service reads it (EvidenceAndErasure)
+    register = {s["Sid"]: s for role, s in _role_statements() if role == "RegisterRole"}
+    assert _as_list(register["RegisteredPhotos"]["Action"]) == ["s3:PutObject"]
+    assert "frames/*/*/registration/*" in str(register["RegisteredPhotos"]["Resource"])
     assert set(_as_list(statements["Audit"]["Action"])) == {"dynamodb:PutItem", "dynamodb:Query"}
     forwarder = _actions("AlertForwarderRole")
     assert "chime:SendChannelMessage" in forwarder and "dynamodb:DeleteItem" not in forwarder

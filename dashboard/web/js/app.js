@@ -115,17 +115,18 @@ export class ApiError extends Error {
   }
 }
 
-/** Call the exam service as the signed-in user; JSON in and out, ApiError on a refusal. */
-export async function api(path, { method = "GET", json, raw = false } = {}) {
+/** Call the exam service as the signed-in user; JSON (or a raw body) in, JSON out, ApiError on a refusal. */
+export async function api(path, { method = "GET", json, body, raw = false } = {}) {
   const config = await loadConfig();
   const session = await freshSession();
   const headers = {};
   if (session) headers.Authorization = `Bearer ${session.token}`;
   if (json !== undefined) headers["Content-Type"] = "application/json";
+  else if (body !== undefined) headers["Content-Type"] = "application/octet-stream";
   const response = await fetch(`${config.api_url}${path}`, {
     method,
     headers,
-    body: json === undefined ? undefined : JSON.stringify(json),
+    body: json === undefined ? body : JSON.stringify(json),
   });
   if (!response.ok) {
     const body = await response.json().catch(() => ({}));

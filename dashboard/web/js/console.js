@@ -371,8 +371,12 @@ async function openAlert(alertId) {
   renderReviews(alert);
   const frame = $("#evidence-frame");
   const video = $("#evidence-video");
+  const photo = $("#registered-photo");
   frame.removeAttribute("src");
   video.removeAttribute("src");
+  photo.removeAttribute("src");
+  photo.hidden = true; // until its link comes: no broken image while it loads or without one
+  $("#evidence-boxes").replaceChildren();
   const form = $("#review-form");
   form.dataset.alert = alertId;
   form.reset(); // no decision chosen: C, D or A (or a click) chooses one
@@ -381,11 +385,38 @@ async function openAlert(alertId) {
   mountPanel($("#alert-actions"), state.exam.exam_id, alert.student_id, nameOf(alert.student_id));
   try {
     const evidence = await api(`/exams/${enc(state.exam.exam_id)}/alerts/${enc(alertId)}/evidence`);
+    frame.addEventListener("load", () => drawFaceBoxes(frame, alert.evidence?.face_details || []), { once: true });
     frame.src = evidence.url;
     if (evidence.chunk_url) video.src = evidence.chunk_url;
   } catch (error) {
     fail($("#review-status"), error);
   }
+  try {
+    const registered = await api(`/exams/${enc(state.exam.exam_id)}/students/${enc(alert.student_id)}/photo`);
+    photo.src = registered.url;
+    photo.hidden = false;
+    show($("#registered-caption"), "The registered photo");
+  } catch (error) {
+    show($("#registered-caption"), error.status === 404 ? "No registered photo" : `Registered photo: ${error.message}`);
+  }
+}
+
+/** A box over the evidence frame for each face the analysis found (pixels of the frame). */
+function drawFaceBoxes(frame, faces) {
+  const width = frame.naturalWidth;
+  const height = frame.naturalHeight;
+  const boxes = faces.filter((f) => Array.isArray(f.box) && f.box.length === 4).map(({ box: [left, top, w, h] }) => {
+    const box = el("div", { class: "face-box" });
+    // CSSOM, not a style attribute: the pages' CSP has no 'unsafe-inline' for styles
+    Object.assign(box.style, {
+      left: `${(100 * left) / width}%`,
+      top: `${(100 * top) / height}%`,
+      width: `${(100 * w) / width}%`,
+      height: `${(100 * h) / height}%`,
+    });
+    return box;
+  });
+  $("#evidence-boxes").replaceChildren(...boxes);
 }
 
 function renderHeading(alert) {

@@ -6,6 +6,9 @@
 // keyframe. The next recorder starts before the previous one is stopped, so no time is lost
 // between chunks.
 
+/** The video bitrate each recorded source asks for: what the upload must keep up with. */
+export const RECORDING_BITS_PER_SECOND = 600_000;
+
 const TYPES = ["video/webm;codecs=vp8", "video/webm;codecs=vp9", "video/webm"];
 // With the microphone (the exam's policy asks for it): Opus beside the video, in one file.
 const TYPES_WITH_AUDIO = ["video/webm;codecs=vp8,opus", "video/webm;codecs=vp9,opus", "video/webm"];
@@ -21,7 +24,7 @@ export class ChunkRecorder {
    * @param {{seconds: number, firstSequence: number, onChunk: Function, bitsPerSecond?: number}} options
    *   onChunk(blob, sequence, startedAtMs) is called once per finished chunk, in order.
    */
-  constructor(stream, { seconds, firstSequence, onChunk, bitsPerSecond = 600_000 }) {
+  constructor(stream, { seconds, firstSequence, onChunk, bitsPerSecond = RECORDING_BITS_PER_SECOND }) {
     this.stream = stream;
     this.seconds = seconds;
     this.sequence = firstSequence;

@@ -14,7 +14,7 @@
 import { $, ApiError, api, currentSession, el, fail, loadConfig, show, signInForm, step, when } from "./app.js";
 import { IntegrityReporter, fullscreenButton } from "./integrity.js";
 import { Outbox, Uploader } from "./outbox.js";
-import { ChunkRecorder, recordingType } from "./recorder.js";
+import { ChunkRecorder, RECORDING_BITS_PER_SECOND, recordingType } from "./recorder.js";
 import { followSession } from "./student-session.js";
 import { publishCamera } from "./chime-live.js";
 import { instruction } from "./instructions.js";
@@ -22,6 +22,8 @@ import { instruction } from "./instructions.js";
 const examId = new URLSearchParams(location.search).get("exam");
 const ENROLMENT_FRAMES = 3; // more views of the camera kept beside the photo (API: at most 8)
 const ENROLMENT_SPACING_MS = 400;
+const SPEED_CHECK_BYTES = 256 * 1024; // about 3.5 s of one source at the recording bitrate
+const SPEED_CHECK_RESOLUTION_MS = 20; // shorter transfers give a lower bound ("at least")
 const state = { camera: null, screen: null, exam: null, student: null, base: "", seen: new Set(), rules: [] };
 
 async function main() {
@@ -51,17 +53,23 @@ async function main() {
   show($("#exam-title"), state.exam.title);
   document.title = `${state.exam.title} - proctored exam`;
   if (enrolment.consent?.version !== enrolment.consent_version) {
-    await consent(enrolment.consent_version);
+    await consent(enrolment.consent_version, enrolment.privacy);
   }
   await systemCheck();
   if (!enrolment.registered_at) await register();
   await exam(config);
 }
 
-function consent(version) {
+function consent(version, privacy) {
   step("consent");
   show($("#policy-version"), version);
   $("#consent-microphone").hidden = !state.exam.audio;
+  if (privacy) {
+    const days = privacy.retention_days;
+    show($("#consent-retention"), `Recordings, frames and results are kept for ${days} day${days === 1 ? "" : "s"} `
+      + "and then deleted automatically; you can ask for them to be erased earlier.");
+    for (const node of document.querySelectorAll(".privacy-contact")) show(node, privacy.contact);
+  }
   const form = $("#consent-form");
   return new Promise((resolve) => {
     form.addEventListener("submit", async (event) => {
@@ -82,6 +90,7 @@ function consent(version) {
 async function systemCheck() {
   step("check");
   const status = $("#check-status");
+  uploadSpeed(); // beside the camera's check: it needs nothing of it
   try {
     state.camera = await navigator.mediaDevices.getUserMedia({
       video: { width: 640, height: 480 },
@@ -126,6 +135,50 @@ async function systemCheck() {
   return new Promise((resolve) => next.addEventListener("click", resolve, { once: true }));
 }
 
+/**
+ * Time the upload of a known payload to an endpoint that only receives it, less the time of
+ * the same request with no payload (the round trip and the server's checks), and show the
+ * rate against what recording needs: each source (camera, screen) at the recording bitrate.
+ */
+async function uploadSpeed() {
+  const line = $("#check-upload");
+  const needed = RECORDING_BITS_PER_SECOND * (state.exam.screen ? 2 : 1);
+  const need = `${(needed / 1e6).toFixed(1)} Mbit/s`;
+  const path = `${state.base}/speed-check`;
+  const timed = async (body) => {
+    const started = performance.now();
+    await api(path, { method: "POST", body });
+    return performance.now() - started;
+  };
+  show(line, "Upload speed: measuring…");
+  let bitsPerSecond;
+  let atLeast;
+  try {
+    const empty = await timed(new Uint8Array(0));
+    // random bytes (getRandomValues fills 64 KiB at most a call): nothing on the way shrinks them
+    const parts = Array.from({ length: SPEED_CHECK_BYTES / 65536 }, () => crypto.getRandomValues(new Uint8Array(65536)));
+    const full = await timed(new Blob(parts));
+    // Under 20 ms the difference is mostly timer and server noise: say "at least" that rate.
+    atLeast = full - empty < SPEED_CHECK_RESOLUTION_MS;
+    bitsPerSecond = (SPEED_CHECK_BYTES * 8) / (Math.max(full - empty, SPEED_CHECK_RESOLUTION_MS) / 1000);
+  } catch (error) {
+    line.dataset.state = "failed";
+    show(line, `Upload speed: ✗ not measured (${error.message}); recording needs ${need}`);
+    return;
+  }
+  const mbps = `${atLeast ? "at least " : ""}${(bitsPerSecond / 1e6).toFixed(1)}`;
+  line.dataset.bitsPerSecond = String(Math.round(bitsPerSecond));
+  if (bitsPerSecond >= needed) {
+    line.dataset.state = "ok";
+    show(line, `Upload speed: ✓ ${mbps} Mbit/s (recording needs ${need})`);
+  } else {
+    line.dataset.state = "slow";
+    show(line, `Upload speed: ⚠ ${mbps} Mbit/s, below the ${need} recording needs. `
+      + "Chunks will queue on this computer and reach your proctor late: move closer to the router, "
+      + "use a cable, or stop other uploads.");
+  }
+}
+
 function register() {
   step("register");
   const video = $("#register-video");
@@ -139,7 +192,6 @@ function register() {
       show(status, "Checking your photo…");
       const photo = await base64(blob);
       const frames = await Promise.all(frameBlobs.map(base64));
-      const started = performance.now();
       let answer;
       try {
         answer = await api(`${state.base}/registration`, { method: "POST", json: { photo, frames } });
@@ -149,12 +201,9 @@ function register() {
           : error);
         return;
       }
-      const mbps = (photo.length * 8) / ((performance.now() - started) / 1000) / 1e6;
-      show($("#check-upload"), `Upload speed: ${mbps.toFixed(1)} Mbit/s (5 s chunks need about 0.6)`);
       const enrolled = answer?.frames_enrolled ?? 0;
       video.dataset.framesEnrolled = String(enrolled);
-      show(status, `Registered${enrolled ? ` with ${enrolled} more views from your camera` : ""}. `
-        + `Upload speed about ${mbps.toFixed(1)} Mbit/s.`);
+      show(status, `Registered${enrolled ? ` with ${enrolled} more views from your camera` : ""}.`);
       resolve();
     }
     // The photo and a few more views of the same camera, a moment apart: each chunk is

@@ -46,7 +46,12 @@ MATRIX: dict[str, tuple[int, int, int, int, int, int]] = {
     "PUT /exams/{exam_id}/students/{student_id}/consent": (403, 403, 200, 403, 403, 401),
     "POST /exams/{exam_id}/students/{student_id}/registration": (403, 403, 201, 403, 403, 401),
     "POST /exams/{exam_id}/students/{student_id}/reregistration": (201, 403, 403, 403, 201, 401),
+    # the registered photo (issue 21): the exam's proctor only; the matrix's student has
+    # not registered, so those allowed get 404 no_photo (the photo itself: test_sessions)
+    "GET /exams/{exam_id}/students/{student_id}/photo": (404, 403, 403, 403, 404, 401),
     "POST /exams/{exam_id}/students/{student_id}/uploads": (403, 403, 200, 403, 403, 401),
+    # the system check's upload test (issue 21): the student's own, received and discarded
+    "POST /exams/{exam_id}/students/{student_id}/speed-check": (403, 403, 200, 403, 403, 401),
     "POST /exams/{exam_id}/students/{student_id}/messages": (201, 403, 201, 403, 201, 401),
     "GET /exams/{exam_id}/students/{student_id}/messages": (200, 403, 200, 403, 200, 401),
     "DELETE /exams/{exam_id}/students/{student_id}": (200, 403, 403, 403, 200, 401),

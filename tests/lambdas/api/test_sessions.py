@@ -249,3 +249,47 @@ def test_joining_names_the_rules_that_watch_the_student_after_accommodations(
     )
     joined = service.call("POST", f"/exams/{exam_id}/join", "student").json()
     assert joined["rules"] == ["NO_FACE", "LEFT_EXAM"]  # the policy's, less the face checks
+
+
+def test_the_speed_check_counts_the_bytes_and_keeps_none(service: Service) -> None:
+    exam_id = service.exam()  # not started: the check comes before the exam
+    student = service.enrol(exam_id)
+    url = f"/exams/{exam_id}/students/{student}/speed-check"
+    payload = bytes(range(256)) * 1024  # the page's 256 KiB
+    answer = service.call("POST", url, "student", data=payload)
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"received_bytes": len(payload)}
+    too_big = service.call("POST", url, "student", data=b"\0" * (1024 * 1024 + 1))
+    assert too_big.status_code == 413 and too_big.json()["reason"] == "too_large"
+    s3 = sync_client(service.settings, "s3")
+    for bucket in (service.settings.names.chunks_bucket, service.settings.names.frames_bucket):
+        assert s3.list_objects_v2(Bucket=bucket).get("Contents", []) == []
+
+
+@needs_data
+def test_the_registered_photo_is_shown_to_the_exams_proctor_only_and_erased(
+    service: Service,
+) -> None:
+    exam_id = service.exam()
+    student = service.enrol(exam_id)
+    photo = (DATA / "faces/obama.jpg").read_bytes()
+    registered = service.call(
+        "POST",
+        f"/exams/{exam_id}/students/{student}/registration",
+        "student",
+        json={"photo": base64.b64encode(photo).decode()},
+    )
+    assert registered.status_code == 201, registered.text
+    url = f"/exams/{exam_id}/students/{student}/photo"
+    link = service.call("GET", url, "proctor")
+    assert link.status_code == 200, link.text
+    fetched = requests.get(link.json()["url"], timeout=30)
+    assert fetched.content == photo
+    assert fetched.headers["Content-Type"] == "image/jpeg"
+    for who in ("student", "other_proctor"):  # the student themself, another exam's proctor
+        refused = service.call("GET", url, who)
+        assert refused.status_code == 403, (who, refused.text)
+    erased = service.call("DELETE", f"/exams/{exam_id}/students/{student}", "proctor")
+    assert erased.status_code == 200, erased.text
+    assert requests.get(link.json()["url"], timeout=30).status_code == 404  # the object is gone
+    assert service.call("GET", url, "proctor").status_code == 404
