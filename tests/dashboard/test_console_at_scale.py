@@ -178,6 +178,23 @@ def _is_poll(request: Request) -> bool:
     return request.url.split("?")[0].endswith("/students")
 
 
+NOTIFICATIONS = """() => {
+  window.__notifications = [];
+  window.Notification = class {
+    static permission = "granted";
+    static requestPermission() { return Promise.resolve("granted"); }
+    constructor(title) { window.__notifications.push(title); }
+  };
+  window.__tones = 0;
+  const start = OscillatorNode.prototype.start;
+  OscillatorNode.prototype.start = function (...args) {
+    window.__tones += 1;
+    return start.apply(this, args);
+  };
+}"""
+"""Desktop notifications and tones as the page makes them, counted (no desktop to show them)."""
+
+
 def _count(page: Page, name: str, value: int) -> None:
     """The console's count ``name`` reads ``value`` (within expect's wait: the page is live)."""
     expect(page.locator(f'#grid-counts [data-count="{name}"] strong')).to_have_text(str(value))
@@ -265,11 +282,19 @@ def test_a_proctor_triages_200_students_from_the_console(
     new = frames_loaded()[loaded:]
     assert len(new) == 1 and changed["frame_key"] in new[0], new
 
-    # an alert event: shown in the feed, the tile, the counts and the title, no request
+    # an alert event: shown in the feed, the tile, the counts and the title, no request;
+    # announced by a tone and a desktop notification where the proctor turned them on
+    page.evaluate(NOTIFICATIONS)
+    announce = page.locator("#announce")
+    announce.get_by_label("Sound on new alerts").check()
+    announce.get_by_label("Desktop notification").check()
     before = len(requests_seen)
     live = stack.live_alert(120)
     item = page.locator(f'#feed [data-alert="{live["alert_id"]}"]')
     expect(item).to_be_visible(timeout=10_000)
+    expect(page.locator("body")).to_have_attribute("data-announced", "1")
+    assert page.evaluate("window.__notifications") == ["NO_FACE: Student 120"]
+    assert page.evaluate("window.__tones") >= 1
     expect(page).to_have_title(f"({open_alerts + 1}) Console · {TITLE}")
     expect(grid.locator(f'[data-student="{stack.ids[120]}"] .review')).to_have_text(
         "2 open: NO_FACE"

@@ -14,6 +14,7 @@ import { $, api, currentSession, el, fail, freshSession, groupsOf, loadConfig, s
 import { mountPanel, refreshPanels, renderTimeline, timelineEntry, unmountPanel } from "./interventions.js";
 import { mountLive } from "./chime-live.js";
 import { SEVERITY, mountGrid } from "./grid.js";
+import { announce, mountAnnounce } from "./announce.js";
 
 const GRID_SECONDS = 3;
 const state = { config: null, exam: null, students: new Map(), alerts: new Map(), stream: null, timers: [], open: null, grid: null, polling: false };
@@ -51,6 +52,7 @@ async function main() {
     onOpen: openStudent,
     alertsOf: (studentId) => [...state.alerts.values()].filter((a) => a.student_id === studentId),
   });
+  mountAnnounce($("#announce"));
   const exam = new URLSearchParams(location.search).get("exam") || fragment.get("exam");
   if (exam) await openExam(exam);
   else await listExams();
@@ -288,7 +290,10 @@ function addAlert(alert, live = false) {
       el("span", { class: "muted" }, `${alert.severity || ""} · ${alert.type === "TALKING" ? talkingWhere(alert) : alertWhere(alert)} · ${when(alert.created_at)}`)));
   $("#feed").prepend(item);
   markReviewed(alert.alert_id);
-  if (live) item.classList.add("new");
+  if (live) {
+    item.classList.add("new");
+    if ((alert.status || "open") === "open") announce(alert, nameOf(alert.student_id));
+  }
 }
 
 /** The feed item says the alert's review state in words (and data-status for its style). */
