@@ -383,6 +383,10 @@ def test_a_proctor_triages_200_students_from_the_console(
     width = page.evaluate("document.documentElement.scrollWidth")
     print(f"page width at 390 px: {width}")
     assert width <= 390
+    # the live alerts come before the grid in one column, not 200 tiles down
+    feed_top = page.evaluate("document.querySelector('#feed').getBoundingClientRect().top")
+    grid_top = page.evaluate("document.querySelector('#grid').getBoundingClientRect().top")
+    assert feed_top < grid_top, (feed_top, grid_top)
     page.evaluate("document.querySelector('#grid-heading').scrollIntoView()")
     screenshot(page, "console-triage-phone")
     page.evaluate("document.activeElement.blur()")
