@@ -47,6 +47,8 @@ class SessionView {
     this.session = null;
     this.ended = false;
     this.stream = null;
+    this.looking = null; // the look at the server's session in flight (refresh)
+    this.again = false;
     this.stopTimer = () => {};
   }
 
@@ -57,11 +59,31 @@ class SessionView {
     $("#raise-hand").addEventListener("click", () => this.raiseHand());
   }
 
+  /**
+   * Look at the server's session again. One look at a time: an event during a look asks for
+   * one more after it, so the last state applied is always read after the last event. (Two
+   * looks side by side could answer out of order, and an answer from before a warning,
+   * applied last, closed the warning's dialog until the next look, 15 s later.)
+   */
   async refresh() {
+    if (this.looking) {
+      this.again = true;
+      return this.looking;
+    }
+    this.looking = (async () => {
+      do {
+        this.again = false;
+        try {
+          this.apply(await api(`${this.base}/session`));
+        } catch {
+          // offline: the next look catches up; recording goes on either way
+        }
+      } while (this.again && !this.ended);
+    })();
     try {
-      this.apply(await api(`${this.base}/session`));
-    } catch {
-      // offline: the next look catches up; recording goes on either way
+      await this.looking;
+    } finally {
+      this.looking = null;
     }
   }
 
