@@ -71,7 +71,11 @@ def test_talking_is_raised_on_speech_and_never_on_silence_or_cafe_noise(
                 lambda: pipeline.alerts(EXAM),
                 lambda found: any(a["type"] == "TALKING" for a in found),
             )
-            session = await pipeline.tables.get_session(EXAM, "talker")
+            # the session item is saved after the batch's rows and alerts: its risk, eventually
+            session = await eventually(
+                lambda: pipeline.tables.get_session(EXAM, "talker"),
+                lambda found: found is not None and found.get("risk", 0) >= 4,
+            )
             return {"rows": rows, "alerts": alerts + await pipeline.alerts(OFF), "session": session}
 
     outcome = asyncio.run(run())
