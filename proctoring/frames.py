@@ -50,7 +50,7 @@ from PIL import Image
 
 from proctoring.errors import ReasonError
 
-__all__ = ["Frame", "FrameError", "extract_frame"]
+__all__ = ["AV_ERRORS", "Frame", "FrameError", "extract_frame", "open_chunk"]
 
 # FFmpeg demuxer names: QuickTime/MP4 and Matroska/WebM, nothing else is probed.
 _FORMAT_WHITELIST = "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm"
@@ -59,7 +59,7 @@ _MP4_FIRST_BOXES = frozenset({b"ftyp", b"styp", b"moov", b"moof", b"mdat", b"fre
 _EBML_MAGIC = b"\x1a\x45\xdf\xa3"
 # What PyAV raises for bad input: FFmpeg errors, and ValueError / OSError / EOFError for
 # malformed metadata or streams it cannot represent.
-_AV_ERRORS = (av.FFmpegError, ValueError, OSError, EOFError)
+AV_ERRORS = (av.FFmpegError, ValueError, OSError, EOFError)
 # FFmpeg codec names (not decoder names: AV1 is decoded by libdav1d) a recorder produces.
 _VIDEO_CODECS = frozenset({"h264", "hevc", "vp8", "vp9", "av1"})
 # The decoders FFmpeg may open while probing the container (avformat's codec whitelist):
@@ -96,6 +96,21 @@ class Frame:
     """Seconds from the start of the chunk to this frame."""
 
 
+def open_chunk(
+    data: bytes, *, decoders: str, options: dict[str, str] | None = None
+) -> InputContainer:
+    """A chunk's container as PyAV opens it for the consumer: only the QuickTime/MP4 and
+    Matroska/WebM demuxers are probed and only ``decoders`` (FFmpeg decoder names) may see
+    the bytes. Raises one of :data:`AV_ERRORS` for what it cannot open."""
+    return av.open(
+        io.BytesIO(data),
+        mode="r",
+        container_options={"format_whitelist": _FORMAT_WHITELIST, "codec_whitelist": decoders},
+        options=options or {},
+        metadata_errors="replace",
+    )
+
+
 def extract_frame(
     data: bytes,
     *,
@@ -118,19 +133,10 @@ def extract_frame(
     if not data:
         raise FrameError("the chunk is empty (0 bytes)", reason="empty")
     try:
-        container = av.open(
-            io.BytesIO(data),
-            mode="r",
-            container_options={
-                "format_whitelist": _FORMAT_WHITELIST,
-                "codec_whitelist": _DECODER_WHITELIST,
-            },
-            # For the decoders avformat_find_stream_info opens: take the sizes from the
-            # headers, decode nothing (half the cost of a 480p chunk, and no bomb).
-            options={"skip_frame": "all"},
-            metadata_errors="replace",
-        )
-    except _AV_ERRORS as exc:
+        # For the decoders avformat_find_stream_info opens: take the sizes from the
+        # headers, decode nothing (half the cost of a 480p chunk, and no bomb).
+        container = open_chunk(data, decoders=_DECODER_WHITELIST, options={"skip_frame": "all"})
+    except AV_ERRORS as exc:
         kind = _container_kind(data)
         if kind is not None:
             raise FrameError(
@@ -187,7 +193,7 @@ def _middle_frame(
             if not frame.is_corrupt and frame.pts is not None and frame.pts >= target:
                 return _checked(frame, max_pixels=max_pixels)
             last = frame if not frame.is_corrupt else last
-    except _AV_ERRORS:
+    except AV_ERRORS:
         pass  # a damaged tail: fall back to what decoded before it, or to the first frame
     return None if last is None else _checked(last, max_pixels=max_pixels)
 
@@ -280,7 +286,7 @@ def _first_frame(container: InputContainer, stream: VideoStream, *, max_pixels: 
             packets += packet.size > 0
             try:
                 frames = _decode(codec, packet)
-            except _AV_ERRORS as exc:
+            except AV_ERRORS as exc:
                 error = exc
                 codec.skip_frame = "NONKEY"
                 continue
@@ -289,7 +295,7 @@ def _first_frame(container: InputContainer, stream: VideoStream, *, max_pixels: 
                     return _checked(frame, max_pixels=max_pixels)
                 damaged += 1
                 codec.skip_frame = "NONKEY"
-    except _AV_ERRORS as exc:  # the demuxer: a cut or corrupt container
+    except AV_ERRORS as exc:  # the demuxer: a cut or corrupt container
         error = exc
     details = [f"{packets} video packets read"]
     if damaged:
@@ -339,7 +345,7 @@ def _to_frame(frame: VideoFrame, stream: VideoStream, *, jpeg_quality: int) -> F
     try:
         # one thread: this runs in a process-pool worker, one per core
         pixels = _TO_RGB.reformat(frame, format="rgb24", threads=1).to_ndarray()
-    except _AV_ERRORS as exc:
+    except AV_ERRORS as exc:
         raise FrameError(
             f"the first frame ({frame.format.name}, {frame.width}x{frame.height}) cannot be "
             f"converted to RGB: {_describe(exc)}",

@@ -33,7 +33,6 @@ Errors::
 
 from __future__ import annotations
 
-import io
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +42,7 @@ import av
 import numpy as np
 
 from proctoring.errors import ReasonError
+from proctoring.frames import AV_ERRORS, open_chunk
 
 if TYPE_CHECKING:
     from av.container import InputContainer
@@ -65,12 +65,10 @@ RATE = 16_000
 _WINDOW = 512  # samples per detector call at 16 kHz (32 ms): fixed by Silero VAD v5+
 SILENCE_DBFS = -60.0
 """A track quieter than this everywhere (its loudest 32 ms) is silence; the model is not run."""
-_FORMAT_WHITELIST = "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm"
 _AUDIO_CODECS = frozenset({"opus", "aac", "vorbis", "mp3", "flac", "pcm_s16le", "pcm_f32le"})
 _DECODER_WHITELIST = (
     "opus,libopus,aac,aac_fixed,vorbis,libvorbis,mp3,mp3float,flac,pcm_s16le,pcm_f32le"
 )
-_AV_ERRORS = (av.FFmpegError, ValueError, OSError, EOFError)
 _local = threading.local()  # one detector per process (and thread): loading it takes ~ms
 
 
@@ -114,16 +112,8 @@ def chunk_speech(
 def chunk_audio(data: bytes, *, max_seconds: float = 120.0) -> NDArray[np.int16] | None:
     """A chunk's audio track, 16 kHz mono; None without one (see :func:`chunk_speech`)."""
     try:
-        container = av.open(
-            io.BytesIO(data),
-            mode="r",
-            container_options={
-                "format_whitelist": _FORMAT_WHITELIST,
-                "codec_whitelist": _DECODER_WHITELIST,
-            },
-            metadata_errors="replace",
-        )
-    except _AV_ERRORS as exc:
+        container = open_chunk(data, decoders=_DECODER_WHITELIST)
+    except AV_ERRORS as exc:
         raise SpeechError(
             f"the chunk ({len(data)} bytes) is not an MP4, WebM or MKV container: {exc}",
             reason="not_media",
@@ -166,7 +156,7 @@ def _decode(container: InputContainer, *, max_seconds: float) -> NDArray[np.int1
                 )
         for out in resampler.resample(None):
             parts.append(np.asarray(out.to_ndarray(), dtype=np.int16).reshape(-1))
-    except _AV_ERRORS as exc:
+    except AV_ERRORS as exc:
         if not parts:
             raise SpeechError(
                 f"the audio track cannot be decoded: {exc}", reason="truncated"
