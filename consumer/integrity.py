@@ -23,16 +23,15 @@ time). Per student, in ``seq`` order:
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
 
 from consumer.analyser import Policies
+from consumer.outlet import Outlet
 from proctoring.integrity import INTEGRITY, IntegrityEvent
-from proctoring.metrics import Metrics
-from proctoring.rules import Accommodations, RuleState, alert_item, risk_score
+from proctoring.rules import Accommodations, RuleState, risk_score
 from proctoring.rules.integrity import IntegrityFinding, IntegrityState, judge
 from proctoring.rules.speech import SpeechState
 from proctoring.storage import Tables
@@ -40,8 +39,6 @@ from proctoring.storage import Tables
 __all__ = ["IntegrityCounts", "IntegrityEvents"]
 
 _log = structlog.get_logger(__name__)
-Deliver = Callable[[dict[str, Any]], Awaitable[bool]]
-RecordError = Callable[..., Awaitable[None]]
 
 
 class IntegrityCounts:
@@ -60,19 +57,11 @@ class IntegrityEvents:
         *,
         tables: Tables,
         policies: Policies,
-        metrics: Metrics,
-        deliver: Deliver,
-        record_error: RecordError,
-        now: Callable[[], datetime],
-        expiry: Callable[[datetime], int],
+        outlet: Outlet,
     ) -> None:
         self._tables = tables
         self._policies = policies
-        self._metrics = metrics
-        self._deliver = deliver
-        self._record_error = record_error
-        self._now = now
-        self._expiry = expiry
+        self._outlet = outlet
 
     async def apply(self, events: Sequence[tuple[IntegrityEvent, str]]) -> IntegrityCounts:
         """``events``: each with its record's sequence number, in the stream's order."""
@@ -105,10 +94,10 @@ class IntegrityEvents:
                     counts.duplicates += 1
                     counts.errors += 1
                     await self._error(event, sequence_number, "duplicate_event", "sent again")
-                    self._metrics.add("IntegrityDuplicates")
+                    self._outlet.metrics.add("IntegrityDuplicates")
                     continue
                 counts.results += 1
-                self._metrics.add("IntegrityEvents", Kind=event.kind)
+                self._outlet.metrics.add("IntegrityEvents", Kind=event.kind)
                 if event.seq < state.last_seq:
                     counts.errors += 1
                     await self._error(
@@ -123,13 +112,13 @@ class IntegrityEvents:
                     counts.alerts += 1
         session["integrity"] = state.to_dict()
         session["risk"] = _risk(session, state, policy)
-        session["updated_at"] = self._now().isoformat()
+        session["updated_at"] = self._outlet.now().isoformat()
         version = int(session.pop("version", 0))
         await self._tables.save_session(session, expected_version=version)
 
     async def _write(self, event: IntegrityEvent) -> bool:
         """Write the event's timeline row unless it is there; True when this call wrote it."""
-        now = self._now()
+        now = self._outlet.now()
         row = {
             "session_id": event.session_id,
             "chunk_id": f"{INTEGRITY}#{event.event_id}",
@@ -144,7 +133,7 @@ class IntegrityEvents:
             "detail": event.detail,
             "uploaded_at": event.received_at.isoformat(),
             "processed_at": now.isoformat(),
-            "expires_at": self._expiry(now),
+            "expires_at": self._outlet.expiry(now),
         }
         written = await self._tables.put_result({k: v for k, v in row.items() if v is not None})
         return written is None
@@ -152,7 +141,7 @@ class IntegrityEvents:
     async def _error(
         self, event: IntegrityEvent, sequence_number: str, reason: str, what: str
     ) -> None:
-        await self._record_error(
+        await self._outlet.record_error(
             exam_id=event.exam_id,
             error_id=f"{INTEGRITY}#{event.student_id}#{event.event_id}#{reason}",
             stage=INTEGRITY,
@@ -164,15 +153,12 @@ class IntegrityEvents:
 
     async def _alert(self, event: IntegrityEvent, found: IntegrityFinding) -> None:
         finding = found.finding
-        now = self._now()
         what = _describe(event, found)
-        alert = alert_item(
+        alert = self._outlet.alert(
             event.exam_id,
             event.student_id,
             INTEGRITY,
             finding,
-            now=now,
-            expires_at=self._expiry(now),
             sequence=event.seq,
             first_sequence=event.seq,
             chunks=0,
@@ -183,10 +169,7 @@ class IntegrityEvents:
             event_at=event.at.isoformat(),
             evidence={"message": what, "kind": event.kind, "at": event.at.isoformat()},
         )
-        alert = {k: v for k, v in alert.items() if v is not None}
-        if await self._deliver(alert):
-            self._metrics.add("AlertsRaised", Rule=finding.rule)
-            _log.warning("alert raised", alert=alert["alert_id"], type=finding.rule, what=what)
+        await self._outlet.raise_alert({k: v for k, v in alert.items() if v is not None}, what=what)
 
 
 def _describe(event: IntegrityEvent, found: IntegrityFinding) -> str:

@@ -66,6 +66,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from consumer.analyser import Analysed, Policies, StudentAnalyser
 from consumer.integrity import IntegrityEvents
 from consumer.outbox import AlertPublisher
+from consumer.outlet import Outlet
 from consumer.speech import Heard, StudentSpeech, hear, speech_fields
 from proctoring.analysis.base import AnalysisError, Engine
 from proctoring.analysis.scheduling import thumbnail
@@ -76,7 +77,7 @@ from proctoring.exams import ExamStore
 from proctoring.frames import Frame, FrameError, extract_frame
 from proctoring.integrity import IntegrityEvent, parse_record
 from proctoring.metrics import Metrics
-from proctoring.rules import Finding, alert_item
+from proctoring.rules import Finding
 from proctoring.settings import Settings
 from proctoring.storage import StorageError, Tables
 
@@ -241,14 +242,9 @@ class ChunkProcessor:
         )
         self._slots = asyncio.Semaphore(settings.concurrency)
         self._exams = ExamStore(clients.dynamodb, settings.names, timeout=settings.call_timeout)
+        self._outlet = Outlet(metrics, self._deliver, self._record_error, self._now, self._expiry)
         self._integrity = IntegrityEvents(  # the stream's second event type (consumer.integrity)
-            tables=tables,
-            policies=self._policies,
-            metrics=metrics,
-            deliver=self._deliver,
-            record_error=self._record_error,
-            now=self._now,
-            expiry=self._expiry,
+            tables=tables, policies=self._policies, outlet=self._outlet
         )
 
     async def process(self, records: Sequence[Record], *, shard_id: str) -> BatchOutcome:
@@ -529,15 +525,7 @@ class ChunkProcessor:
             metrics=self._metrics,
         )
         moments: dict[str, str] = dict(session.get("moments", {}))
-        speech = StudentSpeech(
-            state=analyser.speech,
-            policy=analyser.policy,
-            metrics=self._metrics,
-            deliver=self._deliver,
-            record_error=self._record_error,
-            now=self._now,
-            expiry=self._expiry,
-        )
+        speech = StudentSpeech(state=analyser.speech, policy=analyser.policy, outlet=self._outlet)
         for chunk in chunks:
             event = chunk.event
             with structlog.contextvars.bound_contextvars(
@@ -681,14 +669,11 @@ class ChunkProcessor:
     async def _raise_alert(self, chunk: _Chunk, finding: Finding) -> None:
         event = chunk.event
         analysis = chunk.analysed.analysis if chunk.analysed else None
-        now = self._now()
-        alert = alert_item(
+        alert = self._outlet.alert(
             event.exam_id,
             event.student_id,
             event.source,
             finding,
-            now=now,
-            expires_at=self._expiry(now),
             frame_key=chunk.frame_key,
             frame_sha256=chunk.frame_digest,
             frame_version=chunk.frame_version,
@@ -703,17 +688,12 @@ class ChunkProcessor:
             frame_time=round(chunk.frame.time, 3) if chunk.frame else None,
             risk=chunk.analysed.row.get("risk") if chunk.analysed else None,
         )
-        if not await self._deliver(alert):
-            return  # raised and published before this replay
-        self._metrics.add("AlertsRaised", Rule=finding.rule)
-        self._metrics.add(  # S3 ObjectCreated of the raising chunk -> alert published
-            "AlertLatencyMs",
-            (self._now() - event.uploaded_at).total_seconds() * 1000,
-            "Milliseconds",
-        )
-        _log.warning(
-            "alert raised", alert=alert["alert_id"], type=finding.rule, first=finding.first_sequence
-        )
+        if await self._outlet.raise_alert(alert, first=finding.first_sequence):
+            self._metrics.add(  # S3 ObjectCreated of the raising chunk -> alert published
+                "AlertLatencyMs",
+                (self._now() - event.uploaded_at).total_seconds() * 1000,
+                "Milliseconds",
+            )
 
     async def _second_object(self, chunk: _Chunk, first: dict[str, Any]) -> bool:
         """Record a second object for a sequence; True when it was flagged as tampering.
@@ -739,19 +719,16 @@ class ChunkProcessor:
         """A second object for a sequence: an alert pointing at the first evidence, an errors
         row naming both objects, the ``ChunksReplaced`` metric. Nothing is analysed."""
         event = chunk.event
-        now = self._now()
         finding = Finding(REPLACED, "high", event.sequence, event.sequence, 1)
         what = (
             f"a second object for {event.source} chunk {event.sequence}: "
             f"{event.key} after {first.get('chunk_key')}"
         )
-        alert = alert_item(
+        alert = self._outlet.alert(
             event.exam_id,
             event.student_id,
             event.source,
             finding,
-            now=now,
-            expires_at=self._expiry(now),
             # the evidence stays the first object's; the second is named beside it
             frame_key=first.get("frame_key"),
             frame_sha256=first.get("frame_sha256"),

@@ -22,15 +22,13 @@ and a log line, while the chunk's video is analysed as usual.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from datetime import datetime
 from typing import Any
 
 import structlog
 
+from consumer.outlet import Outlet
 from proctoring.events import ChunkEvent
-from proctoring.metrics import Metrics
-from proctoring.rules import Policy, alert_item
+from proctoring.rules import Policy
 from proctoring.rules.speech import SpeechFinding, SpeechState, judge
 from proctoring.speech import Speech, SpeechError, chunk_speech
 
@@ -39,8 +37,6 @@ __all__ = ["Heard", "StudentSpeech", "hear", "speech_fields"]
 _log = structlog.get_logger(__name__)
 Heard = Speech | SpeechError | None
 """What the pool heard in a chunk: its speech, why its audio could not be read, or no audio."""
-Deliver = Callable[[dict[str, Any]], Awaitable[bool]]
-RecordError = Callable[..., Awaitable[None]]
 
 
 def hear(data: bytes, *, threshold: float = 0.5) -> Heard:
@@ -69,19 +65,11 @@ class StudentSpeech:
         *,
         state: SpeechState,
         policy: Policy,
-        metrics: Metrics,
-        deliver: Deliver,
-        record_error: RecordError,
-        now: Callable[[], datetime],
-        expiry: Callable[[datetime], int],
+        outlet: Outlet,
     ) -> None:
         self.state = state
         self._policy = policy
-        self._metrics = metrics
-        self._deliver = deliver
-        self._record_error = record_error
-        self._now = now
-        self._expiry = expiry
+        self._outlet = outlet
 
     async def judge(
         self, event: ChunkEvent, heard: Heard, *, sequence_number: str, evidence: dict[str, Any]
@@ -91,7 +79,7 @@ class StudentSpeech:
         if heard is None:
             return 0
         if isinstance(heard, SpeechError):
-            await self._record_error(
+            await self._outlet.record_error(
                 exam_id=event.exam_id,
                 error_id=f"audio#{event.student_id}#{event.source}#{event.sequence:06d}",
                 stage="audio",
@@ -102,7 +90,7 @@ class StudentSpeech:
                 sequence_number=sequence_number,
             )
             return 0
-        self._metrics.add("SpeechSeconds", heard.seconds, "Seconds")
+        self._outlet.metrics.add("SpeechSeconds", heard.seconds, "Seconds")
         self.state, found = judge(
             self.state,
             sequence=event.sequence,
@@ -119,18 +107,15 @@ class StudentSpeech:
         self, event: ChunkEvent, heard: Speech, found: SpeechFinding, evidence: dict[str, Any]
     ) -> bool:
         finding = found.finding
-        now = self._now()
         what = (
             f"{found.speech_s} s of speech in {found.window_s} s "
             f"(allowed {self._policy.talking_seconds:g} s)"
         )
-        alert = alert_item(
+        alert = self._outlet.alert(
             event.exam_id,
             event.student_id,
             event.source,
             finding,
-            now=now,
-            expires_at=self._expiry(now),
             chunk_key=event.key,
             **evidence,
             speech_s=found.speech_s,
@@ -143,8 +128,4 @@ class StudentSpeech:
             },
         )
         alert = {k: v for k, v in alert.items() if v is not None}
-        if not await self._deliver(alert):
-            return False
-        self._metrics.add("AlertsRaised", Rule=finding.rule)
-        _log.warning("alert raised", alert=alert["alert_id"], type=finding.rule, what=what)
-        return True
+        return await self._outlet.raise_alert(alert, what=what)

@@ -101,6 +101,7 @@ def test_talking_is_raised_on_speech_and_never_on_silence_or_cafe_noise(
 def test_an_unreadable_audio_track_is_an_errors_row_and_no_audio_is_nothing() -> None:
     from datetime import UTC, datetime
 
+    from consumer.outlet import Outlet
     from consumer.speech import StudentSpeech
     from proctoring.events import ChunkEvent
     from proctoring.metrics import Metrics
@@ -122,11 +123,13 @@ def test_an_unreadable_audio_track_is_an_errors_row_and_no_audio_is_nothing() ->
     speech = StudentSpeech(
         state=SpeechState(),
         policy=Policy(audio=True),
-        metrics=Metrics("test", "consumer", lambda _: None),
-        deliver=deliver,
-        record_error=record_error,
-        now=lambda: now,
-        expiry=lambda _: 0,
+        outlet=Outlet(
+            Metrics("test", "consumer", lambda _: None),
+            deliver,
+            record_error,
+            now=lambda: now,
+            expiry=lambda _: 0,
+        ),
     )
     event = ChunkEvent.from_key(
         "bucket-x", f"chunks/{EXAM}/s1/camera/000003_1795000015000.webm", size=10, uploaded_at=now
