@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from dashboard.server import WEB_DIR, LocalServer
 from infrastructure.local import add_user, provision_identity, sign_in
 from lambdas.api import Api
-from lambdas.api.services import open_services
+from lambdas.api.services import Services, open_services
 from proctoring.exams import now_iso
 from proctoring.settings import Settings
 
@@ -81,12 +81,20 @@ async def serve_console(
             await services.exams.update_student(
                 exam_id, student_id, {"name": name, "registered_at": now_iso()}
             )
-        server = LocalServer(
-            Api(services), host=settings.host, port=settings.api_port,
-            static_dir=settings.static_dir or WEB_DIR,
-        )  # fmt: skip
-        url = await server.start()
-        try:
+        async with serving_api(services, settings) as url:
             yield ConsoleLink(f"{url}/console.html?exam={exam_id}#token={token}", url)
-        finally:
-            await server.stop()
+
+
+@asynccontextmanager
+async def serving_api(services: Services, settings: Settings) -> AsyncIterator[str]:
+    """The exam service's API and pages for ``services``, served locally on the settings'
+    host and port while the block runs: its URL."""
+    server = LocalServer(
+        Api(services), host=settings.host, port=settings.api_port,
+        static_dir=settings.static_dir or WEB_DIR,
+    )  # fmt: skip
+    url = await server.start()
+    try:
+        yield url
+    finally:
+        await server.stop()

@@ -17,11 +17,10 @@ import secrets
 import signal
 from collections.abc import Callable
 
+from cli.console import serving_api
 from cli.services import run_services
-from dashboard.server import WEB_DIR, LocalServer
 from infrastructure.emulator import Emulator
 from infrastructure.local import add_user, provision, provision_identity, sign_in
-from lambdas.api import Api
 from lambdas.api.services import open_services
 from proctoring.errors import ProctoringError
 from proctoring.settings import Settings
@@ -80,29 +79,24 @@ async def serve_locally(
             await asyncio.to_thread(add_user, settings, email, group, password)
             tokens[email] = (await asyncio.to_thread(sign_in, settings, email, password))["IdToken"]
             ways.append((email, group, password))  # it signed in: the password works
-        async with open_services(settings) as services:
-            server = LocalServer(
-                Api(services), host=settings.host, port=settings.api_port,
-                static_dir=settings.static_dir or WEB_DIR,
-            )  # fmt: skip
-            url = await server.start()
-            try:
-                out(f"export PROCTOR_ENDPOINT_URL={emulator.endpoint_url}")
-                out(f"export PROCTOR_PREFIX={settings.prefix}")
-                out(f"export PROCTOR_ALERTS_TOPIC_ARN={settings.alerts_topic_arn}")
-                out(f"export PROCTOR_USER_POOL_ID={settings.user_pool_id}")
-                out(f"export PROCTOR_USER_POOL_CLIENT_ID={settings.user_pool_client_id}")
-                out(f"export PROCTOR_JWKS_URL={settings.jwks_url}")
-                out(f"# the API: {url} (OpenAPI document: {url}/openapi.json)")
-                out(f"# proctor console: {url}/console.html")
-                out(f"# a student's exam page: {url}/student.html?exam=<exam id>")
-                for email, group, password in ways:
-                    out(way_in(url, email, group, password, tokens[email]))
-                for email, token in tokens.items():
-                    variable = "TOKEN_" + "".join(c if c.isalnum() else "_" for c in email).upper()
-                    out(f"export {variable}={token}")
-                await run_services(settings, stop, forwarder=True)
-            finally:
-                await server.stop()
+        async with (
+            open_services(settings) as services,
+            serving_api(services, settings) as url,
+        ):
+            out(f"export PROCTOR_ENDPOINT_URL={emulator.endpoint_url}")
+            out(f"export PROCTOR_PREFIX={settings.prefix}")
+            out(f"export PROCTOR_ALERTS_TOPIC_ARN={settings.alerts_topic_arn}")
+            out(f"export PROCTOR_USER_POOL_ID={settings.user_pool_id}")
+            out(f"export PROCTOR_USER_POOL_CLIENT_ID={settings.user_pool_client_id}")
+            out(f"export PROCTOR_JWKS_URL={settings.jwks_url}")
+            out(f"# the API: {url} (OpenAPI document: {url}/openapi.json)")
+            out(f"# proctor console: {url}/console.html")
+            out(f"# a student's exam page: {url}/student.html?exam=<exam id>")
+            for email, group, password in ways:
+                out(way_in(url, email, group, password, tokens[email]))
+            for email, token in tokens.items():
+                variable = "TOKEN_" + "".join(c if c.isalnum() else "_" for c in email).upper()
+                out(f"export {variable}={token}")
+            await run_services(settings, stop, forwarder=True)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
