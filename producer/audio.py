@@ -23,11 +23,11 @@ import numpy as np
 from av.audio.stream import AudioStream
 from numpy.typing import NDArray
 
+from proctoring.speech import RATE
 from producer.chunking import ChunkingError
 
 __all__ = ["loop", "mix", "with_audio"]
 
-_RATE = 16_000
 
 
 def with_audio(chunk: bytes, samples: NDArray[np.int16], *, codec: str = "aac") -> bytes:
@@ -51,7 +51,7 @@ def with_audio(chunk: bytes, samples: NDArray[np.int16], *, codec: str = "aac") 
                     format="s16",
                     layout="mono",
                 )
-                frame.sample_rate = _RATE
+                frame.sample_rate = RATE
                 frame.pts = 0
                 for packet in audio.encode(frame):
                     out.mux(packet)
