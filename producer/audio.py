@@ -29,7 +29,6 @@ from producer.chunking import ChunkingError
 __all__ = ["loop", "mix", "with_audio"]
 
 
-
 def with_audio(chunk: bytes, samples: NDArray[np.int16], *, codec: str = "aac") -> bytes:
     """``chunk`` (an MP4 video chunk) with ``samples`` (16 kHz mono) as its audio track;
     the video's packets are copied unchanged."""
