@@ -41,6 +41,7 @@ from infrastructure.local import provision
 from proctoring.analysis.engine import open_engine
 from proctoring.analysis.faces import RegistrationError
 from proctoring.aws import async_clients
+from proctoring.enrolment import enrol
 from proctoring.errors import ProctoringError
 from proctoring.frames import extract_frame
 from proctoring.settings import Settings
@@ -187,8 +188,9 @@ async def _one_pass(
                 for name, (_, photo, frames) in zip(names, rendered, strict=True):
                     if photo is None:
                         continue
+                    bucket = settings.names.frames_bucket
                     try:
-                        await engine.register(EXAM, name, photo, frames)
+                        await enrol(engine, clients.s3, bucket, EXAM, name, photo, frames)
                     except RegistrationError as exc:
                         if not frames:
                             raise
@@ -196,7 +198,7 @@ async def _one_pass(
                         # camera and registers them from their camera (every eval student
                         # is who they say at the start); the refusal is reported.
                         refused[name] = exc.reason
-                        await engine.register(EXAM, name, frames[0], frames)
+                        await enrol(engine, clients.s3, bucket, EXAM, name, frames[0], frames)
             await asyncio.gather(
                 *(
                     replay(

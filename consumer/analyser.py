@@ -128,8 +128,12 @@ class StudentAnalyser:
         policy: Policy,
         session: dict[str, Any],
         metrics: Metrics,
+        enrolment: Callable[[ChunkEvent], Awaitable[FrameAnalysis | None]] | None = None,
     ) -> None:
+        """``enrolment``: the local view of the student's registration frame, read before
+        their first camera chunk is scheduled (``proctoring.enrolment``)."""
         self._engine = engine
+        self._enrolment = enrolment
         self._metrics = metrics
         self._cadence = Cadence(
             faces_every=settings.faces_every,
@@ -175,7 +179,7 @@ class StudentAnalyser:
         for only then (None: the frame could not be had), so most chunks never pay for it.
         """
         source = event.source
-        schedule = self._schedules.get(source, ScheduleState())
+        schedule = self._schedules.get(source) or await self._first_schedule(event)
         state = self.states.get(source, RuleState())
         fresh = event.sequence > state.last_sequence
         objects_wanted = bool(OBJECT_RULES & set(self.policy.enabled_rules))
@@ -270,6 +274,21 @@ class StudentAnalyser:
             "risk": self.risk,
         }
         return Analysed(analysis, row, findings, used_fallback)
+
+    async def _first_schedule(self, event: ChunkEvent) -> ScheduleState:
+        """A source's schedule before its first chunk: the camera's starts from the
+        registration's frame when it shows one face (:meth:`ScheduleState.enrolled`)."""
+        if event.source != "camera" or self._enrolment is None:
+            return ScheduleState()
+        view = await self._enrolment(event)
+        if view is None or len(view.faces) != 1 or not view.face_thumbs:
+            return ScheduleState()
+        boxes = (
+            tuple(b for b, _, _ in view.signature)
+            if view.signature is not None
+            else tuple(f.box for f in view.faces)
+        )
+        return ScheduleState.enrolled(boxes, view.face_thumbs)
 
     @property
     def risk(self) -> float:

@@ -68,9 +68,11 @@ from consumer.integrity import IntegrityEvents
 from consumer.outbox import AlertPublisher
 from consumer.outlet import Outlet
 from consumer.speech import Heard, StudentSpeech, hear, speech_fields
-from proctoring.analysis.base import AnalysisError, Engine
+from proctoring.analysis.base import AnalysisError, Engine, FrameAnalysis
+from proctoring.analysis.faces import ImageError
 from proctoring.analysis.scheduling import thumbnail
 from proctoring.aws import AsyncClients
+from proctoring.enrolment import read_frame
 from proctoring.errors import ProctoringError
 from proctoring.events import ChunkEvent, InvalidEvent
 from proctoring.exams import ExamStore
@@ -523,6 +525,7 @@ class ChunkProcessor:
             policy=await self._policies.get(first.exam_id),
             session=session,
             metrics=self._metrics,
+            enrolment=self._enrolment_view,
         )
         moments: dict[str, str] = dict(session.get("moments", {}))
         speech = StudentSpeech(state=analyser.speech, policy=analyser.policy, outlet=self._outlet)
@@ -595,6 +598,24 @@ class ChunkProcessor:
         version = int(session.pop("version", 0))
         await self._tables.save_session(session, expected_version=version)
         return counts
+
+    async def _enrolment_view(self, event: ChunkEvent) -> FrameAnalysis | None:
+        """The engine's local view of the student's registration frame, if one is kept."""
+        try:
+            async with asyncio.timeout(self._settings.call_timeout):
+                frame = await read_frame(
+                    self._s3, self._settings.names.frames_bucket, event.exam_id, event.student_id
+                )
+        except TimeoutError:
+            _log.warning("enrolment frame unreadable", error="TimeoutError")
+            return None
+        if frame is None:
+            return None
+        try:
+            return await self._engine.describe(frame)
+        except ImageError as exc:
+            _log.warning("enrolment frame unusable", reason=exc.reason)
+            return None
 
     async def _same_moment(self, chunk: _Chunk, analysed: str) -> None:
         """A chunk of a moment the other source covered: recorded, with the frame, not analysed."""

@@ -29,6 +29,7 @@ from proctoring.analysis.base import Registered
 from proctoring.analysis.engine import open_engine
 from proctoring.analysis.faces import RegistrationError
 from proctoring.aws import AsyncClients, async_clients
+from proctoring.enrolment import enrol
 from proctoring.events import ChunkKey, InvalidEvent
 from proctoring.logs import configure_logging
 from proctoring.settings import Settings
@@ -75,7 +76,15 @@ async def register_photo(
         tables = Tables(clients.dynamodb, settings.names, timeout=settings.call_timeout)
         pool = stack.enter_context(ThreadPoolExecutor(max_workers=1))
         engine = await stack.enter_async_context(open_engine(settings, tables, pool))
-        face = await engine.register(exam_id, student_id, photo, frames)  # PROCTOR_ENGINE decides
+        face = await enrol(  # PROCTOR_ENGINE decides; the last frame seeds the schedule
+            engine,
+            clients.s3,
+            settings.names.frames_bucket,
+            exam_id,
+            student_id,
+            photo,
+            frames,
+        )
     _log.info(
         "student registered",
         exam=exam_id,

@@ -297,3 +297,9 @@ class Engine(Protocol):
     ) -> FrameAnalysis:
         """Analyse one upright JPEG frame as the plan says."""
         ...
+
+    async def describe(self, jpeg: bytes) -> FrameAnalysis | None:
+        """The local detector's view of a frame's faces (boxes, the schedule's crops), at no
+        call's cost; None when the engine has no local view. ImageError for bytes that are
+        not an image."""
+        ...

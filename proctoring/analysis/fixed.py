@@ -47,6 +47,9 @@ class FixedLatencyEngine:
     ) -> RegisteredFace:
         return RegisteredFace(box=_BOX, frames_enrolled=len(frames))
 
+    async def describe(self, jpeg: bytes) -> FrameAnalysis | None:
+        return None  # no local view: the schedule starts unseeded
+
     async def analyse(
         self, exam_id: str, student_id: str, jpeg: bytes, plan: Plan = NAIVE
     ) -> FrameAnalysis:

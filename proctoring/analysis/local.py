@@ -117,7 +117,8 @@ class LocalEngine:
         return RegisteredFace(box=face.box, frames_enrolled=len(enrolled))
 
     async def describe(self, jpeg: bytes) -> FrameAnalysis:
-        """Faces only (pose, gaze, quality), no identity, no objects: the cost gate."""
+        """Faces only (pose, gaze, quality, the schedule's crops), no identity, no objects:
+        the cost gate, and the enrolment frame's view (``proctoring.enrolment``)."""
         return await self.analyse("", "", jpeg, Plan(identity="no", objects=False))
 
     async def analyse(

@@ -163,6 +163,10 @@ class RekognitionEngine:
             box=box, face_id=face["FaceId"], frames_enrolled=len(enrolment.frame_face_ids)
         )
 
+    async def describe(self, jpeg: bytes) -> FrameAnalysis | None:
+        """The local gate's view of the faces; None without a gate."""
+        return None if self._gate is None else await self._gate(jpeg)
+
     async def analyse(
         self, exam_id: str, student_id: str, jpeg: bytes, plan: Plan = NAIVE
     ) -> FrameAnalysis:

@@ -14,7 +14,9 @@ the schedule's state and the frame's thumbnail and answers with a
   every ``faces_every``-th chunk, or while a face rule is pending, i.e. before
   its alert is raised (the plan's ``confirm``; the local engine counts what it
   would have paid);
-- **identity** is checked on the first analysed chunk, every
+- **identity** is checked on the first analysed chunk (unless the schedule starts
+  from the registration's camera frame, :meth:`ScheduleState.enrolled`: then the first
+  chunk is compared with that frame's face as with a checked one), every
   ``identity_every``-th chunk, while a FACE_MISMATCH or FACE_NOT_CLEAR streak
   is pending (not yet alerted), and whenever the faces changed since the last
   identity check (the plan's ``if_changed``, decided by the engine once it has
@@ -118,6 +120,21 @@ class ScheduleState:
     identity_faces: tuple[bytes, ...] | None = None
     """The :func:`face_thumbnail` of each face at the last identity check (box order);
     None: unknown (never checked, or the engine has no local view of the faces)."""
+
+    @classmethod
+    def enrolled(cls, boxes: tuple[Box, ...], face_thumbs: tuple[bytes, ...]) -> ScheduleState:
+        """The state before the first chunk, seeded with the registration's camera frame.
+
+        Registration compared that face with the photo moments before recording began:
+        it stands as the last identity check, with no chunk number of its own
+        (``identity_sequence`` stays -1, so the cadence counts from chunk -1).
+        """
+        return cls(boxes=boxes, identity_faces=face_thumbs)
+
+    @property
+    def identity_known(self) -> bool:
+        """True once identity was checked on a chunk or seeded by the registration."""
+        return self.identity_sequence >= 0 or self.identity_faces is not None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -358,7 +375,7 @@ def decide(
         ):
             return Decision(repeat=True, difference=difference)
     if (
-        state.identity_sequence < 0
+        not state.identity_known
         or sequence - state.identity_sequence >= cadence.identity_every
         or _IDENTITY_RULES & pending
     ):

@@ -4,6 +4,8 @@ An honest woman whose registration photo (``stock-emotions-b-4``) is far from wh
 camera shows (``stock-emotions-b-8``: another expression and pose; 0.60 apart, above the
 0.54 threshold) is accused with the photo alone, and matched once two frames of her own
 camera at exam start are enrolled beside the photo. Frames of someone else are refused.
+The registration's last frame, kept, is where the identity schedule starts: her first
+chunk is not checked again, while someone else in her seat from the start is.
 S3 -> SQS -> router -> Kinesis -> consumer -> DynamoDB + SNS, local engine.
 """
 
@@ -17,6 +19,7 @@ import pytest
 
 from infrastructure.emulator import Emulator
 from proctoring.analysis.faces import RegistrationError
+from proctoring.enrolment import enrol, frame_key
 from proctoring.frames import extract_frame
 from producer.scenario import load_scenario, render_chunks
 from tests.conftest import DATA, provisioned, require_data
@@ -27,6 +30,7 @@ pytestmark = pytest.mark.slow
 EXAM = "enrolment-exam"
 CAMERA = "segments:\n  - photo: identities/human/identity/stock-emotions-b-8.jpg\n    seconds: 20\n"
 PHOTO = "identities/human/identity/stock-emotions-b-4.jpg"
+SOMEONE_ELSE = "segments:\n  - photo: faces/biden.jpg\n    seconds: 20\n"
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +39,10 @@ def outcome(
 ) -> dict[str, Any]:
     require_data()
     settings = provisioned(emulator, "enrol-e2e")
-    camera = tmp_path_factory.mktemp("enrolment") / "camera.yaml"
+    folder = tmp_path_factory.mktemp("enrolment")
+    camera, someone_else = folder / "camera.yaml", folder / "someone_else.yaml"
     camera.write_text(CAMERA)
+    someone_else.write_text(SOMEONE_ELSE)
     # what the student page sends at exam start: frames of her own camera's first chunk
     first = next(iter(render_chunks(load_scenario(camera, data_dir=DATA))))
     frames = [extract_frame(first.data, position=p).jpeg for p in ("first", "middle")]
@@ -55,8 +61,24 @@ def outcome(
             except RegistrationError as exc:
                 refused = exc
             item = await pipeline.tables.get_face(EXAM, "enrolled")
-            students = ("photo-only", "enrolled")
-            uploaded = await asyncio.gather(*(pipeline.play(EXAM, s, camera) for s in students))
+            s3, bucket = pipeline.clients.s3, settings.names.frames_bucket
+            # registered as the student page does it (photo, frames, the last frame kept)
+            for student in ("seeded", "seat-taken", "photo-again"):
+                await enrol(engine, s3, bucket, EXAM, student, photo, frames)
+            await enrol(engine, s3, bucket, EXAM, "photo-again", photo)  # frames forgotten
+            kept = {
+                s: (await s3.list_objects_v2(Bucket=bucket, Prefix=frame_key(EXAM, s))).get(
+                    "KeyCount", 0
+                )
+                for s in ("seeded", "photo-again")
+            }
+            students = ("photo-only", "enrolled", "seeded", "seat-taken")
+            uploaded = await asyncio.gather(
+                *(
+                    pipeline.play(EXAM, s, someone_else if s == "seat-taken" else camera)
+                    for s in students
+                )
+            )
             results = {
                 s: await pipeline.wait_for_results(EXAM, s, len(chunks))
                 for s, chunks in zip(students, uploaded, strict=True)
@@ -66,6 +88,7 @@ def outcome(
                 "refused": refused,
                 "stranger_item": await pipeline.tables.get_face(EXAM, "stranger"),
                 "item": item,
+                "kept": kept,
                 "results": results,
                 "alerts": {s: await pipeline.alerts(EXAM, s) for s in students},
             }
@@ -109,3 +132,26 @@ def test_frames_of_someone_else_are_refused_and_nothing_is_stored(
     refused = outcome["refused"]
     assert isinstance(refused, RegistrationError) and refused.reason == "frames_mismatch"
     assert outcome["stranger_item"] is None
+
+
+def test_her_first_chunk_is_not_checked_again_after_the_registration_kept_her_frame(
+    outcome: dict[str, Any],
+) -> None:
+    assert outcome["kept"] == {"seeded": 1, "photo-again": 0}, (
+        "the last frame is kept; a registration without frames forgets it"
+    )
+    unseeded = outcome["results"]["enrolled"][0]  # registered by the engine alone
+    assert unseeded["sequence"] == 0 and unseeded["identity"] == "match"
+    rows = outcome["results"]["seeded"]
+    assert rows[0]["sequence"] == 0 and rows[0]["identity"] == "unchecked"
+    assert sum(int(r["calls"]["SearchFacesByImage"]) for r in rows) == 0
+    assert _mismatches(outcome, "seeded") == []
+
+
+def test_someone_else_in_her_seat_from_the_start_is_checked_on_the_first_chunk(
+    outcome: dict[str, Any],
+) -> None:
+    first = outcome["results"]["seat-taken"][0]
+    assert first["sequence"] == 0 and first["identity"] == "mismatch"
+    (alert,) = _mismatches(outcome, "seat-taken")
+    assert alert["sequence"] <= 1, "flagged within two chunks of the exam's start"

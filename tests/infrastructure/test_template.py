@@ -333,6 +333,11 @@ def test_the_consumer_may_call_what_it_calls_on_what_it_touches() -> None:
     }
     assert by_sid["PutFrames"]["Action"] == "s3:PutObject"
     assert by_sid["PutFrames"]["Resource"] == {"Fn::Sub": "${FramesBucket.Arn}/frames/*"}
+    # of what registration keeps, the consumer reads the camera frame only, never the photo
+    assert by_sid["EnrolmentFrame"]["Action"] == "s3:GetObject"
+    assert by_sid["EnrolmentFrame"]["Resource"] == {
+        "Fn::Sub": "${FramesBucket.Arn}/frames/*/*/registration/enrolment.jpg"
+    }
     assert by_sid["PublishAlerts"] == {
         "Sid": "PublishAlerts",
         "Effect": "Allow",
@@ -550,6 +555,8 @@ def test_the_exam_service_reaches_only_what_it_serves() -> None:
     register = {s["Sid"]: s for role, s in _role_statements() if role == "RegisterRole"}
     assert _as_list(register["RegisteredPhotos"]["Action"]) == ["s3:PutObject"]
     assert "frames/*/*/registration/*" in str(register["RegisteredPhotos"]["Resource"])
+    assert _as_list(register["EnrolmentFrame"]["Action"]) == ["s3:DeleteObject"]
+    assert str(register["EnrolmentFrame"]["Resource"]).endswith("registration/enrolment.jpg'}")
     assert set(_as_list(statements["Audit"]["Action"])) == {"dynamodb:PutItem", "dynamodb:Query"}
     forwarder = _actions("AlertForwarderRole")
     assert "chime:SendChannelMessage" in forwarder and "dynamodb:DeleteItem" not in forwarder

@@ -212,3 +212,16 @@ def test_the_settings_default_is_the_measured_threshold() -> None:
     from proctoring.settings import Settings
 
     assert Settings().face_change_above == FACE_CHANGE_ABOVE == Cadence().face_change_above
+
+
+def test_a_schedule_seeded_by_the_registration_frame_compares_the_first_chunk_with_it() -> None:
+    crop = bytes(range(144)) + bytes(192)
+    seeded = ScheduleState.from_dict(ScheduleState.enrolled((FACE.box,), (crop,)).to_dict())
+    first = decide(seeded, 0, None)
+    assert first.plan.identity == "if_changed", "checked only if the face is not the enrolled one"
+    assert first.plan.previous_faces == (FACE.box,) and first.plan.identity_faces == (crop,)
+    assert decide(ScheduleState(), 0, None).plan.identity == "yes", "no seed: checked"
+    # the registration stands as a check just before chunk 0: the cadence counts from it
+    every = Cadence().identity_every
+    assert decide(seeded, every - 2, None).plan.identity == "if_changed"
+    assert decide(seeded, every - 1, None).plan.identity == "yes"
