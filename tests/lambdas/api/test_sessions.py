@@ -10,6 +10,7 @@ from typing import Any
 import requests
 
 from proctoring.aws import sync_client
+from proctoring.enrolment import frame_key
 from proctoring.events import ChunkKey
 from tests.conftest import DATA, needs_data
 from tests.lambdas.api.conftest import Service
@@ -267,19 +268,26 @@ def test_the_speed_check_counts_the_bytes_and_keeps_none(service: Service) -> No
 
 
 @needs_data
-def test_the_registered_photo_is_shown_to_the_exams_proctor_only_and_erased(
+def test_the_registered_photo_is_shown_to_the_exams_proctor_only_and_erased_with_the_frame(
     service: Service,
 ) -> None:
     exam_id = service.exam()
     student = service.enrol(exam_id)
     photo = (DATA / "faces/obama.jpg").read_bytes()
+    frame = (DATA / "faces/obama2.jpg").read_bytes()  # the camera at exam start
     registered = service.call(
         "POST",
         f"/exams/{exam_id}/students/{student}/registration",
         "student",
-        json={"photo": base64.b64encode(photo).decode()},
+        json={
+            "photo": base64.b64encode(photo).decode(),
+            "frames": [base64.b64encode(frame).decode()],
+        },
     )
     assert registered.status_code == 201, registered.text
+    s3, bucket = sync_client(service.settings, "s3"), service.settings.names.frames_bucket
+    enrolment_frame = frame_key(exam_id, student)  # kept to seed the identity schedule
+    assert s3.get_object(Bucket=bucket, Key=enrolment_frame)["Body"].read() == frame
     url = f"/exams/{exam_id}/students/{student}/photo"
     link = service.call("GET", url, "proctor")
     assert link.status_code == 200, link.text
@@ -293,3 +301,4 @@ def test_the_registered_photo_is_shown_to_the_exams_proctor_only_and_erased(
     assert erased.status_code == 200, erased.text
     assert requests.get(link.json()["url"], timeout=30).status_code == 404  # the object is gone
     assert service.call("GET", url, "proctor").status_code == 404
+    assert s3.list_objects_v2(Bucket=bucket, Prefix=enrolment_frame)["KeyCount"] == 0
