@@ -45,6 +45,7 @@ _TIMELINE = (
     "risk",
     "captured_at",
     "error_reason",
+    "speech_s",
 )
 _CSV_COLUMNS = (
     "student_id",

@@ -130,6 +130,23 @@ def test_impostor_recorded_uploaded_and_flagged_on_the_console(
     card.get_by_role("button").click()
     student_view = console.locator("#student-view")
     expect(student_view.locator("#timeline tr").first).to_be_visible()
+    # one time axis: the chunks drawn, the alert a button over its span; seeking with the
+    # keyboard says what the camera showed there and selects that chunk's row
+    strip = student_view.locator("#student-strip")
+    expect(strip.locator('[data-lane="video"] .strip-mark').first).to_be_visible()
+    mark = strip.locator(f'button[data-alert="{alert["alert_id"]}"]')
+    expect(mark).to_have_attribute("aria-label", re.compile(r"^FACE_MISMATCH, .*, confirmed$"))
+    strip.get_by_label("Seek the timeline").focus()
+    console.keyboard.press("End")
+    expect(strip.locator(".strip-readout")).to_contain_text(re.compile(r"camera chunk \d+: "))
+    expect(student_view.locator("#timeline tr.current")).to_have_count(1)
+    screenshot(console, "console-student")
+    mark.click()
+    expect(dialog).to_be_visible()
+    expect(dialog.locator("#alert-who")).to_contain_text(PEOPLE["student"][2])
+    console.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    expect(student_view).to_be_visible()
     student_view.get_by_label("Message to the student").fill(
         "Please stay alone in front of the camera."
     )

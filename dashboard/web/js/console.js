@@ -15,6 +15,7 @@ import { mountPanel, refreshPanels, renderTimeline, timelineEntry, unmountPanel 
 import { mountLive } from "./chime-live.js";
 import { SEVERITY, mountGrid } from "./grid.js";
 import { announce, mountAnnounce } from "./announce.js";
+import { renderStrip } from "./strip.js";
 
 const GRID_SECONDS = 3;
 const state = { config: null, exam: null, students: new Map(), alerts: new Map(), stream: null, timers: [], open: null, grid: null, polling: false };
@@ -533,6 +534,7 @@ async function openStudent(studentId) {
   show($("#student-summary"), `Risk ${Number(student.risk).toFixed(1)} · joined ${when(student.joined_at)} · ${student.registered_at ? "registered" : "not registered"} · id ${studentId}`);
   show($("#student-chat"));
   show($("#timeline"));
+  show($("#student-strip"));
   show($("#student-alerts"));
   show($("#student-interventions"));
   const dialog = $("#student-view");
@@ -546,7 +548,7 @@ async function openStudent(studentId) {
       api(`${base}/students/${enc(studentId)}/messages`),
     ]);
     results.sort((a, b) => (a.source + a.chunk_id).localeCompare(b.source + b.chunk_id));
-    show($("#timeline"), results.map((r) => el("tr", { class: r.status },
+    show($("#timeline"), results.map((r) => el("tr", { class: r.status, dataset: { chunk: `${r.source}#${r.sequence}` } },
       el("td", {}, `${r.source} ${r.sequence}`), el("td", {}, when(r.captured_at)), el("td", {}, r.status),
       el("td", {}, r.faces ?? ""), el("td", {}, r.identity ?? ""), el("td", {}, r.risk === undefined ? "" : Number(r.risk).toFixed(1)))));
     show($("#student-alerts"), alerts.map((a) => {
@@ -557,6 +559,15 @@ async function openStudent(studentId) {
     }));
     renderChat(messages, true);
     renderTimeline(show($("#student-interventions")), messages, nameOf);
+    renderStrip($("#student-strip"), { results, alerts, messages }, {
+      onAlert: (alert) => openAlert(alert.alert_id),
+      onChunk: (row, byUser) => {
+        for (const current of $("#timeline").querySelectorAll("tr.current")) current.classList.remove("current");
+        const tr = $("#timeline").querySelector(`tr[data-chunk="${CSS.escape(`${row.source}#${row.sequence}`)}"]`);
+        if (tr) tr.classList.add("current");
+        if (tr && byUser) tr.scrollIntoView({ block: "nearest" });
+      },
+    });
   } catch (error) {
     fail($("#student-chat-status"), error);
   }
