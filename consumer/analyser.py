@@ -181,7 +181,8 @@ class StudentAnalyser:
         source = event.source
         schedule = self._schedules.get(source) or await self._first_schedule(event)
         state = self.states.get(source, RuleState())
-        fresh = event.sequence > state.last_sequence
+        fresh = not state.seen(event.sequence)  # a late chunk is judged in its place
+        newest = event.sequence > state.last_sequence
         objects_wanted = bool(OBJECT_RULES & set(self.policy.enabled_rules))
         decision = decide(
             schedule,
@@ -239,6 +240,7 @@ class StudentAnalyser:
         unavailable = unavailable_rules(obs, self.policy)
         if fresh:
             self.states[source] = new_state
+        if fresh and newest:  # the schedule and the carried analysis follow the newest chunk
             self._schedules[source] = advance(
                 schedule,
                 event.sequence,
@@ -257,6 +259,7 @@ class StudentAnalyser:
             )
             if not decision.repeat:
                 self._last[source] = analysis.summary()
+        if fresh:
             for api, count in calls.items():
                 self._calls[api] += count
                 if count:

@@ -402,3 +402,35 @@ def test_a_redelivered_chunk_changes_nothing_and_a_second_object_is_flagged_not_
     assert replaced[0]["chunk_key"] == out["row"]["chunk_key"]
     assert replaced[0]["replaced_by"]["chunk_key"].endswith("000000_2000.mp4")
     assert [e["reason"] for e in out["errors"]].count("second_object") == 2
+
+
+def test_a_chunk_that_arrives_late_is_judged_in_its_place_and_alerted_once(
+    settings: Settings, pool: Executor, tmp_path: Any
+) -> None:
+    """S3 notifications and the router's retries keep no order: chunk 1 of a two-chunk
+    absence arrives after chunks 2 and 3, and the absence is still one NO_FACE alert."""
+    require_data()
+    scenario = tmp_path / "late.yaml"
+    scenario.write_text(
+        "segments:\n  - photo: faces/obama2.jpg\n    seconds: 5\n  - empty: 10\n"
+        "  - photo: faces/obama2.jpg\n    seconds: 5\n"
+    )
+    chunks = list(render_chunks(load_scenario(scenario, data_dir=DATA)))
+
+    async def run() -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
+        async with async_clients(settings) as clients:
+            tables = Tables(clients.dynamodb, settings.names)
+            ((shard, records),) = await _routed(clients, tables, settings, chunks)
+            by_sequence = {ChunkEvent.from_bytes(r.data).sequence: r for r in records}
+            processor = build_processor(
+                settings, clients, tables, pool, Metrics("Test", "consumer", lambda line: None)
+            )
+            for sequence in (0, 2, 3, 1):  # one batch each, chunk 1 last
+                await processor.process([by_sequence[sequence]], shard_id=shard)
+            alerts = await tables.alerts(EXAM)
+            again = await processor.process(list(by_sequence.values()), shard_id=shard)
+            return alerts, await tables.alerts(EXAM), again.alerts
+
+    alerts, after_replay, raised_again = asyncio.run(run())
+    assert [(a["type"], a["first_sequence"], a["sequence"]) for a in alerts] == [("NO_FACE", 1, 2)]
+    assert after_replay == alerts and raised_again == 0
