@@ -58,7 +58,8 @@ from proctoring.analysis.faces import detect_faces, warm_up
 from proctoring.settings import Settings
 from proctoring.stats import wilson
 from producer.people import PEOPLE, Person
-from producer.scenario import VideoSegment, _video_frames
+from producer.rendering import video_frames
+from producer.scenario import VideoSegment
 
 __all__ = [
     "BUDGET",
@@ -117,7 +118,7 @@ def _video_job(path: Path, fps: int) -> list[tuple[float, tuple[float, ...]]]:
         seconds = float(container.duration or 0) / av.time_base
     found = []
     count = max(int(seconds * fps), 1)
-    for index, frame in enumerate(_video_frames(segment, count, fps=fps, size=_SIZE)):
+    for index, frame in enumerate(video_frames(segment, count, fps=fps, size=_SIZE)):
         buffer = io.BytesIO()
         Image.fromarray(frame.to_ndarray(format="rgb24")).save(buffer, "JPEG", quality=90)
         embedding = _main_embedding(buffer.getvalue())

@@ -48,8 +48,9 @@ from proctoring.settings import Settings
 from proctoring.storage import Tables
 from producer.chunking import Chunk, chunk_recording
 from producer.people import Half, eval_sessions
+from producer.rendering import render_chunks
 from producer.replay import replay
-from producer.scenario import load_scenario, render_chunks, scenario_from_mapping
+from producer.scenario import load_scenario, scenario_from_mapping
 
 __all__ = ["CURATED_SUITE", "NAIVE_SCHEDULE", "people_suite", "run_eval"]
 
