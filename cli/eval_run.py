@@ -26,14 +26,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cli.eval_report import report_of, tables
-from cli.evaluation import (
-    Score,
-    SessionRun,
-    Suite,
-    SuiteEntry,
-    failures,
-    score,
-)
+from cli.eval_suite import Suite, SuiteEntry
+from cli.evaluation import Score, SessionRun, failures, score
 from cli.services import run_services
 from consumer.wiring import cpu_pool
 from infrastructure.emulator import Emulator

@@ -52,7 +52,7 @@ def eval_command(
 ) -> None:
     """Run the labelled scenarios through the pipeline: precision, recall, false alerts, cost."""
     from cli.eval_run import people_suite, run_eval
-    from cli.evaluation import load_suite
+    from cli.eval_suite import load_suite
 
     settings = settings_from(port=port, prefix="eval", log_level="ERROR")
     configure_logging(settings)
