@@ -1,5 +1,9 @@
 """Shard leases in DynamoDB, the Kinesis Client Library's way.
 
+Over 400 lines on purpose: the lease protocol is one concept - the item, the conditional
+writes, expiry on our own clock and the balancing that acts on them only make sense together,
+and a reader checking that two workers can never hold one lease needs all of it on one page.
+
 Any number of identical workers share a stream's shards through one lease
 per shard in the lease table. Items keep KCL's attribute names, so operators
 read them with the tools they know::
