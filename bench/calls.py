@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bench.harness import Figure, Size
 from cli.eval_run import CURATED_SUITE, run_eval
-from cli.evaluation import load_suite
+from cli.eval_suite import load_suite
 from proctoring.logs import configure_logging
 from proctoring.settings import Settings
 

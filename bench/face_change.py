@@ -41,7 +41,8 @@ from proctoring.analysis.scheduling import (
     _face_parts,
 )
 from producer import people
-from producer.scenario import VideoSegment, _paste, _photo_pixels, _video_frames
+from producer.rendering import paste, photo_pixels, video_frames
+from producer.scenario import VideoSegment
 
 __all__ = ["DEVELOPMENT", "HELD_OUT", "measure"]
 
@@ -81,13 +82,13 @@ def _samples(data: Path, people: dict[str, dict[str, list[str]]]) -> list[Sample
             segment = VideoSegment(video=data / video)
             with av.open(str(segment.video)) as container:
                 seconds = int(float(container.duration or 0) / av.time_base)
-            frames = _video_frames(segment, max(seconds, 1), fps=1, size=_SIZE)
+            frames = video_frames(segment, max(seconds, 1), fps=1, size=_SIZE)
             for second, frame in enumerate(frames):
                 crop = _main_crop(_jpeg(frame.to_ndarray(format="rgb24")))
                 if crop is not None:
                     samples.append((person, video, float(second), crop))
         for photo in files.get("photos", []):
-            crop = _main_crop(_jpeg(_paste(_photo_pixels(data / photo, _SIZE), _SIZE)))
+            crop = _main_crop(_jpeg(paste(photo_pixels(data / photo, _SIZE), _SIZE)))
             if crop is not None:
                 samples.append((person, photo, -1.0, crop))
     return samples

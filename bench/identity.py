@@ -20,18 +20,21 @@ the engine's own :func:`~proctoring.analysis.faces.detect_faces` (HOG detector,
 5-point alignment, ResNet encoder; the main face = the largest), in a process pool
 of at most 2 workers.
 
-**Split by person, never tuned on the whole set.** :data:`PEOPLE` puts every person
-in one half, written down here (the halves of ``bench/face_change.py``, plus the
-face-api.js people and CompreFace's ``FACE_2``); pairs never cross halves. The
-threshold is chosen on the **development** half: the smallest (on a 0.01 grid) at
-which the FNMR of every kind of same-person pair a rule names (:data:`RULES`) is within
-the false-accusation budget (:data:`BUDGET`). Two rules, both reported: *enrolled
+**Split by person, never tuned on the whole set.** ``producer.people.PEOPLE`` puts
+every person in one half, written down there (the halves of ``bench/face_change.py``,
+plus the face-api.js people and CompreFace's ``FACE_2``); pairs never cross halves.
+The threshold is chosen on the **development** half: the smallest (on a 0.01 grid)
+at which the FNMR of every kind of same-person pair a rule names (``RULES``) is
+within the false-accusation budget (``BUDGET``). Two rules, both reported: *enrolled
 frames* (frame-frame pairs: what a check compares once frames of the student's own
 camera are enrolled; the rule of the default) and *photo registration* (photo pairs
 too: a registration photo alone). The **test** half (every person of the eval suite,
 and others) reports FMR and FNMR at each, at the default and at the previous default,
 with Wilson 95 % intervals, per kind of pair and per group (women / men; darker skin
 where labelled).
+
+The pairs, their rates and the threshold rule are ``bench.identity_pairs`` (pure);
+this module embeds the faces in the process pool, measures, plots and prints.
 
 Pairs share faces, so they are not independent: the intervals over pairs are
 narrower than the truth. The per-person line (people of the test half with at least
@@ -42,60 +45,40 @@ from __future__ import annotations
 
 import argparse
 import io
-import itertools
 import json
-from collections.abc import Iterable
 from concurrent.futures import Executor, ProcessPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import av
-import numpy as np
 from PIL import Image
 
+from bench.identity_pairs import (
+    BUDGET,
+    RULE,
+    RULES,
+    Sample,
+    choose_threshold,
+    curve,
+    distance_summary,
+    pairs,
+    report_at,
+)
 from proctoring.analysis.faces import detect_faces, warm_up
 from proctoring.settings import Settings
-from proctoring.stats import wilson
 from producer.people import PEOPLE, Person
-from producer.scenario import VideoSegment, _video_frames
+from producer.rendering import video_frames
+from producer.scenario import VideoSegment
 
-__all__ = [
-    "BUDGET",
-    "PEOPLE",
-    "RULE",
-    "RULES",
-    "Person",
-    "Sample",
-    "choose_threshold",
-    "measure",
-    "pairs",
-]
+__all__ = ["PLOT", "PREVIOUS_DEFAULT", "RESULTS", "embed", "measure", "plot"]
 
-BUDGET = 0.01
-"""At most this share of same-person pairs of each kind above the threshold (dev half)."""
 _SIZE = (640, 480)
 _FPS = 1
-_GRID = np.round(np.arange(0.30, 0.901, 0.01), 2)
 _WORKERS = 2
 PREVIOUS_DEFAULT = 0.55
 """The default before this measurement (chosen on one impostor pair; docs/operations.md)."""
 RESULTS = Path(__file__).resolve().parent / "results" / "identity.json"
 PLOT = Path(__file__).resolve().parents[1] / "docs" / "identity-curve.png"
-
-
-@dataclass(frozen=True)
-class Sample:
-    person: str
-    source: str
-    """The file: a photo, or the recording a frame comes from."""
-    second: float | None
-    """The frame's second in its recording; None for a photo."""
-    embedding: tuple[float, ...]
-
-    @property
-    def kind(self) -> Literal["photo", "frame"]:
-        return "photo" if self.second is None else "frame"
 
 
 def _main_embedding(image: bytes) -> tuple[float, ...] | None:
@@ -117,7 +100,7 @@ def _video_job(path: Path, fps: int) -> list[tuple[float, tuple[float, ...]]]:
         seconds = float(container.duration or 0) / av.time_base
     found = []
     count = max(int(seconds * fps), 1)
-    for index, frame in enumerate(_video_frames(segment, count, fps=fps, size=_SIZE)):
+    for index, frame in enumerate(video_frames(segment, count, fps=fps, size=_SIZE)):
         buffer = io.BytesIO()
         Image.fromarray(frame.to_ndarray(format="rgb24")).save(buffer, "JPEG", quality=90)
         embedding = _main_embedding(buffer.getvalue())
@@ -146,181 +129,6 @@ def embed(data: Path, people: dict[str, Person], pool: Executor, fps: int = _FPS
     for (name, video), video_job in video_jobs.items():
         samples += [Sample(name, video, s, e) for s, e in video_job.result()]
     return samples
-
-
-def _pair_kind(a: Sample, b: Sample) -> str | None:
-    kinds = "-".join(sorted((a.kind, b.kind)))
-    if a.person != b.person:
-        return f"impostor {kinds}"
-    if kinds != "frame-frame":
-        return None if a.source == b.source else f"genuine {kinds}"
-    if a.source != b.source:
-        return "genuine frame-frame, two recordings"
-    if a.second is not None and b.second is not None and abs(a.second - b.second) >= 1:
-        return "genuine frame-frame, one recording"
-    return None
-
-
-@dataclass
-class Pairs:
-    """Distances of one half's pairs, by kind, with the two people of each pair."""
-
-    distances: dict[str, np.ndarray]
-    people: dict[str, list[tuple[str, str]]]
-
-    def genuine(self) -> np.ndarray:
-        return _concat(v for k, v in self.distances.items() if k.startswith("genuine"))
-
-    def impostor(self) -> np.ndarray:
-        return _concat(v for k, v in self.distances.items() if k.startswith("impostor"))
-
-
-def _concat(arrays: Iterable[np.ndarray]) -> np.ndarray:
-    listed = list(arrays)
-    return np.concatenate(listed) if listed else np.zeros(0)
-
-
-def pairs(samples: list[Sample]) -> Pairs:
-    """Every pair of ``samples`` (one half), its distance, by kind."""
-    distances: dict[str, list[float]] = {}
-    people: dict[str, list[tuple[str, str]]] = {}
-    matrix = np.asarray([s.embedding for s in samples], dtype=np.float64)
-    for i, j in itertools.combinations(range(len(samples)), 2):
-        kind = _pair_kind(samples[i], samples[j])
-        if kind is None:
-            continue
-        distances.setdefault(kind, []).append(float(np.linalg.norm(matrix[i] - matrix[j])))
-        people.setdefault(kind, []).append((samples[i].person, samples[j].person))
-    return Pairs(
-        distances={k: np.asarray(v) for k, v in sorted(distances.items())},
-        people={k: people[k] for k in sorted(people)},
-    )
-
-
-def fnmr(genuine: np.ndarray, threshold: float) -> float:
-    return float((genuine > threshold).mean()) if len(genuine) else 0.0
-
-
-def fmr(impostor: np.ndarray, threshold: float) -> float:
-    return float((impostor <= threshold).mean()) if len(impostor) else 0.0
-
-
-RULES: dict[str, tuple[str, ...]] = {
-    "enrolled frames": ("genuine frame-frame",),
-    "photo registration": ("genuine",),
-}
-"""Which same-person pairs the budget holds on. **enrolled frames** (the default's rule):
-the frame-frame pairs, what a check compares once frames of the student's own camera are
-enrolled at exam start (the best of them decides). **photo registration**: every kind,
-photo pairs too (a registration photo alone)."""
-RULE = "enrolled frames"
-
-
-def choose_threshold(
-    development: Pairs, budget: float = BUDGET, kinds: tuple[str, ...] = RULES[RULE]
-) -> float:
-    """The smallest grid threshold at which the FNMR of every same-person kind whose name
-    starts with one of ``kinds`` is within ``budget``."""
-    chosen = [
-        values
-        for kind, values in development.distances.items()
-        if kind.startswith(kinds) and len(values)
-    ]
-    for threshold in _GRID:
-        if all(fnmr(values, float(threshold)) <= budget for values in chosen):
-            return float(threshold)
-    return float(_GRID[-1])
-
-
-def _rate(errors: int, trials: int) -> dict[str, Any]:
-    low, high = wilson(errors, trials)
-    return {
-        "rate": round(errors / trials, 4) if trials else None,
-        "errors": errors,
-        "pairs": trials,
-        "ci95": [round(low, 4), round(high, 4)],
-    }
-
-
-def _at(half: Pairs, threshold: float) -> dict[str, Any]:
-    """FNMR and FMR at ``threshold``: pooled, per kind, per group, per person."""
-    genuine, impostor = half.genuine(), half.impostor()
-    per_kind = {
-        kind: _rate(
-            int(
-                (values > threshold).sum()
-                if kind.startswith("genuine")
-                else (values <= threshold).sum()
-            ),
-            len(values),
-        )
-        for kind, values in half.distances.items()
-    }
-    groups: dict[str, dict[str, Any]] = {}
-    for label, belongs in (
-        ("women", lambda p: PEOPLE[p].gender == "woman"),
-        ("men", lambda p: PEOPLE[p].gender == "man"),
-        ("darker skin (labelled)", lambda p: PEOPLE[p].darker_skin is True),
-    ):
-        same = _concat(
-            v[[belongs(a) for a, _ in half.people[k]]]
-            for k, v in half.distances.items()
-            if k.startswith("genuine")
-        )
-        # an impostor pair belongs to the group when the *registered* side (either) does
-        other = _concat(
-            v[[belongs(a) or belongs(b) for a, b in half.people[k]]]
-            for k, v in half.distances.items()
-            if k.startswith("impostor")
-        )
-        names = {a for k in half.people for a, _ in half.people[k] if belongs(a)}
-        groups[label] = {
-            "people": len(names),
-            "fnmr": _rate(int((same > threshold).sum()), len(same)),
-            "fmr": _rate(int((other <= threshold).sum()), len(other)),
-        }
-    accused: set[str] = set()
-    with_genuine: set[str] = set()
-    for kind, values in half.distances.items():
-        if kind.startswith("genuine"):
-            for (person, _), value in zip(half.people[kind], values, strict=True):
-                with_genuine.add(person)
-                if value > threshold:
-                    accused.add(person)
-    enrolled = _concat(v for k, v in half.distances.items() if k.startswith(RULES[RULE]))
-    return {
-        "threshold": threshold,
-        "fnmr": _rate(int((genuine > threshold).sum()), len(genuine)),
-        "fnmr_frame_frame": _rate(int((enrolled > threshold).sum()), len(enrolled)),
-        "fmr": _rate(int((impostor <= threshold).sum()), len(impostor)),
-        "per_kind": per_kind,
-        "per_group": groups,
-        "people_with_a_false_non_match": {
-            **_rate(len(accused), len(with_genuine)),
-            "who": sorted(accused),
-        },
-    }
-
-
-def _summary(values: np.ndarray) -> dict[str, Any]:
-    if not len(values):
-        return {"pairs": 0}
-    return {
-        "pairs": len(values),
-        "min": round(float(values.min()), 3),
-        "median": round(float(np.median(values)), 3),
-        "p99": round(float(np.percentile(values, 99)), 3),
-        "max": round(float(values.max()), 3),
-    }
-
-
-def curve(half: Pairs) -> dict[str, list[float]]:
-    genuine, impostor = half.genuine(), half.impostor()
-    return {
-        "threshold": [float(t) for t in _GRID],
-        "fnmr": [round(fnmr(genuine, float(t)), 5) for t in _GRID],
-        "fmr": [round(fmr(impostor, float(t)), 5) for t in _GRID],
-    }
 
 
 def measure(data: Path, *, budget: float = BUDGET, fps: int = _FPS) -> dict[str, Any]:
@@ -366,13 +174,16 @@ def measure(data: Path, *, budget: float = BUDGET, fps: int = _FPS) -> dict[str,
         "chosen_threshold": chosen,
         "default_threshold": default,
         "distances": {
-            half: {k: _summary(v) for k, v in p.distances.items()} for half, p in halves.items()
+            half: {k: distance_summary(v) for k, v in p.distances.items()}
+            for half, p in halves.items()
         },
-        "development": {rule: _at(halves["development"], t) for rule, t in thresholds.items()},
+        "development": {
+            rule: report_at(halves["development"], t) for rule, t in thresholds.items()
+        },
         "test": {
-            **{rule: _at(halves["test"], t) for rule, t in thresholds.items()},
-            "default": _at(halves["test"], default),
-            "previous default": _at(halves["test"], PREVIOUS_DEFAULT),
+            **{rule: report_at(halves["test"], t) for rule, t in thresholds.items()},
+            "default": report_at(halves["test"], default),
+            "previous default": report_at(halves["test"], PREVIOUS_DEFAULT),
         },
         "curves": {half: curve(p) for half, p in halves.items()},
     }

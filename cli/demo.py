@@ -41,8 +41,9 @@ from proctoring.settings import Settings
 from proctoring.storage import Tables
 from proctoring.waiting import wait_any
 from producer.chunking import Chunk
+from producer.rendering import render_chunks
 from producer.replay import Uploaded, replay
-from producer.scenario import load_scenario, render_chunks
+from producer.scenario import load_scenario
 
 __all__ = ["BUILT_IN_SCENARIOS", "DemoFailed", "run_demo"]
 

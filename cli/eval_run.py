@@ -26,14 +26,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cli.eval_report import report_of, tables
-from cli.evaluation import (
-    Score,
-    SessionRun,
-    Suite,
-    SuiteEntry,
-    failures,
-    score,
-)
+from cli.eval_suite import Suite, SuiteEntry
+from cli.evaluation import Score, SessionRun, failures, score
 from cli.services import run_services
 from consumer.wiring import cpu_pool
 from infrastructure.emulator import Emulator
@@ -48,8 +42,9 @@ from proctoring.settings import Settings
 from proctoring.storage import Tables
 from producer.chunking import Chunk, chunk_recording
 from producer.people import Half, eval_sessions
+from producer.rendering import render_chunks
 from producer.replay import replay
-from producer.scenario import load_scenario, render_chunks, scenario_from_mapping
+from producer.scenario import load_scenario, scenario_from_mapping
 
 __all__ = ["CURATED_SUITE", "NAIVE_SCHEDULE", "people_suite", "run_eval"]
 

@@ -26,7 +26,8 @@ from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any
 
-from cli.evaluation import Incident, Score, SessionRun, score
+from cli.eval_suite import Incident
+from cli.evaluation import Score, SessionRun, score
 from consumer.speech import Heard, hear
 from proctoring.rules import Policy
 from proctoring.rules.speech import SpeechState, judge

@@ -1,9 +1,9 @@
 """Scoring ``proctor eval``: labelled scenarios against the alerts the pipeline raised.
 
-A suite (``producer/scenarios/eval/suite.yaml``) lists scenario files and, for
-each, the incidents a proctor should be alerted to (rule, start and end in
-seconds). Scoring is pure: the rendered chunks' times, the result rows and
-the alerts in, the figures out.
+A suite (``producer/scenarios/eval/suite.yaml``, read by ``cli.eval_suite``)
+lists scenario files and, for each, the incidents a proctor should be alerted
+to (rule, start and end in seconds). Scoring is pure: the rendered chunks'
+times, the result rows and the alerts in, the figures out.
 
 - An alert spans its chunks, from the incident's first chunk to the one it was
   raised on. It is a *true* alert when that span overlaps a labelled incident of
@@ -25,130 +25,32 @@ the alerts in, the figures out.
   recall*, so a rule whose scheduled recall is below the naive plan's fails the
   eval; so does an impostor (a labelled FACE_MISMATCH incident) not flagged on
   the first or second chunk after taking the seat (:func:`flag_delays`).
-
-Errors::
-
-    ProctoringError
-     └── SuiteError          the suite file is missing or malformed
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
-
+from cli.eval_suite import Incident
 from proctoring.analysis.base import API_NAMES
-from proctoring.errors import ProctoringError
 from proctoring.rules import RULE_NAMES
-from proctoring.rules.policy import SPEECH_RULES
 from proctoring.stats import poisson_exact, wilson
 
 __all__ = [
-    "Incident",
+    "FLAG_WITHIN_CHUNKS",
     "RuleScore",
+    "Score",
     "SessionRun",
-    "Suite",
-    "SuiteEntry",
-    "SuiteError",
     "failures",
     "flag_delays",
     "group_scores",
-    "load_suite",
     "recall_shortfalls",
     "score",
 ]
 
 FLAG_WITHIN_CHUNKS = 2
 """An impostor is flagged on the first or second chunk after taking the seat (issue 14)."""
-
-
-class SuiteError(ProctoringError):
-    """The evaluation suite cannot be used."""
-
-
-class Incident(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    rule: str
-    start: float = Field(ge=0)
-    end: float = Field(gt=0)
-
-    @field_validator("rule")
-    @classmethod
-    def _known(cls, value: str) -> str:
-        if value not in RULE_NAMES + SPEECH_RULES:
-            known = list(RULE_NAMES + SPEECH_RULES)
-            raise ValueError(f"unknown rule {value!r}; known: {known}")
-        return value
-
-
-class SuiteEntry(BaseModel):
-    """One labelled session: a scenario ``file`` (relative to the suite) or an inline
-    ``scenario`` (the content of such a file) with its ``name``."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    file: Path | None = None
-    scenario: dict[str, Any] | None = None
-    name: str | None = None
-    register_frame: Path | None = None
-    enrol_frames: bool = False
-    """Enrol camera frames of the session's start beside the photo (the student page's
-    three camera views)."""
-    person: str | None = None
-    """Who the student is (``producer.people``), for breakdowns by person and group."""
-    groups: tuple[str, ...] = ()
-    incidents: tuple[Incident, ...] = ()
-
-    @model_validator(mode="after")
-    def _one_source(self) -> SuiteEntry:
-        if (self.file is None) == (self.scenario is None):
-            raise ValueError("an entry needs exactly one of 'file' or 'scenario'")
-        if self.scenario is not None and not self.name:
-            raise ValueError("an inline scenario needs a 'name'")
-        return self
-
-    @property
-    def label(self) -> str:
-        """The session's name: ``name``, or the scenario file's stem."""
-        return self.name or (self.file.stem if self.file is not None else "")
-
-
-class Suite(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    scenarios: tuple[SuiteEntry, ...] = Field(min_length=1)
-    folder: Path = Path()
-
-
-def load_suite(path: Path) -> Suite:
-    """Read a suite; scenario files resolve against the suite's folder."""
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise SuiteError(f"{path}: cannot read the suite: {exc}") from exc
-    try:
-        suite = Suite.model_validate({**(raw or {}), "folder": path.parent.resolve()})
-    except ValidationError as exc:
-        raise SuiteError(f"{path}: {exc}") from exc
-    for entry in suite.scenarios:
-        if entry.file is not None and not (suite.folder / entry.file).is_file():
-            raise SuiteError(f"{path}: scenario {entry.file} not found")
-    names = [entry.label for entry in suite.scenarios]
-    if len(set(names)) != len(names):
-        raise SuiteError(f"{path}: two sessions have the same name")
-    return suite
 
 
 @dataclass

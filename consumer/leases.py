@@ -1,5 +1,9 @@
 """Shard leases in DynamoDB, the Kinesis Client Library's way.
 
+Over 400 lines on purpose: the lease protocol is one concept - the item, the conditional
+writes, expiry on our own clock and the balancing that acts on them only make sense together,
+and a reader checking that two workers can never hold one lease needs all of it on one page.
+
 Any number of identical workers share a stream's shards through one lease
 per shard in the lease table. Items keep KCL's attribute names, so operators
 read them with the tools they know::
@@ -116,6 +120,23 @@ class LeaseTable(DynamoStore):
                 f"lease {lease.key} changed (expected counter {lease.counter})"
             ) from exc
 
+    async def _update_held(
+        self, lease: Lease, expression: str, values: dict[str, Any] | None = None
+    ) -> None:
+        """A write that holds only while the lease is still ours at the counter we hold;
+        ``expression`` sets ``leaseCounter = :next`` (the counter bumped)."""
+        await self._update(
+            lease,
+            expression,
+            "leaseOwner = :o AND leaseCounter = :held",
+            {
+                ":o": lease.owner,
+                ":held": lease.counter,
+                ":next": lease.counter + 1,
+                **(values or {}),
+            },
+        )
+
     async def list(self) -> list[Lease]:
         return [
             Lease.from_item(item)
@@ -157,38 +178,21 @@ class LeaseTable(DynamoStore):
         return replace(lease, owner=owner, counter=lease.counter + 1, owner_switches=switches)
 
     async def renew(self, lease: Lease) -> Lease:
-        await self._update(
-            lease,
-            "SET leaseCounter = :next",
-            "leaseOwner = :o AND leaseCounter = :held",
-            {":o": lease.owner, ":held": lease.counter, ":next": lease.counter + 1},
-        )
+        await self._update_held(lease, "SET leaseCounter = :next")
         return replace(lease, counter=lease.counter + 1)
 
     async def checkpoint(self, lease: Lease, checkpoint: str) -> Lease:
-        await self._update(
+        await self._update_held(
             lease,
             "SET checkpoint = :c, checkpointSubSequenceNumber = :zero,"
             " ownerSwitchesSinceCheckpoint = :zero, leaseCounter = :next",
-            "leaseOwner = :o AND leaseCounter = :held",
-            {
-                ":c": checkpoint,
-                ":zero": 0,
-                ":o": lease.owner,
-                ":held": lease.counter,
-                ":next": lease.counter + 1,
-            },
+            {":c": checkpoint, ":zero": 0},
         )
         return replace(lease, checkpoint=checkpoint, counter=lease.counter + 1, owner_switches=0)
 
     async def release(self, lease: Lease) -> None:
         """Give the lease up so another worker takes it at once (graceful shutdown)."""
-        await self._update(
-            lease,
-            "REMOVE leaseOwner SET leaseCounter = :next",
-            "leaseOwner = :o AND leaseCounter = :held",
-            {":o": lease.owner, ":held": lease.counter, ":next": lease.counter + 1},
-        )
+        await self._update_held(lease, "REMOVE leaseOwner SET leaseCounter = :next")
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,8 @@
 """Chunk router: S3 ``ObjectCreated`` notifications -> one chunk event per chunk in Kinesis.
 
+Over 400 lines on purpose: it is one Lambda's whole path (notification in, chunk events out,
+bad input recorded) and this contract; split, the bad-input rules would be read in three files.
+
 The handler takes what S3 delivers, either directly (``aws:s3`` records) or
 through the chunk-events queue (``aws:sqs`` records whose body is the S3
 notification; the deployed path, and the local one). Each object becomes a

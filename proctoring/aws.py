@@ -31,6 +31,16 @@ __all__ = [
 _LOCAL_CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
 
 
+def _config(settings: Settings, *, attempts: int, pool: int) -> Config:
+    """Every client's: the call timeout on connect and read, standard retries, a pool."""
+    return Config(
+        connect_timeout=settings.call_timeout,
+        read_timeout=settings.call_timeout,
+        retries={"mode": "standard", "max_attempts": attempts},
+        max_pool_connections=pool,
+    )
+
+
 def client_kwargs(settings: Settings, service: str = "", *, pool: int = 10) -> dict[str, Any]:
     """Keyword arguments for one service's client: endpoint, region, timeouts, retries.
 
@@ -39,12 +49,7 @@ def client_kwargs(settings: Settings, service: str = "", *, pool: int = 10) -> d
     """
     kwargs: dict[str, Any] = {
         "region_name": settings.region,
-        "config": Config(
-            connect_timeout=settings.call_timeout,
-            read_timeout=settings.call_timeout,
-            retries={"mode": "standard", "max_attempts": 5},
-            max_pool_connections=pool,
-        ),
+        "config": _config(settings, attempts=5, pool=pool),
     }
     endpoint = settings.endpoint_url
     if service == "kinesis" and settings.kinesis_endpoint_url:
@@ -96,12 +101,7 @@ def rekognition_client(settings: Settings) -> Any:
     """
     kwargs: dict[str, Any] = {
         "region_name": settings.region,
-        "config": Config(
-            connect_timeout=settings.call_timeout,
-            read_timeout=settings.call_timeout,
-            retries={"mode": "standard", "max_attempts": 1},
-            max_pool_connections=max(10, settings.rekognition_concurrency * 4),
-        ),
+        "config": _config(settings, attempts=1, pool=max(10, settings.rekognition_concurrency * 4)),
     }
     if settings.rekognition_endpoint_url:
         kwargs["endpoint_url"] = settings.rekognition_endpoint_url

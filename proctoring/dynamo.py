@@ -126,6 +126,14 @@ class DynamoStore:
     ) -> AsyncIterator[dict[str, Any]]:
         return pages(self._db, self._timeout, operation, **kwargs)
 
+    async def _get_item(
+        self, table: str, key: Mapping[str, Any], *, consistent: bool = True
+    ) -> dict[str, Any] | None:
+        """The item with ``key`` as Python values, or None when there is none."""
+        kwargs: dict[str, Any] = {"ConsistentRead": True} if consistent else {}
+        response = await self._call("get_item", TableName=table, Key=to_item(key), **kwargs)
+        return from_item(response["Item"]) if "Item" in response else None
+
     async def _items(
         self, operation: Literal["query", "scan"], **kwargs: Any
     ) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ part of the tree in its docstring::
      │    └── analysis.base.Throttled    Rekognition kept throttling past the backoff
      ├── analysis.objects.DetectorError  the configured ONNX object model cannot be used
      ├── rules.policy.PolicyError        a stored exam policy or accommodation is invalid
-     ├── cli.evaluation.SuiteError       the evaluation suite is missing or malformed
+     ├── cli.eval_suite.SuiteError       the evaluation suite is missing or malformed
      ├── cli.eval_run.EvalFailed         an evaluation pass did not finish in time
      ├── storage.StorageError            a table call that failed after its retries
      │    └── storage.StaleState         the session state moved under us

@@ -58,6 +58,7 @@ __all__ = [
     "Source",
     "check_version",
     "decode_record",
+    "describe_invalid",
     "moment",
 ]
 
@@ -158,7 +159,7 @@ class ChunkKey(_Ids):
             return cls.model_validate(parts, strict=False)
         except ValidationError as exc:
             raise InvalidEvent(
-                f"object key {key[:200]!r}: {_describe(exc)}", reason="bad_key"
+                f"object key {key[:200]!r}: {describe_invalid(exc)}", reason="bad_key"
             ) from exc
 
 
@@ -225,7 +226,7 @@ class CaptureKey(BaseModel):
             return cls.model_validate(parts)
         except ValidationError as exc:
             raise InvalidEvent(
-                f"object key {key[:200]!r}: {_describe(exc)}", reason="bad_key"
+                f"object key {key[:200]!r}: {describe_invalid(exc)}", reason="bad_key"
             ) from exc
 
 
@@ -341,7 +342,7 @@ class ChunkEvent(_Ids):
             return cls(bucket=bucket, key=key, size=size, uploaded_at=uploaded_at, **parts)
         except ValidationError as exc:
             # The notification's own fields: a negative size, a time without a zone.
-            raise InvalidEvent(f"object {key[:200]!r}: {_describe(exc)}") from exc
+            raise InvalidEvent(f"object {key[:200]!r}: {describe_invalid(exc)}") from exc
 
     def to_bytes(self) -> bytes:
         return self.model_dump_json(exclude_none=True).encode()
@@ -354,7 +355,7 @@ class ChunkEvent(_Ids):
             # JSON mode: datetimes come as strings, everything else must have its type.
             return cls.model_validate_json(data)
         except ValidationError as exc:
-            raise InvalidEvent(f"invalid chunk event: {_describe(exc)}") from exc
+            raise InvalidEvent(f"invalid chunk event: {describe_invalid(exc)}") from exc
 
 
 def decode_record(data: bytes) -> dict[str, Any]:
@@ -383,13 +384,16 @@ def check_version(raw: dict[str, Any]) -> None:
         )
 
 
-def _describe(exc: ValidationError) -> str:
-    """One line naming every bad field, e.g. ``sequence: Input should be ... (got -1)``."""
+def describe_invalid(exc: ValidationError, *, inputs: bool = True) -> str:
+    """One line naming every bad field, e.g. ``sequence: Input should be ... (got -1)``;
+    without what was sent when ``inputs`` is false."""
     parts = []
     for error in exc.errors(include_url=False):
         where = ".".join(str(p) for p in error["loc"]) or "event"
         if error["type"] == "missing":
             parts.append(f"{where}: missing")
-        else:
+        elif inputs:
             parts.append(f"{where}: {error['msg']} (got {repr(error.get('input'))[:60]})")
+        else:
+            parts.append(f"{where}: {error['msg']}")
     return "; ".join(parts)

@@ -371,13 +371,7 @@ class ExamStore(DynamoStore):
         return None
 
     async def _get(self, exam_id: str, item: str) -> dict[str, Any] | None:
-        response = await self._call(
-            "get_item",
-            TableName=self._names.exams_table,
-            Key=to_item({"exam_id": exam_id, "item": item}),
-            ConsistentRead=True,
-        )
-        return from_item(response["Item"]) if "Item" in response else None
+        return await self._get_item(self._names.exams_table, {"exam_id": exam_id, "item": item})
 
     async def _query(self, **kwargs: Any) -> list[dict[str, Any]]:
         if "IndexName" not in kwargs:  # consistent reads on the table itself

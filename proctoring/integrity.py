@@ -39,6 +39,7 @@ from proctoring.events import (
     InvalidEvent,
     check_version,
     decode_record,
+    describe_invalid,
 )
 
 __all__ = [
@@ -148,13 +149,6 @@ def parse_record(data: bytes) -> ChunkEvent | IntegrityEvent:
         return IntegrityEvent.model_validate_json(data)
     except ValidationError as exc:
         raise InvalidEvent(
-            f"invalid integrity event: {_describe(exc)}", reason="invalid_integrity"
+            f"invalid integrity event: {describe_invalid(exc, inputs=False)[:500]}",
+            reason="invalid_integrity",
         ) from exc
-
-
-def _describe(exc: ValidationError) -> str:
-    parts = []
-    for error in exc.errors(include_url=False):
-        where = ".".join(str(p) for p in error["loc"]) or "event"
-        parts.append(f"{where}: {'missing' if error['type'] == 'missing' else error['msg']}")
-    return "; ".join(parts)[:500]

@@ -74,13 +74,9 @@ class Tables(DynamoStore):
         return None
 
     async def get_result(self, session_id: str, chunk_id: str) -> dict[str, Any] | None:
-        response = await self._call(
-            "get_item",
-            TableName=self._names.results_table,
-            Key=to_item({"session_id": session_id, "chunk_id": chunk_id}),
-            ConsistentRead=True,
+        return await self._get_item(
+            self._names.results_table, {"session_id": session_id, "chunk_id": chunk_id}
         )
-        return from_item(response["Item"]) if "Item" in response else None
 
     async def results(self, session_id: str) -> list[dict[str, Any]]:
         return await self._query(self._names.results_table, "session_id", session_id)
@@ -128,13 +124,9 @@ class Tables(DynamoStore):
         return True
 
     async def get_alert(self, exam_id: str, alert_id: str) -> dict[str, Any] | None:
-        response = await self._call(
-            "get_item",
-            TableName=self._names.alerts_table,
-            Key=to_item({"exam_id": exam_id, "alert_id": alert_id}),
-            ConsistentRead=True,
+        return await self._get_item(
+            self._names.alerts_table, {"exam_id": exam_id, "alert_id": alert_id}
         )
-        return from_item(response["Item"]) if "Item" in response else None
 
     async def mark_alert_published(self, exam_id: str, alert_id: str, message_id: str) -> None:
         await self._call(
@@ -198,13 +190,9 @@ class Tables(DynamoStore):
 
     # ---- sessions (rule state) --------------------------------------------------
     async def get_session(self, exam_id: str, student_id: str) -> dict[str, Any] | None:
-        response = await self._call(
-            "get_item",
-            TableName=self._names.sessions_table,
-            Key=to_item({"exam_id": exam_id, "student_id": student_id}),
-            ConsistentRead=True,
+        return await self._get_item(
+            self._names.sessions_table, {"exam_id": exam_id, "student_id": student_id}
         )
-        return from_item(response["Item"]) if "Item" in response else None
 
     async def save_session(self, session: Mapping[str, Any], *, expected_version: int) -> None:
         """Write the session with ``version = expected_version + 1``, or raise StaleState."""
@@ -257,12 +245,11 @@ class Tables(DynamoStore):
         )
 
     async def get_face(self, exam_id: str, student_id: str) -> dict[str, Any] | None:
-        response = await self._call(
-            "get_item",
-            TableName=self._names.faces_table,
-            Key=to_item({"exam_id": exam_id, "student_id": student_id}),
+        return await self._get_item(
+            self._names.faces_table,
+            {"exam_id": exam_id, "student_id": student_id},
+            consistent=False,
         )
-        return from_item(response["Item"]) if "Item" in response else None
 
     # ---- errors ------------------------------------------------------------------
     async def put_error(self, record: Mapping[str, Any]) -> None:

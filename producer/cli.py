@@ -13,8 +13,9 @@ from proctoring.settings import Settings
 from proctoring.storage import Tables
 from producer.chunking import Chunk
 from producer.load import LoadPlan, LoadReport, Mode, Progress, run_load
+from producer.rendering import render_chunks
 from producer.replay import Uploaded, replay
-from producer.scenario import load_scenario, render_chunks, scenario_for_recording
+from producer.scenario import load_scenario, scenario_for_recording
 
 __all__ = ["load_source", "replay_source", "session_chunks"]
 

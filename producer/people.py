@@ -252,7 +252,7 @@ def eval_sessions(half: Half | Literal["all"], data_dir: Path) -> list[dict[str,
 
     P registers with their first photo, or the first frame of their first recording, and
     enrols camera frames from the session's start (``enrol_frames``), as the student page
-    does. Each entry is a suite entry (``cli.evaluation.SuiteEntry``) with its
+    does. Each entry is a suite entry (``cli.eval_suite.SuiteEntry``) with its
     scenario inline.
     """
     names = sorted(n for n, p in PEOPLE.items() if p.footage and (half == "all" or p.half == half))

@@ -109,7 +109,8 @@ def settings(emulator: Emulator) -> Settings:
 def present_chunk(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     """One real 5 s camera chunk: the registered student (obama2.jpg), alone, facing the camera."""
     require_data()
-    from producer.scenario import load_scenario, render_chunks
+    from producer.rendering import render_chunks
+    from producer.scenario import load_scenario
 
     scenario = tmp_path_factory.mktemp("present") / "present.yaml"
     scenario.write_text("segments:\n  - photo: faces/obama2.jpg\n    seconds: 5\n")

@@ -26,8 +26,9 @@ from proctoring.events import ChunkEvent, ChunkKey
 from proctoring.metrics import Metrics
 from proctoring.settings import Settings
 from proctoring.storage import Tables
+from producer.rendering import render_chunks
 from producer.replay import Uploaded, replay
-from producer.scenario import load_scenario, render_chunks, scenario_for_recording
+from producer.scenario import load_scenario, scenario_for_recording
 from tests.conftest import eventually
 
 

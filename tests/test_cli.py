@@ -30,7 +30,7 @@ import pytest
 from aiobotocore.session import get_session
 from botocore.config import Config
 
-from cli import _run
+from cli.base import run
 from infrastructure.emulator import free_port
 from proctoring.aws import sync_client
 from proctoring.settings import Settings
@@ -333,7 +333,7 @@ def test_an_endpoint_that_does_not_answer_is_named_in_a_one_line_error() -> None
             await kinesis.list_streams()
 
     with pytest.raises(click.ClickException) as caught:
-        _run(list_streams())
+        run(list_streams())
     message = caught.value.format_message()
     assert endpoint in message
     assert "proctor up" in message

@@ -11,16 +11,8 @@ from pathlib import Path
 import pytest
 
 from cli.eval_report import tables, targets
-from cli.evaluation import (
-    Incident,
-    SessionRun,
-    SuiteError,
-    failures,
-    flag_delays,
-    group_scores,
-    load_suite,
-    score,
-)
+from cli.eval_suite import Incident, SuiteError, load_suite
+from cli.evaluation import SessionRun, failures, flag_delays, group_scores, score
 from tests.conftest import require_data
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""``bench.identity``: the by-person split, the pairs it makes, and the threshold rule."""
+"""``bench.identity_pairs``: the by-person split, the pairs it makes, and the threshold rule."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from bench.identity import PEOPLE, Pairs, Sample, choose_threshold, pairs
+from bench.identity_pairs import Pairs, Sample, choose_threshold, pairs
+from producer.people import PEOPLE
 
 ROOT = Path(__file__).resolve().parents[2]
 

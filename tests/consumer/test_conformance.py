@@ -41,7 +41,8 @@ from infrastructure.local import provision
 from proctoring.aws import async_clients, sync_client
 from proctoring.settings import Settings
 from proctoring.storage import Tables, from_item
-from producer.scenario import load_scenario, render_chunks
+from producer.rendering import render_chunks
+from producer.scenario import load_scenario
 from tests import kinesis_local
 from tests.conftest import DATA, eventually, needs_data, poll
 from tests.pipeline import put_chunk

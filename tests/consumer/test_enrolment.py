@@ -21,7 +21,8 @@ from infrastructure.emulator import Emulator
 from proctoring.analysis.faces import RegistrationError
 from proctoring.enrolment import enrol, frame_key
 from proctoring.frames import extract_frame
-from producer.scenario import load_scenario, render_chunks
+from producer.rendering import render_chunks
+from producer.scenario import load_scenario
 from tests.conftest import DATA, provisioned, require_data
 from tests.pipeline import running_pipeline
 

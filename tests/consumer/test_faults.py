@@ -43,8 +43,10 @@ from proctoring.aws import AsyncClients, async_clients
 from proctoring.metrics import Metrics
 from proctoring.settings import Settings
 from proctoring.storage import Tables
+from producer.chunking import Chunk
+from producer.rendering import render_chunks
 from producer.replay import replay
-from producer.scenario import Chunk, load_scenario, render_chunks
+from producer.scenario import load_scenario
 from tests.conftest import DATA, eventually, needs_data
 from tests.consumer.test_processor import _delivered
 from tests.faults import FaultInjector

@@ -26,7 +26,8 @@ from proctoring.events import ChunkEvent, ChunkKey
 from proctoring.integrity import IntegrityEvent
 from proctoring.settings import Settings
 from proctoring.storage import from_item
-from producer.scenario import load_scenario, render_chunks
+from producer.rendering import render_chunks
+from producer.scenario import load_scenario
 from tests.conftest import DATA, needs_data
 
 pytestmark = [pytest.mark.slow, needs_data]

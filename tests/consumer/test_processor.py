@@ -20,8 +20,9 @@ from proctoring.metrics import Metrics
 from proctoring.settings import Settings
 from proctoring.storage import Tables
 from producer.chunking import chunk_recording
+from producer.rendering import render_chunks
 from producer.replay import replay
-from producer.scenario import load_scenario, render_chunks
+from producer.scenario import load_scenario
 from tests.conftest import DATA, eventually, needs_data, require_data
 from tests.pipeline import running_pipeline, stream_records
 

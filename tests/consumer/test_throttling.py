@@ -23,8 +23,9 @@ from proctoring.aws import async_clients
 from proctoring.metrics import Metrics
 from proctoring.settings import Settings
 from proctoring.storage import Tables
+from producer.rendering import render_chunks
 from producer.replay import replay
-from producer.scenario import load_scenario, render_chunks
+from producer.scenario import load_scenario
 from tests.conftest import DATA, eventually, needs_data
 from tests.faults import FaultInjector
 

@@ -124,7 +124,8 @@ def _chunk_frames(scenario: str) -> list[bytes]:
     from pathlib import Path
 
     from proctoring.frames import extract_frame
-    from producer.scenario import load_scenario, render_chunks
+    from producer.rendering import render_chunks
+    from producer.scenario import load_scenario
     from tests.conftest import DATA, require_data
 
     require_data()

@@ -37,6 +37,13 @@ def test_pages_conditions_failures_and_timeouts_are_one_behaviour(settings: Sett
             assert sorted(i["error_id"] for i in items) == [f"e{n}" for n in range(5)]
             assert len(await tables.errors("ex1")) == 5
 
+            # one read of an item by its key: Python values, or None when there is none
+            key = {"exam_id": "ex1", "error_id": "e3"}
+            found = await store._get_item(settings.names.errors_table, key)
+            assert found == {**key, "stage": "x"}
+            key["error_id"] = "e9"
+            assert await store._get_item(settings.names.errors_table, key) is None
+
             # a lost condition is Conflict in every store, with each store's own meaning
             await tables.save_session({"exam_id": "ex1", "student_id": "s1"}, expected_version=0)
             with pytest.raises(StaleState) as stale:

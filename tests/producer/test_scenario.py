@@ -21,6 +21,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from producer.chunking import Chunk, chunk_recording
+from producer.rendering import render_chunks
 from producer.scenario import (
     EmptySegment,
     PhotoSegment,
@@ -28,7 +29,6 @@ from producer.scenario import (
     ScenarioError,
     VideoSegment,
     load_scenario,
-    render_chunks,
     scenario_for_recording,
     scenario_from_mapping,
 )

@@ -1,5 +1,6 @@
-// The proctor console: sign in, exams, the live grid, the alert feed, alert review, chat,
-// interventions (interventions.js), the per-student timeline and the report export.
+// The proctor console: sign in, exams, the live grid (grid.js), the alert feed, alert review
+// (alert-view.js), the per-student view with its timeline and chat (student-view.js),
+// interventions (interventions.js) and the report export.
 //
 // Live alerts come from the local server's SSE stream (config.live_alerts == "sse"); without
 // it (AWS, where the Chime channel carries them) the alerts list is polled. An alert event
@@ -7,20 +8,23 @@
 // the alerts the console holds.
 //
 // Keys (outside text fields): N opens the next unreviewed alert (highest severity, oldest
-// first), / goes to the search; in an alert: C confirm, D dismiss, A acknowledge, S save,
-// N save and open the next one.
+// first), / goes to the search; in an alert (alert-view.js): C confirm, D dismiss,
+// A acknowledge, S save, N save and open the next one.
 
 import { $, api, currentSession, el, fail, freshSession, groupsOf, loadConfig, show, signInForm, signOut, step, useToken, when } from "./app.js";
-import { mountPanel, refreshPanels, renderTimeline, timelineEntry, unmountPanel } from "./interventions.js";
+import { refreshPanels, timelineEntry } from "./interventions.js";
 import { mountLive } from "./chime-live.js";
 import { SEVERITY, mountGrid } from "./grid.js";
 import { announce, mountAnnounce } from "./announce.js";
-import { renderStrip } from "./strip.js";
+import { STATUS_WORDS, mountAlertView } from "./alert-view.js";
+import { mountStudentView } from "./student-view.js";
 
 const GRID_SECONDS = 3;
-const state = { config: null, exam: null, students: new Map(), alerts: new Map(), stream: null, timers: [], open: null, grid: null, polling: false };
+const state = { config: null, exam: null, students: new Map(), alerts: new Map(), stream: null, timers: [], grid: null, polling: false };
 const enc = encodeURIComponent;
 let live = null; // the live video tiles (chime-live.js)
+let alertView = null; // the alert dialog: evidence, numbers, reviews (alert-view.js)
+let studentView = null; // the student dialog: timeline, alerts, chat (student-view.js)
 
 async function main() {
   state.config = await loadConfig();
@@ -43,14 +47,30 @@ async function main() {
     location.reload();
   });
   wireExamView();
-  wireDialogs();
+  alertView = mountAlertView({
+    alerts: state.alerts,
+    examId: () => state.exam.exam_id,
+    nameOf,
+    reviewed: (alertId) => {
+      markReviewed(alertId);
+      alertsChanged();
+    },
+    next: nextUnreviewed,
+  });
+  studentView = mountStudentView({
+    students: state.students,
+    alerts: state.alerts,
+    examId: () => state.exam.exam_id,
+    nameOf,
+    openAlert: (alertId) => alertView.open(alertId),
+  });
   wireKeys();
   state.grid = mountGrid({
     list: $("#grid"),
     empty: $("#grid-empty"),
     counts: $("#grid-counts"),
     controls: $("#grid-controls"),
-    onOpen: openStudent,
+    onOpen: (studentId) => studentView.open(studentId),
     alertsOf: (studentId) => [...state.alerts.values()].filter((a) => a.student_id === studentId),
   });
   mountAnnounce($("#announce"));
@@ -248,12 +268,12 @@ function follow(examId) {
   });
   stream.addEventListener("chat", (event) => {
     const message = JSON.parse(event.data);
-    if (state.open === message.student_id) renderChat([message], false);
+    if (studentView.showing(message.student_id)) studentView.chat([message]);
   });
   stream.addEventListener("control", (event) => { // an intervention, a hand, an acknowledgement
     const message = JSON.parse(event.data);
     refreshPanels(message.student_id);
-    if (state.open === message.student_id) renderTimeline($("#student-interventions"), [message], nameOf);
+    if (studentView.showing(message.student_id)) studentView.timeline([message]);
     if (message.kind === "hand" || message.kind === "acknowledgement") {
       const notice = timelineEntry(message, nameOf); // in the feed: a live region, announced
       notice.classList.add("notice");
@@ -274,8 +294,6 @@ function nameOf(studentId) {
   return state.students.get(studentId)?.name || studentId;
 }
 
-const STATUS_WORDS = { open: "open", acknowledged: "acknowledged", confirmed: "confirmed misconduct", dismissed: "dismissed (false alarm)" };
-
 function addAlert(alert, live = false) {
   const known = state.alerts.has(alert.alert_id);
   state.alerts.set(alert.alert_id, { ...state.alerts.get(alert.alert_id), ...alert });
@@ -284,7 +302,7 @@ function addAlert(alert, live = false) {
     return;
   }
   const item = el("li", { class: `alert ${alert.severity || ""}`, dataset: { alert: alert.alert_id, type: alert.type } },
-    el("button", { type: "button", onclick: () => openAlert(alert.alert_id) },
+    el("button", { type: "button", onclick: () => alertView.open(alert.alert_id) },
       el("strong", {}, alert.type), " ",
       el("span", {}, nameOf(alert.student_id)), " ",
       el("span", { class: "status" }), " ",
@@ -314,33 +332,17 @@ function nextUnreviewed() {
   return open[0] || null;
 }
 
-async function openNext() {
-  const next = nextUnreviewed();
-  if (next) return openAlert(next.alert_id);
-  const where = $("#alert-view").open ? $("#review-status") : $("#feed-state");
-  show(where, "No unreviewed alert left.");
-  return undefined;
-}
-
 function wireKeys() {
   document.addEventListener("keydown", (event) => {
     if (event.ctrlKey || event.metaKey || event.altKey || !state.exam) return;
     const target = event.target;
     if (target.closest?.("textarea, select, input:not([type=radio]):not([type=checkbox])")) return;
-    const dialog = $("#alert-view");
     const key = event.key.toLowerCase();
-    if (dialog.open) {
-      const form = $("#review-form");
-      const decision = { c: "confirm", d: "dismiss", a: "acknowledge" }[key];
-      if (decision) {
-        form.querySelector(`input[value="${decision}"]`).checked = true;
-        form.querySelector(`input[value="${decision}"]`).focus();
-      } else if (key === "s" || key === "n") {
-        form.requestSubmit(form.querySelector(`button[value="${key === "n" ? "next" : "save"}"]`));
-      } else return;
+    if ($("#alert-view").open) {
+      if (!alertView.key(key)) return;
       event.preventDefault();
     } else if (!document.querySelector("dialog[open]")) {
-      if (key === "n") openNext();
+      if (key === "n") alertView.openNext();
       else if (event.key === "/") $("#grid-controls").elements.search.focus();
       else return;
       event.preventDefault();
@@ -359,231 +361,6 @@ function alertWhere(alert) {
 // TALKING: the chunk is the audio clip (the evidence video plays it); the seconds of speech
 function talkingWhere(alert) {
   return `chunk ${alert.sequence ?? "?"} · ${alert.speech_s} s of speech in ${alert.window_s} s`;
-}
-
-async function openAlert(alertId) {
-  let alert = state.alerts.get(alertId);
-  const dialog = $("#alert-view");
-  try { // the live message carries a summary; the alerts list has every number and review
-    const { alerts } = await api(`/exams/${enc(state.exam.exam_id)}/alerts?student_id=${enc(alert.student_id)}`);
-    alert = { ...alert, ...alerts.find((a) => a.alert_id === alertId) };
-    state.alerts.set(alertId, alert);
-  } catch (error) {
-    fail($("#review-status"), error);
-  }
-  renderHeading(alert);
-  show($("#alert-who"), `${nameOf(alert.student_id)} · ${alert.source || "camera"} chunks ${alert.first_sequence ?? "?"}–${alert.sequence ?? "?"} · ${when(alert.created_at)}`);
-  renderNumbers(alert);
-  renderReviews(alert);
-  const frame = $("#evidence-frame");
-  const video = $("#evidence-video");
-  const photo = $("#registered-photo");
-  frame.removeAttribute("src");
-  video.removeAttribute("src");
-  photo.removeAttribute("src");
-  photo.hidden = true; // until its link comes: no broken image while it loads or without one
-  $("#evidence-boxes").replaceChildren();
-  const form = $("#review-form");
-  form.dataset.alert = alertId;
-  form.reset(); // no decision chosen: C, D or A (or a click) chooses one
-  show($("#review-status"), "");
-  if (!dialog.open) dialog.showModal();
-  mountPanel($("#alert-actions"), state.exam.exam_id, alert.student_id, nameOf(alert.student_id));
-  try {
-    const evidence = await api(`/exams/${enc(state.exam.exam_id)}/alerts/${enc(alertId)}/evidence`);
-    frame.addEventListener("load", () => drawFaceBoxes(frame, alert.evidence?.face_details || []), { once: true });
-    frame.src = evidence.url;
-    if (evidence.chunk_url) video.src = evidence.chunk_url;
-  } catch (error) {
-    fail($("#review-status"), error);
-  }
-  try {
-    const registered = await api(`/exams/${enc(state.exam.exam_id)}/students/${enc(alert.student_id)}/photo`);
-    photo.src = registered.url;
-    photo.hidden = false;
-    show($("#registered-caption"), "The registered photo");
-  } catch (error) {
-    show($("#registered-caption"), error.status === 404 ? "No registered photo" : `Registered photo: ${error.message}`);
-  }
-}
-
-/** A box over the evidence frame for each face the analysis found (pixels of the frame). */
-function drawFaceBoxes(frame, faces) {
-  const width = frame.naturalWidth;
-  const height = frame.naturalHeight;
-  const boxes = faces.filter((f) => Array.isArray(f.box) && f.box.length === 4).map(({ box: [left, top, w, h] }) => {
-    const box = el("div", { class: "face-box" });
-    // CSSOM, not a style attribute: the pages' CSP has no 'unsafe-inline' for styles
-    Object.assign(box.style, {
-      left: `${(100 * left) / width}%`,
-      top: `${(100 * top) / height}%`,
-      width: `${(100 * w) / width}%`,
-      height: `${(100 * h) / height}%`,
-    });
-    return box;
-  });
-  $("#evidence-boxes").replaceChildren(...boxes);
-}
-
-function renderHeading(alert) {
-  const status = alert.status || "open";
-  const heading = $("#alert-heading");
-  show(heading, `${alert.type} (${alert.severity || "?"}), `, el("span", { class: "status" }, STATUS_WORDS[status] || status));
-  heading.dataset.status = status;
-}
-
-const NUMBERS = ["type", "severity", "first_sequence", "sequence", "chunks", "faces", "distance", "frame_time", "risk", "duration_s", "occurrences", "speech_s", "window_s"];
-
-function renderNumbers(alert) {
-  const rows = [];
-  for (const key of NUMBERS) {
-    if (alert[key] !== undefined && alert[key] !== null) rows.push([key, alert[key]]);
-  }
-  const evidence = alert.evidence || {};
-  if (typeof evidence.distance === "number" && typeof evidence.threshold === "number") {
-    // Identity in words: how far the face lies from the registered one, and from the line.
-    const margin = evidence.distance - evidence.threshold;
-    const side = margin > 0 ? "someone else's side" : "the student's side";
-    rows.push(["identity distance", `${evidence.distance.toFixed(3)} against a threshold of ${evidence.threshold.toFixed(2)}: ${Math.abs(margin).toFixed(3)} on ${side}`]);
-  }
-  const decided = {
-    frame: "the chunk's middle frame",
-    fallback: "the chunk's first frame (its middle frame showed no face, an unclear face or a turned stranger)",
-    repeat: `chunk ${evidence.repeat_of}'s analysis (the picture had not changed)`,
-  }[evidence.analysed];
-  if (decided) rows.push(["decided on", decided]);
-  const pairs = (list) => list.map(([key, value]) => [el("dt", {}, key), el("dd", {}, typeof value === "number" ? String(Math.round(value * 1000) / 1000) : String(value))]);
-  show($("#alert-numbers"), pairs(rows));
-  // every raw number of the evidence (face boxes, poses, ...) folded away: the rows above decide
-  const raw = Object.entries(flatten(evidence, "evidence"));
-  $("#alert-raw").hidden = raw.length === 0;
-  show($("#alert-raw summary"), `Every number of the evidence (${raw.length})`);
-  show($("#alert-evidence"), pairs(raw));
-}
-
-function flatten(value, prefix) {
-  const out = {};
-  if (value === null || typeof value !== "object") {
-    out[prefix] = value;
-    return out;
-  }
-  for (const [key, inner] of Object.entries(value)) Object.assign(out, flatten(inner, `${prefix}.${key}`));
-  return out;
-}
-
-function renderReviews(alert) {
-  const reviews = alert.reviews || [];
-  show($("#alert-reviews"), reviews.length
-    ? reviews.map((r) => el("li", {}, el("strong", {}, r.decision), ` by ${r.by === currentSession()?.claims.sub ? "you" : r.by} at ${when(r.at)}: `, el("span", { class: "note" }, r.note || "")))
-    : el("li", { class: "muted" }, "No review yet."));
-}
-
-function wireDialogs() {
-  $("#review-form").addEventListener("submit", async (event) => {
-    event.preventDefault();
-    const form = event.target;
-    const alertId = form.dataset.alert;
-    try {
-      const updated = await api(`/exams/${enc(state.exam.exam_id)}/alerts/${enc(alertId)}/review`, {
-        method: "POST",
-        json: { decision: form.decision.value, note: form.note.value },
-      });
-      state.alerts.set(alertId, { ...state.alerts.get(alertId), ...updated });
-      markReviewed(alertId);
-      alertsChanged();
-      if (event.submitter?.value === "next" && nextUnreviewed()) {
-        await openNext();
-        show($("#review-status"), `Saved: ${STATUS_WORDS[updated.status] || updated.status}. This is the next unreviewed alert.`);
-        return;
-      }
-      renderReviews(updated);
-      renderHeading(updated);
-      show($("#review-status"), `Saved: ${STATUS_WORDS[updated.status] || updated.status}.${event.submitter?.value === "next" ? " No unreviewed alert left." : ""}`);
-      form.reset();
-    } catch (error) {
-      fail($("#review-status"), error);
-    }
-  });
-  $("#student-view").addEventListener("close", () => {
-    state.open = null;
-    unmountPanel($("#student-actions"));
-  });
-  $("#alert-view").addEventListener("close", () => unmountPanel($("#alert-actions")));
-  $("#student-chat-form").addEventListener("submit", async (event) => {
-    event.preventDefault();
-    const form = event.target;
-    try {
-      const message = await api(`/exams/${enc(state.exam.exam_id)}/students/${enc(state.open)}/messages`, {
-        method: "POST",
-        json: { text: form.text.value },
-      });
-      form.reset();
-      renderChat([message], false);
-    } catch (error) {
-      fail($("#student-chat-status"), error);
-    }
-  });
-}
-
-// ---- one student ------------------------------------------------------------------------------
-
-async function openStudent(studentId) {
-  state.open = studentId;
-  const student = state.students.get(studentId) || { student_id: studentId, risk: 0 };
-  show($("#student-heading"), student.name || studentId);
-  show($("#student-summary"), `Risk ${Number(student.risk).toFixed(1)} · joined ${when(student.joined_at)} · ${student.registered_at ? "registered" : "not registered"} · id ${studentId}`);
-  show($("#student-chat"));
-  show($("#timeline"));
-  show($("#student-strip"));
-  show($("#student-alerts"));
-  show($("#student-interventions"));
-  const dialog = $("#student-view");
-  if (!dialog.open) dialog.showModal();
-  mountPanel($("#student-actions"), state.exam.exam_id, studentId, student.name || studentId);
-  const base = `/exams/${enc(state.exam.exam_id)}`;
-  try {
-    const [{ results }, { alerts }, { messages }] = await Promise.all([
-      api(`${base}/results?student_id=${enc(studentId)}`),
-      api(`${base}/alerts?student_id=${enc(studentId)}`),
-      api(`${base}/students/${enc(studentId)}/messages`),
-    ]);
-    results.sort((a, b) => (a.source + a.chunk_id).localeCompare(b.source + b.chunk_id));
-    show($("#timeline"), results.map((r) => el("tr", { class: r.status, dataset: { chunk: `${r.source}#${r.sequence}` } },
-      el("td", {}, `${r.source} ${r.sequence}`), el("td", {}, when(r.captured_at)), el("td", {}, r.status),
-      el("td", {}, r.faces ?? ""), el("td", {}, r.identity ?? ""), el("td", {}, r.risk === undefined ? "" : Number(r.risk).toFixed(1)))));
-    show($("#student-alerts"), alerts.map((a) => {
-      state.alerts.set(a.alert_id, { ...state.alerts.get(a.alert_id), ...a });
-      return el("li", { class: `alert ${a.severity || ""}` },
-        el("button", { type: "button", onclick: () => openAlert(a.alert_id) },
-          el("strong", {}, a.type), ` chunks ${a.first_sequence}–${a.sequence} · ${a.status}`));
-    }));
-    renderChat(messages, true);
-    renderTimeline(show($("#student-interventions")), messages, nameOf);
-    renderStrip($("#student-strip"), { results, alerts, messages }, {
-      onAlert: (alert) => openAlert(alert.alert_id),
-      onChunk: (row, byUser) => {
-        for (const current of $("#timeline").querySelectorAll("tr.current")) current.classList.remove("current");
-        const tr = $("#timeline").querySelector(`tr[data-chunk="${CSS.escape(`${row.source}#${row.sequence}`)}"]`);
-        if (tr) tr.classList.add("current");
-        if (tr && byUser) tr.scrollIntoView({ block: "nearest" });
-      },
-    });
-  } catch (error) {
-    fail($("#student-chat-status"), error);
-  }
-}
-
-function renderChat(messages, replace) {
-  const log = $("#student-chat");
-  if (replace) show(log);
-  for (const message of messages) {
-    if (message.kind !== "chat" || log.querySelector(`[data-id="${CSS.escape(message.message_id)}"]`)) continue;
-    const fromStudent = message.sender_id === message.student_id;
-    log.append(el("li", { class: fromStudent ? "theirs" : "mine", dataset: { id: message.message_id } },
-      el("span", { class: "who" }, fromStudent ? nameOf(message.student_id) : "You"), " ",
-      el("time", {}, when(message.created_at)), " ",
-      el("span", { class: "text" }, message.text)));
-  }
 }
 
 main().catch((error) => fail($("#signin-status"), error));

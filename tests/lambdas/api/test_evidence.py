@@ -18,7 +18,8 @@ import requests
 
 from proctoring.aws import sync_client
 from proctoring.settings import Settings
-from producer.scenario import load_scenario, render_chunks
+from producer.rendering import render_chunks
+from producer.scenario import load_scenario
 from tests.conftest import DATA, poll, require_data
 from tests.lambdas.api.conftest import Service
 

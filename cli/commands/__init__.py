@@ -1,0 +1,1 @@
+"""The ``proctor`` command's commands, one module per group; ``cli.main`` assembles them."""

@@ -1,0 +1,106 @@
+"""``proctor up``, ``proctor serve`` and ``proctor consume``: the local stack, the local exam
+service and the consumer worker, each until a signal stops it.
+
+``consume`` needs ``PROCTOR_ENDPOINT_URL`` locally, as printed by ``proctor up``,
+or real AWS credentials.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+from cli.base import run, settings_from, until_signalled
+from proctoring.logs import configure_logging
+
+__all__ = ["consume", "serve", "up"]
+
+
+@click.command()
+@click.option("--port", type=int, help="emulator port (default: a free one)")
+@click.option("--prefix", help="resource name prefix (default: proctor)")
+@click.option("--shards", type=int, default=2, show_default=True)
+@click.option(
+    "--router/--no-router",
+    default=True,
+    show_default=True,
+    help="run the chunk router (off for `proctor replay --mode events`)",
+)
+@click.option(
+    "--metrics-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="append the EMF metric lines here (for `proctor metrics`) instead of stdout",
+)
+def up(
+    port: int | None, prefix: str | None, shards: int, router: bool, metrics_file: Path | None
+) -> None:
+    """Start the local stack: emulator, resources, chunk router and consumer, until Ctrl-C."""
+    from infrastructure.emulator import Emulator
+    from infrastructure.local import provision
+
+    settings = settings_from(port=port, prefix=prefix)
+    configure_logging(settings)
+    with Emulator(settings.host, settings.port) as emulator:
+        settings = settings.model_copy(update={"endpoint_url": emulator.endpoint_url})
+        outputs = provision(settings, shard_count=shards)
+        settings = settings.model_copy(update={"alerts_topic_arn": outputs["AlertsTopicArn"]})
+
+        def announce() -> None:  # once Ctrl-C stops the stack cleanly
+            click.echo("Local stack is up. In another terminal:", err=True)
+            click.echo(f"export PROCTOR_ENDPOINT_URL={emulator.endpoint_url}")
+            click.echo(f"export PROCTOR_PREFIX={settings.prefix}")
+            click.echo(f"export PROCTOR_ALERTS_TOPIC_ARN={settings.alerts_topic_arn}")
+
+        with contextlib.ExitStack() as files:
+            sink: Callable[[str], None] = print
+            if metrics_file is not None:
+                stream = files.enter_context(metrics_file.open("a", buffering=1))
+                sink = lambda line: print(line, file=stream)  # noqa: E731
+            run(
+                until_signalled(
+                    settings, consumer=True, router=router, ready=announce, metrics_sink=sink
+                )
+            )
+    click.echo("local stack stopped", err=True)
+
+
+@click.command()
+@click.option("--port", type=int, help="emulator port (default: a free one)")
+@click.option("--api-port", type=int, help="API server port (default: a free one)")
+@click.option("--prefix", help="resource name prefix (default: proctor)")
+@click.option(
+    "--user",
+    "users",
+    multiple=True,
+    metavar="EMAIL:GROUP",
+    help="create this user (group proctor, student or admin) and print a token (repeatable)",
+)
+def serve(
+    port: int | None, api_port: int | None, prefix: str | None, users: tuple[str, ...]
+) -> None:
+    """The local exam service: stack, users, API server, forwarder, consumer, until Ctrl-C."""
+    from cli.serving import serve_locally
+
+    settings = settings_from(port=port, api_port=api_port, prefix=prefix, exam_gate=True)
+    configure_logging(settings)
+    run(serve_locally(settings, users=list(users), out=click.echo))
+    click.echo("exam service stopped", err=True)
+
+
+@click.command()
+@click.option(
+    "--kcl", is_flag=True, help="serve the KCL MultiLangDaemon protocol on stdin/stdout instead"
+)
+def consume(kcl: bool) -> None:
+    """Run the consumer worker (the ECS task) until SIGTERM."""
+    settings = settings_from()
+    configure_logging(settings)
+    if kcl:
+        from consumer.kcl import run as run_kcl
+
+        run_kcl(settings)
+        return
+    run(until_signalled(settings, consumer=True, router=False))
