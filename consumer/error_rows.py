@@ -58,16 +58,7 @@ class ErrorRows:
 
     async def record(self, *, reason: str, message: str, **fields: Any) -> None:
         """Write an errors row (``fields`` name where), count it, log it."""
-        now = self._now()
-        await self._tables.put_error(
-            {
-                **fields,
-                "reason": reason,
-                "message": message,
-                "created_at": now.isoformat(),
-                "expires_at": self._expiry(now),
-            }
-        )
+        await self._put(self._now(), **fields, reason=reason, message=message)
         self._metrics.add("ChunkErrors", Reason=reason)
         _log.error("bad input", reason=reason, error=message, stage=fields.get("stage"))
 
@@ -124,23 +115,21 @@ class ErrorRows:
                         error=f"processing failed {attempts} times; parked for replay",
                     )
                 )
-        row = {
-            "exam_id": exam_id,
-            "error_id": f"parked#{shard_id}#{record.sequence_number}",
-            "stage": "parked",
-            "reason": "poison",
-            "message": repr(error)[:2000],
-            "attempts": attempts,
-            "shard_id": shard_id,
-            "sequence_number": record.sequence_number,
-            "partition_key": record.partition_key,
-            "data": base64.b64encode(record.data).decode("ascii"),
-            "student_id": event.student_id if event else None,
-            "chunk_key": event.key if event else None,
-            "created_at": now.isoformat(),
-            "expires_at": self._expiry(now),
-        }
-        await self._tables.put_error({k: v for k, v in row.items() if v is not None})
+        await self._put(
+            now,
+            exam_id=exam_id,
+            error_id=f"parked#{shard_id}#{record.sequence_number}",
+            stage="parked",
+            reason="poison",
+            message=repr(error)[:2000],
+            attempts=attempts,
+            shard_id=shard_id,
+            sequence_number=record.sequence_number,
+            partition_key=record.partition_key,
+            data=base64.b64encode(record.data).decode("ascii"),
+            student_id=event.student_id if event else None,
+            chunk_key=event.key if event else None,
+        )
         self._metrics.add("RecordsParked")
         _log.error(
             "record parked",
@@ -148,4 +137,14 @@ class ErrorRows:
             sequence_number=record.sequence_number,
             attempts=attempts,
             error=repr(error)[:500],
+        )
+
+    async def _put(self, now: datetime, **fields: Any) -> None:
+        """Write an errors row made ``now``, with its expiry; a field that is None is left out."""
+        await self._tables.put_error(
+            {
+                **{k: v for k, v in fields.items() if v is not None},
+                "created_at": now.isoformat(),
+                "expires_at": self._expiry(now),
+            }
         )

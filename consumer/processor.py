@@ -170,11 +170,7 @@ class ChunkProcessor:
         ):
             outcome += counts
         if integrity:  # after the chunks: one writer of a student's session at a time
-            counted = await self._integrity.apply(integrity)
-            outcome.results += counted.results
-            outcome.errors += counted.errors
-            outcome.duplicates += counted.duplicates
-            outcome.alerts += counted.alerts
+            outcome += await self._integrity.apply(integrity)
         self._metrics.flush()
         return outcome
 
