@@ -29,6 +29,7 @@ from typing import Any
 import structlog
 
 from consumer.analyser import Policies
+from consumer.batch import BatchOutcome
 from consumer.outlet import Outlet
 from proctoring.integrity import INTEGRITY, IntegrityEvent
 from proctoring.rules import Accommodations, RuleState, risk_score
@@ -36,17 +37,9 @@ from proctoring.rules.integrity import IntegrityFinding, IntegrityState, judge
 from proctoring.rules.speech import SpeechState
 from proctoring.storage import Tables
 
-__all__ = ["IntegrityCounts", "IntegrityEvents"]
+__all__ = ["IntegrityEvents"]
 
 _log = structlog.get_logger(__name__)
-
-
-class IntegrityCounts:
-    def __init__(self) -> None:
-        self.results = 0
-        self.duplicates = 0
-        self.errors = 0
-        self.alerts = 0
 
 
 class IntegrityEvents:
@@ -63,9 +56,9 @@ class IntegrityEvents:
         self._policies = policies
         self._outlet = outlet
 
-    async def apply(self, events: Sequence[tuple[IntegrityEvent, str]]) -> IntegrityCounts:
+    async def apply(self, events: Sequence[tuple[IntegrityEvent, str]]) -> BatchOutcome:
         """``events``: each with its record's sequence number, in the stream's order."""
-        counts = IntegrityCounts()
+        counts = BatchOutcome()
         by_student: dict[tuple[str, str], list[tuple[IntegrityEvent, str]]] = defaultdict(list)
         for event, sequence_number in events:
             by_student[(event.exam_id, event.student_id)].append((event, sequence_number))
@@ -74,7 +67,7 @@ class IntegrityEvents:
         return counts
 
     async def _student(
-        self, events: list[tuple[IntegrityEvent, str]], counts: IntegrityCounts
+        self, events: list[tuple[IntegrityEvent, str]], counts: BatchOutcome
     ) -> None:
         first = events[0][0]
         session = await self._tables.get_session(first.exam_id, first.student_id) or {

@@ -29,8 +29,8 @@ import structlog
 from amazon_kclpy import kcl
 from amazon_kclpy.v3 import processor as kcl_processor
 
+from consumer.batch import Record
 from consumer.poison import BatchRunner
-from consumer.processor import Record
 from consumer.wiring import open_consumer
 from proctoring.aws import async_clients
 from proctoring.metrics import Metrics

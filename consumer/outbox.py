@@ -35,13 +35,27 @@ _INTERNAL = frozenset({"published", "outbox", "message_id"})  # bookkeeping, not
 
 
 class AlertPublisher:
-    """Publishes an alert row to the alerts topic and marks it published."""
+    """Creates an alert row once, publishes it to the alerts topic and marks it published."""
 
     def __init__(self, sns: Any, tables: Tables, topic_arn: str, *, timeout: float = 10.0) -> None:
         self._sns = sns
         self._tables = tables
         self._topic_arn = topic_arn
         self._timeout = timeout
+
+    async def deliver(self, alert: dict[str, Any]) -> bool:
+        """Create the alert once and publish it; False when a replay finds it published.
+
+        The row is created only if absent (the alert id is deterministic); a row left in the
+        outbox by a worker that died before publishing is published now.
+        """
+        if not await self._tables.create_alert(alert):
+            existing = await self._tables.get_alert(alert["exam_id"], alert["alert_id"])
+            if existing is None or existing.get("published"):
+                return False
+            alert = existing
+        await self.publish(alert)
+        return True
 
     async def publish(self, row: dict[str, Any]) -> None:
         alert = {k: v for k, v in row.items() if k not in _INTERNAL}

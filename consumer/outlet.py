@@ -1,13 +1,15 @@
 """What the consumer's stages write through: one bundle the processor makes once.
 
-The chunk stage (``consumer.processor``), the browser's events (``consumer.integrity``) and
+A chunk's results (``consumer.results``), the browser's events (``consumer.integrity``) and
 a student's speech (``consumer.speech``) raise alerts and record errors the same way:
 
 - :meth:`Outlet.alert` builds an alert's item (``rules.alert_item``) at the outlet's clock,
   with its expiry;
-- :meth:`Outlet.raise_alert` creates and publishes it once (``deliver``: False when a replay
-  finds it published), counts ``AlertsRaised`` and logs ``alert raised``;
-- ``record_error`` writes a row of the errors table a human can inspect.
+- :meth:`Outlet.raise_alert` creates and publishes it once (``deliver``, in the processor
+  ``consumer.outbox.AlertPublisher.deliver``: False when a replay finds it published),
+  counts ``AlertsRaised`` and logs ``alert raised``;
+- ``record_error`` writes a row of the errors table a human can inspect
+  (``consumer.error_rows.ErrorRows.record``).
 """
 
 from __future__ import annotations

@@ -27,7 +27,8 @@ import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 from tenacity.wait import wait_exponential_jitter
 
-from consumer.processor import BatchFailed, BatchOutcome, ChunkProcessor, Record
+from consumer.batch import BatchFailed, BatchOutcome, Record
+from consumer.processor import ChunkProcessor
 from proctoring.metrics import Metrics
 from proctoring.settings import Settings
 

@@ -31,9 +31,9 @@ from typing import Any
 import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
+from consumer.batch import Record
 from consumer.leases import SHARD_END, TRIM_HORIZON, LeaseCoordinator, LeaseLost
 from consumer.poison import BatchRunner
-from consumer.processor import Record
 from proctoring.metrics import Metrics
 from proctoring.settings import Settings
 from proctoring.waiting import wait_any

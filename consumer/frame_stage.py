@@ -1,0 +1,289 @@
+"""The frame stage: one chunk from its S3 object to a stored evidence frame.
+
+Per chunk, concurrently (at most ``PROCTOR_CONCURRENCY`` at once), :meth:`FrameStage.run`:
+
+1. GETs the chunk (within the size limit; the S3 version read is kept), hashes its
+   bytes (``chunk_sha256``);
+2. reads the sequence's result row: a *different* object than the one it was written
+   for (``another_object``: another key, or other bytes under the same key) is not
+   extracted at all - the chunk goes on as a second object (``Chunk.first``);
+3. in the process pool, one job (``frame_and_thumbnail``): one upright frame (the middle
+   one by default), its 32x32 thumbnail for the schedule and, with the policy's
+   ``audio: true``, the speech in the audio track (``consumer.speech``);
+4. stores the JPEG under ``frames/<exam>/<student>/<source>/<seq>.jpg`` with
+   ``If-None-Match: *``: a re-delivery finds the frame written first and keeps it, and
+   the hash returned is the stored frame's (``frame_sha256``).
+
+With the middle frame, the chunk's first frame is the fallback when the middle one
+shows no face: ``FirstFrame`` extracts it only when the analyser asks, and
+:meth:`FrameStage.store_fallback` stores it under a key of its own.
+
+Bad input (``too_large``, ``missing_object``, a chunk that is empty, not video or
+truncated) comes back as ``Chunk.error``; AWS failures raise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+import structlog
+from botocore.exceptions import ClientError
+
+from consumer.analyser import Analysed, Policies
+from consumer.batch import Record
+from consumer.speech import Heard, hear
+from proctoring.analysis.scheduling import thumbnail
+from proctoring.events import ChunkEvent, InvalidEvent
+from proctoring.frames import Frame, FrameError, extract_frame
+from proctoring.metrics import Metrics
+from proctoring.settings import Settings
+from proctoring.storage import Tables
+
+__all__ = [
+    "Chunk",
+    "FirstFrame",
+    "FrameStage",
+    "another_object",
+    "frame_and_thumbnail",
+    "frame_key",
+]
+
+_log = structlog.get_logger(__name__)
+
+
+class FirstFrame:
+    """A chunk's first frame, the fallback when its middle frame shows no face.
+
+    Extracted only when asked (the chunk fetched again): most chunks show a face in
+    the middle frame, and extracting the first one up front cost every chunk a second
+    decode and JPEG (docs/benchmarks.md). Asked again, it answers from memory.
+    """
+
+    def __init__(self, load: Callable[[], Awaitable[Frame]]) -> None:
+        self._load = load
+        self.frame: Frame | None = None
+
+    async def jpeg(self) -> bytes | None:
+        if self.frame is None:
+            try:
+                self.frame = await self._load()
+            except FrameError as exc:  # gone or unreadable since the middle frame: none
+                _log.warning("first frame unavailable", reason=exc.reason, error=str(exc))
+                return None
+        return self.frame.jpeg
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One chunk event on its way through the stages: what each stage found."""
+
+    event: ChunkEvent
+    record: Record
+    frame: Frame | None = None
+    frame_key: str | None = None
+    thumb: bytes | None = None
+    fallback: FirstFrame | None = None
+    analysed: Analysed | None = None
+    error: FrameError | InvalidEvent | None = None
+    digest: str | None = None  # SHA-256 of the chunk's bytes as read
+    version: str | None = None  # the S3 version read (versioned bucket)
+    frame_digest: str | None = None
+    frame_version: str | None = None
+    first: dict[str, Any] | None = None  # the sequence's earlier result: this is a second object
+    heard: Heard = None  # the speech in its audio track (policy ``audio: true``)
+
+
+def frame_and_thumbnail(
+    data: bytes, *, max_pixels: int, position: Literal["first", "middle"], speech: bool = False
+) -> tuple[Frame, bytes, Heard]:
+    """Process-pool job: the frame to analyse, its 32x32 grey thumbnail (for the schedule)
+    and, when asked, the speech in the chunk's audio."""
+    frame = extract_frame(data, max_pixels=max_pixels, position=position)
+    return frame, thumbnail(frame.jpeg), hear(data) if speech else None
+
+
+def frame_key(event: ChunkEvent, variant: str = "") -> str:
+    """Where a chunk's frame is stored in the frames bucket (``variant``: ``first``)."""
+    suffix = f".{variant}" if variant else ""
+    return (
+        f"frames/{event.exam_id}/{event.student_id}/{event.source}/{event.sequence:06d}{suffix}.jpg"
+    )
+
+
+def another_object(first: dict[str, Any] | None, event: ChunkEvent, digest: str | None) -> bool:
+    """Whether ``event`` is a different object than the one ``first`` (the sequence's result
+    row) was written for: another key, or other bytes under the same key. A parked row gives
+    way to its replay; a row without a hash (the object could not be read) is compared by key."""
+    if first is None or (first.get("status"), first.get("error_reason")) == ("error", "parked"):
+        return False
+    if first.get("chunk_key") != event.key:
+        return True
+    known = first.get("chunk_sha256")
+    return known is not None and digest is not None and known != digest
+
+
+class FrameStage:
+    """See the module docstring. One per processor; its semaphore bounds the chunks in flight."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        s3: Any,
+        tables: Tables,
+        policies: Policies,
+        executor: Executor,
+        metrics: Metrics,
+    ) -> None:
+        self._settings = settings
+        self._s3 = s3
+        self._tables = tables
+        self._policies = policies
+        self._executor = executor
+        self._metrics = metrics
+        self._slots = asyncio.Semaphore(settings.concurrency)
+
+    async def run(self, event: ChunkEvent, record: Record) -> Chunk:
+        """The chunk with its frame stored, or with why it has none (``error``, ``first``)."""
+        with structlog.contextvars.bound_contextvars(
+            exam=event.exam_id, student=event.student_id, source=event.source, seq=event.sequence
+        ):
+            async with self._slots:
+                try:
+                    data, version = await self._fetch(event)
+                    digest = hashlib.sha256(data).hexdigest()
+                    first = await self._tables.get_result(
+                        event.session_id, f"{event.source}#{event.sequence:06d}"
+                    )
+                    if another_object(first, event, digest):
+                        return Chunk(event, record, digest=digest, version=version, first=first)
+                    loop = asyncio.get_running_loop()
+                    started = time.perf_counter()
+                    frame, thumb, heard = await loop.run_in_executor(
+                        self._executor,
+                        functools.partial(
+                            frame_and_thumbnail,
+                            data,
+                            max_pixels=self._settings.max_frame_pixels,
+                            position=self._settings.frame_position,
+                            speech=(await self._policies.get(event.exam_id)).audio,
+                        ),
+                    )
+                    self._metrics.add(
+                        "FrameExtractionMs", (time.perf_counter() - started) * 1000, "Milliseconds"
+                    )
+                except (FrameError, InvalidEvent) as exc:
+                    return Chunk(event, record, error=exc)
+                key = frame_key(event)
+                frame_digest, frame_version = await self._store_evidence(key, frame.jpeg)
+                return Chunk(
+                    event,
+                    record,
+                    frame=frame,
+                    frame_key=key,
+                    digest=digest,
+                    version=version,
+                    frame_digest=frame_digest,
+                    frame_version=frame_version,
+                    thumb=thumb,
+                    heard=heard,
+                    fallback=self._first_frame(event)
+                    if self._settings.frame_position == "middle" and frame.time > 0
+                    else None,
+                )
+
+    async def store_fallback(self, chunk: Chunk) -> Chunk:
+        """The first frame was analysed instead of the middle one: it is the evidence, under
+        a key of its own (the middle frame's is written once and stays)."""
+        assert chunk.fallback is not None and chunk.fallback.frame is not None
+        key = frame_key(chunk.event, "first")
+        digest, version = await self._store_evidence(key, chunk.fallback.frame.jpeg)
+        return replace(
+            chunk,
+            frame=chunk.fallback.frame,
+            frame_key=key,
+            frame_digest=digest,
+            frame_version=version,
+        )
+
+    def _first_frame(self, event: ChunkEvent) -> FirstFrame:
+        async def load() -> Frame:
+            data, _ = await self._fetch(event)
+            loop = asyncio.get_running_loop()
+            frame: Frame = await loop.run_in_executor(
+                self._executor,
+                functools.partial(
+                    extract_frame,
+                    data,
+                    max_pixels=self._settings.max_frame_pixels,
+                    position="first",
+                ),
+            )
+            return frame
+
+        return FirstFrame(load)
+
+    async def _store_evidence(self, key: str, jpeg: bytes) -> tuple[str, str | None]:
+        """Store a frame unless its key exists (``If-None-Match: *``); its SHA-256 and version.
+
+        When the key exists (a re-delivery of the same chunk), the stored frame stays and
+        its own hash is returned: the evidence is whatever was written first.
+        """
+        bucket = self._settings.names.frames_bucket
+        try:
+            response = await self._call(
+                self._s3.put_object(
+                    Bucket=bucket, Key=key, Body=jpeg, ContentType="image/jpeg", IfNoneMatch="*"
+                )
+            )
+            return hashlib.sha256(jpeg).hexdigest(), response.get("VersionId")
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in ("PreconditionFailed", "412"):
+                raise
+        existing = await self._call(self._s3.get_object(Bucket=bucket, Key=key))
+        async with existing["Body"] as body:
+            stored: bytes = await body.read()
+        digest = hashlib.sha256(stored).hexdigest()
+        if stored != jpeg:
+            _log.warning("evidence frame kept: this delivery's frame differs", frame=key)
+            self._metrics.add("EvidenceKept")
+        return digest, existing.get("VersionId")
+
+    async def _fetch(self, event: ChunkEvent) -> tuple[bytes, str | None]:
+        """The chunk's bytes and the S3 version they are (None in an unversioned bucket)."""
+        limit = self._settings.max_chunk_bytes
+        if event.size > limit:
+            raise FrameError(
+                f"chunk is {event.size} bytes, over the {limit} limit", reason="too_large"
+            )
+        try:
+            response = await self._call(self._s3.get_object(Bucket=event.bucket, Key=event.key))
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            if code in ("NoSuchKey", "404", "NoSuchBucket"):
+                raise FrameError(
+                    f"chunk s3://{event.bucket}/{event.key} does not exist ({code})",
+                    reason="missing_object",
+                ) from exc
+            raise
+        if response["ContentLength"] > limit:
+            response["Body"].close()
+            raise FrameError(
+                f"chunk is {response['ContentLength']} bytes, over the {limit} limit",
+                reason="too_large",
+            )
+        async with response["Body"] as body:
+            data: bytes = await body.read()
+        version = response.get("VersionId")
+        return data, None if version in (None, "null") else str(version)
+
+    async def _call(self, awaitable: Any) -> Any:
+        async with asyncio.timeout(self._settings.call_timeout):
+            return await awaitable
