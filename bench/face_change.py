@@ -1,8 +1,8 @@
 """``python -m bench.face_change``: how far a face's crop moves, same person or another.
 
-The schedule checks identity again when a face's crop (``scheduling.face_thumbnail``)
+The schedule checks identity again when a face's crop (``likeness.face_thumbnail``)
 differs from the one at the last identity check by more than ``face_change_above``
-grey levels (``scheduling.face_difference``). This measures that difference on the
+grey levels (``likeness.face_difference``). This measures that difference on the
 people of ``../shared/data``, split by person into two halves:
 
 - **same person moving**: two frames of one recording, 1 s or more apart (up to the
@@ -34,7 +34,7 @@ import numpy as np
 from PIL import Image
 
 from proctoring.analysis.describe import describe_frame
-from proctoring.analysis.scheduling import (
+from proctoring.analysis.likeness import (
     _COLOUR_SCALE,
     _LAYOUT_SCALE,
     FACE_CHANGE_ABOVE,

@@ -39,7 +39,7 @@ from botocore.exceptions import ClientError
 from consumer.analyser import Analysed, Policies
 from consumer.batch import Record
 from consumer.speech import Heard, hear
-from proctoring.analysis.scheduling import thumbnail
+from proctoring.analysis.likeness import thumbnail
 from proctoring.events import ChunkEvent, InvalidEvent
 from proctoring.frames import Frame, FrameError, extract_frame
 from proctoring.metrics import Metrics

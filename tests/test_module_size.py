@@ -15,8 +15,6 @@ PACKAGES = ("proctoring", "consumer", "producer", "lambdas", "infrastructure", "
 LIMIT = 400
 MARK = "Over 400 lines on purpose:"
 TOP = 15  # lines: the reason stands in the module's first paragraph
-BEING_SPLIT = {"consumer/processor.py", "proctoring/analysis/scheduling.py"}
-"""Split in a parallel branch of issue 17; each leaves this set when it is done."""
 
 
 def sources(root: Path) -> list[Path]:
@@ -36,15 +34,10 @@ def unexplained(root: Path) -> list[str]:
 
 
 def test_no_module_over_400_lines_without_the_reason_at_its_top() -> None:
-    long = [entry for entry in unexplained(ROOT) if entry.split(":")[0] not in BEING_SPLIT]
+    long = unexplained(ROOT)
     assert not long, (
         f"over {LIMIT} lines: split by concern, or say why at the top ({MARK!r} ...): {long}"
     )
-
-
-def test_a_module_done_being_split_leaves_the_list() -> None:
-    still = {entry.split(":")[0] for entry in unexplained(ROOT)}
-    assert still >= BEING_SPLIT, f"no longer over {LIMIT} lines unexplained: {BEING_SPLIT - still}"
 
 
 def test_the_check_finds_a_long_module_and_accepts_its_reason(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ import numpy as np
 from proctoring.analysis.base import DetectedObject, FaceDetail, Plan
 from proctoring.analysis.faces import _box, _decode, _models
 from proctoring.analysis.gaze import gaze_direction, pupil_ratio
+from proctoring.analysis.likeness import face_thumbnail
 from proctoring.analysis.objects import DetectorConfig, detect_objects
 from proctoring.analysis.pose import (
     EYES_OPEN_RATIO,
@@ -28,7 +29,7 @@ from proctoring.analysis.pose import (
     mouth_aspect_ratio,
 )
 from proctoring.analysis.quality import face_quality
-from proctoring.analysis.scheduling import face_thumbnail, identity_wanted
+from proctoring.analysis.scheduling import identity_wanted
 
 __all__ = ["LocalFrame", "describe_frame"]
 

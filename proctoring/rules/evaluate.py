@@ -44,26 +44,23 @@ objects are ``unavailable`` they are listed by :func:`unavailable_rules`.
 the state with the student's session in DynamoDB.
 
 Chunks may arrive out of order (S3 notifications and the router's retries keep
-no order): a chunk up to :data:`WINDOW` chunks older than the newest is judged in
-its place. The state keeps what each of the last :data:`WINDOW` chunks said of
-each rule (:class:`_Entry`, a few bytes: the conditions, not the frame) and the
-streaks before them; every chunk folds the window again from there, and an
-incident that opens in the fold is a finding unless one already raised lies
-within it (the same incident, possibly now seen to start earlier, is never
-alerted twice). A chunk older than the window, or one judged already, changes
-nothing.
+none): the state keeps what the last :data:`WINDOW` chunks said (``rules.window``)
+and every chunk folds them again in sequence order, so a late one is judged in its
+place; an incident opening in the fold is a finding unless one raised already lies
+within it. A chunk older than the window, or judged already, changes nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from proctoring.analysis.base import FaceDetail, Identity, ObjectsStatus
 from proctoring.analysis.gaze import gaze_direction
 from proctoring.rules.policy import DEFAULT_SEVERITIES, OBJECT_RULES, Policy, Severity
+from proctoring.rules.window import Entry, Streak, fold, streaks_from_dict, streaks_to_dict
 
 __all__ = [
     "RULES",
@@ -104,81 +101,14 @@ class Observation:
     objects_status: ObjectsStatus = "skipped"
 
 
-@dataclass(frozen=True)
-class _Streak:
-    count: int = 0
-    first: int = -1  # sequence where the streak started
-    open: bool = False  # an incident (alert) is open for this streak
-
-
-_CODE = {True: "y", False: "n", None: "-"}
-_DECODE = {v: k for k, v in _CODE.items()}
-_SEVERITY_CODE = {"high": "h", "medium": "m", "low": "l"}
-_SEVERITY_DECODE: dict[str, Severity] = {"h": "high", "m": "medium", "l": "low"}
-
-
-@dataclass(frozen=True)
-class _Entry:
-    """What one chunk said of each rule: the condition (the student alone / someone
-    else's face on camera, which the streaks decide in the fold) and its severity."""
-
-    sequence: int
-    mismatch: bool | None
-    holds: dict[str, tuple[bool | None, bool | None, Severity]]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "s": self.sequence,
-            "m": _CODE[self.mismatch],
-            "h": {
-                rule: _CODE[alone] + _CODE[stranger] + _SEVERITY_CODE[severity]
-                for rule, (alone, stranger, severity) in self.holds.items()
-            },
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> _Entry:
-        return cls(
-            sequence=int(data["s"]),
-            mismatch=_DECODE[str(data["m"])],
-            holds={
-                rule: (_DECODE[code[0]], _DECODE[code[1]], _SEVERITY_DECODE[code[2]])
-                for rule, code in dict(data.get("h", {})).items()
-            },
-        )
-
-
-def _entry(obs: Observation, policy: Policy) -> _Entry:
+def _entry(obs: Observation, policy: Policy) -> Entry:
     holds = {}
     for rule in RULES:
         alone = _condition(rule, obs, policy, stranger=False)
         stranger = _condition(rule, obs, policy, stranger=True)
         if alone is not None or stranger is not None:
             holds[rule] = (alone, stranger, _severity(rule, obs, policy))
-    mismatch = _condition("FACE_MISMATCH", obs, policy, stranger=False)
-    return _Entry(obs.sequence, mismatch, holds)
-
-
-@dataclass(frozen=True)
-class _Opening:
-    """An incident that opened in a fold: from ``first``, alerted at ``at``, held to ``end``."""
-
-    rule: str
-    first: int
-    at: int
-    end: int
-    chunks: int
-    severity: Severity
-
-
-def _streaks_dict(streaks: dict[str, _Streak]) -> dict[str, Any]:
-    return {r: {"count": s.count, "first": s.first, "open": s.open} for r, s in streaks.items()}
-
-
-def _streaks_of(data: dict[str, Any]) -> dict[str, _Streak]:
-    return {
-        rule: _Streak(int(s["count"]), int(s["first"]), bool(s["open"])) for rule, s in data.items()
-    }
+    return Entry(obs.sequence, _condition("FACE_MISMATCH", obs, policy, stranger=False), holds)
 
 
 @dataclass(frozen=True)
@@ -186,13 +116,13 @@ class RuleState:
     """Per student and source: where each rule's streak stands, and incidents so far."""
 
     last_sequence: int = -1
-    streaks: dict[str, _Streak] = field(default_factory=dict)
+    streaks: dict[str, Streak] = field(default_factory=dict)
     incidents: dict[str, int] = field(default_factory=dict)
-    window: tuple[_Entry, ...] = ()
+    window: tuple[Entry, ...] = ()
     """The last :data:`WINDOW` chunks judged, in sequence order."""
     base_sequence: int | None = None
     """The newest chunk before the window (None: ``last_sequence``, an empty window)."""
-    base_streaks: dict[str, _Streak] | None = None
+    base_streaks: dict[str, Streak] | None = None
     """The streaks after ``base_sequence`` (None: ``streaks``)."""
     raised: tuple[tuple[str, int], ...] = ()
     """(rule, chunk) of each alert raised within the window."""
@@ -213,7 +143,7 @@ class RuleState:
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
             "last_sequence": self.last_sequence,
-            "streaks": _streaks_dict(self.streaks),
+            "streaks": streaks_to_dict(self.streaks),
             "incidents": dict(self.incidents),
         }
         if self.window:
@@ -222,7 +152,7 @@ class RuleState:
         if self.base_sequence is not None:
             data["base"] = {
                 "sequence": self.base_sequence,
-                "streaks": _streaks_dict(self.base_streaks or {}),
+                "streaks": streaks_to_dict(self.base_streaks or {}),
             }
         return data
 
@@ -233,11 +163,11 @@ class RuleState:
         base = data.get("base")
         return cls(
             last_sequence=int(data.get("last_sequence", -1)),
-            streaks=_streaks_of(data.get("streaks", {})),
+            streaks=streaks_from_dict(data.get("streaks", {})),
             incidents={rule: int(n) for rule, n in data.get("incidents", {}).items()},
-            window=tuple(_Entry.from_dict(e) for e in data.get("window", [])),
+            window=tuple(Entry.from_dict(e) for e in data.get("window", [])),
             base_sequence=None if base is None else int(base["sequence"]),
-            base_streaks=None if base is None else _streaks_of(base.get("streaks", {})),
+            base_streaks=None if base is None else streaks_from_dict(base.get("streaks", {})),
             raised=tuple((str(rule), int(at)) for rule, at in data.get("raised", [])),
         )
 
@@ -386,7 +316,7 @@ def evaluate(
     window = tuple(sorted((*state.window, _entry(obs, policy)), key=lambda e: e.sequence))
     base_sequence = state.last_sequence if state.base_sequence is None else state.base_sequence
     base_streaks = state.streaks if state.base_streaks is None else state.base_streaks
-    streaks, openings = _fold(base_streaks, window, policy)
+    streaks, openings = fold(base_streaks, window, policy)
     new = [
         o
         for o in openings
@@ -397,7 +327,7 @@ def evaluate(
         incidents[opening.rule] = incidents.get(opening.rule, 0) + 1
     raised = (*state.raised, *((o.rule, o.at) for o in new))
     while len(window) > WINDOW:  # the oldest chunk leaves the window: the base moves on
-        base_streaks, _ = _fold(base_streaks, window[:1], policy)
+        base_streaks, _ = fold(base_streaks, window[:1], policy)
         base_sequence, window = window[0].sequence, window[1:]
     state = RuleState(
         last_sequence=max(state.last_sequence, obs.sequence),
@@ -409,51 +339,6 @@ def evaluate(
         raised=tuple((rule, at) for rule, at in raised if at > base_sequence),
     )
     return state, [Finding(o.rule, o.severity, o.at, o.first, o.chunks) for o in new]
-
-
-def _fold(
-    streaks: dict[str, _Streak], window: tuple[_Entry, ...], policy: Policy
-) -> tuple[dict[str, _Streak], list[_Opening]]:
-    """The streaks after the window's chunks, in order, and the incidents that opened."""
-    streaks = dict(streaks)
-    openings: list[_Opening] = []
-    running: dict[str, int] = {}  # rule -> its opening still held, in ``openings``
-    for entry in window:
-        # Whose face it is: a mismatch on this chunk, or one not ended by a match since.
-        stranger = bool(entry.mismatch) or (
-            entry.mismatch is None and streaks.get("FACE_MISMATCH", _Streak()).count > 0
-        )
-        for rule in RULES:
-            if rule not in policy.enabled_rules:
-                streaks.pop(rule, None)
-                running.pop(rule, None)
-                continue
-            alone, other, severity = entry.holds.get(rule, (None, None, "low"))
-            holds = other if stranger else alone
-            if holds is None:
-                continue
-            streak = streaks.get(rule, _Streak())
-            if not holds:
-                streaks[rule] = _Streak()
-                running.pop(rule, None)
-                continue
-            streak = _Streak(
-                count=streak.count + 1,
-                first=entry.sequence if streak.count == 0 else streak.first,
-                open=streak.open,
-            )
-            if streak.count >= policy.tolerance_for(rule) and not streak.open:
-                streak = replace(streak, open=True)
-                running[rule] = len(openings)
-                openings.append(
-                    _Opening(
-                        rule, streak.first, entry.sequence, entry.sequence, streak.count, severity
-                    )
-                )
-            elif rule in running:
-                openings[running[rule]] = replace(openings[running[rule]], end=entry.sequence)
-            streaks[rule] = streak
-    return streaks, openings
 
 
 def risk_score(states: list[RuleState], policy: Policy | None = None) -> float:

@@ -7,20 +7,22 @@ import io
 from PIL import Image
 
 from proctoring.analysis.base import FaceDetail
-from proctoring.analysis.scheduling import (
+from proctoring.analysis.likeness import (
     FACE_CHANGE_ABOVE,
+    face_difference,
+    face_thumbnail,
+    faces_content_changed,
+    frame_difference,
+    thumbnail,
+)
+from proctoring.analysis.scheduling import (
     Cadence,
     ScheduleState,
     advance,
     decide,
-    face_difference,
-    face_thumbnail,
     faces_changed,
-    faces_content_changed,
-    frame_difference,
     signature,
     signature_changed,
-    thumbnail,
 )
 
 FACE = FaceDetail(box=(100, 80, 120, 120), yaw=2.0, gaze="center", brightness=50, sharpness=70)
