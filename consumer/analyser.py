@@ -32,6 +32,7 @@ import structlog
 from proctoring.analysis.base import API_NAMES, Engine, FrameAnalysis
 from proctoring.analysis.scheduling import Cadence, Decision, ScheduleState, advance, decide
 from proctoring.events import ChunkEvent
+from proctoring.metric_names import MetricName
 from proctoring.metrics import Metrics
 from proctoring.rules import (
     OBJECT_RULES,
@@ -234,7 +235,9 @@ class StudentAnalyser:
                         objects=analysis.objects,
                         objects_status=analysis.objects_status,
                     )
-            self._metrics.add("AnalysisMs", (time.perf_counter() - started) * 1000, "Milliseconds")
+            self._metrics.add(
+                MetricName.AnalysisMs, (time.perf_counter() - started) * 1000, "Milliseconds"
+            )
         obs = observation(event.sequence, analysis)
         new_state, findings = evaluate(state, obs, self.policy)
         unavailable = unavailable_rules(obs, self.policy)
@@ -263,7 +266,7 @@ class StudentAnalyser:
             for api, count in calls.items():
                 self._calls[api] += count
                 if count:
-                    self._metrics.add("RekognitionCalls", count, Api=api)
+                    self._metrics.add(MetricName.RekognitionCalls, count, Api=api)
             self._naive += len(API_NAMES)
             self._seconds += self._chunk_seconds
             self._unavailable |= set(unavailable)

@@ -31,6 +31,7 @@ from consumer.batch import Record
 from consumer.frame_stage import Chunk
 from consumer.results import result_row
 from proctoring.events import ChunkEvent, InvalidEvent
+from proctoring.metric_names import MetricName
 from proctoring.metrics import Metrics
 from proctoring.storage import StorageError, Tables
 
@@ -59,7 +60,7 @@ class ErrorRows:
     async def record(self, *, reason: str, message: str, **fields: Any) -> None:
         """Write an errors row (``fields`` name where), count it, log it."""
         await self._put(self._now(), **fields, reason=reason, message=message)
-        self._metrics.add("ChunkErrors", Reason=reason)
+        self._metrics.add(MetricName.ChunkErrors, Reason=reason)
         _log.error("bad input", reason=reason, error=message, stage=fields.get("stage"))
 
     async def bad_event(self, record: Record, exc: InvalidEvent, shard_id: str) -> None:
@@ -130,7 +131,7 @@ class ErrorRows:
             student_id=event.student_id if event else None,
             chunk_key=event.key if event else None,
         )
-        self._metrics.add("RecordsParked")
+        self._metrics.add(MetricName.RecordsParked)
         _log.error(
             "record parked",
             shard=shard_id,

@@ -42,6 +42,7 @@ from consumer.speech import Heard, hear
 from proctoring.analysis.likeness import thumbnail
 from proctoring.events import ChunkEvent, InvalidEvent
 from proctoring.frames import Frame, FrameError, extract_frame
+from proctoring.metric_names import MetricName
 from proctoring.metrics import Metrics
 from proctoring.settings import Settings
 from proctoring.storage import Tables
@@ -177,7 +178,9 @@ class FrameStage:
                         ),
                     )
                     self._metrics.add(
-                        "FrameExtractionMs", (time.perf_counter() - started) * 1000, "Milliseconds"
+                        MetricName.FrameExtractionMs,
+                        (time.perf_counter() - started) * 1000,
+                        "Milliseconds",
                     )
                 except (FrameError, InvalidEvent) as exc:
                     return Chunk(event, record, error=exc)
@@ -253,7 +256,7 @@ class FrameStage:
         digest = hashlib.sha256(stored).hexdigest()
         if stored != jpeg:
             _log.warning("evidence frame kept: this delivery's frame differs", frame=key)
-            self._metrics.add("EvidenceKept")
+            self._metrics.add(MetricName.EvidenceKept)
         return digest, existing.get("VersionId")
 
     async def _fetch(self, event: ChunkEvent) -> tuple[bytes, str | None]:

@@ -32,6 +32,7 @@ from consumer.analyser import Policies
 from consumer.batch import BatchOutcome
 from consumer.outlet import Outlet
 from proctoring.integrity import INTEGRITY, IntegrityEvent
+from proctoring.metric_names import MetricName
 from proctoring.rules import Accommodations, RuleState, risk_score
 from proctoring.rules.integrity import IntegrityFinding, IntegrityState, judge
 from proctoring.rules.speech import SpeechState
@@ -87,10 +88,10 @@ class IntegrityEvents:
                     counts.duplicates += 1
                     counts.errors += 1
                     await self._error(event, sequence_number, "duplicate_event", "sent again")
-                    self._outlet.metrics.add("IntegrityDuplicates")
+                    self._outlet.metrics.add(MetricName.IntegrityDuplicates)
                     continue
                 counts.results += 1
-                self._outlet.metrics.add("IntegrityEvents", Kind=event.kind)
+                self._outlet.metrics.add(MetricName.IntegrityEvents, Kind=event.kind)
                 if event.seq < state.last_seq:
                     counts.errors += 1
                     await self._error(

@@ -24,6 +24,7 @@ from typing import Any
 
 import structlog
 
+from proctoring.metric_names import MetricName
 from proctoring.metrics import Metrics
 from proctoring.storage import Tables
 from proctoring.waiting import wait_any
@@ -103,7 +104,7 @@ class OutboxSweeper:
         for row in await self._tables.unpublished_alerts(cutoff.isoformat()):
             await self._publisher.publish(row)
             published += 1
-            self._metrics.add("AlertsSwept")
+            self._metrics.add(MetricName.AlertsSwept)
             _log.warning(
                 "unpublished alert published by the outbox sweeper",
                 alert=row["alert_id"],

@@ -21,6 +21,7 @@ from typing import Any
 
 import structlog
 
+from proctoring.metric_names import MetricName
 from proctoring.metrics import Metrics
 from proctoring.rules import Finding, alert_item
 
@@ -54,6 +55,6 @@ class Outlet:
         """Create and publish ``alert`` once; True when this call raised it."""
         if not await self.deliver(alert):
             return False  # raised and published before this replay
-        self.metrics.add("AlertsRaised", Rule=alert["type"])
+        self.metrics.add(MetricName.AlertsRaised, Rule=alert["type"])
         _log.warning("alert raised", alert=alert["alert_id"], type=alert["type"], **log)
         return True

@@ -29,6 +29,7 @@ from tenacity.wait import wait_exponential_jitter
 
 from consumer.batch import BatchFailed, BatchOutcome, Record
 from consumer.processor import ChunkProcessor
+from proctoring.metric_names import MetricName
 from proctoring.metrics import Metrics
 from proctoring.settings import Settings
 
@@ -104,7 +105,9 @@ class BatchRunner:
 
         def before_sleep(state: RetryCallState) -> None:
             failure = state.outcome.exception() if state.outcome else None
-            self._metrics.add("BatchFailures", Poison=str(getattr(failure, "poison", False)))
+            self._metrics.add(
+                MetricName.BatchFailures, Poison=str(getattr(failure, "poison", False))
+            )
             _log.error(
                 "batch failed; processing it again",
                 shard=shard_id,

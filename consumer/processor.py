@@ -69,6 +69,7 @@ from proctoring.enrolment import read_frame
 from proctoring.events import ChunkEvent, InvalidEvent
 from proctoring.exams import ExamStore
 from proctoring.integrity import IntegrityEvent, parse_record
+from proctoring.metric_names import MetricName
 from proctoring.metrics import Metrics
 from proctoring.settings import Settings
 from proctoring.storage import Tables
@@ -154,7 +155,7 @@ class ChunkProcessor:
 
     async def _process(self, records: Sequence[Record], shard_id: str) -> BatchOutcome:
         outcome = BatchOutcome()
-        self._metrics.add("BatchSize", len(records))
+        self._metrics.add(MetricName.BatchSize, len(records))
         chunks, integrity = await self._parse(records, shard_id, outcome)
         if self._settings.exam_gate:
             chunks = await self._gate(chunks, outcome)

@@ -31,6 +31,7 @@ from consumer.frame_stage import Chunk
 from consumer.outlet import Outlet
 from consumer.speech import speech_fields
 from proctoring.events import ChunkEvent
+from proctoring.metric_names import MetricName
 from proctoring.metrics import Metrics
 from proctoring.rules import Finding
 from proctoring.storage import Tables
@@ -77,7 +78,7 @@ class Results:
         await self._tables.put_result(
             self.row(event, self._outlet.now(), status="not_analysed", reason=reason, **fields)
         )
-        self._metrics.add("ChunksNotAnalysed", Reason=reason)
+        self._metrics.add(MetricName.ChunksNotAnalysed, Reason=reason)
         _log.info(
             "chunk recorded, not analysed",
             exam=event.exam_id,
@@ -109,7 +110,7 @@ class Results:
                 row.update(speech_fields(chunk.heard))
         first = await self._tables.put_result(row)
         if first is not None:  # processed again (at least once), or a second object
-            self._metrics.add("ChunksRedelivered")
+            self._metrics.add(MetricName.ChunksRedelivered)
             _log.info(
                 "chunk processed",
                 status=first.get("status"),
@@ -117,8 +118,8 @@ class Results:
                 latency_ms=row["latency_ms"],
             )
             return first
-        self._metrics.add("ChunksProcessed")
-        self._metrics.add("ChunkLatencyMs", row["latency_ms"], "Milliseconds")
+        self._metrics.add(MetricName.ChunksProcessed)
+        self._metrics.add(MetricName.ChunkLatencyMs, row["latency_ms"], "Milliseconds")
         _log.info(
             "chunk processed",
             status=row["status"],
@@ -153,7 +154,7 @@ class Results:
         )
         if await self._outlet.raise_alert(alert, first=finding.first_sequence):
             self._metrics.add(  # S3 ObjectCreated of the raising chunk -> alert published
-                "AlertLatencyMs",
+                MetricName.AlertLatencyMs,
                 (self._outlet.now() - event.uploaded_at).total_seconds() * 1000,
                 "Milliseconds",
             )
@@ -167,7 +168,7 @@ class Results:
         second is left unanalysed with a log line and ``ChunksNotAnalysed``, no alert.
         """
         if chunk.event.source == "chime":
-            self._metrics.add("ChunksNotAnalysed", Reason="moment_taken")
+            self._metrics.add(MetricName.ChunksNotAnalysed, Reason="moment_taken")
             _log.info(
                 "chunk recorded, not analysed",
                 reason="moment_taken",
@@ -219,10 +220,10 @@ class Results:
             first_chunk_key=first.get("chunk_key"),
             sequence_number=chunk.record.sequence_number,
         )
-        self._metrics.add("ChunksReplaced")
+        self._metrics.add(MetricName.ChunksReplaced)
         if not await self._outlet.deliver(alert):
             return
-        self._metrics.add("AlertsRaised", Rule=REPLACED)
+        self._metrics.add(MetricName.AlertsRaised, Rule=REPLACED)
         _log.warning("second object for a chunk", alert=alert["alert_id"], key=event.key)
 
 

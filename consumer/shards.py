@@ -34,6 +34,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from consumer.batch import Record
 from consumer.leases import SHARD_END, TRIM_HORIZON, LeaseCoordinator, LeaseLost
 from consumer.poison import BatchRunner
+from proctoring.metric_names import MetricName
 from proctoring.metrics import Metrics
 from proctoring.settings import Settings
 from proctoring.waiting import wait_any
@@ -106,7 +107,7 @@ class ShardConsumer:
                     iterator = await self._iterator(last_read)
                     continue
                 if code == "ProvisionedThroughputExceededException":
-                    self._metrics.add("Throttles", Operation="GetRecords")
+                    self._metrics.add(MetricName.Throttles, Operation="GetRecords")
                 backoff = min(backoff * 2, 5.0)
                 self._log.warning("GetRecords failed; backing off", code=code, seconds=backoff)
                 await wait_any(done, within=backoff * random.uniform(0.5, 1.0))
@@ -118,7 +119,7 @@ class ShardConsumer:
             ]
             if "MillisBehindLatest" in response:
                 self._metrics.add(
-                    "MillisBehindLatest", response["MillisBehindLatest"], "Milliseconds"
+                    MetricName.MillisBehindLatest, response["MillisBehindLatest"], "Milliseconds"
                 )
             if records:
                 last_read = records[-1].sequence_number
@@ -143,7 +144,7 @@ class ShardConsumer:
                     return
                 await self._process_batch(item)
             except LeaseLost:
-                self._metrics.add("CheckpointFailures")
+                self._metrics.add(MetricName.CheckpointFailures)
                 self._log.warning("lease lost; stopping this shard")
                 done.set()
                 return
@@ -153,8 +154,10 @@ class ShardConsumer:
         with structlog.contextvars.bound_contextvars(shard=self.shard_id):
             outcome = await self._runner.run(records, shard_id=self.shard_id, check=self._held)
         await self._leases.checkpoint(self.shard_id, records[-1].sequence_number)
-        self._metrics.add("RecordsProcessed", len(records))
-        self._metrics.add("BatchLatencyMs", (self._clock() - started) * 1000, "Milliseconds")
+        self._metrics.add(MetricName.RecordsProcessed, len(records))
+        self._metrics.add(
+            MetricName.BatchLatencyMs, (self._clock() - started) * 1000, "Milliseconds"
+        )
         self._log.info(
             "batch checkpointed",
             records=len(records),

@@ -28,6 +28,7 @@ import structlog
 
 from consumer.outlet import Outlet
 from proctoring.events import ChunkEvent
+from proctoring.metric_names import MetricName
 from proctoring.rules import Policy
 from proctoring.rules.speech import SpeechFinding, SpeechState, judge
 from proctoring.speech import Speech, SpeechError, chunk_speech
@@ -90,7 +91,7 @@ class StudentSpeech:
                 sequence_number=sequence_number,
             )
             return 0
-        self._outlet.metrics.add("SpeechSeconds", heard.seconds, "Seconds")
+        self._outlet.metrics.add(MetricName.SpeechSeconds, heard.seconds, "Seconds")
         self.state, found = judge(
             self.state,
             sequence=event.sequence,

@@ -30,6 +30,7 @@ from consumer.poison import BatchRunner
 from consumer.processor import ChunkProcessor
 from consumer.shards import ShardConsumer
 from proctoring.dynamo import StorageError
+from proctoring.metric_names import MetricName
 from proctoring.metrics import Metrics
 from proctoring.settings import Settings
 from proctoring.waiting import wait_any
@@ -150,7 +151,7 @@ class Worker:
         return balance
 
     async def _flush(self) -> None:
-        self._metrics.add("LeasesHeld", len(self.leases.held()))
+        self._metrics.add(MetricName.LeasesHeld, len(self.leases.held()))
         self._metrics.flush()
 
     async def _shutdown(self, renew_every: float) -> None:

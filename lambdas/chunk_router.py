@@ -55,6 +55,7 @@ from proctoring.aws import AsyncClients, async_clients
 from proctoring.events import CAPTURE_PREFIX, IDENTIFIER, CaptureKey, ChunkEvent, InvalidEvent
 from proctoring.exams import ExamStore
 from proctoring.logs import configure_logging
+from proctoring.metric_names import MetricName
 from proctoring.metrics import Metrics
 from proctoring.settings import Settings
 from proctoring.storage import Tables
@@ -218,7 +219,7 @@ async def route(
         for item in batch:  # S3 ObjectCreated -> event in Kinesis: the router's share of e2e
             if id(item) not in still_failing:
                 metrics.add(
-                    "RouterLatencyMs",
+                    MetricName.RouterLatencyMs,
                     (put_at - item.event.uploaded_at).total_seconds() * 1000,
                     "Milliseconds",
                 )
@@ -227,9 +228,9 @@ async def route(
                 raise RuntimeError(f"Kinesis kept rejecting the event for {item.event.key}")
             outcome.failed_messages.append(item.message_id)
     outcome.failed_messages = sorted(set(outcome.failed_messages))
-    metrics.add("EventsRouted", outcome.routed)
+    metrics.add(MetricName.EventsRouted, outcome.routed)
     if outcome.failed_messages:
-        metrics.add("RouterRetriesExhausted", len(outcome.failed_messages))
+        metrics.add(MetricName.RouterRetriesExhausted, len(outcome.failed_messages))
     metrics.flush()
     return outcome
 
@@ -271,7 +272,7 @@ async def _capture_event(
                 size=size,
                 uploaded_at=uploaded_at,
             )
-    metrics.add("RouterIgnored", Reason=skip)
+    metrics.add(MetricName.RouterIgnored, Reason=skip)
     _log.debug("capture object skipped", reason=skip)
     return None
 
@@ -334,7 +335,7 @@ async def _reject(
             "expires_at": int((now + timedelta(days=retention_days)).timestamp()),
         }
     )
-    metrics.add("RouterErrors", Reason=exc.reason)
+    metrics.add(MetricName.RouterErrors, Reason=exc.reason)
     _log.error("object is not a chunk", reason=exc.reason, error=str(exc))
 
 
@@ -361,7 +362,7 @@ async def _reject_message(
             "expires_at": int((now + timedelta(days=retention_days)).timestamp()),
         }
     )
-    metrics.add("RouterErrors", Reason=reason)
+    metrics.add(MetricName.RouterErrors, Reason=reason)
     _log.error("message is not a chunk notification", reason=reason, error=message)
 
 

@@ -6,10 +6,9 @@ CloudWatch agent turn it into metrics), a file locally. The format is small
 and specified (https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/
 CloudWatch_Embedded_Metric_Format_Specification.html); the tests check it.
 
-Metric names used by the service (keep them stable: dashboards and alarms
-depend on them): ChunksProcessed, ChunkErrors, EventsRouted, RouterErrors,
-AlertsRaised, FrameExtractionMs, AnalysisMs, ChunkLatencyMs (the end-to-end latency:
-S3 ObjectCreated -> result row written), AlertLatencyMs, RouterLatencyMs, BatchSize.
+The metric names are declared once, with what each counts, in
+``proctoring.metric_names`` (:class:`~proctoring.metric_names.MetricName`); keep them
+stable: dashboards and alarms depend on them.
 ``proctoring.metrics_view`` reads the documents back (``proctor metrics``).
 """
 
@@ -21,6 +20,8 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Literal
+
+from proctoring.metric_names import MetricName
 
 __all__ = ["Metrics", "Unit"]
 
@@ -50,13 +51,16 @@ class Metrics:
         )
         self._totals: dict[str, float] = defaultdict(float)
 
-    def add(self, name: str, value: float = 1, unit: Unit = "Count", **dimensions: str) -> None:
+    def add(
+        self, name: MetricName, value: float = 1, unit: Unit = "Count", **dimensions: str
+    ) -> None:
         """Record one value; counts with equal names and dimensions are summed on flush."""
+        plain = str(name)  # the documents and totals are keyed by the plain name
         key = tuple(sorted(dimensions.items()))
         with self._lock:
-            entry = self._pending[key].setdefault(name, (unit, []))
+            entry = self._pending[key].setdefault(plain, (unit, []))
             entry[1].append(float(value))
-            self._totals[name] += value
+            self._totals[plain] += value
             full = len(entry[1]) >= _MAX_VALUES
         if full:
             self.flush()

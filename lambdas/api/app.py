@@ -25,6 +25,7 @@ from pydantic import BaseModel
 from lambdas.api.auth import ADMIN, PROCTOR, STUDENT, Principal, Role
 from lambdas.api.http import ApiError, Forbidden, NotFound, Request, Response, Unauthorized
 from lambdas.api.services import Services
+from proctoring.metric_names import MetricName
 from proctoring.metrics import Metrics
 from proctoring.storage import StorageError
 
@@ -178,8 +179,10 @@ class Api:
             response = Response.json(500, {"error": "internal error", "reason": "internal"})
         ms = round((time.perf_counter() - started) * 1000, 1)
         route_key = route.route_key if route else "unmatched"
-        self.metrics.add("ApiRequests", Route=route_key, Status=f"{response.status // 100}xx")
-        self.metrics.add("ApiLatencyMs", ms, "Milliseconds", Route=route_key)
+        self.metrics.add(
+            MetricName.ApiRequests, Route=route_key, Status=f"{response.status // 100}xx"
+        )
+        self.metrics.add(MetricName.ApiLatencyMs, ms, "Milliseconds", Route=route_key)
         _log.info("request", route=route_key, status=response.status, ms=ms)
         return response
 
