@@ -9,6 +9,7 @@ from pathlib import Path
 
 from packaging.requirements import Requirement
 
+from proctoring.metric_names import MetricName
 from proctoring.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,6 +23,21 @@ def test_every_setting_is_documented_in_operations() -> None:
         if f"`PROCTOR_{n.upper()}`" not in operations
     ]
     assert missing == []
+
+
+def test_the_operations_metrics_table_names_exactly_the_declared_metrics() -> None:
+    """Each row of docs/operations.md's metrics table names its metrics as `Name` in the first
+    cell; together they are proctoring.metric_names, no more, no fewer."""
+    lines = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8").splitlines()
+    start = lines.index("| metric | unit | dimensions | meaning |")
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append(line.split("|")[1])
+    documented = [name for cell in rows for name in re.findall(r"`(\w+)`", cell)]
+    assert len(documented) == len(set(documented)), "a metric documented twice"
+    assert sorted(set(documented) ^ {m.value for m in MetricName}) == []
 
 
 def test_readme_opens_with_the_two_commands() -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from infrastructure import BOOTSTRAP_PATH, TEMPLATE_PATH, load_template
+from proctoring.metric_names import MetricName
 from proctoring.settings import ResourceNames, Settings
 
 TEMPLATE = load_template(TEMPLATE_PATH)
@@ -652,6 +653,26 @@ def test_the_dashboard_shows_the_consumer_and_the_api() -> None:
     for metric in ("ChunksProcessed", "ChunkLatencyMs", "AlertsRaised", "IteratorAgeMilliseconds"):
         assert metric in body
     assert '"AWS/ApiGateway", "5xx"' in body and '"AWS/ECS", "CPUUtilization"' in body
+
+
+def test_alarms_and_the_dashboard_read_only_metrics_the_service_declares() -> None:
+    """Every metric of the service's namespace an alarm or the dashboard reads is declared in
+    proctoring.metric_names, so a renamed metric cannot leave an alarm watching nothing."""
+    ours = {"Ref": "MetricsNamespace"}
+    read = set()
+    for alarm in _of_type("AWS::CloudWatch::Alarm").values():
+        props = alarm["Properties"]
+        if props.get("Namespace") == ours:
+            read.add(props["MetricName"])
+        for query in props.get("Metrics", []):
+            metric = query.get("MetricStat", {}).get("Metric", {})
+            if metric.get("Namespace") == ours:
+                read.add(metric["MetricName"])
+    body, _ = _props("Dashboard")["DashboardBody"]["Fn::Sub"]
+    read |= set(re.findall(r'\["\$\{MetricsNamespace\}", "(\w+)"', body))
+    read |= set(re.findall(r'\{\$\{MetricsNamespace\},[^}]*\} MetricName=\\?"(\w+)', body))
+    assert sorted(read - {m.value for m in MetricName}) == []
+    assert {"RecordsParked", "ChunksProcessed", "ChunkErrors"} <= read  # each way is read
 
 
 # ---- names, settings, outputs, suppressions ---------------------------------------------------
