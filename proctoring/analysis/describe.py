@@ -2,7 +2,8 @@
 
 :func:`describe_frame` is a top-level function with picklable arguments and
 result, run in the process pool. Per face found by dlib's HOG detector it
-computes the 68 landmarks, the head pose, the eyes-open and mouth-open
+(found at native size first and upsampled only where a small face may be,
+``faces.find_faces``) computes the 68 landmarks, the head pose, the eyes-open and mouth-open
 estimates, the pupil position and the face's quality; the 128-d embedding
 only when the plan asks for identity (it is the costly half: ~60 ms of a
 ~125 ms frame at 640x360). Objects are detected only when an ONNX model is
@@ -17,7 +18,7 @@ from typing import Literal
 import numpy as np
 
 from proctoring.analysis.base import DetectedObject, FaceDetail, Plan
-from proctoring.analysis.faces import _box, _decode, _models
+from proctoring.analysis.faces import Detection, _box, _decode, _models, find_faces
 from proctoring.analysis.gaze import gaze_direction, pupil_ratio
 from proctoring.analysis.likeness import face_thumbnail
 from proctoring.analysis.objects import DetectorConfig, detect_objects
@@ -56,6 +57,7 @@ def describe_frame(
     image: bytes,
     *,
     upsample: int = 1,
+    detection: Detection = "regions",
     max_side: int = 1024,
     identity: Literal["yes", "no", "if_changed"] = "yes",
     previous_faces: tuple[Box, ...] | None = None,
@@ -71,7 +73,7 @@ def describe_frame(
     )
     models = _models()
     height, width = pixels.shape[:2]
-    rectangles = list(models.detector(pixels, upsample))
+    rectangles = find_faces(pixels, upsample=upsample, detection=detection)
     faces = []
     crops: list[Box] = []
     for rectangle in rectangles:

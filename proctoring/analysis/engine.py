@@ -62,6 +62,7 @@ def local_engine(settings: Settings, tables: Tables, executor: Executor) -> Loca
         threshold=settings.match_threshold,
         enrol_threshold=settings.enrol_threshold,
         upsample=settings.detect_upsample,
+        detection=settings.detect_strategy,
         gaze_offset=settings.gaze_offset,
         detector=detector(settings),
     )

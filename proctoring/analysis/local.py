@@ -35,6 +35,7 @@ import numpy as np
 from proctoring.analysis.base import NAIVE, FrameAnalysis, Identity, Plan, RegisteredFace
 from proctoring.analysis.describe import LocalFrame, describe_frame
 from proctoring.analysis.faces import (
+    Detection,
     Face,
     check_frame_count,
     enrolment_faces,
@@ -70,6 +71,7 @@ class LocalEngine:
         threshold: float = 0.54,
         enrol_threshold: float = 0.62,
         upsample: int = 1,
+        detection: Detection = "regions",
         gaze_offset: float = 0.11,
         detector: DetectorConfig | None = None,
     ) -> None:
@@ -78,6 +80,7 @@ class LocalEngine:
         self._threshold = threshold
         self._enrol_threshold = enrol_threshold
         self._upsample = upsample
+        self._detection: Detection = detection
         self._gaze_offset = gaze_offset
         self._detector = detector
 
@@ -129,6 +132,7 @@ class LocalEngine:
             describe_frame,
             jpeg,
             upsample=self._upsample,
+            detection=self._detection,
             identity=plan.identity,
             previous_faces=plan.previous_faces,
             identity_faces=plan.identity_faces,
