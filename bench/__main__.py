@@ -1,19 +1,31 @@
 """``python -m bench``: every benchmark, printed, and ``bench/results/latest.json``.
 
 ``--size tiny`` runs each on a token input (the harness test); ``--only NAME``
-runs some of them.
+runs some of them. A busy machine (1-minute load average above ``--max-load``, before or
+after a benchmark) stops the run with exit status 3 and writes nothing; ``--busy-ok``
+writes the figures marked ``"busy": true`` instead (``bench.harness.LoadGuard``).
+``--table`` prints the summary table of docs/benchmarks.md from the results file.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.harness import RESULTS, Figure, Size, write
+from bench.harness import (
+    RESULTS,
+    Figure,
+    LoadGuard,
+    MachineBusy,
+    Size,
+    add_load_arguments,
+    markdown_table,
+    write,
+)
 from proctoring.settings import Settings
 
 BENCHMARKS = ("frames", "consumer_cpu", "engine", "e2e", "calls")
@@ -46,7 +58,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", choices=["full", "tiny"], default="full")
     parser.add_argument("--only", action="append", choices=BENCHMARKS)
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
+    parser.add_argument("--table", action="store_true", help="print --out as a markdown table")
+    add_load_arguments(parser)
     args = parser.parse_args(argv)
+    if args.table:
+        print(markdown_table(json.loads(args.out.read_text())))
+        return
+    try:
+        guard = LoadGuard.from_arguments(args)
+    except MachineBusy as exc:
+        parser.error(str(exc))
     data_dir = Settings().data_dir
     if not (data_dir / "video").is_dir():
         parser.error(f"the recordings are not at {data_dir}/video (../shared/data)")
@@ -55,9 +76,17 @@ def main(argv: list[str] | None = None) -> None:
     for name in args.only or BENCHMARKS:
         print(f"== {name}", flush=True)
         t0 = time.monotonic()
-        load = [round(x, 2) for x in os.getloadavg()]  # others on the machine skew the figures
-        for figure in _runner(name)(data_dir, args.size, args.out.parent):
-            figure.details["load_average_at_start"] = load
+        try:  # others on the machine skew the figures: refuse, or mark them busy
+            guard.start()
+            measured = _runner(name)(data_dir, args.size, args.out.parent)
+            load = guard.finish()
+        except MachineBusy as exc:
+            print(f"refused ({name}): {exc}; nothing written", file=sys.stderr, flush=True)
+            raise SystemExit(3) from exc
+        for figure in measured:
+            figure.details["load"] = load
+            figure.details["load_average_at_start"] = load["load_average_at_start"]
+            figure.busy = load["busy"]
             figures.append(figure)
             print(figure.line(), flush=True)
         print(f"   ({time.monotonic() - t0:.0f} s)", flush=True)

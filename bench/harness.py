@@ -4,10 +4,17 @@ A :class:`Figure` is one measured value beside its baseline measured in the
 same run; ``ratio`` says how the two compare (``ratio_means`` says which way
 is better) and ``met`` whether the issue's goal holds. ``write`` puts them
 in ``bench/results/latest.json`` with the machine they ran on.
+
+A benchmark on a busy machine measures the others as much as itself. :class:`LoadGuard`
+reads the 1-minute load average before and after each benchmark and refuses
+(:class:`MachineBusy`, a non-zero exit) when it is above ``--max-load`` (default
+``BENCH_MAX_LOAD``, else 0.75 per core: 1.5 on 2 cores); with ``--busy-ok`` the figures
+are written with ``"busy": true`` instead, which :func:`markdown_table` shows.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -22,10 +29,144 @@ from typing import Any, Literal
 
 from proctoring.pool import RenewingPool
 
-__all__ = ["RESULTS", "Figure", "Size", "machine", "median_ms", "pool_cpu", "write"]
+__all__ = [
+    "MAX_LOAD_ENV",
+    "RESULTS",
+    "Figure",
+    "LoadGuard",
+    "MachineBusy",
+    "Size",
+    "add_load_arguments",
+    "machine",
+    "markdown_table",
+    "median_ms",
+    "pool_cpu",
+    "write",
+]
 
 RESULTS = Path(__file__).resolve().parent / "results"
 Size = Literal["full", "tiny"]
+MAX_LOAD_ENV = "BENCH_MAX_LOAD"
+"""The 1-minute load average above which a benchmark refuses (default 0.75 per core)."""
+
+
+class MachineBusy(Exception):
+    """The machine was too busy for the figures to mean anything (and --busy-ok not given)."""
+
+
+def _load_average() -> float:
+    return os.getloadavg()[0]
+
+
+def _own_cpu() -> float:
+    """CPU seconds used so far by this process and its children (live and ended)."""
+    import psutil
+
+    me = psutil.Process()
+    times = me.cpu_times()
+    total = times.user + times.system + times.children_user + times.children_system
+    for child in me.children(recursive=True):
+        try:
+            child_times = child.cpu_times()
+        except psutil.Error:  # ended meanwhile: counted in children_* once reaped
+            continue
+        total += child_times.user + child_times.system
+    return total
+
+
+def default_max_load() -> float:
+    raw = os.environ.get(MAX_LOAD_ENV)
+    if raw:
+        try:
+            return float(raw)
+        except ValueError:
+            raise MachineBusy(f"{MAX_LOAD_ENV}={raw!r} is not a number") from None
+    return 0.75 * (os.cpu_count() or 1)
+
+
+def add_load_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--max-load`` and ``--busy-ok`` (see :class:`LoadGuard`)."""
+    parser.add_argument(
+        "--max-load",
+        type=float,
+        default=None,
+        help=f"refuse above this 1-minute load average (default ${MAX_LOAD_ENV}, else 0.75 "
+        "per core)",
+    )
+    parser.add_argument(
+        "--busy-ok",
+        action="store_true",
+        help='on a busy machine write the figures anyway, marked "busy": true',
+    )
+
+
+@dataclass
+class LoadGuard:
+    """The load on the machine around one benchmark, and whether it was too busy.
+
+    Busy when the 1-minute load average is above ``max_load`` at the start, or at the end
+    once this process tree's own share is taken out (its CPU seconds over the run divided
+    by the run's seconds: a benchmark that keeps both cores busy raises the load by 2
+    itself). Processes waiting for a core count in the load and not in the CPU used, so on
+    a crowded machine the others' share is overestimated: it errs towards refusing.
+    ``load``, ``own_cpu`` and ``clock`` are injectable for tests.
+    """
+
+    max_load: float
+    busy_ok: bool = False
+    load: Callable[[], float] = _load_average
+    own_cpu: Callable[[], float] = _own_cpu
+    clock: Callable[[], float] = time.monotonic
+    _start: tuple[float, float, float] | None = None
+
+    @classmethod
+    def from_arguments(cls, args: argparse.Namespace) -> LoadGuard:
+        max_load = args.max_load if args.max_load is not None else default_max_load()
+        return cls(max_load=max_load, busy_ok=args.busy_ok)
+
+    def start(self) -> float:
+        """Read the load before the benchmark; MachineBusy if too high (unless busy_ok)."""
+        load = self.load()
+        self._start = (load, self.own_cpu(), self.clock())
+        if load > self.max_load and not self.busy_ok:
+            raise MachineBusy(self._message(f"{load:.2f} before the benchmark started"))
+        return load
+
+    def finish(self) -> dict[str, Any]:
+        """The load around the benchmark; MachineBusy if it was too busy (unless busy_ok)."""
+        if self._start is None:
+            raise RuntimeError("finish() before start()")
+        load_start, cpu_start, clock_start = self._start
+        load_end = self.load()
+        seconds = max(self.clock() - clock_start, 1e-9)
+        own = max(self.own_cpu() - cpu_start, 0.0) / seconds
+        others = max(load_end - own, 0.0)
+        busy = load_start > self.max_load or others > self.max_load
+        if busy and not self.busy_ok:
+            raise MachineBusy(
+                self._message(
+                    f"{load_end:.2f} at the end, {others:.2f} of it others' (this benchmark "
+                    f"used {own:.2f} cores)"
+                    if others > self.max_load
+                    else f"{load_start:.2f} at the start"
+                )
+            )
+        return {
+            "load_average_at_start": round(load_start, 2),
+            "load_average_at_end": round(load_end, 2),
+            "own_cores": round(own, 2),
+            "others_load_at_end": round(others, 2),
+            "max_load": self.max_load,
+            "busy": busy,
+        }
+
+    def _message(self, what: str) -> str:
+        return (
+            f"the machine is busy: 1-minute load average {what}, above {self.max_load:g} "
+            f"({os.cpu_count()} cores); the figures would measure the other work. Wait for "
+            f"a quiet moment, raise --max-load (or ${MAX_LOAD_ENV}), or pass --busy-ok to "
+            'write them marked "busy": true'
+        )
 
 
 @dataclass
@@ -40,12 +181,15 @@ class Figure:
     goal: str
     met: bool | None
     details: dict[str, Any] = field(default_factory=dict)
+    busy: bool = False
+    """Measured on a busy machine (``--busy-ok``): the value is not to be trusted."""
 
     def line(self) -> str:
         ratio = "-" if self.ratio is None else f"{self.ratio:.3g}"
         met = {True: "met", False: "MISSED", None: "n/a"}[self.met]
         return (
-            f"{self.name}: {self.value} {self.unit} | baseline {self.baseline} "
+            ("BUSY MACHINE, NOT A RESULT: " if self.busy else "")
+            + f"{self.name}: {self.value} {self.unit} | baseline {self.baseline} "
             f"({self.baseline_is}) | ratio {ratio} ({self.ratio_means}) | goal {self.goal}: {met}"
         )
 
@@ -108,3 +252,29 @@ def write(figures: list[Figure], path: Path, *, size: Size, started: float) -> d
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(document, indent=2) + "\n")
     return document
+
+
+def markdown_table(document: dict[str, Any]) -> str:
+    """The summary table of docs/benchmarks.md from a ``latest.json`` document; a figure
+    measured on a busy machine says so in its own column."""
+    lines = [
+        "| benchmark | value | baseline (same run) | ratio | goal | | load (start/end) |",
+        "| --- | ---: | --- | ---: | --- | --- | --- |",
+    ]
+    for name, f in document.get("benchmarks", {}).items():
+        met = {True: "**met**", False: "missed", None: "n/a"}[f.get("met")]
+        load = f.get("details", {}).get("load", {})
+        where = (
+            f"{load.get('load_average_at_start')}/{load.get('load_average_at_end')}"
+            if load
+            else "-"
+        )
+        if f.get("busy"):
+            where = f"**BUSY** {where}"
+        ratio = "-" if f.get("ratio") is None else f"{f['ratio']} ({f['ratio_means']})"
+        baseline = "-" if f.get("baseline") is None else f"{f['baseline']} ({f['baseline_is']})"
+        lines.append(
+            f"| `{name}` | {f['value']} {f['unit']} | {baseline} | {ratio} | {f['goal']} "
+            f"| {met} | {where} |"
+        )
+    return "\n".join(lines)

@@ -19,7 +19,7 @@ _FIELDS = {"value", "unit", "baseline", "ratio", "goal", "met"}
 def test_every_benchmark_reports_value_baseline_ratio_goal_and_met(tmp_path: Path) -> None:
     require_data()
     out = tmp_path / "latest.json"
-    main(["--size", "tiny", "--out", str(out)])
+    main(["--size", "tiny", "--out", str(out), "--busy-ok"])  # CI runs tests on both cores
     document = json.loads(out.read_text())
     assert document["size"] == "tiny" and document["machine"]["cpus"] >= 1
     figures = document["benchmarks"]

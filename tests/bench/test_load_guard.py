@@ -1,0 +1,69 @@
+"""Benchmarks on a busy machine refuse, or with --busy-ok say so in their figures
+(``bench.harness.LoadGuard``), from injected load readings."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from pathlib import Path
+
+import pytest
+
+from bench.__main__ import main
+from bench.harness import Figure, LoadGuard, MachineBusy, markdown_table
+
+
+def _guard(loads: list[float], cpu: list[float], *, busy_ok: bool = False) -> LoadGuard:
+    clock = itertools.count(0.0, 60.0)  # start at 0 s, finish at 60 s
+    return LoadGuard(
+        max_load=1.5,
+        busy_ok=busy_ok,
+        load=iter(loads).__next__,
+        own_cpu=iter(cpu).__next__,
+        clock=lambda: next(clock),
+    )
+
+
+def test_a_quiet_machine_passes_and_the_load_is_recorded_at_start_and_end() -> None:
+    guard = _guard([0.4, 2.3], [10.0, 130.0])  # the benchmark itself used 2 cores for 60 s
+    guard.start()
+    load = guard.finish()
+    assert load["busy"] is False
+    assert load["load_average_at_start"] == 0.4 and load["load_average_at_end"] == 2.3
+    assert load["own_cores"] == 2.0 and load["others_load_at_end"] == pytest.approx(0.3)
+
+
+def test_a_busy_machine_is_refused_before_the_benchmark_starts() -> None:
+    guard = _guard([3.2], [0.0])
+    with pytest.raises(MachineBusy, match=r"load average 3\.20 before .* above 1\.5"):
+        guard.start()
+
+
+def test_others_arriving_during_the_benchmark_are_refused_at_the_end() -> None:
+    guard = _guard([0.5, 4.0], [0.0, 60.0])  # we used one core; others 3
+    guard.start()
+    with pytest.raises(MachineBusy, match=r"3\.00 of it others'"):
+        guard.finish()
+
+
+def test_busy_ok_writes_the_figure_marked_busy() -> None:
+    guard = _guard([3.2, 4.0], [0.0, 60.0], busy_ok=True)
+    guard.start()
+    load = guard.finish()
+    assert load["busy"] is True
+    figure = Figure("x", 1.0, "ms", None, "-", None, "-", "<= 2 ms", True, {"load": load}, True)
+    assert figure.line().startswith("BUSY MACHINE, NOT A RESULT")
+    table = markdown_table({"benchmarks": {"x": figure.__dict__}})
+    assert "**BUSY** 3.2/4.0" in table.splitlines()[-1]
+
+
+def test_python_m_bench_exits_non_zero_and_writes_nothing_on_a_busy_machine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(os, "getloadavg", lambda: (9.0, 9.0, 9.0))
+    monkeypatch.setenv("BENCH_MAX_LOAD", "1.5")
+    out = tmp_path / "latest.json"
+    with pytest.raises(SystemExit) as exit_:
+        main(["--only", "frames", "--size", "tiny", "--out", str(out)])
+    assert exit_.value.code == 3 and not out.exists()
+    assert "the machine is busy" in capsys.readouterr().err
