@@ -263,12 +263,14 @@ def markdown_table(document: dict[str, Any]) -> str:
     ]
     for name, f in document.get("benchmarks", {}).items():
         met = {True: "**met**", False: "missed", None: "n/a"}[f.get("met")]
-        load = f.get("details", {}).get("load", {})
-        where = (
-            f"{load.get('load_average_at_start')}/{load.get('load_average_at_end')}"
-            if load
-            else "-"
-        )
+        details = f.get("details", {})
+        load = details.get("load", {})
+        if load:
+            where = f"{load.get('load_average_at_start')}/{load.get('load_average_at_end')}"
+        elif isinstance(details.get("load_average_at_start"), list):  # before the guard
+            where = f"{details['load_average_at_start'][0]}/?"
+        else:
+            where = "-"
         if f.get("busy"):
             where = f"**BUSY** {where}"
         ratio = "-" if f.get("ratio") is None else f"{f['ratio']} ({f['ratio_means']})"
