@@ -82,8 +82,9 @@ $(BENCH_STAMP): $(STAMP)
 	touch $(BENCH_STAMP)
 
 ## bench: every benchmark against its in-run baseline (~10 min); writes bench/results/latest.json
+## (refuses a busy machine, exit 3: BENCH_ARGS=--busy-ok writes the figures marked busy)
 bench: $(BENCH_STAMP)
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 ## soak: 60 students for 10 minutes on the local stack; lag and memory must stay flat (bench/results/soak.*)
 soak: $(BENCH_STAMP)
