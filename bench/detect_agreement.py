@@ -7,7 +7,7 @@ both on the same frames, through the engine's whole CPU side (``describe_frame``
 plan: detection, 68 landmarks, pose, gaze, quality):
 
 - **the eval suite**: every chunk of ``proctor eval``'s default suite (``producer.people``
-  sessions of one half, rendered by ``producer.scenario`` as ``cli.eval_run`` does), its
+  sessions of one half, rendered by ``producer.rendering`` as ``cli.eval_run`` does), its
   analysed frame (``Settings.frame_position``) as JPEG, identical frames counted once;
 - **the scenes**: every photo of ``../shared/data/scenes`` and ``objects`` (groups, people
   with phones), once as the photo (longer side at most 1024) and once as a camera shows
@@ -59,7 +59,8 @@ def _session_frames(
 ) -> list[tuple[str, bytes]]:
     """Process-pool job: one eval session's analysed frames, as the consumer extracts them."""
     from proctoring.frames import extract_frame
-    from producer.scenario import render_chunks, scenario_from_mapping
+    from producer.rendering import render_chunks
+    from producer.scenario import scenario_from_mapping
 
     scenario = scenario_from_mapping(entry["scenario"], name=entry["name"], data_dir=Path(data_dir))
     return [
@@ -88,7 +89,8 @@ def suite_frames(
 def scene_frames(data_dir: Path) -> list[tuple[str, bytes]]:
     """Every scene and object photo as the file, and as one camera frame of it (640x480)."""
     from proctoring.frames import extract_frame
-    from producer.scenario import render_chunks, scenario_from_mapping
+    from producer.rendering import render_chunks
+    from producer.scenario import scenario_from_mapping
 
     photos = sorted(
         path
