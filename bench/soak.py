@@ -13,8 +13,10 @@ pool and of moto's server. It writes ``bench/results/soak.json`` and
 - the consumer's memory stayed flat: its resident size at the end is within
   10 % (or +30 MiB) of its size after the second minute.
 
-Exit status 1 when either does not hold. Not part of ``make test`` (it runs
-for minutes); ``make soak`` runs the documented size.
+Exit status 1 when either does not hold; 3 when the machine is busy (the 1-minute
+load average above ``--max-load``, before or, less this run's own share, after:
+``bench.harness.LoadGuard``), unless ``--busy-ok``, which writes ``"busy": true``.
+Not part of ``make test`` (it runs for minutes); ``make soak`` runs the documented size.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import numpy as np
 import psutil
 
 from bench.e2e import _Stack, _step
+from bench.harness import LoadGuard, MachineBusy, add_load_arguments
 from producer.chunking import chunk_recording
 
 _DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -128,7 +131,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--students", type=int, default=50)
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--out", type=Path, default=_OUT)
+    add_load_arguments(parser)
     args = parser.parse_args(argv)
+    guard = LoadGuard.from_arguments(args)
+    try:
+        guard.start()
+    except MachineBusy as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 3
     chunks = list(chunk_recording(_DATA / "video" / "short_hamilton_clip.mp4"))
     args.out.mkdir(parents=True, exist_ok=True)
     metrics = args.out / "soak-metrics.jsonl"
@@ -143,6 +153,11 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         sampler.stop()
         stack.stop()
+    try:
+        load = guard.finish()
+    except MachineBusy as exc:
+        print(f"refused: {exc}; nothing written", file=sys.stderr)
+        return 3
     at, latency = report.latencies()
     minutes = _per_minute(at, latency)
     memory = sampler.samples
@@ -158,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
         "students": args.students,
         "minutes": args.minutes,
         "engine": "fixed, 100 ms",
+        "busy": load["busy"],
+        "load": load,
         "chunks": summary["chunks"],
         "latency_ms": summary["latency_ms"],
         "lag_flat": lag_flat,

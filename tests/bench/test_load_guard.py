@@ -67,3 +67,13 @@ def test_python_m_bench_exits_non_zero_and_writes_nothing_on_a_busy_machine(
         main(["--only", "frames", "--size", "tiny", "--out", str(out)])
     assert exit_.value.code == 3 and not out.exists()
     assert "the machine is busy" in capsys.readouterr().err
+
+
+def test_the_soak_refuses_a_busy_machine_before_starting_the_stack(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bench import soak
+
+    monkeypatch.setattr(os, "getloadavg", lambda: (9.0, 9.0, 9.0))
+    assert soak.main(["--minutes", "0.1", "--max-load", "1.5", "--out", str(tmp_path)]) == 3
+    assert list(tmp_path.iterdir()) == []
