@@ -109,10 +109,10 @@ class Settings(BaseSettings):
     enrol_threshold: float = Field(default=0.62, gt=0, description="frames vs photo, median")
     tolerance: int = Field(default=2, ge=1, description="consecutive chunks before an alert")
     detect_upsample: int = Field(default=1, ge=0, le=2)
-    # "regions": native size first, upsampled only where a small face may be (~3x faster,
-    # the same faces on the eval suite: python -m bench.detect_agreement); "full": the
-    # whole frame upsampled (analysis/faces.py, find_faces).
-    detect_strategy: Literal["regions", "full"] = "regions"
+    # "full": the whole frame upsampled (analysis/faces.py, find_faces); "regions": native
+    # size first, upsampled only where a small face may be (~2.4x faster, the same faces on
+    # the eval suite, but its boxes move pose estimates: not the default, docs/benchmarks.md).
+    detect_strategy: Literal["regions", "full"] = "full"
     # Which frame of a chunk is analysed: "middle" catches what the student does during the
     # chunk, not at its first instant (docs/architecture.md, "Which frame").
     frame_position: Literal["first", "middle"] = "middle"

@@ -57,7 +57,7 @@ def describe_frame(
     image: bytes,
     *,
     upsample: int = 1,
-    detection: Detection = "regions",
+    detection: Detection = "full",
     max_side: int = 1024,
     identity: Literal["yes", "no", "if_changed"] = "yes",
     previous_faces: tuple[Box, ...] | None = None,

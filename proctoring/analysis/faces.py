@@ -176,7 +176,7 @@ def find_faces(
     pixels: np.ndarray,
     *,
     upsample: int = _DEFAULT_UPSAMPLE,
-    detection: Detection = "regions",
+    detection: Detection = "full",
     detector: Any = None,
 ) -> list[Any]:
     """dlib rectangles of the faces of an RGB array: the HOG detector, ``upsample`` times.

@@ -55,7 +55,7 @@ def test_small_faces_beside_large_ones_are_found_in_the_upsampled_regions() -> N
     full = find_faces(pixels, detection="full")
     native = find_faces(pixels, upsample=0)
     detector = CountingDetector()
-    regions = find_faces(pixels, detector=detector)
+    regions = find_faces(pixels, detection="regions", detector=detector)
 
     assert len(full) == 7 and len(native) == 4, "the photo shows what this test is about"
     assert _same_faces(regions, full), (_sides(regions), _sides(full))
@@ -71,7 +71,7 @@ def test_small_faces_beside_large_ones_are_found_in_the_upsampled_regions() -> N
 def test_a_large_face_is_found_without_the_upsampled_full_frame_pass() -> None:
     pixels = _pixels("faces/obama.jpg")
     detector = CountingDetector()
-    regions = find_faces(pixels, detector=detector)
+    regions = find_faces(pixels, detection="regions", detector=detector)
     full = find_faces(pixels, detection="full")
 
     assert _same_faces(regions, full) and len(regions) == 1
@@ -85,7 +85,7 @@ def test_a_frame_without_a_face_at_native_size_gets_the_whole_upsampled_pass() -
     # a face of ~53 px alone: nothing at native size, so the old pass decides, unchanged
     pixels = _pixels("objects/tf-examples/pose_image2.jpeg")
     detector = CountingDetector()
-    regions = find_faces(pixels, detector=detector)
+    regions = find_faces(pixels, detection="regions", detector=detector)
 
     assert pixels.shape[:2] in detector.upsampled
     assert _same_faces(regions, find_faces(pixels, detection="full")) and len(regions) == 1
