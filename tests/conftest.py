@@ -26,7 +26,8 @@ from infrastructure.local import provision
 from proctoring.pool import RenewingPool
 from proctoring.settings import Settings
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# resolved: the scenario loader resolves its paths, and ../shared may be a link
+DATA = (Path(__file__).resolve().parents[1].parent / "shared" / "data").resolve()
 _NO_DATA = f"real test data not found at {DATA} (the ../shared/data folder)"
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=_NO_DATA)
 """Mark a test module or test that reads ../shared/data (CI always has it)."""
