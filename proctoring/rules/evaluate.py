@@ -108,7 +108,7 @@ def _entry(obs: Observation, policy: Policy) -> Entry:
         stranger = _condition(rule, obs, policy, stranger=True)
         if alone is not None or stranger is not None:
             holds[rule] = (alone, stranger, _severity(rule, obs, policy))
-    return Entry(obs.sequence, _condition("FACE_MISMATCH", obs, policy, stranger=False), holds)
+    return Entry(obs.sequence, holds)
 
 
 @dataclass(frozen=True)

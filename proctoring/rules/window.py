@@ -39,13 +39,16 @@ class Entry:
     else's face on camera, which the streaks decide in the fold) and its severity."""
 
     sequence: int
-    mismatch: bool | None
     holds: dict[str, tuple[bool | None, bool | None, Severity]]
+
+    @property
+    def mismatch(self) -> bool | None:
+        """FACE_MISMATCH's condition on this chunk (it does not depend on whose face)."""
+        return self.holds.get("FACE_MISMATCH", (None, None, "low"))[0]
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "s": self.sequence,
-            "m": _CODE[self.mismatch],
             "h": {
                 rule: _CODE[alone] + _CODE[stranger] + _SEVERITY_CODE[severity]
                 for rule, (alone, stranger, severity) in self.holds.items()
@@ -56,7 +59,6 @@ class Entry:
     def from_dict(cls, data: dict[str, Any]) -> Entry:
         return cls(
             sequence=int(data["s"]),
-            mismatch=_DECODE[str(data["m"])],
             holds={
                 rule: (_DECODE[code[0]], _DECODE[code[1]], _SEVERITY_DECODE[code[2]])
                 for rule, code in dict(data.get("h", {})).items()
