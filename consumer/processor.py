@@ -24,7 +24,8 @@ each stage is a module of its own. Per batch:
    with the exam's policy and the state stored in the student's session, create
    each new alert once (deterministic id), publish it to the FIFO alerts topic
    (deduplicated by alert id; ``consumer.outbox``), save the state, the schedule,
-   the call counts and the risk score; judge the chunk's speech (TALKING).
+   the call counts, the risk score and what the console's tile shows
+   (``consumer.latest``); judge the chunk's speech (TALKING).
 
 Evidence is written once (``consumer.results``): result rows only if absent, with
 the hashes and versions of the chunk and frame read; a re-delivery changes nothing,
@@ -58,6 +59,7 @@ from consumer.batch import BatchFailed, BatchOutcome, Record, is_poison
 from consumer.error_rows import ErrorRows
 from consumer.frame_stage import Chunk, FrameStage, another_object
 from consumer.integrity import IntegrityEvents
+from consumer.latest import fold_latest
 from consumer.outbox import AlertPublisher
 from consumer.outlet import Outlet
 from consumer.results import Results
@@ -268,6 +270,7 @@ class ChunkProcessor:
             enrolment=self._enrolment_view,
         )
         moments: dict[str, str] = dict(session.get("moments", {}))
+        latest = session.get("latest")  # what the console's tile shows (consumer.latest)
         speech = StudentSpeech(state=analyser.speech, policy=analyser.policy, outlet=self._outlet)
         for chunk in chunks:
             event = chunk.event
@@ -314,6 +317,7 @@ class ChunkProcessor:
                     counts.errors += 1
                     continue
                 counts.results += 1
+                latest = fold_latest(latest, chunk, self._now())
                 if chunk.error is not None:
                     await self._errors.bad_chunk(chunk)
                     counts.errors += 1
@@ -336,6 +340,8 @@ class ChunkProcessor:
         if moments:
             newest = sorted(moments, key=int)[-_MOMENTS_KEPT:]
             session["moments"] = {m: moments[m] for m in newest}
+        if latest is not None:
+            session["latest"] = latest
         session["updated_at"] = self._now().isoformat()
         version = int(session.pop("version", 0))
         await self._tables.save_session(session, expected_version=version)

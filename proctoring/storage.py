@@ -81,19 +81,6 @@ class Tables(DynamoStore):
     async def results(self, session_id: str) -> list[dict[str, Any]]:
         return await self._query(self._names.results_table, "session_id", session_id)
 
-    async def latest_result(self, session_id: str, source: str = "camera") -> dict[str, Any] | None:
-        """The result row of the session's highest sequence of ``source`` (one read, not all)."""
-        response = await self._call(
-            "query",
-            TableName=self._names.results_table,
-            KeyConditionExpression="session_id = :k AND begins_with(chunk_id, :s)",
-            ExpressionAttributeValues=to_item({":k": session_id, ":s": f"{source}#"}),
-            ScanIndexForward=False,
-            Limit=1,
-        )
-        items = response.get("Items", [])
-        return from_item(items[0]) if items else None
-
     async def results_after(
         self, session_id: str, after_chunk_id: str, fields: tuple[str, ...]
     ) -> list[dict[str, Any]]:
@@ -216,9 +203,18 @@ class Tables(DynamoStore):
                 f"{expected_version}"
             ) from exc
 
-    async def students_by_risk(self, exam_id: str) -> list[dict[str, Any]]:
-        """The exam's student sessions, highest risk first (the exam's #policy item left out)."""
-        items = await self._query(self._names.sessions_table, "exam_id", exam_id)
+    async def students_by_risk(
+        self, exam_id: str, fields: tuple[str, ...] | None = None
+    ) -> list[dict[str, Any]]:
+        """The exam's student sessions, highest risk first (the exam's #policy item left out);
+        with ``fields``, only those attributes (and ``student_id``) of each."""
+        projection = None
+        if fields is not None:
+            names = {f"#f{i}": name for i, name in enumerate(("student_id", *fields))}
+            projection = (", ".join(names), names)
+        items = await self._query(
+            self._names.sessions_table, "exam_id", exam_id, projection=projection
+        )
         students = [i for i in items if not str(i.get("student_id", "")).startswith("#")]
         return sorted(students, key=lambda i: (-float(i.get("risk") or 0), i["student_id"]))
 

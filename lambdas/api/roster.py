@@ -2,8 +2,8 @@
 
 One call gives the console's live grid what it shows per student: the name
 they signed in with (text, never markup), consent and registration, the risk
-score, the open alerts, the latest camera chunk's result and a short-lived
-link to its frame, and the session's state and a raised hand
+score, the open alerts, the newest chunk's result and a short-lived link to
+the newest frame stored, and the session's state and a raised hand
 (``lambdas.api.interventions``). Sorted by attention: open alerts (high
 severity first), a raised hand, then risk, then the name.
 
@@ -13,13 +13,14 @@ chunk lengths) the console tells an OFFLINE student from a quiet one without tru
 the browser's clock. ``frame_key`` names the frame behind ``frame_url``: a console keeps
 a tile's image while it stays the same (the presigned link changes on every call).
 
-The risk is the one the consumer keeps on the student's session item (video and integrity
-incidents, ``proctoring.rules.risk_score``); the report reads the same (``risks``).
+The risk and the newest chunk are what the consumer keeps on the student's session item
+(``proctoring.rules.risk_score``, ``consumer.latest``): a poll is three queries whatever the
+number of students (enrolments, sessions, alerts), not one more per student. The report
+reads the same risk (``risks``).
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from lambdas.api.app import PROCTORS, ROUTER, Context
@@ -31,12 +32,17 @@ from proctoring.exams import now_iso
 __all__ = ["attention_order", "risks"]
 
 _FRAME_SECONDS = 300
-_READS_IN_FLIGHT = 16
-"""Newest-chunk queries in flight for one roster: 200 students in ~13 rounds of network
-latency instead of 200, far below a table's read capacity. (On the local stack the emulator's
-CPU is the limit: 2.5-7 s for 200 students either way.)"""
 _SEVERITY = {"high": 3, "medium": 2, "low": 1}
-_LATEST = ("sequence", "status", "faces", "identity", "captured_at", "processed_at", "risk")
+_LATEST = (
+    "source",
+    "sequence",
+    "status",
+    "faces",
+    "identity",
+    "captured_at",
+    "processed_at",
+    "risk",
+)
 ROSTER_ENTRY = obj(
     {"student_id": STR, "open_alerts": INT, "risk": {"type": "number"}},
     {
@@ -60,7 +66,7 @@ async def risks(ctx: Context, exam_id: str) -> dict[str, float]:
     """Each student's risk as the consumer last saved it: the console's and the report's."""
     return {
         s["student_id"]: float(s.get("risk") or 0)
-        for s in await ctx.services.tables.students_by_risk(exam_id)
+        for s in await ctx.services.tables.students_by_risk(exam_id, ("risk",))
     }
 
 
@@ -88,25 +94,19 @@ async def list_students(request: Request, ctx: Context) -> Response:
     exam_id = exam["exam_id"]
     services = ctx.services
     enrolments = await services.exams.students(exam_id)
-    risk = await risks(ctx, exam_id)
+    sessions = {
+        s["student_id"]: s
+        for s in await services.tables.students_by_risk(exam_id, ("risk", "latest"))
+    }
     policy = await exam_policy(ctx, exam_id)
-    sources = [s for s in ("camera", "chime") if policy.analyses(s)] or ["camera"]
     open_alerts: dict[str, list[dict[str, Any]]] = {}
     for alert in await services.tables.alerts(exam_id):
         if alert.get("status", "open") == "open":
             open_alerts.setdefault(alert["student_id"], []).append(alert)
-    reads = asyncio.Semaphore(_READS_IN_FLIGHT)
-
-    async def newest(student_id: str, source: str) -> dict[str, Any] | None:
-        async with reads:
-            return await services.tables.latest_result(f"{exam_id}#{student_id}", source)
-
-    latest_of = await asyncio.gather(
-        *(newest(e["student_id"], source) for e in enrolments for source in sources)
-    )
     entries = []
-    for index, enrolment in enumerate(enrolments):
+    for enrolment in enrolments:
         student_id = enrolment["student_id"]
+        session = sessions.get(student_id, {})
         own = open_alerts.get(student_id, [])
         entry: dict[str, Any] = {
             "student_id": student_id,
@@ -114,7 +114,7 @@ async def list_students(request: Request, ctx: Context) -> Response:
             "joined_at": enrolment.get("joined_at"),
             "consent": enrolment.get("consent"),
             "registered_at": enrolment.get("registered_at"),
-            "risk": risk.get(student_id, 0.0),
+            "risk": float(session.get("risk") or 0),
             "open_alerts": len(own),
             "open_alerts_severity": max(
                 (_SEVERITY.get(a.get("severity", ""), 0) for a in own), default=0
@@ -125,8 +125,7 @@ async def list_students(request: Request, ctx: Context) -> Response:
         hand = enrolment.get("hand") or {}
         if hand.get("raised"):
             entry["hand_raised_at"] = hand.get("at")
-        mine = latest_of[index * len(sources) : (index + 1) * len(sources)]
-        latest = max((r for r in mine if r), key=_arrived, default=None)
+        latest = session.get("latest")
         if latest is not None:
             entry["latest"] = {k: latest[k] for k in _LATEST if latest.get(k) is not None}
             entry["last_seen"] = _arrived(latest) or None

@@ -409,7 +409,8 @@ def test_a_chunk_that_arrives_late_is_judged_in_its_place_and_alerted_once(
     settings: Settings, pool: Executor, tmp_path: Any
 ) -> None:
     """S3 notifications and the router's retries keep no order: chunk 1 of a two-chunk
-    absence arrives after chunks 2 and 3, and the absence is still one NO_FACE alert."""
+    absence arrives after chunks 2 and 3, and the absence is still one NO_FACE alert; the
+    console's tile (the session's ``latest``, what the roster reads) stays on chunk 3."""
     require_data()
     scenario = tmp_path / "late.yaml"
     scenario.write_text(
@@ -418,7 +419,7 @@ def test_a_chunk_that_arrives_late_is_judged_in_its_place_and_alerted_once(
     )
     chunks = list(render_chunks(load_scenario(scenario, data_dir=DATA)))
 
-    async def run() -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
+    async def run() -> tuple[list[dict[str, Any]], list[dict[str, Any]], int, dict[str, Any]]:
         async with async_clients(settings) as clients:
             tables = Tables(clients.dynamodb, settings.names)
             ((shard, records),) = await _routed(clients, tables, settings, chunks)
@@ -429,9 +430,14 @@ def test_a_chunk_that_arrives_late_is_judged_in_its_place_and_alerted_once(
             for sequence in (0, 2, 3, 1):  # one batch each, chunk 1 last
                 await processor.process([by_sequence[sequence]], shard_id=shard)
             alerts = await tables.alerts(EXAM)
+            session = await tables.get_session(EXAM, "away")
             again = await processor.process(list(by_sequence.values()), shard_id=shard)
-            return alerts, await tables.alerts(EXAM), again.alerts
+            assert session is not None
+            return alerts, await tables.alerts(EXAM), again.alerts, session
 
-    alerts, after_replay, raised_again = asyncio.run(run())
+    alerts, after_replay, raised_again, session = asyncio.run(run())
+    latest = session["latest"]
+    assert (latest["sequence"], latest["status"], latest["faces"]) == (3, "ok", 1)
+    assert latest["frame_key"].endswith("camera/000003.jpg")
     assert [(a["type"], a["first_sequence"], a["sequence"]) for a in alerts] == [("NO_FACE", 1, 2)]
     assert after_replay == alerts and raised_again == 0

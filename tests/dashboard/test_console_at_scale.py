@@ -79,6 +79,20 @@ class Stack:
             while pending:
                 pending = self.db.batch_write_item(RequestItems=pending).get("UnprocessedItems")
 
+    def arrive(self, rows: list[dict[str, Any]]) -> None:
+        """Chunks' result rows written, and each student's session item with the newest one
+        as what the tile shows (``latest``, ``consumer.latest``), as the consumer does."""
+        self.batch(self.settings.names.results_table, rows)
+        newest = {row["student_id"]: row for row in sorted(rows, key=lambda r: r["sequence"])}
+        sessions = [
+            {"exam_id": self.exam_id, "student_id": student, "version": 1, "risk": row["risk"],
+             "latest": {k: row[k] for k in ("source", "sequence", "status", "faces", "identity",
+                                            "captured_at", "uploaded_at", "processed_at",
+                                            "risk", "frame_key")}}
+            for student, row in newest.items()
+        ]  # fmt: skip
+        self.batch(self.settings.names.sessions_table, sessions)
+
     def chunk(self, n: int, sequence: int, at: datetime) -> dict[str, Any]:
         """Student ``n``'s chunk ``sequence``, arrived ``at``, its frame in the frames bucket."""
         student = self.ids[n]
@@ -89,7 +103,8 @@ class Stack:
             "session_id": f"{self.exam_id}#{student}", "chunk_id": f"camera#{sequence:06d}",
             "exam_id": self.exam_id, "student_id": student, "source": "camera",
             "sequence": sequence, "status": "ok", "faces": 1, "identity": "match",
-            "uploaded_at": _iso(at), "processed_at": _iso(at), "frame_key": key, "risk": 0.0,
+            "captured_at": _iso(at - timedelta(seconds=5)), "uploaded_at": _iso(at),
+            "processed_at": _iso(at), "frame_key": key, "risk": 0.0,
         }  # fmt: skip
 
     def seed(self) -> None:
@@ -110,7 +125,7 @@ class Stack:
         rows = [self.chunk(n, 0, self.start) for n in range(STUDENTS)]
         later = self.start + timedelta(seconds=60)
         rows += [self.chunk(n, 1, later) for n in range(STUDENTS) if n != STOPPED]
-        self.batch(names.results_table, rows)
+        self.arrive(rows)
         self.batch(names.alerts_table, [self.alert(*a) for a in ALERTS])
 
     def alert(self, n: int, kind: str, severity: str, status: str) -> dict[str, Any]:
@@ -277,7 +292,7 @@ def test_a_proctor_triages_200_students_from_the_console(
     print(f"frame downloads over two polls at {STUDENTS} students: 0 (first load: {loaded})")
     changed = stack.chunk(60, 2, start + timedelta(seconds=61))
     with page.expect_request(lambda r: changed["frame_key"] in r.url, timeout=10_000):
-        stack.batch(settings.names.results_table, [changed])
+        stack.arrive([changed])
     next_poll()
     new = frames_loaded()[loaded:]
     assert len(new) == 1 and changed["frame_key"] in new[0], new
@@ -323,7 +338,7 @@ def test_a_proctor_triages_200_students_from_the_console(
     expect(grid.locator("> li:not([hidden])")).to_have_count(1)
     assert _tiles(page) == {stack.ids[STOPPED]}
     resumed = start + timedelta(seconds=tolerance + 2)
-    stack.batch(settings.names.results_table, [stack.chunk(STOPPED, 1, resumed)])
+    stack.arrive([stack.chunk(STOPPED, 1, resumed)])
     page.evaluate(f"window.__proctorClock.t = {_ms(resumed)}")
     expect(stopped).to_have_attribute("data-offline", "false", timeout=20_000)  # the next poll
     expect(stopped.locator(".seen")).to_have_text("last chunk 0 s ago")

@@ -15,15 +15,15 @@ from tests.lambdas.api.conftest import PASSWORD, Service
 
 
 def _write(
-    service: Service, *, alerts: list[dict[str, Any]], results: list[dict[str, Any]]
+    service: Service, *, alerts: list[dict[str, Any]], sessions: list[dict[str, Any]]
 ) -> None:
     async def run() -> None:
         async with async_clients(service.settings) as clients:
             tables = Tables(clients.dynamodb, service.settings.names)
             for alert in alerts:
                 await tables.create_alert(alert)
-            for row in results:
-                await tables.put_result(row)
+            for session in sessions:
+                await tables.save_session(session, expected_version=0)
             await clients.s3.put_object(
                 Bucket=service.settings.names.chunks_bucket, Key="chunks/x.webm", Body=b"video"
             )
@@ -44,16 +44,16 @@ def test_roster_puts_the_student_with_an_open_alert_first_with_name_and_frame(
              "type": "NO_FACE", "severity": "high", "status": "open", "sequence": 3,
              "frame_key": "frames/f.jpg", "chunk_key": "chunks/x.webm"},
         ],
-        results=[
-            {"session_id": f"{exam_id}#{calm}", "chunk_id": f"camera#{n:06d}", "sequence": n,
-             "status": "ok", "faces": 1, "frame_key": f"frames/{n}.jpg"}
-            for n in (0, 1, 2)
+        sessions=[  # the consumer keeps the newest chunk on the session (consumer.latest)
+            {"exam_id": exam_id, "student_id": calm,
+             "latest": {"source": "camera", "sequence": 2, "status": "ok", "faces": 1,
+                        "frame_key": "frames/2.jpg"}},
         ],
     )  # fmt: skip
     students = service.call("GET", f"/exams/{exam_id}/students", "proctor").json()["students"]
     assert [s["student_id"] for s in students] == [flagged, calm]
     assert students[0]["open_alerts"] == 1 and students[0]["open_alert_types"] == ["NO_FACE"]
-    assert students[1]["latest"]["sequence"] == 2  # the newest chunk, not the first
+    assert students[1]["latest"] == {"source": "camera", "sequence": 2, "status": "ok", "faces": 1}
     assert "/frames/2.jpg" in students[1]["frame_url"]
     assert students[0]["name"] == "student@example.edu"  # no name attribute: the email
 
@@ -133,16 +133,21 @@ def test_roster_says_when_each_student_was_last_seen_and_the_report_shows_its_ri
             tables = Tables(clients.dynamodb, service.settings.names)
             policy = {"exam_id": exam_id, "student_id": "#policy", "policy": {"offline_after": 3}}
             await tables.save_session(policy, expected_version=0)
-            # the consumer's risk on the session item; the chunk rows carry older figures
+            # the consumer's risk and newest chunk on the session item (consumer.latest)
+            latest = {
+                "source": "camera",
+                "sequence": 1,
+                "status": "ok",
+                "risk": 1.0,
+                "captured_at": "2026-12-06T10:00:00+00:00",
+                "uploaded_at": "2026-12-06T10:00:05+00:00",
+                "processed_at": "2026-12-06T10:00:09+00:00",
+                "frame_key": "frames/1.jpg",
+            }
             await tables.save_session(
-                {"exam_id": exam_id, "student_id": seen, "risk": 4.0}, expected_version=0
-            )
-            for n, at in ((0, "2026-12-06T10:00:00+00:00"), (1, "2026-12-06T10:00:05+00:00")):
-                await tables.put_result(
-                    {"session_id": f"{exam_id}#{seen}", "chunk_id": f"camera#{n:06d}",
-                     "sequence": n, "status": "ok", "risk": 1.0, "uploaded_at": at,
-                     "processed_at": "2026-12-06T10:00:09+00:00", "frame_key": f"frames/{n}.jpg"}
-                )  # fmt: skip
+                {"exam_id": exam_id, "student_id": seen, "risk": 4.0, "latest": latest},
+                expected_version=0,
+            )  # fmt: skip
 
     asyncio.run(seed())
     roster = service.call("GET", f"/exams/{exam_id}/students", "proctor").json()
