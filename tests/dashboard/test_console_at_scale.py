@@ -229,6 +229,10 @@ def test_a_proctor_triages_200_students_from_the_console(
     seeded = time.monotonic()
     stack.seed()
     print(f"seeded {STUDENTS} students in {time.monotonic() - seeded:.1f} s")
+    polled = time.monotonic()
+    roster = requests.get(f"{url}/exams/{exam_id}/students", headers=auth, timeout=60)
+    print(f"a roster poll at {STUDENTS} students: {time.monotonic() - polled:.2f} s")
+    assert len(roster.json()["students"]) == STUDENTS
     flagged = {stack.ids[n] for n, _, _, status in ALERTS if status == "open"}
     open_alerts = sum(1 for *_, status in ALERTS if status == "open")
 
