@@ -1,8 +1,9 @@
 """Frame extraction: one upright JPEG from a self-contained video chunk.
 
 A chunk is the bytes of a short MP4, WebM or MKV recording (typically 5 s).
-:func:`extract_frame` decodes only its first video frame (the keyframe the
-chunk starts on), applies the display rotation that phone recordings carry,
+:func:`extract_frame` decodes one video frame (the keyframe the chunk starts
+on, or the middle frame: from the keyframe at the middle when there is one),
+applies the display rotation that phone recordings carry,
 and encodes the upright image as JPEG. It is a plain top-level function with
 picklable arguments and result, meant to run in a process-pool worker.
 
@@ -34,6 +35,7 @@ Errors::
 from __future__ import annotations
 
 import io
+import itertools
 from dataclasses import dataclass
 from typing import Literal
 
@@ -94,6 +96,16 @@ class Frame:
     (a phone's ``rotate=-90`` display matrix gives 270)."""
     time: float
     """Seconds from the start of the chunk to this frame."""
+    decoded: int = 1
+    """Frames the decoder output to get this one: 1 when the frame is a keyframe reached
+    directly (the cost of an extraction is mostly this count times one frame's decode)."""
+
+
+@dataclass
+class _Decoded:
+    """Frames decoded so far for one extraction."""
+
+    count: int = 0
 
 
 def open_chunk(
@@ -122,10 +134,13 @@ def extract_frame(
     """Decode one frame of the chunk, apply the display rotation, encode JPEG.
 
     ``position="first"`` takes the first frame (the keyframe the chunk starts on);
-    ``"middle"`` the frame at half the chunk's duration, decoded from the keyframe at
-    or before it (phone chunks carry one every ~1.25 s; a browser's chunk decodes from
-    its start, ~25 ms for 2.5 s of 640x360). When the middle cannot be reached (no
-    duration, a cut chunk) the last intact frame before it, else the first, is used.
+    ``"middle"`` the frame at half the chunk's duration. A keyframe within one frame
+    interval of it is decoded alone (the producer forces one there; a phone's, every
+    ~1.25 s, lands there): the cost of the first frame. Otherwise the first frame at or
+    after the middle is decoded from the keyframe before it (a chunk with one keyframe
+    decodes from its start, ~25 ms for 2.5 s of 640x360). When the middle cannot be
+    reached (no duration, as in a browser's live WebM; a cut chunk) the last intact frame
+    before it, else the first, is used. ``Frame.decoded`` says how many frames it took.
 
     Raises :class:`FrameError` for any chunk that yields no usable frame; no other
     exception escapes for bad input.
@@ -157,45 +172,71 @@ def extract_frame(
     with container:
         stream = _video_stream(container)
         _check_limits(container, stream, max_pixels=max_pixels, max_seconds=max_seconds)
-        middle = _middle_frame(container, stream, max_pixels) if position == "middle" else None
+        decoded = _Decoded()
+        middle = (
+            _middle_frame(container, stream, max_pixels, decoded) if position == "middle" else None
+        )
         if middle is None:
             if position == "middle":
                 container.seek(0, stream=stream)  # start over from the first keyframe
                 stream.codec_context.flush_buffers()
-            frame = _first_frame(container, stream, max_pixels=max_pixels)
+            frame = _first_frame(container, stream, max_pixels=max_pixels, decoded=decoded)
         else:
             frame = middle
-        return _to_frame(frame, stream, jpeg_quality=jpeg_quality)
+        return _to_frame(frame, stream, jpeg_quality=jpeg_quality, decoded=decoded.count)
 
 
 def _middle_frame(
-    container: InputContainer, stream: VideoStream, max_pixels: int
+    container: InputContainer, stream: VideoStream, max_pixels: int, decoded: _Decoded
 ) -> VideoFrame | None:
-    """The first intact frame at or after half the duration; None when it cannot be had."""
+    """The middle frame; None when it cannot be had.
+
+    A keyframe within one frame interval of half the duration is the middle frame: decoding
+    it is decoding one frame (the producer and a phone put one there). Otherwise the first
+    intact frame at or after half the duration, decoded from the keyframe before it.
+    """
     duration = _duration_ticks(container, stream)
     if duration is None or stream.time_base is None:
         return None
     start = stream.start_time or 0
     target = start + duration // 2
+    near = _frame_ticks(stream)
     codec = stream.codec_context
     _configure(codec, max_pixels)
     last: VideoFrame | None = None
     try:
-        container.seek(target, stream=stream, backward=True, any_frame=False)
-        for packet in container.demux(stream):
+        # the last keyframe up to one frame after the middle: the one at the middle if any
+        container.seek(target + near, stream=stream, backward=True, any_frame=False)
+        packets = container.demux(stream)
+        first = next(packets, None)
+        if first is None:
+            return None
+        if first.is_keyframe and first.pts is not None and abs(first.pts - target) <= near:
+            target = first.pts  # the keyframe at the middle: decode it alone
+        for packet in itertools.chain([first], packets):
             for frame in codec.decode(packet):
+                decoded.count += 1
                 if frame.is_corrupt or frame.pts is None:
                     continue
                 if frame.pts >= target:
                     return _checked(frame, max_pixels=max_pixels)
                 last = frame
         for frame in codec.decode(None):
+            decoded.count += 1
             if not frame.is_corrupt and frame.pts is not None and frame.pts >= target:
                 return _checked(frame, max_pixels=max_pixels)
             last = frame if not frame.is_corrupt else last
     except AV_ERRORS:
         pass  # a damaged tail: fall back to what decoded before it, or to the first frame
     return None if last is None else _checked(last, max_pixels=max_pixels)
+
+
+def _frame_ticks(stream: VideoStream) -> int:
+    """One frame interval in the stream's time base (0 when the rate is unknown)."""
+    rate = stream.average_rate or stream.guessed_rate
+    if not rate or stream.time_base is None:
+        return 0
+    return int(1 / (rate * stream.time_base))
 
 
 def _duration_ticks(container: InputContainer, stream: VideoStream) -> int | None:
@@ -271,7 +312,9 @@ def _check_limits(
             )
 
 
-def _first_frame(container: InputContainer, stream: VideoStream, *, max_pixels: int) -> VideoFrame:
+def _first_frame(
+    container: InputContainer, stream: VideoStream, *, max_pixels: int, decoded: _Decoded
+) -> VideoFrame:
     """Decode until the first intact video frame, decoding as few packets as possible.
 
     A damaged frame (concealed garbage, which would read as "no face") is skipped and only
@@ -291,6 +334,7 @@ def _first_frame(container: InputContainer, stream: VideoStream, *, max_pixels: 
                 codec.skip_frame = "NONKEY"
                 continue
             for frame in frames:
+                decoded.count += 1
                 if not frame.is_corrupt:
                     return _checked(frame, max_pixels=max_pixels)
                 damaged += 1
@@ -340,7 +384,7 @@ def _checked(frame: VideoFrame, *, max_pixels: int) -> VideoFrame:
     return frame
 
 
-def _to_frame(frame: VideoFrame, stream: VideoStream, *, jpeg_quality: int) -> Frame:
+def _to_frame(frame: VideoFrame, stream: VideoStream, *, jpeg_quality: int, decoded: int) -> Frame:
     quarter_turns = round(frame.rotation / 90) % 4
     try:
         # one thread: this runs in a process-pool worker, one per core
@@ -362,6 +406,7 @@ def _to_frame(frame: VideoFrame, stream: VideoStream, *, jpeg_quality: int) -> F
         height=image.height,
         rotation=quarter_turns * 90,
         time=_seconds_into_chunk(frame, stream),
+        decoded=decoded,
     )
 
 

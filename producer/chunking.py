@@ -13,6 +13,9 @@ A chunk is made one of two ways:
   keyframe, so starts like 9.998 s instead of 10 s are normal.
 - **re-encode**: otherwise each chunk gets a fresh libx264 encoder (preset ultrafast, yuv420p),
   so it starts with a keyframe; the source frame timestamps are kept, and so the frame rate.
+  A second keyframe is forced at the chunk's middle (the first frame at or after half its
+  span), the frame the consumer analyses: it decodes that one frame instead of every frame
+  from the chunk's start (``proctoring.frames``, docs/benchmarks.md).
 
 Either way the display rotation of the source travels with the chunk (``add_stream_from_template``
 copies the display matrix in a remux, checked with PyAV 18; a re-encode sets it with
@@ -88,7 +91,9 @@ class ChunkEncoder:
     Add frames with timestamps in ``time_base`` units counted from the chunk's start, then call
     ``finish`` for the ``Chunk``. ``rotation`` (degrees counter-clockwise, as
     ``VideoFrame.rotation`` reads it) is written as the stream's display matrix. Odd sizes are
-    rounded down to even ones, as yuv420p requires.
+    rounded down to even ones, as yuv420p requires. With ``keyframe_at`` (a timestamp, in
+    ``time_base`` units from the chunk's start) the first frame at or after it is encoded as a
+    keyframe too: the middle of the chunk, where the consumer takes its frame.
     """
 
     def __init__(
@@ -101,8 +106,10 @@ class ChunkEncoder:
         rate: Fraction,
         time_base: Fraction,
         rotation: int = 0,
+        keyframe_at: int | None = None,
     ) -> None:
         self._index = index
+        self._keyframe_at = keyframe_at
         self._start = start
         self._time_base = time_base
         self._end = 0
@@ -127,8 +134,13 @@ class ChunkEncoder:
         frame.pts = pts
         frame.duration = duration
         frame.time_base = self._time_base
-        # A decoded I frame would otherwise force an extra keyframe mid-chunk.
-        frame.pict_type = PictureType.NONE
+        # A decoded I frame would otherwise force an extra keyframe anywhere in the chunk: only
+        # the one asked for (``keyframe_at``) is forced.
+        if self._keyframe_at is not None and pts >= self._keyframe_at:
+            frame.pict_type = PictureType.I
+            self._keyframe_at = None
+        else:
+            frame.pict_type = PictureType.NONE
         try:
             self._container.mux(self._stream.encode(frame))
         except av.FFmpegError as exc:
@@ -376,6 +388,7 @@ def _reencode(path: Path, probe: _Probe, spans: list[_Span]) -> Iterator[Chunk]:
                         rate=probe.rate,
                         time_base=probe.time_base,
                         rotation=probe.rotation,
+                        keyframe_at=_middle(spans[current]),
                     )
                 if encoder is None or frame.pts >= spans[current].end:
                     continue  # before the first frame we know of, or in a dropped tail
@@ -385,6 +398,11 @@ def _reencode(path: Path, probe: _Probe, spans: list[_Span]) -> Iterator[Chunk]:
             raise ChunkingError(f"{path}: cannot decode for chunk {current}: {exc}") from exc
         if encoder is not None:
             yield encoder.finish(_span_seconds(probe, spans[current]))
+
+
+def _middle(span: _Span) -> int:
+    """Half a span, rounded up: in the chunk's timestamps, where its middle keyframe goes."""
+    return -(-(span.end - span.start) // 2)
 
 
 def _span_seconds(probe: _Probe, span: _Span) -> float:

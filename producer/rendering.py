@@ -63,8 +63,9 @@ def render_chunks(
 
     One whole video is cut by ``chunk_recording`` and keeps its own size, frame rate and
     rotation. Anything else becomes ceil(total / seconds) chunks of ``size`` at ``fps``, each
-    encoded by its own libx264 encoder so it starts with a keyframe (a trailing chunk shorter
-    than ``MIN_CHUNK_SECONDS`` is dropped). Video durations are read here, so an unreadable
+    encoded by its own libx264 encoder so it starts with a keyframe, with a second one at its
+    middle, the frame the consumer analyses (a trailing chunk shorter than
+    ``MIN_CHUNK_SECONDS`` is dropped). Video durations are read here, so an unreadable
     video raises ``ChunkingError`` before the first chunk.
     """
     if not seconds > 0:
@@ -116,6 +117,7 @@ def _render(
                 height=size[1],
                 rate=Fraction(fps),
                 time_base=Fraction(1, fps),
+                keyframe_at=-(-(end - first) // 2),  # the middle, where the consumer looks
             )
             for pts, frame in enumerate(itertools.islice(frames, end - first)):
                 encoder.add(frame, pts=pts, duration=1)

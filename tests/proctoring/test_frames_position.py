@@ -2,34 +2,66 @@
 
 from __future__ import annotations
 
+import io
+
+import av
 import pytest
 
 from proctoring.frames import FrameError, extract_frame
-from producer.chunking import chunk_recording
+from producer.chunking import ChunkEncoder, chunk_recording
 from tests.conftest import DATA, needs_data
 
 pytestmark = needs_data
 
 
 @pytest.mark.parametrize(
-    ("video", "index", "middle"),
+    ("video", "index", "middle", "decoded"),
     [
-        ("center_left_center.mp4", 1, 2.5),  # remuxed phone chunk, a keyframe every 1.25 s
-        ("center_right_center.mp4", 1, 2.5),  # re-encoded, one keyframe
-        ("short_hamilton_clip.mp4", 0, 2.5),
-        ("center_left_center.mp4", 3, 0.17),  # the 0.33 s tail
+        ("center_left_center.mp4", 1, 2.5, 1),  # remuxed phone chunk, a keyframe every 1.25 s
+        ("center_right_center.mp4", 1, 2.5, 1),  # re-encoded with a keyframe at the middle
+        ("short_hamilton_clip.mp4", 0, 2.5, 1),
+        ("short_hamilton_clip.mp4", 1, 2.09, 1),  # 4.17 s: its middle is earlier
+        ("center_left_center.mp4", 3, 0.17, 5),  # the 0.33 s tail: decoded from its start
     ],
 )
 def test_the_middle_frame_is_half_way_through_the_chunk(
-    video: str, index: int, middle: float
+    video: str, index: int, middle: float, decoded: int
 ) -> None:
     chunk = list(chunk_recording(DATA / "video" / video))[index]
     first = extract_frame(chunk.data)
     frame = extract_frame(chunk.data, position="middle")
-    assert first.time == 0
+    assert (first.time, first.decoded) == (0, 1)
     assert frame.time == pytest.approx(middle, abs=0.1)
+    assert frame.decoded == decoded, "a keyframe at the middle is decoded alone"
     assert (frame.width, frame.height) == (first.width, first.height), "upright as well"
     assert frame.jpeg != first.jpeg
+
+
+def test_a_chunk_with_one_keyframe_is_decoded_up_to_its_middle() -> None:
+    """Any recorder's chunk (a camera, the Chime pipeline): the same middle frame, decoded
+    from the keyframe the chunk starts on, when there is none at the middle."""
+    chunk = next(chunk_recording(DATA / "video" / "short_hamilton_clip.mp4"))
+    with av.open(io.BytesIO(chunk.data)) as container:
+        stream = container.streams.video[0]
+        assert stream.average_rate is not None and stream.time_base is not None
+        encoder = ChunkEncoder(
+            index=0,
+            start=0,
+            width=stream.width,
+            height=stream.height,
+            rate=stream.average_rate,
+            time_base=stream.time_base,
+        )
+        for frame in container.decode(stream):
+            assert frame.pts is not None
+            encoder.add(frame, pts=frame.pts, duration=frame.duration or 1)
+    one_keyframe = encoder.finish(chunk.duration)
+    with av.open(io.BytesIO(one_keyframe.data)) as container:
+        assert sum(p.is_keyframe for p in container.demux(video=0)) == 1
+    ours = extract_frame(chunk.data, position="middle")
+    theirs = extract_frame(one_keyframe.data, position="middle")
+    assert theirs.time == pytest.approx(ours.time, abs=1e-3), "the same frame of the chunk"
+    assert theirs.decoded == round(ours.time * 29.97) + 1, "every frame up to the middle"
 
 
 def test_bad_chunks_fail_the_same_way_in_the_middle() -> None:

@@ -160,6 +160,32 @@ def test_hamilton_has_no_keyframes_at_the_boundaries_so_it_is_reencoded() -> Non
     assert sum(decode_alone(c).frames for c in made) == 275  # every frame, none doubled
 
 
+def frame_times(chunk: Chunk) -> list[tuple[float, bool]]:
+    """(seconds, is a keyframe) of every frame of the chunk, in time order."""
+    with av.open(io.BytesIO(chunk.data), "r") as container:
+        stream = container.streams.video[0]
+        assert stream.time_base is not None
+        return sorted(
+            (float(p.pts * stream.time_base), p.is_keyframe)
+            for p in container.demux(stream)
+            if p.pts is not None
+        )
+
+
+@pytest.mark.parametrize("name", ("short_hamilton_clip.mp4", "center_right_center.mp4"))
+def test_a_reencoded_chunk_has_a_second_keyframe_at_its_middle(name: str) -> None:
+    """Where the consumer takes its frame: decoding it is decoding one frame, not every
+    frame from the chunk's start (docs/benchmarks.md)."""
+    for chunk in chunks(name):
+        assert not chunk.remuxed
+        times = frame_times(chunk)
+        keyframes = [i for i, (_, key) in enumerate(times) if key]
+        assert len(keyframes) == 2 and keyframes[0] == 0
+        # the first frame at or after half the chunk
+        before, middle = times[keyframes[1] - 1][0], times[keyframes[1]][0]
+        assert before < chunk.duration / 2 <= middle
+
+
 def test_a_phone_recording_that_needs_reencoding_keeps_its_rotation() -> None:
     # center_right_center's keyframes drift off the 5 s grid (4.63 s, 9.63 s ...).
     made = chunks("center_right_center.mp4")

@@ -257,6 +257,15 @@ def test_fps_size_and_chunk_seconds_are_honoured() -> None:
         assert decoded.first_is_keyframe
         assert (decoded.width, decoded.height, decoded.frames) == (320, 240, frames)
         assert decoded.rate == 10
+        with av.open(io.BytesIO(chunk.data), "r") as container:
+            stream = container.streams.video[0]
+            assert stream.time_base is not None
+            keyframes = [
+                round(p.pts * stream.time_base * 10)  # in frames of 1/10 s
+                for p in container.demux(stream)
+                if p.is_keyframe and p.pts is not None
+            ]
+        assert keyframes == [0, frames // 2], "the second one where the consumer looks"
 
 
 def test_render_arguments_are_checked() -> None:
