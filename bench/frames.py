@@ -4,6 +4,8 @@ Chunks are cut from every recording in ``../shared/data/video`` by the
 producer's own chunker. Per chunk, the median of repeated runs of:
 
 - ``extract_frame(chunk)``: the product (first frame, upright, JPEG);
+- ``extract_frame(chunk, position="middle")``: the consumer's default, reported beside it
+  (``details.middle_ms``; the producer's chunks carry a keyframe at the middle);
 - ``ffmpeg -i chunk -frames:v 1 out.jpg`` as a subprocess: what a Lambda with an
   ffmpeg layer does (Debian's ffmpeg; ``make bench`` installs it with apt-get);
 - the floor: open the container, decode the one keyframe, RGB, JPEG - nothing else
@@ -61,32 +63,42 @@ def floor(data: bytes) -> bytes:
     raise ValueError("no frame")
 
 
-def _interleaved(data: bytes, repeats: int) -> tuple[float, float]:
-    """Medians (ms) of extract_frame and of the floor, run alternately so that a burst of
-    other work on the machine hits both alike."""
+def _interleaved(data: bytes, repeats: int) -> tuple[float, float, float]:
+    """Medians (ms) of extract_frame (first frame), of the floor and of extract_frame's
+    middle frame, run alternately so that a burst of other work on the machine hits all
+    alike."""
     extract_frame(data)
     floor(data)
-    ours, least = [], []
+    extract_frame(data, position="middle")
+    ours, least, middles = [], [], []
     for _ in range(repeats):
         started = time.perf_counter()
         extract_frame(data)
-        middle = time.perf_counter()
+        first_done = time.perf_counter()
         floor(data)
-        ours.append(middle - started)
-        least.append(time.perf_counter() - middle)
-    return statistics.median(ours) * 1000, statistics.median(least) * 1000
+        floor_done = time.perf_counter()
+        extract_frame(data, position="middle")
+        ours.append(first_done - started)
+        least.append(floor_done - first_done)
+        middles.append(time.perf_counter() - floor_done)
+    return (
+        statistics.median(ours) * 1000,
+        statistics.median(least) * 1000,
+        statistics.median(middles) * 1000,
+    )
 
 
 def run(data_dir: Path, size: Size) -> list[Figure]:
     cut = chunks(data_dir, limit=3 if size == "tiny" else None)
     repeats, ffmpeg_repeats = (3, 1) if size == "tiny" else (40, 7)
     ffmpeg = shutil.which("ffmpeg")
-    product, floors, subprocesses = [], [], []
+    product, floors, middles, subprocesses = [], [], [], []
     with tempfile.TemporaryDirectory(prefix="bench-frames-") as folder:
         for name, data in cut:
-            ours, least = _interleaved(data, repeats)
+            ours, least, middle = _interleaved(data, repeats)
             product.append(ours)
             floors.append(least)
+            middles.append(middle)
             if ffmpeg is None:
                 continue
             source, target = Path(folder) / "chunk.mp4", Path(folder) / "out.jpg"
@@ -97,8 +109,8 @@ def run(data_dir: Path, size: Size) -> list[Figure]:
                 median_ms(functools.partial(subprocess.run, command, check=True), ffmpeg_repeats)
             )
             print(
-                f"  {name}: extract_frame {product[-1]:.2f} ms, floor {floors[-1]:.2f} ms, "
-                f"ffmpeg {subprocesses[-1]:.1f} ms"
+                f"  {name}: extract_frame {product[-1]:.2f} ms (middle {middles[-1]:.2f}), "
+                f"floor {floors[-1]:.2f} ms, ffmpeg {subprocesses[-1]:.1f} ms"
             )
     value = round(statistics.mean(product), 2)
     floor_ms = round(statistics.mean(floors), 2)
@@ -106,6 +118,9 @@ def run(data_dir: Path, size: Size) -> list[Figure]:
         "chunks": len(cut),
         "repeats_per_chunk": repeats,
         "per_chunk_ms": dict(zip([n for n, _ in cut], [round(p, 2) for p in product], strict=True)),
+        # the consumer's default position, against the same floor
+        "middle_ms": round(statistics.mean(middles), 2),
+        "middle_over_floor": round(statistics.mean(middles) / statistics.mean(floors), 2),
     }
     if ffmpeg is None:
         print(
