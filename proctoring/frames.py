@@ -109,15 +109,20 @@ class _Decoded:
 
 
 def open_chunk(
-    data: bytes, *, decoders: str, options: dict[str, str] | None = None
+    data: bytes, *, decoders: str, options: dict[str, str] | None = None, probe: bool = True
 ) -> InputContainer:
     """A chunk's container as PyAV opens it for the consumer: only the QuickTime/MP4 and
     Matroska/WebM demuxers are probed and only ``decoders`` (FFmpeg decoder names) may see
-    the bytes. Raises one of :data:`AV_ERRORS` for what it cannot open."""
+    the bytes. ``probe=False``: the streams' parameters come from the container's headers,
+    no packets are read to analyse them. Raises one of :data:`AV_ERRORS` for what it cannot
+    open."""
+    container_options = {"format_whitelist": _FORMAT_WHITELIST, "codec_whitelist": decoders}
+    if not probe:
+        container_options["analyzeduration"] = "1"  # microseconds; 0 would mean the default
     return av.open(
         io.BytesIO(data),
         mode="r",
-        container_options={"format_whitelist": _FORMAT_WHITELIST, "codec_whitelist": decoders},
+        container_options=container_options,
         options=options or {},
         metadata_errors="replace",
     )
@@ -149,8 +154,12 @@ def extract_frame(
         raise FrameError("the chunk is empty (0 bytes)", reason="empty")
     try:
         # For the decoders avformat_find_stream_info opens: take the sizes from the
-        # headers, decode nothing (half the cost of a 480p chunk, and no bomb).
-        container = open_chunk(data, decoders=_DECODER_WHITELIST, options={"skip_frame": "all"})
+        # headers, decode nothing (half the cost of a 480p chunk, and no bomb). Nor read the
+        # chunk's packets to probe them (FFmpeg's default reads up to 5 s, the whole chunk):
+        # the containers' headers carry what is used here, and opening costs a third.
+        container = open_chunk(
+            data, decoders=_DECODER_WHITELIST, options={"skip_frame": "all"}, probe=False
+        )
     except AV_ERRORS as exc:
         kind = _container_kind(data)
         if kind is not None:
