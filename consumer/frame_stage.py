@@ -182,6 +182,7 @@ class FrameStage:
                         (time.perf_counter() - started) * 1000,
                         "Milliseconds",
                     )
+                    self._metrics.add(MetricName.FramesDecoded, frame.decoded)
                 except (FrameError, InvalidEvent) as exc:
                     return Chunk(event, record, error=exc)
                 key = frame_key(event)

@@ -50,6 +50,9 @@ class MetricName(StrEnum):
     SpeechSeconds = "SpeechSeconds"
     #: one frame extracted from a chunk, pool queueing included (Milliseconds)
     FrameExtractionMs = "FrameExtractionMs"
+    #: frames decoded to extract a chunk's frame: 1 when a keyframe sits where the frame is
+    #: taken (Count)
+    FramesDecoded = "FramesDecoded"
     #: one frame analysed (Milliseconds)
     AnalysisMs = "AnalysisMs"
     #: end to end: S3 ObjectCreated -> result row written (Milliseconds)

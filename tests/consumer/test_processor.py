@@ -263,7 +263,7 @@ def test_the_first_frame_is_fetched_and_analysed_only_when_the_middle_shows_no_f
     evidence; a chunk whose middle frame has a face never fetches the first one."""
     exam = "fallback-exam"
 
-    async def run() -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[bytes]]:
+    async def run() -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[bytes], float]:
         async with running_pipeline(settings, pool) as pipeline:
             hamilton = await pipeline.play(exam, "hamilton", DATA / "video/short_hamilton_clip.mp4")
             phone = await pipeline.play(exam, "phone", DATA / "video/center_focus.mp4")
@@ -276,9 +276,16 @@ def test_the_first_frame_is_fetched_and_analysed_only_when_the_middle_shows_no_f
                 )
                 async with response["Body"] as body:
                     frames.append(await body.read())
-            return first, second, frames
 
-    hamilton, phone, stored = asyncio.run(run())
+            async def decoded() -> float:  # the metric, summed over the flushed documents
+                return sum(json.loads(line).get("FramesDecoded", 0) for line in pipeline.metrics)
+
+            return first, second, frames, await eventually(decoded, lambda n: n >= 11, within=30)
+
+    hamilton, phone, stored, frames_decoded = asyncio.run(run())
+    # a keyframe at every middle (re-encoded Hamilton chunks, the phone's every 1.25 s): one
+    # frame a chunk, but for the phone's 0.5 s tail, decoded from its start (7 frames)
+    assert frames_decoded == 1 + 1 + 1 + 1 + 7
     chunks = list(chunk_recording(DATA / "video/short_hamilton_clip.mp4"))
     # chunk 1: no face mid-turn, the performer in its first frame - that frame is the evidence
     assert hamilton[1]["analysed"] == "fallback" and hamilton[1]["faces"] >= 1
