@@ -49,7 +49,8 @@ _TASK_VCPUS = 2
 async def measure(
     students: int, batches: int, data_dir: Path, *, position: Literal["first", "middle"] = "middle"
 ) -> dict[str, Any]:
-    """CPU ms per chunk: {"extraction", "rest", "total", "chunks"}, and the AWS calls made.
+    """CPU ms per chunk: {"extraction", "rest", "total", "chunks"}, the AWS calls made and the
+    frames decoded per chunk (the consumer's ``FramesDecoded`` metric).
 
     Logs as in production: JSON lines at INFO (written to /dev/null here).
     """
@@ -72,6 +73,7 @@ async def measure(
         configure_logging(settings, stream=devnull)
         outputs = await asyncio.to_thread(provision, settings)
         settings = settings.model_copy(update={"alerts_topic_arn": outputs["AlertsTopicArn"]})
+        metrics = Metrics("Bench", "consumer", lambda line: None)
         with cpu_pool(settings) as pool:
             async with (
                 async_clients(settings) as clients,
@@ -80,7 +82,7 @@ async def measure(
                     settings,
                     clients,
                     Tables(clients.dynamodb, settings.names),
-                    Metrics("Bench", "consumer", lambda line: None),
+                    metrics,
                     executor=pool,
                 ) as consumer,
             ):
@@ -115,16 +117,19 @@ async def measure(
                     client.meta.events.register(
                         "before-call", lambda model, **_: calls.update([model.name])
                     )
+                decoded_before = metrics.totals().get("FramesDecoded", 0)
                 main_before, pool_before = time.process_time(), pool_cpu(pool)
                 for batch in records[1:]:
                     await processor.process(batch, shard_id="bench")
                 main_cpu = time.process_time() - main_before
                 pool_seconds = pool_cpu(pool) - pool_before
+                decoded = metrics.totals().get("FramesDecoded", 0) - decoded_before
     processed = students * batches
     return {
         "aws_calls_per_chunk": sum(calls.values()) / processed,
         "aws_calls": dict(calls),
         "chunks": processed,
+        "frames_decoded_per_chunk": decoded / processed,
         "extraction": pool_seconds * 1000 / processed,
         "rest": main_cpu * 1000 / processed,
         "total": (pool_seconds + main_cpu) * 1000 / processed,
@@ -154,6 +159,7 @@ def run(data_dir: Path, size: Size) -> list[Figure]:
         "extraction_ms": round(cpu["extraction"], 2),
         "rest_ms": round(cpu["rest"], 2),
         "chunks": cpu["chunks"],
+        "frames_decoded_per_chunk": round(cpu["frames_decoded_per_chunk"], 2),
         "aws_calls_per_chunk": round(cpu["aws_calls_per_chunk"], 2),
         "aws_calls": cpu["aws_calls"],
         "rest_ms_per_aws_call": round(cpu["rest"] / cpu["aws_calls_per_chunk"], 2),
