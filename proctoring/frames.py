@@ -144,7 +144,7 @@ def extract_frame(
     ~1.25 s, lands there): the cost of the first frame. Otherwise the first frame at or
     after the middle is decoded from the keyframe before it (a chunk with one keyframe
     decodes from its start, ~25 ms for 2.5 s of 640x360). When the middle cannot be
-    reached (no duration, as in a browser's live WebM; a cut chunk) the last intact frame
+    reached (no duration, as in a WebM written live without one; a cut chunk) the last intact frame
     before it, else the first, is used. ``Frame.decoded`` says how many frames it took.
 
     Raises :class:`FrameError` for any chunk that yields no usable frame; no other
