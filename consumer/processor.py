@@ -161,7 +161,7 @@ class ChunkProcessor:
             chunks = await self._gate(chunks, outcome)
         chunks = await self._by_policy(chunks, outcome)
         framed = await self._gather(
-            [self._frames.run(event, record) for event, record in chunks.values()]
+            [self._frame(event, record) for event, record in chunks.values()]
         )
         by_student: dict[tuple[str, str], list[Chunk]] = defaultdict(list)
         for chunk in framed:
@@ -174,6 +174,10 @@ class ChunkProcessor:
             outcome += await self._integrity.apply(integrity)
         self._metrics.flush()
         return outcome
+
+    async def _frame(self, event: ChunkEvent, record: Record) -> Chunk:
+        chunk = await self._frames.run(event, record)
+        return replace(chunk, extracted_at=self._clock())
 
     async def _parse(
         self, records: Sequence[Record], shard_id: str, outcome: BatchOutcome
@@ -305,6 +309,7 @@ class ChunkProcessor:
                             chunk.thumb,
                             chunk.fallback.jpeg if chunk.fallback else None,
                         ),
+                        analysed_at=self._clock(),
                     )
                     if chunk.analysed is not None and chunk.analysed.used_fallback:
                         chunk = await self._frames.store_fallback(chunk)

@@ -26,6 +26,7 @@ import contextlib
 import random
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -58,6 +59,7 @@ class ShardConsumer:
         leases: LeaseCoordinator,
         metrics: Metrics,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.shard_id = shard_id
         self._settings = settings
@@ -66,6 +68,7 @@ class ShardConsumer:
         self._leases = leases
         self._metrics = metrics
         self._clock = clock
+        self._wall_clock = wall_clock  # the records' read_at (latency breakdown)
         self._log = _log.bind(shard=shard_id)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -113,8 +116,15 @@ class ShardConsumer:
                 await wait_any(done, within=backoff * random.uniform(0.5, 1.0))
                 continue
             backoff = self._settings.min_get_interval
+            read_at = self._wall_clock()
             records = [
-                Record(r["SequenceNumber"], r["Data"], r.get("PartitionKey", ""))
+                Record(
+                    r["SequenceNumber"],
+                    r["Data"],
+                    r.get("PartitionKey", ""),
+                    arrived_at=_epoch(r.get("ApproximateArrivalTimestamp")),
+                    read_at=read_at,
+                )
                 for r in response["Records"]
             ]
             if "MillisBehindLatest" in response:
@@ -182,6 +192,10 @@ class ShardConsumer:
         )
         iterator: str = response["ShardIterator"]
         return iterator
+
+
+def _epoch(when: datetime | None) -> float | None:
+    return None if when is None else when.timestamp()
 
 
 async def _relay(stop: asyncio.Event, lost: asyncio.Event, done: asyncio.Event) -> None:
