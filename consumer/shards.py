@@ -3,7 +3,8 @@
 Two tasks per shard, joined by a queue of at most ``read_ahead`` batches
 (backpressure: a slow processor stops the reader, memory stays bounded):
 
-- the reader resumes after the lease's checkpoint, calls GetRecords at most
+- the reader resumes after the lease's checkpoint (with enhanced fan-out,
+  ``consumer.fan_out``, it takes the records Kinesis pushes instead), calls GetRecords at most
   once per ``min_get_interval`` (Kinesis allows 5 calls/s per shard) and once
   per ``poll_interval`` when the shard is idle, backs off exponentially on
   ``ProvisionedThroughputExceededException``, and asks for a new iterator
@@ -33,6 +34,7 @@ import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
 from consumer.batch import Record
+from consumer.fan_out import FanOut
 from consumer.leases import SHARD_END, TRIM_HORIZON, LeaseCoordinator, LeaseLost
 from consumer.poison import BatchRunner
 from proctoring.metric_names import MetricName
@@ -60,6 +62,7 @@ class ShardConsumer:
         metrics: Metrics,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        fan_out: FanOut | None = None,
     ) -> None:
         self.shard_id = shard_id
         self._settings = settings
@@ -69,6 +72,7 @@ class ShardConsumer:
         self._metrics = metrics
         self._clock = clock
         self._wall_clock = wall_clock  # the records' read_at (latency breakdown)
+        self._fan_out = fan_out  # records pushed (SubscribeToShard) instead of polled
         self._log = _log.bind(shard=shard_id)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -92,6 +96,9 @@ class ShardConsumer:
             done.set()
             return
         last_read = None if checkpoint == TRIM_HORIZON else checkpoint
+        if self._fan_out is not None:
+            await self._pushed(self._fan_out, last_read, queue, done)
+            return
         iterator = await self._iterator(last_read)
         backoff = self._settings.min_get_interval
         while not done.is_set():
@@ -116,21 +123,7 @@ class ShardConsumer:
                 await wait_any(done, within=backoff * random.uniform(0.5, 1.0))
                 continue
             backoff = self._settings.min_get_interval
-            read_at = self._wall_clock()
-            records = [
-                Record(
-                    r["SequenceNumber"],
-                    r["Data"],
-                    r.get("PartitionKey", ""),
-                    arrived_at=_epoch(r.get("ApproximateArrivalTimestamp")),
-                    read_at=read_at,
-                )
-                for r in response["Records"]
-            ]
-            if "MillisBehindLatest" in response:
-                self._metrics.add(
-                    MetricName.MillisBehindLatest, response["MillisBehindLatest"], "Milliseconds"
-                )
+            records = self._records(response)
             if records:
                 last_read = records[-1].sequence_number
                 await _put(queue, records, done)
@@ -140,6 +133,43 @@ class ShardConsumer:
                 return
             pause = self._settings.min_get_interval if records else self._settings.poll_interval
             await wait_any(done, within=max(0.0, pause - (self._clock() - started)))
+
+    def _records(self, response: dict[str, Any]) -> list[Record]:
+        """The records of a GetRecords response or a SubscribeToShard event; the lag metric."""
+        read_at = self._wall_clock()
+        if "MillisBehindLatest" in response:
+            self._metrics.add(
+                MetricName.MillisBehindLatest, response["MillisBehindLatest"], "Milliseconds"
+            )
+        return [
+            Record(
+                r["SequenceNumber"],
+                r["Data"],
+                r.get("PartitionKey", ""),
+                arrived_at=_epoch(r.get("ApproximateArrivalTimestamp")),
+                read_at=read_at,
+            )
+            for r in response["Records"]
+        ]
+
+    async def _pushed(
+        self, fan_out: FanOut, after: str | None, queue: asyncio.Queue[Any], done: asyncio.Event
+    ) -> None:
+        """Enhanced fan-out: queue the records Kinesis pushes, until the shard ends or done."""
+
+        async def pump() -> None:
+            async for event in fan_out.events(self.shard_id, after):
+                records = self._records(event)
+                if records:
+                    await _put(queue, records, done)
+                if event.get("ContinuationSequenceNumber") is None:
+                    await _put(queue, _END, done)
+                    return
+
+        pumping = asyncio.ensure_future(pump())
+        await _first_future(pumping, done)  # done (stop, lease lost) cancels the subscription
+        if pumping.done() and not pumping.cancelled():
+            pumping.result()  # a failure of the reader is the shard consumer's
 
     async def _process(self, queue: asyncio.Queue[Any], done: asyncio.Event) -> None:
         while not done.is_set():

@@ -86,6 +86,8 @@ class Settings(BaseSettings):
     min_get_interval: float = Field(default=0.2, gt=0, description="seconds between GetRecords")
     read_ahead: int = Field(default=2, ge=1, description="batches queued per shard")
     kinesis_endpoint_url: str | None = None  # Kinesis elsewhere (kinesis-local); else endpoint_url
+    # Enhanced fan-out (consumer/fan_out.py): the stream consumer's name; unset polls GetRecords.
+    fan_out_consumer: str | None = Field(default=None, pattern=r"^[a-zA-Z0-9_.-]{1,128}$")
     worker_id: str | None = None  # default: host-pid-random, unique per process
     lease_duration: float = Field(default=10.0, gt=0, description="KCL failover time, seconds")
     take_interval: float = Field(default=1.0, gt=0, description="seconds between balancing")
