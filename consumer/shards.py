@@ -9,8 +9,9 @@ Two tasks per shard, joined by a queue of at most ``read_ahead`` batches
   per ``poll_interval`` when the shard is idle, backs off exponentially on
   ``ProvisionedThroughputExceededException``, and asks for a new iterator
   after the last record it read when one expires;
-- the processor hands each batch to the record-processing core, in order,
-  through ``consumer.poison`` (retried with backoff while AWS fails, poison
+- the processor hands each batch to the record-processing core, in order (what was
+  read while the last batch ran is joined into one batch: at most ``read_ahead + 1``
+  reads), through ``consumer.poison`` (retried with backoff while AWS fails, poison
   records parked), and checkpoints its last sequence number once it returned
   (every effect durable). At the end of a closed shard it checkpoints ``SHARD_END``,
   which lets the children start.
@@ -176,13 +177,22 @@ class ShardConsumer:
             item = await _get(queue, done)
             if item is None:
                 return
+            ended = item is _END
+            records: list[Record] = [] if ended else list(item)
+            while not ended and not queue.empty():
+                # what was read while the last batch ran joins this one: one batch, processed
+                # concurrently, instead of one small batch after another (the breakdown's wait)
+                more = queue.get_nowait()
+                ended = more is _END
+                records += [] if ended else more
             try:
-                if item is _END:
+                if records:
+                    await self._process_batch(records)
+                if ended:
                     await self._leases.checkpoint(self.shard_id, SHARD_END)
                     self._log.info("shard ended; children may start")
                     done.set()
                     return
-                await self._process_batch(item)
             except LeaseLost:
                 self._metrics.add(MetricName.CheckpointFailures)
                 self._log.warning("lease lost; stopping this shard")
