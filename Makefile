@@ -87,8 +87,11 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 ## soak: 60 students for 10 minutes on the local stack; lag and memory must stay flat (bench/results/soak.*)
+## (make soak SOAK_STUDENTS=200 SOAK_MINUTES=10 for another size)
+SOAK_STUDENTS ?= 60
+SOAK_MINUTES ?= 10
 soak: $(BENCH_STAMP)
-	$(BIN)/python -m bench.soak --students 60 --minutes 10
+	$(BIN)/python -m bench.soak --students $(SOAK_STUDENTS) --minutes $(SOAK_MINUTES)
 
 ## demo: start the local stack, replay four exam sessions live, write demo-report.json, exit
 demo: $(STAMP) web

@@ -157,6 +157,13 @@ def run(data_dir: Path, size: Size, out: Path) -> list[Figure]:
             met=p99 is not None and p99 <= 1000 and goal_students >= _GOAL_STUDENTS,
             details={
                 "parts_ms": {k: v for k, v in at_goal["latency_ms"].items()},
+                # where each chunk's time went (producer.load's per-stage breakdown)
+                "stages_ms": at_goal["breakdown"]["percentiles_ms"],
+                "stage_means_ms": {
+                    k: at_goal["breakdown"].get(k)
+                    for k in ("mean_ms", "slowest_5pct_mean_ms", "slowest_1pct_mean_ms")
+                },
+                "baseline_stage_means_ms": base["breakdown"].get("mean_ms"),
                 "lag": at_goal["lag"],
                 "throughput": at_goal["throughput"],
                 "stack_metrics_ms_whole_ramp": stack_ms,

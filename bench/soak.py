@@ -177,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         "load": load,
         "chunks": summary["chunks"],
         "latency_ms": summary["latency_ms"],
+        "breakdown": summary["breakdown"],  # where the time went, stage by stage
         "lag_flat": lag_flat,
         "memory_flat": memory_flat,
         "per_minute": minutes,

@@ -85,6 +85,10 @@ class Record:
     sequence_number: str
     data: bytes
     partition_key: str = ""
+    arrived_at: float | None = None
+    """When Kinesis took the record (ApproximateArrivalTimestamp), epoch seconds."""
+    read_at: float | None = None
+    """When this worker read it (GetRecords returned), epoch seconds."""
 
 
 @dataclass

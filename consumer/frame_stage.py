@@ -99,6 +99,8 @@ class Chunk:
     frame_version: str | None = None
     first: dict[str, Any] | None = None  # the sequence's earlier result: this is a second object
     heard: Heard = None  # the speech in its audio track (policy ``audio: true``)
+    extracted_at: float | None = None  # frame stored, epoch seconds (latency breakdown)
+    analysed_at: float | None = None  # the engine answered, epoch seconds (latency breakdown)
 
 
 def frame_and_thumbnail(

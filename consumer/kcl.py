@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import sys
 import threading
+import time
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -73,8 +74,9 @@ class ChunkRecordProcessor(kcl_processor.RecordProcessorBase):
         _log.info("kcl shard initialised", checkpoint=initialize_input.sequence_number)
 
     def process_records(self, process_records_input: Any) -> None:
+        read_at = time.time()  # the latency breakdown's read_at
         records = [  # amazon_kclpy.messages.Record: base64 data decoded by binary_data
-            Record(r.sequence_number, r.binary_data, r.partition_key or "")
+            Record(r.sequence_number, r.binary_data, r.partition_key or "", read_at=read_at)
             for r in process_records_input.records
         ]
         if not records:

@@ -52,9 +52,9 @@ class BatchRunner:
         self._processor = processor
         self._attempts = settings.poison_attempts
         self._wait = wait_exponential_jitter(
-            multiplier=settings.poll_interval,
+            multiplier=settings.retry_backoff,
             max=settings.retry_max_backoff,
-            jitter=settings.poll_interval,
+            jitter=settings.retry_backoff,
         )
         self._metrics = metrics
         self._sleep = sleep

@@ -13,7 +13,9 @@ each stage is a module of its own. Per batch:
    yet started or unknown exam gets a ``not_analysed`` result row and nothing
    else; so does a camera or chime chunk whose source the exam's policy does not
    analyse (``sources``: browser, chime or both);
-4. per chunk, concurrently (bounded; ``consumer.frame_stage``): GET the chunk,
+4. per student, concurrently, the student's chunks concurrently (bounded;
+   ``consumer.frame_stage``; a student's analysis waits for its own frames, not the
+   batch's slowest): GET the chunk,
    extract one upright frame (the middle one by default) and its thumbnail in the
    process pool (with the policy's ``audio: true``, the speech in its audio track
    too, ``consumer.speech``), store the JPEG;
@@ -162,20 +164,26 @@ class ChunkProcessor:
         if self._settings.exam_gate:
             chunks = await self._gate(chunks, outcome)
         chunks = await self._by_policy(chunks, outcome)
-        framed = await self._gather(
-            [self._frames.run(event, record) for event, record in chunks.values()]
-        )
-        by_student: dict[tuple[str, str], list[Chunk]] = defaultdict(list)
-        for chunk in framed:
-            by_student[(chunk.event.exam_id, chunk.event.student_id)].append(chunk)
+        by_student: dict[tuple[str, str], list[tuple[ChunkEvent, Record]]] = defaultdict(list)
+        for event, record in chunks.values():
+            by_student[(event.exam_id, event.student_id)].append((event, record))
         for counts in await self._gather(
-            [self._apply(student_chunks) for student_chunks in by_student.values()]
+            [self._student(student_chunks) for student_chunks in by_student.values()]
         ):
             outcome += counts
         if integrity:  # after the chunks: one writer of a student's session at a time
             outcome += await self._integrity.apply(integrity)
         self._metrics.flush()
         return outcome
+
+    async def _student(self, chunks: list[tuple[ChunkEvent, Record]]) -> BatchOutcome:
+        """One student's chunks: their frames (concurrently), then analysed in order. A
+        student's analysis waits for its own frames only, not for the batch's slowest one."""
+        return await self._apply(await self._gather([self._frame(e, r) for e, r in chunks]))
+
+    async def _frame(self, event: ChunkEvent, record: Record) -> Chunk:
+        chunk = await self._frames.run(event, record)
+        return replace(chunk, extracted_at=self._clock())
 
     async def _parse(
         self, records: Sequence[Record], shard_id: str, outcome: BatchOutcome
@@ -308,6 +316,7 @@ class ChunkProcessor:
                             chunk.thumb,
                             chunk.fallback.jpeg if chunk.fallback else None,
                         ),
+                        analysed_at=self._clock(),
                     )
                     if chunk.analysed is not None and chunk.analysed.used_fallback:
                         chunk = await self._frames.store_fallback(chunk)

@@ -22,7 +22,7 @@ out, a moment the other source covered) gets a ``not_analysed`` row with the rea
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -36,7 +36,7 @@ from proctoring.metrics import Metrics
 from proctoring.rules import Finding
 from proctoring.storage import Tables
 
-__all__ = ["REPLACED", "Results", "result_row"]
+__all__ = ["REPLACED", "Results", "result_row", "stage_times"]
 
 _log = structlog.get_logger(__name__)
 REPLACED = "CHUNK_REPLACED"
@@ -44,7 +44,12 @@ REPLACED = "CHUNK_REPLACED"
 
 
 def result_row(event: ChunkEvent, now: datetime, expires_at: int, **fields: Any) -> dict[str, Any]:
-    """A chunk's result row: where the chunk is and when it came, then ``fields``."""
+    """A chunk's result row: where the chunk is and when it came, then ``fields``.
+
+    The router's timings (``notified_at``, ``routed_at``) are kept when the event has them:
+    with the consumer's (:func:`stage_times`) they are the per-stage latency breakdown.
+    """
+    routed: dict[str, str] = {k: when.isoformat() for k, when in (event.timings or {}).items()}
     return {
         "session_id": event.session_id,
         "chunk_id": f"{event.source}#{event.sequence:06d}",
@@ -57,7 +62,24 @@ def result_row(event: ChunkEvent, now: datetime, expires_at: int, **fields: Any)
         "uploaded_at": event.uploaded_at.isoformat(),
         "processed_at": now.isoformat(),
         "expires_at": expires_at,
+        **routed,
         **fields,
+    }
+
+
+def stage_times(chunk: Chunk) -> dict[str, str]:
+    """When the chunk reached Kinesis, was read, had its frame stored and was analysed (ISO
+    times, those known): the consumer's part of the per-stage latency breakdown."""
+    marks = {
+        "arrived_at": chunk.record.arrived_at,
+        "read_at": chunk.record.read_at,
+        "extracted_at": chunk.extracted_at,
+        "analysed_at": chunk.analysed_at,
+    }
+    return {
+        name: datetime.fromtimestamp(when, tz=UTC).isoformat()
+        for name, when in marks.items()
+        if when is not None
     }
 
 
@@ -97,6 +119,7 @@ class Results:
             event, now, latency_ms=round((now - event.uploaded_at).total_seconds() * 1000)
         )
         row.update(chunk_sha256=chunk.digest, chunk_version=chunk.version)
+        row.update(stage_times(chunk))
         if chunk.error is not None:
             row.update(status="error", error_reason=chunk.error.reason, error=str(chunk.error))
         else:

@@ -3,13 +3,15 @@
 Two tasks per shard, joined by a queue of at most ``read_ahead`` batches
 (backpressure: a slow processor stops the reader, memory stays bounded):
 
-- the reader resumes after the lease's checkpoint, calls GetRecords at most
+- the reader resumes after the lease's checkpoint (with enhanced fan-out,
+  ``consumer.fan_out``, it takes the records Kinesis pushes instead), calls GetRecords at most
   once per ``min_get_interval`` (Kinesis allows 5 calls/s per shard) and once
   per ``poll_interval`` when the shard is idle, backs off exponentially on
   ``ProvisionedThroughputExceededException``, and asks for a new iterator
   after the last record it read when one expires;
-- the processor hands each batch to the record-processing core, in order,
-  through ``consumer.poison`` (retried with backoff while AWS fails, poison
+- the processor hands each batch to the record-processing core, in order (what was
+  read while the last batch ran is joined into one batch: at most ``read_ahead + 1``
+  reads), through ``consumer.poison`` (retried with backoff while AWS fails, poison
   records parked), and checkpoints its last sequence number once it returned
   (every effect durable). At the end of a closed shard it checkpoints ``SHARD_END``,
   which lets the children start.
@@ -26,12 +28,14 @@ import contextlib
 import random
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
 from consumer.batch import Record
+from consumer.fan_out import FanOut
 from consumer.leases import SHARD_END, TRIM_HORIZON, LeaseCoordinator, LeaseLost
 from consumer.poison import BatchRunner
 from proctoring.metric_names import MetricName
@@ -58,6 +62,8 @@ class ShardConsumer:
         leases: LeaseCoordinator,
         metrics: Metrics,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        fan_out: FanOut | None = None,
     ) -> None:
         self.shard_id = shard_id
         self._settings = settings
@@ -66,6 +72,8 @@ class ShardConsumer:
         self._leases = leases
         self._metrics = metrics
         self._clock = clock
+        self._wall_clock = wall_clock  # the records' read_at (latency breakdown)
+        self._fan_out = fan_out  # records pushed (SubscribeToShard) instead of polled
         self._log = _log.bind(shard=shard_id)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -89,6 +97,9 @@ class ShardConsumer:
             done.set()
             return
         last_read = None if checkpoint == TRIM_HORIZON else checkpoint
+        if self._fan_out is not None:
+            await self._pushed(self._fan_out, last_read, queue, done)
+            return
         iterator = await self._iterator(last_read)
         backoff = self._settings.min_get_interval
         while not done.is_set():
@@ -113,14 +124,7 @@ class ShardConsumer:
                 await wait_any(done, within=backoff * random.uniform(0.5, 1.0))
                 continue
             backoff = self._settings.min_get_interval
-            records = [
-                Record(r["SequenceNumber"], r["Data"], r.get("PartitionKey", ""))
-                for r in response["Records"]
-            ]
-            if "MillisBehindLatest" in response:
-                self._metrics.add(
-                    MetricName.MillisBehindLatest, response["MillisBehindLatest"], "Milliseconds"
-                )
+            records = self._records(response)
             if records:
                 last_read = records[-1].sequence_number
                 await _put(queue, records, done)
@@ -131,18 +135,64 @@ class ShardConsumer:
             pause = self._settings.min_get_interval if records else self._settings.poll_interval
             await wait_any(done, within=max(0.0, pause - (self._clock() - started)))
 
+    def _records(self, response: dict[str, Any]) -> list[Record]:
+        """The records of a GetRecords response or a SubscribeToShard event; the lag metric."""
+        read_at = self._wall_clock()
+        if "MillisBehindLatest" in response:
+            self._metrics.add(
+                MetricName.MillisBehindLatest, response["MillisBehindLatest"], "Milliseconds"
+            )
+        return [
+            Record(
+                r["SequenceNumber"],
+                r["Data"],
+                r.get("PartitionKey", ""),
+                arrived_at=_epoch(r.get("ApproximateArrivalTimestamp")),
+                read_at=read_at,
+            )
+            for r in response["Records"]
+        ]
+
+    async def _pushed(
+        self, fan_out: FanOut, after: str | None, queue: asyncio.Queue[Any], done: asyncio.Event
+    ) -> None:
+        """Enhanced fan-out: queue the records Kinesis pushes, until the shard ends or done."""
+
+        async def pump() -> None:
+            async for event in fan_out.events(self.shard_id, after):
+                records = self._records(event)
+                if records:
+                    await _put(queue, records, done)
+                if event.get("ContinuationSequenceNumber") is None:
+                    await _put(queue, _END, done)
+                    return
+
+        pumping = asyncio.ensure_future(pump())
+        await _first_future(pumping, done)  # done (stop, lease lost) cancels the subscription
+        if pumping.done() and not pumping.cancelled():
+            pumping.result()  # a failure of the reader is the shard consumer's
+
     async def _process(self, queue: asyncio.Queue[Any], done: asyncio.Event) -> None:
         while not done.is_set():
             item = await _get(queue, done)
             if item is None:
                 return
+            ended = item is _END
+            records: list[Record] = [] if ended else list(item)
+            while not ended and not queue.empty():
+                # what was read while the last batch ran joins this one: one batch, processed
+                # concurrently, instead of one small batch after another (the breakdown's wait)
+                more = queue.get_nowait()
+                ended = more is _END
+                records += [] if ended else more
             try:
-                if item is _END:
+                if records:
+                    await self._process_batch(records)
+                if ended:
                     await self._leases.checkpoint(self.shard_id, SHARD_END)
                     self._log.info("shard ended; children may start")
                     done.set()
                     return
-                await self._process_batch(item)
             except LeaseLost:
                 self._metrics.add(MetricName.CheckpointFailures)
                 self._log.warning("lease lost; stopping this shard")
@@ -182,6 +232,10 @@ class ShardConsumer:
         )
         iterator: str = response["ShardIterator"]
         return iterator
+
+
+def _epoch(when: datetime | None) -> float | None:
+    return None if when is None else when.timestamp()
 
 
 async def _relay(stop: asyncio.Event, lost: asyncio.Event, done: asyncio.Event) -> None:

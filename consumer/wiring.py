@@ -29,6 +29,7 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
 
+from consumer.fan_out import FanOut
 from consumer.outbox import AlertPublisher, OutboxSweeper, run_sweeper
 from consumer.processor import ChunkProcessor
 from consumer.worker import Worker, lease_coordinator
@@ -203,6 +204,13 @@ async def run_worker(
             processor=consumer.processor,
             metrics=metrics,
             leases=leases,
+            fan_out=None
+            if settings.fan_out_consumer is None
+            else FanOut(
+                clients.kinesis,
+                stream=settings.names.stream,
+                consumer_name=settings.fan_out_consumer,
+            ),
         )
         group.create_task(worker.run(stop))
         group.create_task(consumer.sweep(stop))

@@ -25,6 +25,7 @@ from typing import Any
 import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
+from consumer.fan_out import FanOut
 from consumer.leases import LeaseCoordinator, LeaseTable
 from consumer.poison import BatchRunner
 from consumer.processor import ChunkProcessor
@@ -75,12 +76,14 @@ class Worker:
         worker_id: str | None = None,
         clock: Callable[[], float] = time.monotonic,
         leases: LeaseCoordinator | None = None,
+        fan_out: FanOut | None = None,
     ) -> None:
         """``leases`` is made here unless given (``consumer.wiring`` makes it first, so the
         engine's Rekognition budget can read the live worker count from it)."""
         self._settings = settings
         self._kinesis = kinesis
         self._runner = BatchRunner(processor, settings=settings, metrics=metrics)
+        self._fan_out = fan_out
         self._metrics = metrics
         self._clock = clock
         self.leases = leases or lease_coordinator(
@@ -99,6 +102,8 @@ class Worker:
         """
         settings = self._settings
         renew_every = settings.lease_duration / 3
+        if self._fan_out is not None:  # enhanced fan-out: the consumer ACTIVE before any shard
+            await self._fan_out.register()
         self._log.info("worker started", stream=settings.names.stream)
         async with asyncio.TaskGroup() as group:
             group.create_task(self._every(renew_every, stop, self.leases.renew))
@@ -196,6 +201,7 @@ class Worker:
             leases=self.leases,
             metrics=self._metrics,
             clock=self._clock,
+            fan_out=self._fan_out,
         )
         task = asyncio.create_task(consumer.run(stop), name=f"shard-{key}")
         task.add_done_callback(self._consumer_done)

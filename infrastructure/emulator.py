@@ -1,5 +1,8 @@
 """The AWS emulator of the local stack: moto's server in a child process on loopback.
 
+It runs ``infrastructure.moto_server``: moto's server with its Kinesis operations
+serialised, so concurrent PutRecords lose no record.
+
 A separate process (not a thread) because it serves about twice as many
 requests per second that way and a crash in it cannot take the caller down.
 The caller owns it: ``with Emulator(...) as emulator:`` starts it, waits until
@@ -67,7 +70,16 @@ class Emulator:
         return f"http://{self.host}:{self.port}"
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)]
+        # moto's server, its Kinesis writes serialised (infrastructure.moto_server)
+        return [
+            sys.executable,
+            "-m",
+            "infrastructure.moto_server",
+            "-H",
+            self.host,
+            "-p",
+            str(self.port),
+        ]
 
     def environment(self) -> dict[str, str] | None:
         return None  # inherit ours

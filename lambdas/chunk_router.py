@@ -161,6 +161,7 @@ async def route(
     max_attempts: int = 5,
 ) -> RouteOutcome:
     """Put one chunk event per created object; see the module docstring."""
+    notified_at = datetime.now(UTC)  # the notification reached the router: latency breakdown
     outcome = RouteOutcome()
     pending: list[_Pending] = []
     records, unreadable = _s3_records(event)
@@ -208,7 +209,8 @@ async def route(
             outcome.rejected += 1
             await _reject(tables, metrics, bucket, key, exc, retention_days)
             continue
-        pending.append(_Pending(message_id, chunk))
+        timings = {"notified_at": notified_at}
+        pending.append(_Pending(message_id, chunk.model_copy(update={"timings": timings})))
 
     for start in range(0, len(pending), _MAX_RECORDS_PER_PUT):
         batch = pending[start : start + _MAX_RECORDS_PER_PUT]
@@ -285,10 +287,14 @@ async def _put_with_retries(
 
     async def attempt() -> list[_Pending]:
         nonlocal remaining
+        routed_at = datetime.now(UTC)  # the latency breakdown's router -> Kinesis
         response = await kinesis.put_records(
             StreamName=stream,
             Records=[
-                {"Data": p.event.to_bytes(), "PartitionKey": p.event.partition_key}
+                {
+                    "Data": _stamped(p.event, routed_at).to_bytes(),
+                    "PartitionKey": p.event.partition_key,
+                }
                 for p in remaining
             ],
         )
@@ -307,6 +313,11 @@ async def _put_with_retries(
     )
     still_failing: list[_Pending] = await retrying(attempt)
     return still_failing
+
+
+def _stamped(event: ChunkEvent, routed_at: datetime) -> ChunkEvent:
+    """The event with the time it is put on the stream (the latency breakdown's)."""
+    return event.model_copy(update={"timings": {**(event.timings or {}), "routed_at": routed_at}})
 
 
 async def _reject(

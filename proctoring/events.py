@@ -6,7 +6,7 @@ is versioned by the ``v`` field; version 1 is::
     {"v": 1, "exam_id": "...", "student_id": "...", "source": "camera",
      "sequence": 12, "bucket": "...", "key": "chunks/EXAM/STUDENT/camera/000012_<ms>.webm",
      "size": 412345, "captured_at": "2026-11-27T10:00:00Z",
-     "uploaded_at": "2026-11-27T10:00:05.2Z"}
+     "uploaded_at": "2026-11-27T10:00:05.2Z", "timings": {"notified_at": "...", ...}}
 
 Chunk keys have two shapes, parsed here only. The browser uploads (sources
 ``camera`` and ``screen``; the API builds these keys)::
@@ -41,7 +41,7 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from proctoring.errors import ReasonError
 
@@ -241,6 +241,7 @@ class ChunkEvent(_Ids):
     size: int = Field(ge=0)
     captured_at: datetime
     uploaded_at: datetime
+    timings: dict[Literal["notified_at", "routed_at"], AwareDatetime] | None = None  # router's
 
     @field_validator("captured_at", "uploaded_at", mode="after")
     @classmethod

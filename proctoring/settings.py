@@ -79,10 +79,15 @@ class Settings(BaseSettings):
     batch_size: int = Field(default=100, ge=1, le=10_000, description="records per GetRecords")
     concurrency: int = Field(default=16, ge=1, description="chunks in flight per worker")
     cpu_workers: int = Field(default=max(1, os.cpu_count() or 1), ge=1)
-    poll_interval: float = Field(default=1.0, gt=0, description="seconds between empty polls")
+    # GetRecords on one shard: every min_get_interval while records come (Kinesis allows 5
+    # calls/s per shard, shared by every reader of the stream), every poll_interval when idle
+    # (the mean wait a new chunk sees is half of it: docs/benchmarks.md, "Where the time goes").
+    poll_interval: float = Field(default=0.25, gt=0, description="seconds between empty polls")
     min_get_interval: float = Field(default=0.2, gt=0, description="seconds between GetRecords")
     read_ahead: int = Field(default=2, ge=1, description="batches queued per shard")
     kinesis_endpoint_url: str | None = None  # Kinesis elsewhere (kinesis-local); else endpoint_url
+    # Enhanced fan-out (consumer/fan_out.py): the stream consumer's name; unset polls GetRecords.
+    fan_out_consumer: str | None = Field(default=None, pattern=r"^[a-zA-Z0-9_.-]{1,128}$")
     worker_id: str | None = None  # default: host-pid-random, unique per process
     lease_duration: float = Field(default=10.0, gt=0, description="KCL failover time, seconds")
     take_interval: float = Field(default=1.0, gt=0, description="seconds between balancing")
@@ -92,6 +97,7 @@ class Settings(BaseSettings):
     # More keep up with hundreds of students, but may reorder chunks uploaded at once.
     router_pollers: int = Field(default=1, ge=1, le=50)
     poison_attempts: int = Field(default=5, ge=1, description="failures before a record is parked")
+    retry_backoff: float = Field(default=1.0, gt=0, description="first pause between tries")
     retry_max_backoff: float = Field(default=30.0, gt=0, description="longest pause between tries")
     outbox_sweep_interval: float = Field(default=30.0, gt=0, description="seconds between sweeps")
     outbox_grace: float = Field(default=60.0, ge=0, description="unpublished this long: sweep it")

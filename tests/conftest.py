@@ -92,6 +92,7 @@ def provisioned(emulator: Emulator, prefix: str | None = None, **fields: Any) ->
         prefix=prefix or f"t{uuid.uuid4().hex[:10]}",
         data_dir=DATA,
         poll_interval=0.05,
+        retry_backoff=0.05,
         cpu_workers=2,
         log_format="console",
         **fields,

@@ -224,6 +224,13 @@ def _load(
             f"{name}: p50 {values['p50']} ms, p90 {values['p90']} ms, p99 {values['p99']} ms "
             f"(n={values['count']})"
         )
+    stages = summary["breakdown"]["percentiles_ms"]
+    click.echo(
+        "per stage p50/p95/p99 ms: "
+        + ", ".join(
+            f"{name} {v['p50']}/{v['p95']}/{v['p99']}" for name, v in stages.items() if v["count"]
+        )
+    )
     click.echo(
         f"lag flat: {summary['lag']['flat']} ({summary['lag']['reason']}); alerts "
         f"{summary['alerts']['delivered']}; throttles {summary['throttles'] or 0}; "

@@ -23,7 +23,16 @@ from producer.load._report import LoadReport
 __all__ = ["collect_results", "watch_alerts"]
 
 _log = structlog.get_logger(__name__)
-_RESULT_FIELDS = ("chunk_id", "sequence", "processed_at", "uploaded_at", "status", "error_reason")
+_MARKS = ("notified_at", "routed_at", "arrived_at", "read_at", "extracted_at", "analysed_at")
+_RESULT_FIELDS = (
+    "chunk_id",
+    "sequence",
+    "processed_at",
+    "uploaded_at",
+    "status",
+    "error_reason",
+    *_MARKS,
+)
 
 
 async def collect_results(
@@ -73,6 +82,11 @@ async def collect_results(
                 uploaded = datetime.fromisoformat(row["uploaded_at"]).timestamp()
                 report.written[key] = datetime.fromisoformat(row["processed_at"]).timestamp()
                 report.uploaded[key] = uploaded
+                report.marks[key] = {
+                    mark: datetime.fromisoformat(row[mark]).timestamp()
+                    for mark in _MARKS
+                    if row.get(mark)
+                }
                 if row.get("status") == "error":
                     reason = str(row.get("error_reason", "unknown"))
                     report.failed[reason] = report.failed.get(reason, 0) + 1

@@ -1,5 +1,12 @@
 """What a load run measured (:class:`LoadReport`) and its statistics: percentiles, rates,
-whether the lag stayed flat."""
+whether the lag stayed flat, and where each chunk's time went (:data:`STAGES`).
+
+The per-stage breakdown cuts each chunk's created -> result written into consecutive
+stages, each ending at a time the pipeline stamped on the way (the chunk event carries the
+router's, the result row the consumer's). A stage is named by the time it ends at; when a
+time is unknown (events mode has no router; the KCL daemon gives no arrival time) its
+stage's share goes to the next known one, so a chunk's stages always add up to its total.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +17,22 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["LoadReport"]
+__all__ = ["STAGES", "LoadReport"]
 
 _FLAT_SLOPE_MS_PER_MIN = 1000
+
+STAGES: tuple[tuple[str, str, str], ...] = (
+    # (stage, the mark it ends at, what it covers)
+    ("upload", "uploaded", "the chunk handed over -> its S3 object created (events: event put)"),
+    ("notification", "notified_at", "S3 object -> notification on SQS -> the router has it"),
+    ("router", "routed_at", "the router's own work, up to its PutRecords"),
+    ("kinesis_put", "arrived_at", "PutRecords -> the record in the stream"),
+    ("kinesis_read", "read_at", "in the stream -> read by the consumer (GetRecords polling)"),
+    ("frame", "extracted_at", "read -> batch started, S3 GET, frame extracted and stored"),
+    ("analysis", "analysed_at", "the student's earlier chunks, then the engine's answer"),
+    ("write", "written", "rules, result row written"),
+)
+"""The stages of a chunk's latency, in order; see the module docstring."""
 
 
 @dataclass
@@ -31,6 +51,60 @@ class LoadReport:
     alerts: list[tuple[str, int, str, float]] = field(default_factory=list)
     throttles: dict[str, int] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
+    marks: dict[tuple[str, int], dict[str, float]] = field(default_factory=dict)
+    """The stack's times for each chunk (epoch seconds), by the mark names of :data:`STAGES`."""
+
+    def stage_durations(self) -> dict[str, np.ndarray]:
+        """Each stage's duration (ms) for every chunk with a result, in :data:`STAGES` order;
+        a chunk's stages add up to its created -> result written."""
+        durations: dict[str, list[float]] = {stage: [] for stage, _, _ in STAGES}
+        for key, written in self.written.items():
+            created = self.created.get(key)
+            if created is None:
+                continue
+            marks = {**self.marks.get(key, {}), "written": written}
+            if key in self.uploaded:
+                marks["uploaded"] = self.uploaded[key]
+            previous = created
+            for stage, mark, _ in STAGES:
+                when = marks.get(mark)
+                if when is None:
+                    durations[stage].append(0.0)  # unknown: its share goes to the next stage
+                    continue
+                durations[stage].append((when - previous) * 1000)
+                previous = when
+        return {stage: np.array(values, dtype=float) for stage, values in durations.items()}
+
+    def breakdown(self) -> dict[str, Any]:
+        """The per-stage latency breakdown of the JSON report: percentiles per stage, and the
+        mean of each stage over all chunks and over the slowest 5 % and 1 % (means add up)."""
+        durations = self.stage_durations()
+        total = sum(durations.values(), np.zeros(len(next(iter(durations.values())))))
+        known = {
+            mark: sum(1 for marks in self.marks.values() if mark in marks)
+            for _, mark, _ in STAGES
+            if mark not in ("uploaded", "written")
+        }
+        result: dict[str, Any] = {
+            "stages": [
+                {"stage": stage, "ends_at": mark, "covers": covers}
+                for stage, mark, covers in STAGES
+            ],
+            "chunks_with_mark": known,
+            "percentiles_ms": {stage: _percentiles(values) for stage, values in durations.items()},
+        }
+        if total.size:
+            for name, share in (
+                ("mean_ms", 0.0),
+                ("slowest_5pct_mean_ms", 95.0),
+                ("slowest_1pct_mean_ms", 99.0),
+            ):
+                chosen = total >= np.percentile(total, share)
+                result[name] = {
+                    stage: round(float(values[chosen].mean()), 1)
+                    for stage, values in durations.items()
+                }
+        return result
 
     def latencies(self) -> tuple[np.ndarray, np.ndarray]:
         """(created seconds after the start, created -> result written in ms), by creation."""
@@ -80,6 +154,7 @@ class LoadReport:
                     np.array([(self.written[k] - u) * 1000 for k, u in self.uploaded.items()])
                 ),
             },
+            "breakdown": self.breakdown(),
             "lag": _lag(at, latency, missing),
             "alerts": {
                 "delivered": len(self.alerts),
@@ -98,12 +173,21 @@ class LoadReport:
 
 def _percentiles(values: np.ndarray) -> dict[str, float | int | None]:
     if values.size == 0:
-        return {"count": 0, "p50": None, "p90": None, "p99": None, "max": None, "mean": None}
-    p50, p90, p99 = np.percentile(values, [50, 90, 99])
+        return {
+            "count": 0,
+            "p50": None,
+            "p90": None,
+            "p95": None,
+            "p99": None,
+            "max": None,
+            "mean": None,
+        }
+    p50, p90, p95, p99 = np.percentile(values, [50, 90, 95, 99])
     return {
         "count": int(values.size),
         "p50": round(float(p50), 1),
         "p90": round(float(p90), 1),
+        "p95": round(float(p95), 1),
         "p99": round(float(p99), 1),
         "max": round(float(values.max()), 1),
         "mean": round(float(values.mean()), 1),

@@ -93,7 +93,7 @@ def _runner(processor: _Scripted, pauses: list[float], **settings: Any) -> Batch
     async def sleep(seconds: float) -> None:
         pauses.append(seconds)
 
-    config = Settings(poll_interval=1.0, retry_max_backoff=8.0, poison_attempts=3, **settings)
+    config = Settings(retry_backoff=1.0, retry_max_backoff=8.0, poison_attempts=3, **settings)
     sink = Metrics("Test", "consumer", lambda line: None)
     return BatchRunner(processor, settings=config, metrics=sink, sleep=sleep)  # type: ignore[arg-type]
 
@@ -203,7 +203,7 @@ def test_the_worker_parks_a_poison_chunk_moves_on_and_replays_it_on_request(
     settings: Settings, pool: Executor, present_chunk: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fast = settings.model_copy(
-        update={"poll_interval": 0.05, "retry_max_backoff": 0.2, "poison_attempts": 2}
+        update={"retry_backoff": 0.05, "retry_max_backoff": 0.2, "poison_attempts": 2}
     )
     metrics: list[str] = []
 

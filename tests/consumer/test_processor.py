@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from concurrent.futures import Executor
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -448,3 +449,73 @@ def test_a_chunk_that_arrives_late_is_judged_in_its_place_and_alerted_once(
     assert latest["frame_key"].endswith("camera/000003.jpg")
     assert [(a["type"], a["first_sequence"], a["sequence"]) for a in alerts] == [("NO_FACE", 1, 2)]
     assert after_replay == alerts and raised_again == 0
+
+
+class _ResultsSeen(Tables):
+    """Tables that say when a student's result row has been written."""
+
+    def __init__(self, *args: Any, student: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.student = student
+        self.written = asyncio.Event()
+
+    async def put_result(self, result: Any) -> dict[str, Any] | None:
+        earlier = await super().put_result(result)
+        if result["student_id"] == self.student:
+            self.written.set()
+        return earlier
+
+
+class _S3HeldFor:
+    """The real S3 client, whose GET of one student's chunk waits until ``until`` is set:
+    a download slower than everything else in the batch."""
+
+    def __init__(self, s3: Any, student: str, until: asyncio.Event) -> None:
+        self._s3, self._student, self._until = s3, student, until
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._s3, name)
+
+    async def get_object(self, **kwargs: Any) -> Any:
+        if f"/{self._student}/" in kwargs.get("Key", ""):
+            await self._until.wait()
+        return await self._s3.get_object(**kwargs)
+
+
+@needs_data
+def test_a_students_result_does_not_wait_for_another_students_slow_chunk(
+    settings: Settings, pool: Executor
+) -> None:
+    """One batch, two students: the second's chunk is still downloading when the first's
+    result row is written. Before, every frame of the batch came before any analysis, so
+    one slow download held every student's result in the batch (here the held download
+    timed out and the whole batch failed)."""
+    video = (DATA / "video" / "short_hamilton_clip.mp4").read_bytes()
+
+    async def run() -> list[str]:
+        async with async_clients(settings) as clients:
+            tables = _ResultsSeen(clients.dynamodb, settings.names, student="quick")
+            records = []
+            for n, student in enumerate(["slow", "quick"]):
+                key = f"chunks/{EXAM}/{student}/camera/000000_1795000000000.mp4"
+                await clients.s3.put_object(
+                    Bucket=settings.names.chunks_bucket, Key=key, Body=video
+                )
+                event = ChunkEvent.from_key(
+                    settings.names.chunks_bucket,
+                    key,
+                    size=len(video),
+                    uploaded_at=datetime.now(UTC),
+                )
+                records.append(Record(str(n), event.to_bytes(), event.partition_key))
+            held = replace(clients, s3=_S3HeldFor(clients.s3, "slow", tables.written))
+            processor = build_processor(
+                settings, held, tables, pool, Metrics("Test", "consumer", lambda line: None)
+            )
+            async with asyncio.timeout(120):  # a deadline, not a pace
+                outcome = await processor.process(records, shard_id="shard-0")
+            assert outcome.results == 2 and outcome.errors == 0
+            rows = [await tables.results(f"{EXAM}#{s}") for s in ("quick", "slow")]
+            return [row["status"] for student_rows in rows for row in student_rows]
+
+    assert asyncio.run(run()) == ["ok", "ok"]

@@ -326,6 +326,19 @@ def test_the_consumer_may_call_what_it_calls_on_what_it_touches() -> None:
         "kinesis:GetRecords",
     }
     assert by_sid["ReadStream"]["Resource"] == {"Fn::GetAtt": ["ChunkStream", "Arn"]}
+    # enhanced fan-out (only with FanOutConsumer): register on the stream, subscribe as it
+    assert set(_as_list(by_sid["FanOutRegister"]["Action"])) == {
+        "kinesis:RegisterStreamConsumer",
+        "kinesis:DescribeStreamConsumer",
+    }
+    assert by_sid["FanOutRegister"]["Resource"] == {"Fn::GetAtt": ["ChunkStream", "Arn"]}
+    assert set(_as_list(by_sid["FanOutSubscribe"]["Action"])) == {
+        "kinesis:SubscribeToShard",
+        "kinesis:DescribeStreamConsumer",
+    }
+    assert by_sid["FanOutSubscribe"]["Resource"] == {
+        "Fn::Sub": "${ChunkStream.Arn}/consumer/${FanOutConsumer}:*"
+    }
     assert by_sid["GetChunks"]["Action"] == "s3:GetObject"
     assert by_sid["GetChunks"]["Resource"] == {"Fn::Sub": "${ChunksBucket.Arn}/chunks/*"}
     assert by_sid["GetCaptureVideo"]["Action"] == "s3:GetObject"
@@ -704,7 +717,9 @@ def test_every_environment_variable_the_template_sets_is_a_setting() -> None:
         variables |= set(function["Properties"]["Environment"]["Variables"])
     for task in _of_type("AWS::ECS::TaskDefinition").values():
         for container in task["Properties"]["ContainerDefinitions"]:
-            variables |= {e["Name"] for e in container.get("Environment", [])}
+            for entry in container.get("Environment", []):  # an entry may be conditional
+                branches = entry["Fn::If"][1:] if "Fn::If" in entry else [entry]
+                variables |= {b["Name"] for b in branches if isinstance(b, dict) and "Name" in b}
     fields = {f"PROCTOR_{name.upper()}" for name in Settings.model_fields}
     assert variables and variables <= fields
 

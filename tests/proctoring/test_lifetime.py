@@ -382,7 +382,7 @@ def test_up_killed_with_sigkill_takes_the_emulator_and_the_pool_along(tmp_path: 
                 break
         children = _descendants(up.process.pid)
         commands = [" ".join(c.cmdline()) for c in children]
-        assert sum("moto.server" in c for c in commands) == 1, commands
+        assert sum("infrastructure.moto_server" in c for c in commands) == 1, commands
         assert sum("spawn_main" in c for c in commands) >= 1, commands
         assert _kill(up.process) == -signal.SIGKILL  # the process alone, not its group
         try:

@@ -85,7 +85,7 @@ def test_the_consumer_goes_on_analysing_after_a_pool_process_was_killed(
     """Before the pool renewed itself, every chunk after the kill failed with
     BrokenProcessPool and was parked, while the worker kept its leases."""
     fast = settings.model_copy(
-        update={"poll_interval": 0.05, "retry_max_backoff": 0.2, "poison_attempts": 2}
+        update={"retry_backoff": 0.05, "retry_max_backoff": 0.2, "poison_attempts": 2}
     )
     exam = "pool-exam"
 

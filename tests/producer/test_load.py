@@ -66,6 +66,54 @@ def test_percentiles_alert_latency_and_a_flat_or_growing_lag() -> None:
     assert json.dumps(lost)  # the JSON report
 
 
+def test_the_stage_breakdown_adds_up_to_each_chunks_latency() -> None:
+    report = LoadReport(plan={"chunks": 100}, started=1000.0)
+    # every chunk: upload 50 ms, notification 200, router 10, put 5, read 300, frame 20,
+    # analysis 100, write 15 = 700 ms; chunk 99 waits 2 s more for GetRecords
+    steps = [0.05, 0.2, 0.01, 0.005, 0.3, 0.02, 0.1, 0.015]
+    marks = ("notified_at", "routed_at", "arrived_at", "read_at", "extracted_at", "analysed_at")
+    for i in range(100):
+        key = ("s", i)
+        at = report.created[key] = 1000.0 + i
+        times = []
+        for step in steps:
+            at += step + (2.0 if i == 99 and step == 0.3 else 0.0)
+            times.append(at)
+        report.uploaded[key] = times[0]
+        report.marks[key] = dict(zip(marks, times[1:-1], strict=True))
+        report.written[key] = times[-1]
+    summary = report.to_dict()
+    breakdown = summary["breakdown"]
+    stages = [s["stage"] for s in breakdown["stages"]]
+    assert stages == [
+        "upload",
+        "notification",
+        "router",
+        "kinesis_put",
+        "kinesis_read",
+        "frame",
+        "analysis",
+        "write",
+    ]
+    percentiles = breakdown["percentiles_ms"]
+    for stage, step in zip(stages, steps, strict=True):
+        assert percentiles[stage]["p50"] == pytest.approx(step * 1000, abs=0.1), stage
+    assert percentiles["kinesis_read"]["p99"] > 300 and percentiles["kinesis_read"]["max"] == 2300
+    assert percentiles["upload"]["p95"] == pytest.approx(50, abs=0.1)
+    # the means add up to the mean total; the slowest 1 % is the chunk that waited
+    total = summary["latency_ms"]["created_to_result"]["mean"]
+    assert sum(breakdown["mean_ms"].values()) == pytest.approx(total, abs=0.5)
+    assert breakdown["slowest_1pct_mean_ms"]["kinesis_read"] == pytest.approx(2300, abs=0.1)
+    assert breakdown["chunks_with_mark"]["read_at"] == 100
+    # a chunk without the router's times (events mode): its Kinesis put carries them
+    del report.marks[("s", 0)]["notified_at"], report.marks[("s", 0)]["routed_at"]
+    durations = report.stage_durations()
+    first = {stage: float(values[0]) for stage, values in durations.items()}
+    assert first["notification"] == first["router"] == 0.0
+    assert first["kinesis_put"] == pytest.approx(215, abs=0.1)
+    assert sum(first.values()) == pytest.approx(700, abs=0.1)
+
+
 async def _stack(
     settings: Settings,
     pool: Executor,
@@ -119,6 +167,19 @@ def test_every_chunk_of_every_student_gets_its_result_and_latency(
     assert result["count"] == 6 and 0 < result["p50"] <= result["p99"] < 60_000
     assert summary["latency_ms"]["uploaded_to_result"]["count"] == 6
     assert len(summary["timeline"]) == 6 and summary["errors"] == {}
+    # every chunk's stages, stamped by the router (full path) and the consumer
+    breakdown = summary["breakdown"]
+    routed = 6 if mode == "full" else 0
+    assert breakdown["chunks_with_mark"] == {
+        "notified_at": routed,
+        "routed_at": routed,
+        "arrived_at": 6,
+        "read_at": 6,
+        "extracted_at": 6,
+        "analysed_at": 6,
+    }
+    assert all(v >= 0 for v in breakdown["mean_ms"].values()), breakdown["mean_ms"]
+    assert breakdown["percentiles_ms"]["analysis"]["p50"] >= 10  # the fixed engine's 10 ms
     plot_report(report, tmp_path / "load.png")
     assert (tmp_path / "load.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (seen[-1].created, seen[-1].results, seen[-1].planned) == (6, 6, 6)
