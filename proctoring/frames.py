@@ -1,5 +1,10 @@
 """Frame extraction: one upright JPEG from a self-contained video chunk.
 
+Over 400 lines on purpose: this is the one place a student's bytes meet FFmpeg. Which
+demuxers and decoders may see them, the limits checked before a packet is decoded and the
+decoding those checks guard are reviewed together; split, a reader checking that no upload
+reaches an unlisted decoder would need two files open.
+
 A chunk is the bytes of a short MP4, WebM or MKV recording (typically 5 s).
 :func:`extract_frame` decodes one video frame (the keyframe the chunk starts
 on, or the middle frame: from the keyframe at the middle when there is one),

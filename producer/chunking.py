@@ -22,7 +22,8 @@ copies the display matrix in a remux, checked with PyAV 18; a re-encode sets it 
 ``set_display_rotation``), so a phone recording still decodes sideways with
 ``frame.rotation == -90``, exactly as the phone's own upload would. Audio is dropped.
 
-``ChunkEncoder`` (one chunk, one encoder) is shared with ``producer.scenario``.
+``Chunk``, ``ChunkEncoder`` (one chunk, one encoder, shared with ``producer.rendering``) and
+``ChunkingError`` live in ``producer.encoder``; they are imported from here too.
 
 Errors::
 
@@ -36,7 +37,7 @@ from __future__ import annotations
 import io
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from itertools import pairwise
 from pathlib import Path
@@ -44,10 +45,9 @@ from statistics import median
 
 import av
 from av.container import InputContainer, OutputContainer
-from av.video.frame import PictureType, VideoFrame
 from av.video.stream import VideoStream
 
-from proctoring.errors import ProctoringError
+from producer.encoder import FORMAT, Chunk, ChunkEncoder, ChunkingError
 
 __all__ = [
     "MIN_CHUNK_SECONDS",
@@ -60,112 +60,6 @@ __all__ = [
 
 MIN_CHUNK_SECONDS = 0.2
 """A trailing chunk shorter than this is dropped rather than uploaded."""
-
-_FORMAT = "mp4"
-_X264_OPTIONS = {"preset": "ultrafast"}
-
-
-class ChunkingError(ProctoringError):
-    """A recording that cannot be cut into chunks, or a chunk that cannot be written."""
-
-
-@dataclass(frozen=True)
-class Chunk:
-    """One self-contained chunk of a session: a complete MP4 file and where it sits."""
-
-    index: int
-    """0, 1, 2 ... in upload order."""
-    data: bytes = field(repr=False)
-    """A complete MP4 file; decodes alone and starts with a keyframe."""
-    start: float
-    """Seconds into the session where this chunk starts."""
-    duration: float
-    """Seconds of video in the chunk."""
-    remuxed: bool
-    """True when the packets were copied, False when the chunk was re-encoded."""
-
-
-class ChunkEncoder:
-    """Encodes one chunk with its own libx264 encoder, so the chunk starts with a keyframe.
-
-    Add frames with timestamps in ``time_base`` units counted from the chunk's start, then call
-    ``finish`` for the ``Chunk``. ``rotation`` (degrees counter-clockwise, as
-    ``VideoFrame.rotation`` reads it) is written as the stream's display matrix. Odd sizes are
-    rounded down to even ones, as yuv420p requires. With ``keyframe_at`` (a timestamp, in
-    ``time_base`` units from the chunk's start) the first frame at or after it is encoded as a
-    keyframe too: the middle of the chunk, where the consumer takes its frame.
-    """
-
-    def __init__(
-        self,
-        *,
-        index: int,
-        start: float,
-        width: int,
-        height: int,
-        rate: Fraction,
-        time_base: Fraction,
-        rotation: int = 0,
-        keyframe_at: int | None = None,
-    ) -> None:
-        self._index = index
-        self._keyframe_at = keyframe_at
-        self._start = start
-        self._time_base = time_base
-        self._end = 0
-        self._frames = 0
-        self._buffer = io.BytesIO()
-        try:
-            self._container = av.open(self._buffer, "w", format=_FORMAT)
-            stream = self._container.add_stream("libx264", rate=rate, options=dict(_X264_OPTIONS))
-            stream.width = width - width % 2
-            stream.height = height - height % 2
-            stream.pix_fmt = "yuv420p"
-            stream.time_base = time_base
-            stream.codec_context.time_base = time_base
-            if rotation:
-                stream.set_display_rotation(rotation)
-        except av.FFmpegError as exc:
-            raise ChunkingError(f"chunk {index}: cannot start the encoder: {exc}") from exc
-        self._stream = stream
-
-    def add(self, frame: VideoFrame, *, pts: int, duration: int) -> None:
-        """Encode ``frame`` at ``pts`` for ``duration`` (both in ``time_base`` units)."""
-        frame.pts = pts
-        frame.duration = duration
-        frame.time_base = self._time_base
-        # A decoded I frame would otherwise force an extra keyframe anywhere in the chunk: only
-        # the one asked for (``keyframe_at``) is forced.
-        if self._keyframe_at is not None and pts >= self._keyframe_at:
-            frame.pict_type = PictureType.I
-            self._keyframe_at = None
-        else:
-            frame.pict_type = PictureType.NONE
-        try:
-            self._container.mux(self._stream.encode(frame))
-        except av.FFmpegError as exc:
-            raise ChunkingError(f"chunk {self._index}: cannot encode a frame: {exc}") from exc
-        self._end = max(self._end, pts + duration)
-        self._frames += 1
-
-    def finish(self, duration: float | None = None) -> Chunk:
-        """Flush the encoder and close the file; ``duration`` defaults to the frames' extent."""
-        if not self._frames:
-            raise ChunkingError(f"chunk {self._index}: no frames to encode")
-        try:
-            self._container.mux(self._stream.encode(None))
-            self._container.close()
-        except av.FFmpegError as exc:
-            raise ChunkingError(f"chunk {self._index}: cannot finish the file: {exc}") from exc
-        if duration is None:
-            duration = float(self._end * self._time_base)
-        return Chunk(
-            index=self._index,
-            data=self._buffer.getvalue(),
-            start=self._start,
-            duration=duration,
-            remuxed=False,
-        )
 
 
 def chunk_recording(path: Path, *, seconds: float = 5.0) -> Iterator[Chunk]:
@@ -340,7 +234,7 @@ def _remux(path: Path, probe: _Probe, spans: list[_Span]) -> Iterator[Chunk]:
                         yield _remuxed_chunk(probe, spans[current], buffer)
                     current = following
                     buffer = io.BytesIO()
-                    output = av.open(buffer, "w", format=_FORMAT)
+                    output = av.open(buffer, "w", format=FORMAT)
                     out_stream = output.add_stream_from_template(stream)
                 if output is None or out_stream is None or packet.pts >= spans[current].end:
                     continue  # before the first keyframe, or in a dropped tail
