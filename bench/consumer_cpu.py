@@ -9,6 +9,11 @@ fallback, the thumbnail), divided by the chunks processed. Kinesis reads and
 checkpoints are not in it (one GetRecords and one conditional write per batch
 of up to 100 records).
 
+Counted too: the AWS requests per chunk (S3, DynamoDB, SNS), by operation, as
+sent over HTTP (``proctoring.aws.RequestCounter``: botocore's ``before-send``, a
+retry counts), after the warm-up batch: the steady state of a worker that owns
+its students. The regression guard is tests/consumer/test_requests.py.
+
 Baseline: the floor of the same chunks (decode one keyframe + JPEG), measured
 here too.
 """
@@ -19,7 +24,6 @@ import asyncio
 import contextlib
 import os
 import time
-from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -33,7 +37,7 @@ from consumer.processor import Record
 from consumer.wiring import cpu_pool, open_consumer
 from infrastructure.emulator import Emulator
 from infrastructure.local import provision
-from proctoring.aws import async_clients
+from proctoring.aws import RequestCounter, async_clients
 from proctoring.events import ChunkEvent, ChunkKey
 from proctoring.logs import configure_logging
 from proctoring.metrics import Metrics
@@ -49,7 +53,7 @@ _TASK_VCPUS = 2
 async def measure(
     students: int, batches: int, data_dir: Path, *, position: Literal["first", "middle"] = "middle"
 ) -> dict[str, Any]:
-    """CPU ms per chunk: {"extraction", "rest", "total", "chunks"}, and the AWS calls made.
+    """CPU ms per chunk: {"extraction", "rest", "total", "chunks"}, and the AWS requests sent.
 
     Logs as in production: JSON lines at INFO (written to /dev/null here).
     """
@@ -110,20 +114,17 @@ async def measure(
                         batch.append(Record(f"{sequence}-{student}", event.to_bytes()))
                     records.append(batch)
                 await processor.process(records[0], shard_id="bench")
-                calls: Counter[str] = Counter()
-                for client in (clients.s3, clients.dynamodb, clients.sns):
-                    client.meta.events.register(
-                        "before-call", lambda model, **_: calls.update([model.name])
-                    )
+                requests = RequestCounter().watch([clients.s3, clients.dynamodb, clients.sns])
                 main_before, pool_before = time.process_time(), pool_cpu(pool)
                 for batch in records[1:]:
                     await processor.process(batch, shard_id="bench")
                 main_cpu = time.process_time() - main_before
                 pool_seconds = pool_cpu(pool) - pool_before
+                requests.stop()
     processed = students * batches
     return {
-        "aws_calls_per_chunk": sum(calls.values()) / processed,
-        "aws_calls": dict(calls),
+        "aws_requests_per_chunk": requests.total() / processed,
+        "aws_requests": dict(sorted(requests.counts.items())),
         "chunks": processed,
         "extraction": pool_seconds * 1000 / processed,
         "rest": main_cpu * 1000 / processed,
@@ -154,9 +155,8 @@ def run(data_dir: Path, size: Size) -> list[Figure]:
         "extraction_ms": round(cpu["extraction"], 2),
         "rest_ms": round(cpu["rest"], 2),
         "chunks": cpu["chunks"],
-        "aws_calls_per_chunk": round(cpu["aws_calls_per_chunk"], 2),
-        "aws_calls": cpu["aws_calls"],
-        "rest_ms_per_aws_call": round(cpu["rest"] / cpu["aws_calls_per_chunk"], 2),
+        "aws_requests_per_chunk": round(cpu["aws_requests_per_chunk"], 2),
+        "rest_ms_per_aws_request": round(cpu["rest"] / cpu["aws_requests_per_chunk"], 2),
         "students_per_batch": students,
         "engine": "fixed (0.1 s wait, no CPU)",
         "frame_position": "middle (the default), with the first frame as fallback",
@@ -166,7 +166,7 @@ def run(data_dir: Path, size: Size) -> list[Figure]:
     }
     print(
         f"  extraction {details['extraction_ms']} ms + rest {details['rest_ms']} ms per chunk;"
-        f" {details['aws_calls_per_chunk']} AWS calls per chunk {cpu['aws_calls']}"
+        f" {details['aws_requests_per_chunk']} AWS requests per chunk {cpu['aws_requests']}"
     )
     print(f"  PROCTOR_FRAME_POSITION=first: {details['with_frame_position_first']}")
     return [
@@ -193,5 +193,23 @@ def run(data_dir: Path, size: Size) -> list[Figure]:
             goal=">= 1250 students",
             met=capacity >= 1250,
             details={"cpu_ms_per_chunk": total},
+        ),
+        Figure(
+            name="consumer_aws_requests_per_chunk",
+            value=round(cpu["aws_requests_per_chunk"], 2),
+            unit="AWS requests per chunk (S3, DynamoDB, SNS; steady state)",
+            baseline=None,
+            baseline_is="-",
+            ratio=None,
+            ratio_means="-",
+            goal="<= 2.5",
+            met=cpu["aws_requests_per_chunk"] <= 2.5,
+            details={
+                "per_operation": {
+                    op: round(n / cpu["chunks"], 2) for op, n in cpu["aws_requests"].items()
+                },
+                "chunks": cpu["chunks"],
+                "students_per_batch": students,
+            },
         ),
     ]
