@@ -25,7 +25,9 @@ each stage is a module of its own. Per batch:
    each new alert once (deterministic id), publish it to the FIFO alerts topic
    (deduplicated by alert id; ``consumer.outbox``), save the state, the schedule,
    the call counts, the risk score and what the console's tile shows
-   (``consumer.latest``); judge the chunk's speech (TALKING).
+   (``consumer.latest``); judge the chunk's speech (TALKING). The session is read
+   once per lease and kept between batches while its conditional save keeps
+   succeeding (``consumer.sessions``).
 
 Evidence is written once (``consumer.results``): result rows only if absent, with
 the hashes and versions of the chunk and frame read; a re-delivery changes nothing,
@@ -63,6 +65,7 @@ from consumer.latest import fold_latest
 from consumer.outbox import AlertPublisher
 from consumer.outlet import Outlet
 from consumer.results import Results
+from consumer.sessions import SessionCache
 from consumer.speech import StudentSpeech
 from proctoring.analysis.base import Engine, FrameAnalysis
 from proctoring.analysis.faces import ImageError
@@ -124,8 +127,10 @@ class ChunkProcessor:
             metrics=metrics,
         )
         self._results = Results(tables=tables, metrics=metrics, outlet=self._outlet)
+        # the sessions of the students of the shards this worker holds (consumer.sessions)
+        self._sessions = SessionCache(tables, size=settings.session_cache_size)
         self._integrity = IntegrityEvents(  # the stream's second event type (consumer.integrity)
-            tables=tables, policies=self._policies, outlet=self._outlet
+            tables=tables, policies=self._policies, outlet=self._outlet, sessions=self._sessions
         )
 
     async def process(self, records: Sequence[Record], *, shard_id: str) -> BatchOutcome:
@@ -142,6 +147,13 @@ class ChunkProcessor:
                 f"batch of {len(records)} records on {shard_id}: {first!r}",
                 poison=is_poison(group),
             ) from group
+
+    def release_shard(self, shard_id: str) -> None:
+        """The shard's lease is gone (lost, released, the shard ended): its students'
+        sessions are read afresh by whoever processes them next (``consumer.sessions``)."""
+        dropped = self._sessions.release(shard_id)
+        if dropped:
+            _log.info("sessions of a released shard forgotten", shard=shard_id, sessions=dropped)
 
     async def park(
         self, record: Record, *, shard_id: str, error: BaseException, attempts: int
@@ -169,11 +181,11 @@ class ChunkProcessor:
         for chunk in framed:
             by_student[(chunk.event.exam_id, chunk.event.student_id)].append(chunk)
         for counts in await self._gather(
-            [self._apply(student_chunks) for student_chunks in by_student.values()]
+            [self._apply(student_chunks, shard_id) for student_chunks in by_student.values()]
         ):
             outcome += counts
         if integrity:  # after the chunks: one writer of a student's session at a time
-            outcome += await self._integrity.apply(integrity)
+            outcome += await self._integrity.apply(integrity, shard_id=shard_id)
         self._metrics.flush()
         return outcome
 
@@ -251,16 +263,13 @@ class ChunkProcessor:
             tasks = [group.create_task(c) for c in coroutines]
         return [t.result() for t in tasks]
 
-    async def _apply(self, chunks: list[Chunk]) -> BatchOutcome:
-        """One student's chunks, in order: analysed, written, judged; their session saved."""
+    async def _apply(self, chunks: list[Chunk], shard_id: str) -> BatchOutcome:
+        """One student's chunks, in order: analysed, written, judged; their session saved
+        (kept for the student's next batch: ``consumer.sessions``)."""
         counts = BatchOutcome()
         chunks.sort(key=lambda c: (c.event.source, c.event.sequence))
         first = chunks[0].event
-        session = await self._tables.get_session(first.exam_id, first.student_id) or {
-            "exam_id": first.exam_id,
-            "student_id": first.student_id,
-            "version": 0,
-        }
+        session = await self._sessions.load(first.exam_id, first.student_id)
         analyser = StudentAnalyser(
             engine=self._engine,
             settings=self._settings,
@@ -344,7 +353,7 @@ class ChunkProcessor:
             session["latest"] = latest
         session["updated_at"] = self._now().isoformat()
         version = int(session.pop("version", 0))
-        await self._tables.save_session(session, expected_version=version)
+        await self._sessions.save(session, expected_version=version, shard_id=shard_id)
         return counts
 
     async def _enrolment_view(self, event: ChunkEvent) -> FrameAnalysis | None:

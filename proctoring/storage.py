@@ -181,8 +181,15 @@ class Tables(DynamoStore):
             self._names.sessions_table, {"exam_id": exam_id, "student_id": student_id}
         )
 
-    async def save_session(self, session: Mapping[str, Any], *, expected_version: int) -> None:
-        """Write the session with ``version = expected_version + 1``, or raise StaleState."""
+    async def save_session(
+        self, session: Mapping[str, Any], *, expected_version: int
+    ) -> dict[str, Any]:
+        """Write the session with ``version = expected_version + 1``, or raise StaleState.
+
+        Returns the item as written, as a read would give it back (None values dropped,
+        numbers and binaries as DynamoDB returns them): what ``consumer.sessions`` keeps.
+        """
+        item = to_item({**session, "version": expected_version + 1})
         condition = "attribute_not_exists(student_id)" if expected_version == 0 else "version = :v"
         extra = (
             {}
@@ -193,7 +200,7 @@ class Tables(DynamoStore):
             await self._call(
                 "put_item",
                 TableName=self._names.sessions_table,
-                Item=to_item({**session, "version": expected_version + 1}),
+                Item=item,
                 ConditionExpression=condition,
                 **extra,
             )
@@ -202,6 +209,7 @@ class Tables(DynamoStore):
                 f"session {session['exam_id']}#{session['student_id']} moved past version "
                 f"{expected_version}"
             ) from exc
+        return from_item(item)
 
     async def students_by_risk(
         self, exam_id: str, fields: tuple[str, ...] | None = None

@@ -224,6 +224,9 @@ class _Recording:
         self.batches.append([r.sequence_number for r in records])
         return await self._processor.process(records, shard_id=shard_id)
 
+    def release_shard(self, shard_id: str) -> None:
+        self._processor.release_shard(shard_id)
+
 
 def test_a_batch_that_hit_a_storage_outage_is_not_checkpointed_and_is_read_again(
     settings: Settings, pool: Executor, present_chunk: bytes

@@ -1,0 +1,109 @@
+"""The sessions a worker keeps between batches (``consumer.sessions``): read once per lease,
+never undoing what someone else wrote meanwhile, read again once the lease is gone."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from concurrent.futures import Executor
+from datetime import UTC, datetime
+from itertools import islice
+from typing import Any
+
+from consumer.poison import BatchRunner
+from consumer.processor import Record
+from consumer.wiring import build_processor
+from proctoring.analysis.fixed import FixedLatencyEngine
+from proctoring.aws import async_clients
+from proctoring.dynamo import to_item
+from proctoring.events import ChunkEvent, ChunkKey
+from proctoring.integrity import IntegrityEvent
+from proctoring.metrics import Metrics
+from proctoring.settings import Settings
+from proctoring.storage import Tables
+from producer.chunking import chunk_recording
+from tests.conftest import DATA, needs_data
+
+EXAM, STUDENT = "kept", "s1"
+
+
+async def _chunk(clients: Any, settings: Settings, sequence: int, data: bytes) -> Record:
+    key = ChunkKey(
+        exam_id=EXAM, student_id=STUDENT, source="camera", sequence=sequence,
+        captured_ms=1_795_000_000_000 + sequence * 5000, ext="mp4",
+    ).key  # fmt: skip
+    await clients.s3.put_object(Bucket=settings.names.chunks_bucket, Key=key, Body=data)
+    event = ChunkEvent.from_key(
+        settings.names.chunks_bucket, key, size=len(data), uploaded_at=datetime.now(UTC)
+    )
+    return Record(f"c{sequence}", event.to_bytes(), event.partition_key)
+
+
+def _integrity(seq: int) -> Record:
+    now = datetime.now(UTC)
+    event = IntegrityEvent(
+        exam_id=EXAM, student_id=STUDENT, event_id=f"ev-kept-{seq:04d}", seq=seq, kind="hidden",
+        at=now, duration_ms=0, received_at=now,
+    )  # fmt: skip
+    return Record(f"i{seq}", event.to_bytes(), f"{EXAM}#{STUDENT}")
+
+
+@needs_data
+def test_a_kept_session_never_undoes_another_write_and_goes_with_the_lease(
+    settings: Settings, pool: Executor
+) -> None:
+    videos = [c.data for c in islice(chunk_recording(DATA / "video/center_focus.mp4"), 2)]
+    settings = settings.model_copy(update={"poll_interval": 0.01})  # the retry's backoff
+
+    async def run() -> tuple[list[int], dict[str, Any], int]:
+        async with async_clients(settings) as clients:
+            tables = Tables(clients.dynamodb, settings.names)
+            reads: list[str] = []  # GetItem requests on the sessions table, by student
+
+            def note(event_name: str, request: Any, **_: Any) -> None:
+                body = json.loads(request.body or b"{}")
+                if body.get("TableName") == settings.names.sessions_table:
+                    reads.append(body["Key"]["student_id"]["S"])
+
+            clients.dynamodb.meta.events.register("before-send.dynamodb.GetItem", note)
+
+            def worker() -> BatchRunner:
+                metrics = Metrics("Test", "consumer", lambda _: None)
+                processor = build_processor(
+                    settings, clients, tables, pool, metrics, FixedLatencyEngine(0.0)
+                )
+                return BatchRunner(processor, settings=settings, metrics=metrics)
+
+            ours, other = worker(), worker()
+            read_per_batch = []
+            for sequence in range(4):
+                if sequence == 2:  # between two batches, two other writers of the session:
+                    # an operator's accommodations (as docs/operations.md says to write them)
+                    await clients.dynamodb.update_item(
+                        TableName=settings.names.sessions_table,
+                        Key=to_item({"exam_id": EXAM, "student_id": STUDENT}),
+                        UpdateExpression="SET accommodations = :a ADD version :one",
+                        ExpressionAttributeValues=to_item(
+                            {":a": {"face_checks": False}, ":one": 1}
+                        ),
+                    )
+                    # and another worker (a lease that moved and came back) judging an event
+                    await other.run([_integrity(1)], shard_id="shard-0")
+                if sequence == 3:  # the lease is released: the next owner reads afresh
+                    ours.release("shard-0")
+                before = len(reads)
+                record = await _chunk(clients, settings, sequence, videos[sequence % 2])
+                await ours.run([record], shard_id="shard-0")
+                read_per_batch.append(reads[before:].count(STUDENT))
+            session = await tables.get_session(EXAM, STUDENT)
+            rows = await tables.results(f"{EXAM}#{STUDENT}")
+        assert session is not None
+        return read_per_batch, session, len(rows)
+
+    read_per_batch, session, rows = asyncio.run(run())
+    assert rows == 4 + 1  # every chunk and the integrity event, once
+    # read on the first batch only; again after the others' writes (the save failed, the
+    # batch was processed again from a fresh read) and after the lease went
+    assert read_per_batch == [1, 0, 1, 1]
+    assert session["accommodations"] == {"face_checks": False}, "the operator's write stays"
+    assert session["integrity"]["last_seq"] == 1, "the other worker's write stays"
