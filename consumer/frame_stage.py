@@ -1,4 +1,4 @@
-"""The frame stage: one chunk from its S3 object to a stored evidence frame.
+"""The frame stage: one chunk from its S3 object to its frame, stored as evidence when needed.
 
 Per chunk, concurrently (at most ``PROCTOR_CONCURRENCY`` at once), :meth:`FrameStage.run`:
 
@@ -10,13 +10,16 @@ Per chunk, concurrently (at most ``PROCTOR_CONCURRENCY`` at once), :meth:`FrameS
 3. in the process pool, one job (``frame_and_thumbnail``): one upright frame (the middle
    one by default), its 32x32 thumbnail for the schedule and, with the policy's
    ``audio: true``, the speech in the audio track (``consumer.speech``);
-4. stores the JPEG under ``frames/<exam>/<student>/<source>/<seq>.jpg`` with
-   ``If-None-Match: *``: a re-delivery finds the frame written first and keeps it, and
-   the hash returned is the stored frame's (``frame_sha256``).
+The frame is stored as evidence only when it is needed (``ChunkProcessor._apply`` decides
+after the analysis: a rule fired on the chunk, the student's first chunk of the source, or
+``frame_every`` chunks since the last stored one, the exam's policy). :meth:`FrameStage.store`
+puts the JPEG under ``frames/<exam>/<student>/<source>/<seq>.jpg`` with ``If-None-Match: *``:
+a re-delivery finds the frame written first and keeps it, and the hash returned is the
+stored frame's (``frame_sha256``).
 
 With the middle frame, the chunk's first frame is the fallback when the middle one
-shows no face: ``FirstFrame`` extracts it only when the analyser asks, and
-:meth:`FrameStage.store_fallback` stores it under a key of its own.
+shows no face: ``FirstFrame`` extracts it only when the analyser asks; it is then the
+chunk's frame (:meth:`FrameStage.use_fallback`), stored under a key of its own.
 
 Bad input (``too_large``, ``missing_object``, a chunk that is empty, not video or
 truncated) comes back as ``Chunk.error``; AWS failures raise.
@@ -51,6 +54,7 @@ __all__ = [
     "Chunk",
     "FirstFrame",
     "FrameStage",
+    "KeptFrames",
     "another_object",
     "frame_and_thumbnail",
     "frame_key",
@@ -99,6 +103,8 @@ class Chunk:
     frame_version: str | None = None
     first: dict[str, Any] | None = None  # the sequence's earlier result: this is a second object
     heard: Heard = None  # the speech in its audio track (policy ``audio: true``)
+    fallback_used: bool = False  # ``frame`` is the first frame, analysed instead of the middle
+    last_frame_key: str | None = None  # the student's newest stored frame of this source
 
 
 def frame_and_thumbnail(
@@ -128,6 +134,42 @@ def another_object(first: dict[str, Any] | None, event: ChunkEvent, digest: str 
         return True
     known = first.get("chunk_sha256")
     return known is not None and digest is not None and known != digest
+
+
+class KeptFrames:
+    """Which chunks keep their frame as evidence, and the newest kept frame per source.
+
+    A chunk keeps its frame when a rule fired on it (the alert names the frame), when it is
+    the student's first of its source, or when ``every`` chunks (the policy's
+    ``frame_every``) passed since the newest kept one. The state (per source, the sequence
+    and key of the newest kept frame) lives on the student's session item (``frames``).
+    """
+
+    def __init__(self, state: dict[str, Any] | None, *, every: int) -> None:
+        self._newest: dict[str, dict[str, Any]] = {
+            source: dict(kept) for source, kept in (state or {}).items()
+        }
+        self._every = every
+
+    def due(self, chunk: Chunk) -> bool:
+        if chunk.analysed is not None and chunk.analysed.findings:
+            return True
+        newest = self._newest.get(chunk.event.source)
+        return newest is None or chunk.event.sequence - int(newest["sequence"]) >= self._every
+
+    def kept(self, chunk: Chunk) -> None:
+        """``chunk``'s frame was stored (a late chunk's does not make the newest older)."""
+        source, sequence = chunk.event.source, chunk.event.sequence
+        newest = self._newest.get(source)
+        if newest is None or sequence >= int(newest["sequence"]):
+            self._newest[source] = {"sequence": sequence, "key": chunk.frame_key}
+
+    def newest(self, source: str) -> str | None:
+        kept = self._newest.get(source)
+        return None if kept is None else str(kept["key"])
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return self._newest
 
 
 class FrameStage:
@@ -184,17 +226,12 @@ class FrameStage:
                     )
                 except (FrameError, InvalidEvent) as exc:
                     return Chunk(event, record, error=exc)
-                key = frame_key(event)
-                frame_digest, frame_version = await self._store_evidence(key, frame.jpeg)
                 return Chunk(
                     event,
                     record,
                     frame=frame,
-                    frame_key=key,
                     digest=digest,
                     version=version,
-                    frame_digest=frame_digest,
-                    frame_version=frame_version,
                     thumb=thumb,
                     heard=heard,
                     fallback=self._first_frame(event)
@@ -202,19 +239,20 @@ class FrameStage:
                     else None,
                 )
 
-    async def store_fallback(self, chunk: Chunk) -> Chunk:
-        """The first frame was analysed instead of the middle one: it is the evidence, under
-        a key of its own (the middle frame's is written once and stays)."""
+    @staticmethod
+    def use_fallback(chunk: Chunk) -> Chunk:
+        """The first frame was analysed instead of the middle one: it is the chunk's frame,
+        stored (when it is) under a key of its own (``frame_key(event, "first")``)."""
         assert chunk.fallback is not None and chunk.fallback.frame is not None
-        key = frame_key(chunk.event, "first")
-        digest, version = await self._store_evidence(key, chunk.fallback.frame.jpeg)
-        return replace(
-            chunk,
-            frame=chunk.fallback.frame,
-            frame_key=key,
-            frame_digest=digest,
-            frame_version=version,
-        )
+        return replace(chunk, frame=chunk.fallback.frame, fallback_used=True)
+
+    async def store(self, chunk: Chunk) -> Chunk:
+        """Store the chunk's frame as evidence, once (``If-None-Match: *``): the chunk with
+        its ``frame_key`` and the stored frame's hash and version."""
+        assert chunk.frame is not None
+        key = frame_key(chunk.event, "first" if chunk.fallback_used else "")
+        digest, version = await self._store_evidence(key, chunk.frame.jpeg)
+        return replace(chunk, frame_key=key, frame_digest=digest, frame_version=version)
 
     def _first_frame(self, event: ChunkEvent) -> FirstFrame:
         async def load() -> Frame:

@@ -16,11 +16,13 @@ each stage is a module of its own. Per batch:
 4. per chunk, concurrently (bounded; ``consumer.frame_stage``): GET the chunk,
    extract one upright frame (the middle one by default) and its thumbnail in the
    process pool (with the policy's ``audio: true``, the speech in its audio track
-   too, ``consumer.speech``), store the JPEG;
+   too, ``consumer.speech``);
 5. per student, in sequence order (``ChunkProcessor._apply``): analyse the frame
    as the schedule says (``consumer.analyser``: repeats carried over, identity and
    objects on their cadence; with ``sources: both`` a moment already analysed from
-   the other source is not analysed again), write the result row, apply the rules
+   the other source is not analysed again), store the frame as evidence when a rule
+   fired on it, for the first chunk of a source or every ``frame_every`` chunks
+   (``consumer.frame_stage.KeptFrames``), write the result row, apply the rules
    with the exam's policy and the state stored in the student's session, create
    each new alert once (deterministic id), publish it to the FIFO alerts topic
    (deduplicated by alert id; ``consumer.outbox``), save the state, the schedule,
@@ -59,7 +61,7 @@ import structlog
 from consumer.analyser import Policies, StudentAnalyser
 from consumer.batch import BatchFailed, BatchOutcome, Record, is_poison
 from consumer.error_rows import ErrorRows
-from consumer.frame_stage import Chunk, FrameStage, another_object
+from consumer.frame_stage import Chunk, FrameStage, KeptFrames, another_object
 from consumer.integrity import IntegrityEvents
 from consumer.latest import fold_latest
 from consumer.outbox import AlertPublisher
@@ -280,6 +282,7 @@ class ChunkProcessor:
         )
         moments: dict[str, str] = dict(session.get("moments", {}))
         latest = session.get("latest")  # what the console's tile shows (consumer.latest)
+        frames = KeptFrames(session.get("frames"), every=analyser.policy.frame_every)
         speech = StudentSpeech(state=analyser.speech, policy=analyser.policy, outlet=self._outlet)
         for chunk in chunks:
             event = chunk.event
@@ -319,7 +322,11 @@ class ChunkProcessor:
                         ),
                     )
                     if chunk.analysed is not None and chunk.analysed.used_fallback:
-                        chunk = await self._frames.store_fallback(chunk)
+                        chunk = self._frames.use_fallback(chunk)
+                if chunk.error is None and frames.due(chunk):  # the evidence frame, when needed
+                    chunk = await self._frames.store(chunk)
+                    frames.kept(chunk)
+                chunk = replace(chunk, last_frame_key=frames.newest(event.source))
                 earlier = await self._results.write(chunk)
                 if earlier is not None and another_object(earlier, event, chunk.digest):
                     await self._results.second_object(chunk, earlier)  # lost a race to another
@@ -346,6 +353,7 @@ class ChunkProcessor:
                 )
         analyser.speech = speech.state
         session.update(analyser.session_fields())
+        session["frames"] = frames.to_dict()
         if moments:
             newest = sorted(moments, key=int)[-_MOMENTS_KEPT:]
             session["moments"] = {m: moments[m] for m in newest}

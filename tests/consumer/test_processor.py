@@ -14,6 +14,7 @@ import pytest
 from consumer.processor import BatchFailed, Record
 from consumer.wiring import build_processor
 from proctoring.aws import async_clients
+from proctoring.dynamo import to_item
 from proctoring.events import ChunkEvent
 from proctoring.frames import extract_frame
 from proctoring.metrics import Metrics
@@ -265,6 +266,12 @@ def test_the_first_frame_is_fetched_and_analysed_only_when_the_middle_shows_no_f
 
     async def run() -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[bytes]]:
         async with running_pipeline(settings, pool) as pipeline:
+            await pipeline.clients.dynamodb.put_item(  # every frame kept, to compare each
+                TableName=settings.names.sessions_table,
+                Item=to_item(
+                    {"exam_id": exam, "student_id": "#policy", "policy": {"frame_every": 1}}
+                ),
+            )
             hamilton = await pipeline.play(exam, "hamilton", DATA / "video/short_hamilton_clip.mp4")
             phone = await pipeline.play(exam, "phone", DATA / "video/center_focus.mp4")
             first = await pipeline.wait_for_results(exam, "hamilton", len(hamilton))
