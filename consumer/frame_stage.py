@@ -6,7 +6,9 @@ Per chunk, concurrently (at most ``PROCTOR_CONCURRENCY`` at once), :meth:`FrameS
    bytes (``chunk_sha256``);
 2. reads the sequence's result row: a *different* object than the one it was written
    for (``another_object``: another key, or other bytes under the same key) is not
-   extracted at all - the chunk goes on as a second object (``Chunk.first``);
+   extracted at all - the chunk goes on as a second object (``Chunk.first``). Not read
+   when the worker's kept session shows the sequence above every row it wrote for the
+   student's source (``run(new=True)``): the row's conditional write is the guard then;
 3. in the process pool, one job (``frame_and_thumbnail``): one upright frame (the middle
    one by default), its 32x32 thumbnail for the schedule and, with the policy's
    ``audio: true``, the speech in the audio track (``consumer.speech``);
@@ -193,8 +195,14 @@ class FrameStage:
         self._metrics = metrics
         self._slots = asyncio.Semaphore(settings.concurrency)
 
-    async def run(self, event: ChunkEvent, record: Record) -> Chunk:
-        """The chunk with its frame stored, or with why it has none (``error``, ``first``)."""
+    async def run(self, event: ChunkEvent, record: Record, *, new: bool = False) -> Chunk:
+        """The chunk with its frame, or with why it has none (``error``, ``first``).
+
+        ``new``: the student's kept session says no row of this sequence was written yet
+        (``consumer.sessions``), so the sequence's result row is not read first. Should
+        another writer have written one meanwhile, the conditional write of the row still
+        finds it (``ChunkProcessor._apply``: a second object is flagged there, never alerted).
+        """
         with structlog.contextvars.bound_contextvars(
             exam=event.exam_id, student=event.student_id, source=event.source, seq=event.sequence
         ):
@@ -202,8 +210,12 @@ class FrameStage:
                 try:
                     data, version = await self._fetch(event)
                     digest = hashlib.sha256(data).hexdigest()
-                    first = await self._tables.get_result(
-                        event.session_id, f"{event.source}#{event.sequence:06d}"
+                    first = (
+                        None
+                        if new
+                        else await self._tables.get_result(
+                            event.session_id, f"{event.source}#{event.sequence:06d}"
+                        )
                     )
                     if another_object(first, event, digest):
                         return Chunk(event, record, digest=digest, version=version, first=first)

@@ -177,7 +177,10 @@ class ChunkProcessor:
             chunks = await self._gate(chunks, outcome)
         chunks = await self._by_policy(chunks, outcome)
         framed = await self._gather(
-            [self._frames.run(event, record) for event, record in chunks.values()]
+            [
+                self._frames.run(event, record, new=self._new(event))
+                for event, record in chunks.values()
+            ]
         )
         by_student: dict[tuple[str, str], list[Chunk]] = defaultdict(list)
         for chunk in framed:
@@ -259,6 +262,11 @@ class ChunkProcessor:
             outcome.results += 1
         return kept
 
+    def _new(self, event: ChunkEvent) -> bool:
+        """Whether the kept session shows no row for the chunk's sequence yet."""
+        through = self._sessions.written_through(event.exam_id, event.student_id, event.source)
+        return through is not None and event.sequence > through
+
     @staticmethod
     async def _gather(coroutines: Sequence[Any]) -> list[Any]:
         async with asyncio.TaskGroup() as group:
@@ -283,6 +291,7 @@ class ChunkProcessor:
         moments: dict[str, str] = dict(session.get("moments", {}))
         latest = session.get("latest")  # what the console's tile shows (consumer.latest)
         frames = KeptFrames(session.get("frames"), every=analyser.policy.frame_every)
+        written: dict[str, int] = dict(session.get("results_through") or {})
         speech = StudentSpeech(state=analyser.speech, policy=analyser.policy, outlet=self._outlet)
         for chunk in chunks:
             event = chunk.event
@@ -328,6 +337,7 @@ class ChunkProcessor:
                     frames.kept(chunk)
                 chunk = replace(chunk, last_frame_key=frames.newest(event.source))
                 earlier = await self._results.write(chunk)
+                written[event.source] = max(event.sequence, written.get(event.source, -1))
                 if earlier is not None and another_object(earlier, event, chunk.digest):
                     await self._results.second_object(chunk, earlier)  # lost a race to another
                     counts.errors += 1
@@ -354,6 +364,7 @@ class ChunkProcessor:
         analyser.speech = speech.state
         session.update(analyser.session_fields())
         session["frames"] = frames.to_dict()
+        session["results_through"] = written  # the rows written: no read before the next
         if moments:
             newest = sorted(moments, key=int)[-_MOMENTS_KEPT:]
             session["moments"] = {m: moments[m] for m in newest}

@@ -65,6 +65,14 @@ class SessionCache:
             "version": 0,
         }
 
+    def written_through(self, exam_id: str, student_id: str, source: str) -> int | None:
+        """The highest sequence of ``source`` whose result row this worker wrote for the
+        student, as the kept session says (``results_through``); None when nothing is kept."""
+        entry = self._kept.get((exam_id, student_id))
+        if entry is None:
+            return None
+        return int((entry[0].get("results_through") or {}).get(source, -1))
+
     async def save(
         self, session: Mapping[str, Any], *, expected_version: int, shard_id: str
     ) -> None:

@@ -27,16 +27,25 @@ from tests.conftest import DATA, needs_data
 EXAM, STUDENT = "kept", "s1"
 
 
-async def _chunk(clients: Any, settings: Settings, sequence: int, data: bytes) -> Record:
+async def _chunk(
+    clients: Any, settings: Settings, sequence: int, data: bytes, *, late_ms: int = 0
+) -> Record:
+    """The chunk uploaded and its record (``late_ms``: another object's key, same sequence)."""
     key = ChunkKey(
         exam_id=EXAM, student_id=STUDENT, source="camera", sequence=sequence,
-        captured_ms=1_795_000_000_000 + sequence * 5000, ext="mp4",
+        captured_ms=1_795_000_000_000 + sequence * 5000 + late_ms, ext="mp4",
     ).key  # fmt: skip
     await clients.s3.put_object(Bucket=settings.names.chunks_bucket, Key=key, Body=data)
     event = ChunkEvent.from_key(
         settings.names.chunks_bucket, key, size=len(data), uploaded_at=datetime.now(UTC)
     )
-    return Record(f"c{sequence}", event.to_bytes(), event.partition_key)
+    return Record(f"c{sequence}-{late_ms}", event.to_bytes(), event.partition_key)
+
+
+def _worker(settings: Settings, clients: Any, tables: Tables, pool: Executor) -> BatchRunner:
+    metrics = Metrics("Test", "consumer", lambda _: None)
+    processor = build_processor(settings, clients, tables, pool, metrics, FixedLatencyEngine(0.0))
+    return BatchRunner(processor, settings=settings, metrics=metrics)
 
 
 def _integrity(seq: int) -> Record:
@@ -67,14 +76,7 @@ def test_a_kept_session_never_undoes_another_write_and_goes_with_the_lease(
 
             clients.dynamodb.meta.events.register("before-send.dynamodb.GetItem", note)
 
-            def worker() -> BatchRunner:
-                metrics = Metrics("Test", "consumer", lambda _: None)
-                processor = build_processor(
-                    settings, clients, tables, pool, metrics, FixedLatencyEngine(0.0)
-                )
-                return BatchRunner(processor, settings=settings, metrics=metrics)
-
-            ours, other = worker(), worker()
+            ours, other = (_worker(settings, clients, tables, pool) for _ in range(2))
             read_per_batch = []
             for sequence in range(4):
                 if sequence == 2:  # between two batches, two other writers of the session:
@@ -107,3 +109,40 @@ def test_a_kept_session_never_undoes_another_write_and_goes_with_the_lease(
     assert read_per_batch == [1, 0, 1, 1]
     assert session["accommodations"] == {"face_checks": False}, "the operator's write stays"
     assert session["integrity"]["last_seq"] == 1, "the other worker's write stays"
+
+
+@needs_data
+def test_a_second_object_written_by_another_worker_meanwhile_is_flagged_not_alerted(
+    settings: Settings, pool: Executor
+) -> None:
+    """The kept session says sequence 1 has no row yet, so it is not read first; another
+    worker wrote one meanwhile (another object): the conditional write finds it."""
+    face, other_bytes = (
+        c.data for c in islice(chunk_recording(DATA / "video/center_focus.mp4"), 2)
+    )
+    settings = settings.model_copy(update={"poll_interval": 0.01})
+
+    async def run() -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+        async with async_clients(settings) as clients:
+            tables = Tables(clients.dynamodb, settings.names)
+            ours, other = (_worker(settings, clients, tables, pool) for _ in range(2))
+            await ours.run([await _chunk(clients, settings, 0, face)], shard_id="shard-0")
+            first = await _chunk(clients, settings, 1, face)
+            await other.run([first], shard_id="shard-0")
+            second = await _chunk(clients, settings, 1, other_bytes, late_ms=700)
+            await ours.run([second], shard_id="shard-0")
+            return (
+                await tables.results(f"{EXAM}#{STUDENT}"),
+                await tables.alerts(EXAM),
+                await tables.errors(EXAM),
+            )
+
+    rows, alerts, errors = asyncio.run(run())
+    assert [r["chunk_key"].rsplit("/", 1)[-1] for r in rows] == [
+        "000000_1795000000000.mp4",
+        "000001_1795000005000.mp4",
+    ], "the row written first stays"
+    (replaced,) = alerts  # the second object flagged; nothing raised from its analysis
+    assert replaced["type"] == "CHUNK_REPLACED" and replaced["sequence"] == 1
+    assert replaced["replaced_by"]["chunk_key"].endswith("000001_1795000005700.mp4")
+    assert [e["reason"] for e in errors] == ["second_object"]
