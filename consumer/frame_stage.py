@@ -105,6 +105,8 @@ class Chunk:
     frame_version: str | None = None
     first: dict[str, Any] | None = None  # the sequence's earlier result: this is a second object
     heard: Heard = None  # the speech in its audio track (policy ``audio: true``)
+    absent: bool = False  # the sequence had no result row when looked at (or the kept
+    # session vouched for it): its row may go with the session's save (``Tables.save_session``)
     fallback_used: bool = False  # ``frame`` is the first frame, analysed instead of the middle
     last_frame_key: str | None = None  # the student's newest stored frame of this source
 
@@ -244,6 +246,7 @@ class FrameStage:
                     frame=frame,
                     digest=digest,
                     version=version,
+                    absent=first is None,
                     thumb=thumb,
                     heard=heard,
                     fallback=self._first_frame(event)

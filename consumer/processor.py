@@ -20,16 +20,13 @@ each stage is a module of its own. Per batch:
 5. per student, in sequence order (``ChunkProcessor._apply``): analyse the frame
    as the schedule says (``consumer.analyser``: repeats carried over, identity and
    objects on their cadence; with ``sources: both`` a moment already analysed from
-   the other source is not analysed again), store the frame as evidence when a rule
-   fired on it, for the first chunk of a source or every ``frame_every`` chunks
-   (``consumer.frame_stage.KeptFrames``), write the result row, apply the rules
-   with the exam's policy and the state stored in the student's session, create
-   each new alert once (deterministic id), publish it to the FIFO alerts topic
-   (deduplicated by alert id; ``consumer.outbox``), save the state, the schedule,
-   the call counts, the risk score and what the console's tile shows
-   (``consumer.latest``); judge the chunk's speech (TALKING). The session is read
-   once per lease and kept between batches while its conditional save keeps
-   succeeding (``consumer.sessions``).
+   the other source is not analysed again), store the frame when it is needed
+   (``consumer.frame_stage.KeptFrames``), apply the rules with the exam's policy and
+   the student's session, create each new alert once (deterministic id) and publish
+   it to the FIFO alerts topic (``consumer.outbox``), judge the speech (TALKING);
+   then write the new rows with the session (rule state, schedule, calls, risk, the
+   console's tile: ``consumer.latest``) in one transaction (``consumer.sessions``:
+   kept between batches; no alert lost).
 
 Evidence is written once (``consumer.results``): result rows only if absent, with
 the hashes and versions of the chunk and frame read; a re-delivery changes nothing,
@@ -79,7 +76,7 @@ from proctoring.integrity import IntegrityEvent, parse_record
 from proctoring.metric_names import MetricName
 from proctoring.metrics import Metrics
 from proctoring.settings import Settings
-from proctoring.storage import Tables
+from proctoring.storage import RESULTS_PER_SAVE, Tables
 
 # The batch's types live in consumer.batch; they are imported from here too.
 __all__ = ["BatchFailed", "BatchOutcome", "ChunkProcessor", "Record", "is_poison"]
@@ -151,8 +148,7 @@ class ChunkProcessor:
             ) from group
 
     def release_shard(self, shard_id: str) -> None:
-        """The shard's lease is gone (lost, released, the shard ended): its students'
-        sessions are read afresh by whoever processes them next (``consumer.sessions``)."""
+        """The shard's lease is gone: its students' sessions are read again next time."""
         dropped = self._sessions.release(shard_id)
         if dropped:
             _log.info("sessions of a released shard forgotten", shard=shard_id, sessions=dropped)
@@ -274,8 +270,9 @@ class ChunkProcessor:
         return [t.result() for t in tasks]
 
     async def _apply(self, chunks: list[Chunk], shard_id: str) -> BatchOutcome:
-        """One student's chunks, in order: analysed, written, judged; their session saved
-        (kept for the student's next batch: ``consumer.sessions``)."""
+        """One student's chunks, in order: analysed, judged, alerted; then the rows of the
+        chunks that had none and the session in one transaction, after the alerts (why no
+        alert is lost: ``consumer.sessions``, "Rows with the session")."""
         counts = BatchOutcome()
         chunks.sort(key=lambda c: (c.event.source, c.event.sequence))
         first = chunks[0].event
@@ -292,6 +289,7 @@ class ChunkProcessor:
         latest = session.get("latest")  # what the console's tile shows (consumer.latest)
         frames = KeptFrames(session.get("frames"), every=analyser.policy.frame_every)
         written: dict[str, int] = dict(session.get("results_through") or {})
+        new_rows: list[dict[str, Any]] = []  # rows of chunks that had none: with the session
         speech = StudentSpeech(state=analyser.speech, policy=analyser.policy, outlet=self._outlet)
         for chunk in chunks:
             event = chunk.event
@@ -336,7 +334,11 @@ class ChunkProcessor:
                     chunk = await self._frames.store(chunk)
                     frames.kept(chunk)
                 chunk = replace(chunk, last_frame_key=frames.newest(event.source))
-                earlier = await self._results.write(chunk)
+                if chunk.absent and chunk.error is None and len(new_rows) < RESULTS_PER_SAVE:
+                    new_rows.append(self._results.build(chunk))  # written with the session
+                    earlier = None
+                else:
+                    earlier = await self._results.write(chunk)
                 written[event.source] = max(event.sequence, written.get(event.source, -1))
                 if earlier is not None and another_object(earlier, event, chunk.digest):
                     await self._results.second_object(chunk, earlier)  # lost a race to another
@@ -372,7 +374,11 @@ class ChunkProcessor:
             session["latest"] = latest
         session["updated_at"] = self._now().isoformat()
         version = int(session.pop("version", 0))
-        await self._sessions.save(session, expected_version=version, shard_id=shard_id)
+        await self._sessions.save(
+            session, expected_version=version, shard_id=shard_id, results=new_rows
+        )
+        for row in new_rows:
+            self._results.written(row)
         return counts
 
     async def _enrolment_view(self, event: ChunkEvent) -> FrameAnalysis | None:

@@ -20,6 +20,19 @@ It stays right because every save is still conditional on the version (``save_se
 - When a shard's lease is lost, released or the shard ends, :meth:`SessionCache.release`
   drops its students' entries: the next owner (maybe this worker again, later) reads.
 
+Rows with the session: the result rows of a batch's chunks that had none (``Chunk.absent``:
+the row was read and absent, or the kept session's ``results_through`` vouched for it) are
+written in one ``TransactWriteItems`` with the session (``Tables.save_session``, at most 99
+rows), *after* the alerts those chunks raise; rows that may exist (a re-delivery) are written
+one by one before their alerts, as the write-once check needs (``consumer.results``). No alert
+is lost, because the session, which records what was raised, is written only after the
+alerts exist: if the process dies before the transaction, nothing of those chunks is written
+but their alerts, and the batch, processed again from the session as it was, raises the same
+alerts (deterministic ids: found, published if they were not) and writes the rows. If the
+transaction fails (the session moved, or a row exists after all), none of it is written; the
+batch is processed again from a fresh read, which reads the rows first and so flags a second
+object instead of analysing it.
+
 The API never writes the session item: interventions (pause, end, warnings) live on the
 student's enrolment in the exams table, and the policy on the exam's ``#policy`` item,
 which ``consumer.analyser.Policies`` caches on its own terms.
@@ -28,7 +41,7 @@ which ``consumer.analyser.Policies`` caches on its own terms.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from proctoring.storage import Tables
@@ -74,11 +87,19 @@ class SessionCache:
         return int((entry[0].get("results_through") or {}).get(source, -1))
 
     async def save(
-        self, session: Mapping[str, Any], *, expected_version: int, shard_id: str
+        self,
+        session: Mapping[str, Any],
+        *,
+        expected_version: int,
+        shard_id: str,
+        results: Sequence[Mapping[str, Any]] = (),
     ) -> None:
-        """Save conditionally (``Tables.save_session``) and keep the saved session for the
-        next batch of the shard; on ``StaleState`` keep nothing and raise it."""
-        saved = await self._tables.save_session(session, expected_version=expected_version)
+        """Save conditionally (``Tables.save_session``, with ``results``: the new rows in the
+        same transaction) and keep the saved session for the next batch of the shard; on
+        ``StaleState`` keep nothing and raise it."""
+        saved = await self._tables.save_session(
+            session, expected_version=expected_version, results=results
+        )
         if self._size <= 0:
             return
         key = (session["exam_id"], session["student_id"])
