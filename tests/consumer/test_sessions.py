@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor
 from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
 
+import pytest
+
 from consumer.poison import BatchRunner
-from consumer.processor import Record
+from consumer.processor import BatchFailed, Record
 from consumer.wiring import build_processor
 from proctoring.analysis.fixed import FixedLatencyEngine
 from proctoring.aws import async_clients
@@ -20,9 +23,10 @@ from proctoring.events import ChunkEvent, ChunkKey
 from proctoring.integrity import IntegrityEvent
 from proctoring.metrics import Metrics
 from proctoring.settings import Settings
-from proctoring.storage import Tables
+from proctoring.storage import StorageError, Tables
 from producer.chunking import chunk_recording
 from tests.conftest import DATA, needs_data
+from tests.consumer.test_frame_stage import _LeavesAfter
 
 EXAM, STUDENT = "kept", "s1"
 
@@ -146,3 +150,62 @@ def test_a_second_object_written_by_another_worker_meanwhile_is_flagged_not_aler
     assert replaced["type"] == "CHUNK_REPLACED" and replaced["sequence"] == 1
     assert replaced["replaced_by"]["chunk_key"].endswith("000001_1795000005700.mp4")
     assert [e["reason"] for e in errors] == ["second_object"]
+
+
+class _DiesBeforeTheRows(Tables):
+    """The process dies (an outage, as far as the batch knows) before its rows are written."""
+
+    async def save_session(
+        self,
+        session: Mapping[str, Any],
+        *,
+        expected_version: int,
+        results: Sequence[Mapping[str, Any]] = (),
+    ) -> dict[str, Any]:
+        if results:
+            raise StorageError("the worker died before the transaction")
+        return await super().save_session(session, expected_version=expected_version)
+
+
+@needs_data
+def test_an_alert_raised_before_the_rows_are_written_survives_the_worker(
+    settings: Settings, pool: Executor
+) -> None:
+    """Alerts come before the transaction of rows and session: a worker that dies between
+    them leaves the alert, and the next owner writes the rows and raises it no second time."""
+    video = next(chunk_recording(DATA / "video/center_focus.mp4")).data
+    settings = settings.model_copy(update={"max_repeats": 0})
+
+    async def run() -> dict[str, Any]:
+        async with async_clients(settings) as clients:
+            metrics = Metrics("Test", "consumer", lambda _: None)
+            tables = Tables(clients.dynamodb, settings.names)
+            dying = build_processor(
+                settings, clients, _DiesBeforeTheRows(clients.dynamodb, settings.names), pool,
+                metrics, _LeavesAfter(present=0),
+            )  # fmt: skip
+            batches = [[await _chunk(clients, settings, n, video)] for n in range(2)]
+            with pytest.raises(BatchFailed):  # NO_FACE on the 2nd chunk without a face
+                await dying.process(batches[0] + batches[1], shard_id="shard-0")
+            left = {
+                "alerts": await tables.alerts(EXAM),
+                "rows": await tables.results(f"{EXAM}#{STUDENT}"),
+            }
+            taking_over = build_processor(
+                settings, clients, tables, pool, metrics, _LeavesAfter(present=0)
+            )
+            outcome = await taking_over.process(batches[0] + batches[1], shard_id="shard-0")
+            return {
+                "left": left,
+                "outcome": outcome,
+                "alerts": await tables.alerts(EXAM),
+                "rows": await tables.results(f"{EXAM}#{STUDENT}"),
+            }
+
+    out = asyncio.run(run())
+    (left,) = out["left"]["alerts"]
+    assert left["type"] == "NO_FACE" and out["left"]["rows"] == [], "alert first, rows after"
+    (alert,) = out["alerts"]
+    assert alert["alert_id"] == left["alert_id"] and alert["published"], "raised once, published"
+    assert [r["sequence"] for r in out["rows"]] == [0, 1]
+    assert alert["frame_key"] == out["rows"][1]["frame_key"], "the alert's evidence is the row's"
