@@ -222,7 +222,7 @@ def run(data_dir: Path, size: Size) -> list[Figure]:
             value=round(requests, 2),
             unit="AWS requests per chunk (S3, DynamoDB, SNS; steady state)",
             baseline=round(every["aws_requests_per_chunk"], 2),
-            baseline_is="no session kept between batches, every frame stored (same run)",
+            baseline_is="same run, no session kept (PROCTOR_SESSION_CACHE_SIZE=0), frame_every 1",
             ratio=round(requests / every["aws_requests_per_chunk"], 3),
             ratio_means="fraction of the baseline's requests",
             goal="<= 2.5",
