@@ -50,6 +50,7 @@ from proctoring.frames import Frame, FrameError, extract_frame
 from proctoring.metric_names import MetricName
 from proctoring.metrics import Metrics
 from proctoring.settings import Settings
+from proctoring.speech import Speech
 from proctoring.storage import Tables
 
 __all__ = [
@@ -143,10 +144,11 @@ def another_object(first: dict[str, Any] | None, event: ChunkEvent, digest: str 
 class KeptFrames:
     """Which chunks keep their frame as evidence, and the newest kept frame per source.
 
-    A chunk keeps its frame when a rule fired on it (the alert names the frame), when it is
-    the student's first of its source, or when ``every`` chunks (the policy's
-    ``frame_every``) passed since the newest kept one. The state (per source, the sequence
-    and key of the newest kept frame) lives on the student's session item (``frames``).
+    A chunk keeps its frame when a rule fired on it (the alert names the frame), when speech
+    was heard in it (TALKING is judged after the row is written, and its alert names the
+    frame beside the audio), when it is the student's first of its source, or when ``every``
+    chunks (the policy's ``frame_every``) passed since the newest kept one. The state (per
+    source, the sequence and key of the newest kept frame) lives on the session (``frames``).
     """
 
     def __init__(self, state: dict[str, Any] | None, *, every: int) -> None:
@@ -158,6 +160,8 @@ class KeptFrames:
     def due(self, chunk: Chunk) -> bool:
         if chunk.analysed is not None and chunk.analysed.findings:
             return True
+        if isinstance(chunk.heard, Speech) and chunk.heard.segments:
+            return True  # TALKING may fire on it (judged after the row): its alert's frame
         newest = self._newest.get(chunk.event.source)
         return newest is None or chunk.event.sequence - int(newest["sequence"]) >= self._every
 
