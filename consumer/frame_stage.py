@@ -109,7 +109,6 @@ class Chunk:
     absent: bool = False  # the sequence had no result row when looked at (or the kept
     # session vouched for it): its row may go with the session's save (``Tables.save_session``)
     fallback_used: bool = False  # ``frame`` is the first frame, analysed instead of the middle
-    last_frame_key: str | None = None  # the student's newest stored frame of this source
 
 
 def frame_and_thumbnail(
@@ -171,10 +170,6 @@ class KeptFrames:
         newest = self._newest.get(source)
         if newest is None or sequence >= int(newest["sequence"]):
             self._newest[source] = {"sequence": sequence, "key": chunk.frame_key}
-
-    def newest(self, source: str) -> str | None:
-        kept = self._newest.get(source)
-        return None if kept is None else str(kept["key"])
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return self._newest

@@ -173,10 +173,7 @@ class ChunkProcessor:
             chunks = await self._gate(chunks, outcome)
         chunks = await self._by_policy(chunks, outcome)
         framed = await self._gather(
-            [
-                self._frames.run(event, record, new=self._new(event))
-                for event, record in chunks.values()
-            ]
+            [self._frames.run(e, r, new=self._sessions.new(e)) for e, r in chunks.values()]
         )
         by_student: dict[tuple[str, str], list[Chunk]] = defaultdict(list)
         for chunk in framed:
@@ -258,11 +255,6 @@ class ChunkProcessor:
             outcome.results += 1
         return kept
 
-    def _new(self, event: ChunkEvent) -> bool:
-        """Whether the kept session shows no row for the chunk's sequence yet."""
-        through = self._sessions.written_through(event.exam_id, event.student_id, event.source)
-        return through is not None and event.sequence > through
-
     @staticmethod
     async def _gather(coroutines: Sequence[Any]) -> list[Any]:
         async with asyncio.TaskGroup() as group:
@@ -333,7 +325,6 @@ class ChunkProcessor:
                 if chunk.error is None and frames.due(chunk):  # the evidence frame, when needed
                     chunk = await self._frames.store(chunk)
                     frames.kept(chunk)
-                chunk = replace(chunk, last_frame_key=frames.newest(event.source))
                 if chunk.absent and chunk.error is None and len(new_rows) < RESULTS_PER_SAVE:
                     new_rows.append(self._results.build(chunk))  # written with the session
                     earlier = None

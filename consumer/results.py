@@ -118,8 +118,6 @@ class Results:
         else:
             assert chunk.frame is not None
             row.update(status="ok", frame_key=chunk.frame_key, rotation=chunk.frame.rotation)
-            # the newest stored frame, this chunk's or an earlier one: the console's tile
-            row.update(last_frame_key=chunk.last_frame_key)
             row.update(frame_sha256=chunk.frame_digest, frame_version=chunk.frame_version)
             row["frame_time"] = round(chunk.frame.time, 3)
             if chunk.analysed is not None:

@@ -44,6 +44,7 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from proctoring.events import ChunkEvent
 from proctoring.storage import Tables
 
 __all__ = ["SessionCache"]
@@ -78,13 +79,13 @@ class SessionCache:
             "version": 0,
         }
 
-    def written_through(self, exam_id: str, student_id: str, source: str) -> int | None:
-        """The highest sequence of ``source`` whose result row this worker wrote for the
-        student, as the kept session says (``results_through``); None when nothing is kept."""
-        entry = self._kept.get((exam_id, student_id))
+    def new(self, event: ChunkEvent) -> bool:
+        """Whether the student's kept session vouches that the chunk's sequence has no result
+        row yet: above the highest one written for its source (``results_through``)."""
+        entry = self._kept.get((event.exam_id, event.student_id))
         if entry is None:
-            return None
-        return int((entry[0].get("results_through") or {}).get(source, -1))
+            return False
+        return event.sequence > int((entry[0].get("results_through") or {}).get(event.source, -1))
 
     async def save(
         self,

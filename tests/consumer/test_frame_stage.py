@@ -1,6 +1,6 @@
 """Evidence frames are stored when needed (``consumer.frame_stage.KeptFrames``): the first
-chunk, a chunk a rule fires on, and every ``frame_every`` chunks; every row names the newest
-stored frame, and every alert its own."""
+chunk, a chunk a rule fires on, and every ``frame_every`` chunks; the console's tile shows
+the newest stored frame (``consumer.latest``), and every alert names its own."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def test_frames_are_kept_for_the_first_chunk_alerts_and_every_few_chunks(
     videos = [c.data for c in islice(chunk_recording(DATA / "video/center_focus.mp4"), 3)]
     settings = settings.model_copy(update={"max_repeats": 0})  # every chunk analysed
 
-    async def run() -> tuple[list[dict[str, Any]], list[dict[str, Any]], set[str]]:
+    async def run() -> tuple[list[dict[str, Any]], list[dict[str, Any]], set[str], Any]:
         async with async_clients(settings) as clients:
             await clients.dynamodb.put_item(
                 TableName=settings.names.sessions_table,
@@ -77,9 +77,10 @@ def test_frames_are_kept_for_the_first_chunk_alerts_and_every_few_chunks(
             rows = await tables.results(f"{EXAM}#{STUDENT}")
             alerts = await tables.alerts(EXAM)
             listing = await clients.s3.list_objects_v2(Bucket=settings.names.frames_bucket)
-        return rows, alerts, {o["Key"] for o in listing.get("Contents", [])}
+            session = await tables.get_session(EXAM, STUDENT) or {}
+        return rows, alerts, {o["Key"] for o in listing.get("Contents", [])}, session["latest"]
 
-    rows, alerts, stored = asyncio.run(run())
+    rows, alerts, stored, latest = asyncio.run(run())
     assert len(rows) == CHUNKS and all(r["status"] == "ok" for r in rows), "nothing lost"
     kept = {r["sequence"] for r in rows if r.get("frame_key")}
     assert {r["frame_key"] for r in rows if r.get("frame_key")} == stored
@@ -89,8 +90,7 @@ def test_frames_are_kept_for_the_first_chunk_alerts_and_every_few_chunks(
     assert raised_on == 5  # the 2nd chunk without a face (tolerance 2) keeps its frame
     assert kept == {0, 3, 5, 8}  # the first chunk, every 3rd since the newest, the alert's
     assert len(stored) < CHUNKS
-    for row in rows:  # every row names the newest stored frame, never older than 3 chunks
-        newest = row.get("frame_key") or row["last_frame_key"]
-        assert newest in stored
+    for row in rows:  # after every chunk, the newest stored frame is less than 3 chunks old
         assert 0 <= row["sequence"] - max(k for k in kept if k <= row["sequence"]) < EVERY
-        assert newest.endswith(f"{max(k for k in kept if k <= row['sequence']):06d}.jpg")
+    assert latest["sequence"] == CHUNKS - 1  # the console's tile: the newest chunk...
+    assert latest["frame_key"].endswith("000008.jpg") and latest["frame_key"] in stored
