@@ -31,7 +31,10 @@ but their alerts, and the batch, processed again from the session as it was, rai
 alerts (deterministic ids: found, published if they were not) and writes the rows. If the
 transaction fails (the session moved, or a row exists after all), none of it is written; the
 batch is processed again from a fresh read, which reads the rows first and so flags a second
-object instead of analysing it.
+object instead of analysing it. (A row can appear between the read and the transaction only
+if two workers process one student at once, which the lease prevents; should it happen with
+another object, the alerts its analysis raised in the failed attempt stay, beside the
+CHUNK_REPLACED the retry raises.)
 
 The API never writes the session item: interventions (pause, end, warnings) live on the
 student's enrolment in the exams table, and the policy on the exam's ``#policy`` item,
