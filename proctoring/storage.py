@@ -10,7 +10,9 @@ changes nothing:
   a ``parked`` error row gives way, to the replay of its record);
 - alerts: ``exam_id``, ``alert_id`` (deterministic per incident) - created once, in the
   sparse ``outbox`` index until it is marked ``published`` after SNS accepted it;
-- sessions: ``exam_id``, ``student_id`` - rule state with an optimistic ``version``;
+- sessions: ``exam_id``, ``student_id`` - rule state with an optimistic ``version``; the
+  consumer writes a batch's new result rows of a student with it, in one transaction
+  (``save_session(results=...)``: all or nothing);
 - faces: ``exam_id``, ``student_id`` - the registered face embedding (biometric: never logged);
 - errors: ``exam_id``, ``error_id`` - bad input a human can inspect.
 
