@@ -15,9 +15,10 @@ import pytest
 
 from consumer.poison import BatchRunner
 from consumer.processor import BatchFailed, Record
+from consumer.sessions import SessionCache
 from consumer.wiring import build_processor
 from proctoring.analysis.fixed import FixedLatencyEngine
-from proctoring.aws import async_clients
+from proctoring.aws import RequestCounter, async_clients
 from proctoring.dynamo import to_item
 from proctoring.events import ChunkEvent, ChunkKey
 from proctoring.integrity import IntegrityEvent
@@ -209,3 +210,28 @@ def test_an_alert_raised_before_the_rows_are_written_survives_the_worker(
     assert alert["alert_id"] == left["alert_id"] and alert["published"], "raised once, published"
     assert [r["sequence"] for r in out["rows"]] == [0, 1]
     assert alert["frame_key"] == out["rows"][1]["frame_key"], "the alert's evidence is the row's"
+
+
+def test_the_kept_sessions_are_bounded_and_go_with_their_shard(settings: Settings) -> None:
+    """At most ``size`` sessions are kept, the least recently saved out first; releasing a
+    shard forgets its students only. Whatever is not kept is read again (one GetItem)."""
+
+    async def run() -> dict[str, int]:
+        async with async_clients(settings) as clients:
+            cache = SessionCache(Tables(clients.dynamodb, settings.names), size=2)
+            for student, shard in (("a", "shard-0"), ("b", "shard-1"), ("c", "shard-1")):
+                session = await cache.load(EXAM, student)
+                version = int(session.pop("version"))
+                await cache.save(session, expected_version=version, shard_id=shard)
+            kept_after_three = len(cache)  # "a" went: the least recently saved
+            assert cache.release("shard-0") == 0 and cache.release("shard-1") == 2
+            reads = RequestCounter().watch([clients.dynamodb])
+            sessions = [await cache.load(EXAM, s) for s in ("a", "b", "c")]
+            reads.stop()
+            return {
+                "kept": kept_after_three,
+                "reads": reads.counts["dynamodb.GetItem"],
+                "versions": sum(int(s["version"]) for s in sessions),
+            }
+
+    assert asyncio.run(run()) == {"kept": 2, "reads": 3, "versions": 3}
