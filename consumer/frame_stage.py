@@ -1,4 +1,4 @@
-"""The frame stage: one chunk from its S3 object to a stored evidence frame.
+"""The frame stage: one chunk from its S3 object to its frame, stored as evidence when needed.
 
 Per chunk, concurrently (at most ``PROCTOR_CONCURRENCY`` at once), :meth:`FrameStage.run`:
 
@@ -6,17 +6,22 @@ Per chunk, concurrently (at most ``PROCTOR_CONCURRENCY`` at once), :meth:`FrameS
    bytes (``chunk_sha256``);
 2. reads the sequence's result row: a *different* object than the one it was written
    for (``another_object``: another key, or other bytes under the same key) is not
-   extracted at all - the chunk goes on as a second object (``Chunk.first``);
+   extracted at all - the chunk goes on as a second object (``Chunk.first``). Not read
+   when the worker's kept session shows the sequence above every row it wrote for the
+   student's source (``run(new=True)``): the row's conditional write is the guard then;
 3. in the process pool, one job (``frame_and_thumbnail``): one upright frame (the middle
    one by default), its 32x32 thumbnail for the schedule and, with the policy's
    ``audio: true``, the speech in the audio track (``consumer.speech``);
-4. stores the JPEG under ``frames/<exam>/<student>/<source>/<seq>.jpg`` with
-   ``If-None-Match: *``: a re-delivery finds the frame written first and keeps it, and
-   the hash returned is the stored frame's (``frame_sha256``).
+The frame is stored as evidence only when it is needed (``ChunkProcessor._apply`` decides
+after the analysis: a rule fired on the chunk, the student's first chunk of the source, or
+``frame_every`` chunks since the last stored one, the exam's policy). :meth:`FrameStage.store`
+puts the JPEG under ``frames/<exam>/<student>/<source>/<seq>.jpg`` with ``If-None-Match: *``:
+a re-delivery finds the frame written first and keeps it, and the hash returned is the
+stored frame's (``frame_sha256``).
 
 With the middle frame, the chunk's first frame is the fallback when the middle one
-shows no face: ``FirstFrame`` extracts it only when the analyser asks, and
-:meth:`FrameStage.store_fallback` stores it under a key of its own.
+shows no face: ``FirstFrame`` extracts it only when the analyser asks; it is then the
+chunk's frame (:meth:`FrameStage.use_fallback`), stored under a key of its own.
 
 Bad input (``too_large``, ``missing_object``, a chunk that is empty, not video or
 truncated) comes back as ``Chunk.error``; AWS failures raise.
@@ -45,12 +50,14 @@ from proctoring.frames import Frame, FrameError, extract_frame
 from proctoring.metric_names import MetricName
 from proctoring.metrics import Metrics
 from proctoring.settings import Settings
+from proctoring.speech import Speech
 from proctoring.storage import Tables
 
 __all__ = [
     "Chunk",
     "FirstFrame",
     "FrameStage",
+    "KeptFrames",
     "another_object",
     "frame_and_thumbnail",
     "frame_key",
@@ -99,8 +106,11 @@ class Chunk:
     frame_version: str | None = None
     first: dict[str, Any] | None = None  # the sequence's earlier result: this is a second object
     heard: Heard = None  # the speech in its audio track (policy ``audio: true``)
-    extracted_at: float | None = None  # frame stored, epoch seconds (latency breakdown)
+    extracted_at: float | None = None  # frame extracted, epoch seconds (latency breakdown)
     analysed_at: float | None = None  # the engine answered, epoch seconds (latency breakdown)
+    absent: bool = False  # the sequence had no result row when looked at (or the kept
+    # session vouched for it): its row may go with the session's save (``Tables.save_session``)
+    fallback_used: bool = False  # ``frame`` is the first frame, analysed instead of the middle
 
 
 def frame_and_thumbnail(
@@ -132,6 +142,41 @@ def another_object(first: dict[str, Any] | None, event: ChunkEvent, digest: str 
     return known is not None and digest is not None and known != digest
 
 
+class KeptFrames:
+    """Which chunks keep their frame as evidence, and the newest kept frame per source.
+
+    A chunk keeps its frame when a rule fired on it (the alert names the frame), when speech
+    was heard in it (TALKING is judged after the row is written, and its alert names the
+    frame beside the audio), when it is the student's first of its source, or when ``every``
+    chunks (the policy's ``frame_every``) passed since the newest kept one. The state (per
+    source, the sequence and key of the newest kept frame) lives on the session (``frames``).
+    """
+
+    def __init__(self, state: dict[str, Any] | None, *, every: int) -> None:
+        self._newest: dict[str, dict[str, Any]] = {
+            source: dict(kept) for source, kept in (state or {}).items()
+        }
+        self._every = every
+
+    def due(self, chunk: Chunk) -> bool:
+        if chunk.analysed is not None and chunk.analysed.findings:
+            return True
+        if isinstance(chunk.heard, Speech) and chunk.heard.segments:
+            return True  # TALKING may fire on it (judged after the row): its alert's frame
+        newest = self._newest.get(chunk.event.source)
+        return newest is None or chunk.event.sequence - int(newest["sequence"]) >= self._every
+
+    def kept(self, chunk: Chunk) -> None:
+        """``chunk``'s frame was stored (a late chunk's does not make the newest older)."""
+        source, sequence = chunk.event.source, chunk.event.sequence
+        newest = self._newest.get(source)
+        if newest is None or sequence >= int(newest["sequence"]):
+            self._newest[source] = {"sequence": sequence, "key": chunk.frame_key}
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return self._newest
+
+
 class FrameStage:
     """See the module docstring. One per processor; its semaphore bounds the chunks in flight."""
 
@@ -153,8 +198,14 @@ class FrameStage:
         self._metrics = metrics
         self._slots = asyncio.Semaphore(settings.concurrency)
 
-    async def run(self, event: ChunkEvent, record: Record) -> Chunk:
-        """The chunk with its frame stored, or with why it has none (``error``, ``first``)."""
+    async def run(self, event: ChunkEvent, record: Record, *, new: bool = False) -> Chunk:
+        """The chunk with its frame, or with why it has none (``error``, ``first``).
+
+        ``new``: the student's kept session says no row of this sequence was written yet
+        (``consumer.sessions``), so the sequence's result row is not read first. Should
+        another writer have written one meanwhile, the conditional write of the row still
+        finds it (``ChunkProcessor._apply``: a second object is flagged there, never alerted).
+        """
         with structlog.contextvars.bound_contextvars(
             exam=event.exam_id, student=event.student_id, source=event.source, seq=event.sequence
         ):
@@ -162,8 +213,12 @@ class FrameStage:
                 try:
                     data, version = await self._fetch(event)
                     digest = hashlib.sha256(data).hexdigest()
-                    first = await self._tables.get_result(
-                        event.session_id, f"{event.source}#{event.sequence:06d}"
+                    first = (
+                        None
+                        if new
+                        else await self._tables.get_result(
+                            event.session_id, f"{event.source}#{event.sequence:06d}"
+                        )
                     )
                     if another_object(first, event, digest):
                         return Chunk(event, record, digest=digest, version=version, first=first)
@@ -187,17 +242,13 @@ class FrameStage:
                     self._metrics.add(MetricName.FramesDecoded, frame.decoded)
                 except (FrameError, InvalidEvent) as exc:
                     return Chunk(event, record, error=exc)
-                key = frame_key(event)
-                frame_digest, frame_version = await self._store_evidence(key, frame.jpeg)
                 return Chunk(
                     event,
                     record,
                     frame=frame,
-                    frame_key=key,
                     digest=digest,
                     version=version,
-                    frame_digest=frame_digest,
-                    frame_version=frame_version,
+                    absent=first is None,
                     thumb=thumb,
                     heard=heard,
                     fallback=self._first_frame(event)
@@ -205,19 +256,20 @@ class FrameStage:
                     else None,
                 )
 
-    async def store_fallback(self, chunk: Chunk) -> Chunk:
-        """The first frame was analysed instead of the middle one: it is the evidence, under
-        a key of its own (the middle frame's is written once and stays)."""
+    @staticmethod
+    def use_fallback(chunk: Chunk) -> Chunk:
+        """The first frame was analysed instead of the middle one: it is the chunk's frame,
+        stored (when it is) under a key of its own (``frame_key(event, "first")``)."""
         assert chunk.fallback is not None and chunk.fallback.frame is not None
-        key = frame_key(chunk.event, "first")
-        digest, version = await self._store_evidence(key, chunk.fallback.frame.jpeg)
-        return replace(
-            chunk,
-            frame=chunk.fallback.frame,
-            frame_key=key,
-            frame_digest=digest,
-            frame_version=version,
-        )
+        return replace(chunk, frame=chunk.fallback.frame, fallback_used=True)
+
+    async def store(self, chunk: Chunk) -> Chunk:
+        """Store the chunk's frame as evidence, once (``If-None-Match: *``): the chunk with
+        its ``frame_key`` and the stored frame's hash and version."""
+        assert chunk.frame is not None
+        key = frame_key(chunk.event, "first" if chunk.fallback_used else "")
+        digest, version = await self._store_evidence(key, chunk.frame.jpeg)
+        return replace(chunk, frame_key=key, frame_digest=digest, frame_version=version)
 
     def _first_frame(self, event: ChunkEvent) -> FirstFrame:
         async def load() -> Frame:

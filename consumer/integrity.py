@@ -17,7 +17,8 @@ time). Per student, in ``seq`` order:
    exam's policy relaxed by the student's accommodations; each incident is an
    alert (deterministic id), created once and published like the video's;
 4. the rules' state and the risk score (video and integrity incidents,
-   ``proctoring.rules.risk_score``) are saved on the student's session item.
+   ``proctoring.rules.risk_score``) are saved on the student's session item (read and
+   kept through the processor's ``consumer.sessions.SessionCache``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import structlog
 from consumer.analyser import Policies
 from consumer.batch import BatchOutcome
 from consumer.outlet import Outlet
+from consumer.sessions import SessionCache
 from proctoring.integrity import INTEGRITY, IntegrityEvent
 from proctoring.metric_names import MetricName
 from proctoring.rules import Accommodations, RuleState, risk_score
@@ -52,30 +54,30 @@ class IntegrityEvents:
         tables: Tables,
         policies: Policies,
         outlet: Outlet,
+        sessions: SessionCache,
     ) -> None:
         self._tables = tables
         self._policies = policies
         self._outlet = outlet
+        self._sessions = sessions
 
-    async def apply(self, events: Sequence[tuple[IntegrityEvent, str]]) -> BatchOutcome:
+    async def apply(
+        self, events: Sequence[tuple[IntegrityEvent, str]], *, shard_id: str
+    ) -> BatchOutcome:
         """``events``: each with its record's sequence number, in the stream's order."""
         counts = BatchOutcome()
         by_student: dict[tuple[str, str], list[tuple[IntegrityEvent, str]]] = defaultdict(list)
         for event, sequence_number in events:
             by_student[(event.exam_id, event.student_id)].append((event, sequence_number))
         for student_events in by_student.values():
-            await self._student(sorted(student_events, key=lambda e: e[0].seq), counts)
+            await self._student(sorted(student_events, key=lambda e: e[0].seq), counts, shard_id)
         return counts
 
     async def _student(
-        self, events: list[tuple[IntegrityEvent, str]], counts: BatchOutcome
+        self, events: list[tuple[IntegrityEvent, str]], counts: BatchOutcome, shard_id: str
     ) -> None:
         first = events[0][0]
-        session = await self._tables.get_session(first.exam_id, first.student_id) or {
-            "exam_id": first.exam_id,
-            "student_id": first.student_id,
-            "version": 0,
-        }
+        session = await self._sessions.load(first.exam_id, first.student_id)
         policy = (await self._policies.get(first.exam_id)).for_student(
             Accommodations.from_item(session)
         )
@@ -108,7 +110,7 @@ class IntegrityEvents:
         session["risk"] = _risk(session, state, policy)
         session["updated_at"] = self._outlet.now().isoformat()
         version = int(session.pop("version", 0))
-        await self._tables.save_session(session, expected_version=version)
+        await self._sessions.save(session, expected_version=version, shard_id=shard_id)
 
     async def _write(self, event: IntegrityEvent) -> bool:
         """Write the event's timeline row unless it is there; True when this call wrote it."""

@@ -93,15 +93,27 @@ class ChunkRecordProcessor(kcl_processor.RecordProcessorBase):
         )
 
     def lease_lost(self, lease_lost_input: Any) -> None:
+        self._release()
         _log.warning("kcl lease lost; nothing to checkpoint")
 
     def shard_ended(self, shard_ended_input: Any) -> None:
+        self._release()
         shard_ended_input.checkpointer.checkpoint()  # SHARD_END: the children may start
         _log.info("kcl shard ended")
 
     def shutdown_requested(self, shutdown_requested_input: Any) -> None:
         # every batch was checkpointed when it returned; nothing is in flight here
+        self._release()
         _log.info("kcl shutdown requested")
+
+    def _release(self) -> None:
+        """The sessions kept for this shard's students go with its lease (on the loop's
+        thread, where the processor lives)."""
+
+        async def release() -> None:
+            self._batches.release(self.shard_id)
+
+        self._loop.run(release())
 
 
 async def _stopped(stop: asyncio.Event, task: asyncio.Task[None]) -> None:

@@ -9,7 +9,8 @@ what the tile needs, and a poll reads the exam's sessions in one query:
     the student's newest chunk that has a result row (``ok`` or ``error``): its source,
     sequence, status, faces and identity, when it was captured, reached the bucket
     (``uploaded_at``, the console's "last seen") and was processed, and ``frame_key``: the
-    newest frame stored, which an error chunk (no frame) leaves as it was.
+    newest frame stored, which a chunk without one (an error, or a frame the policy's
+    ``frame_every`` did not keep: ``consumer.frame_stage.KeptFrames``) leaves as it was.
 
 "Newest" is by capture time, then sequence: a late chunk (S3 notifications keep no order)
 is judged in its place by the rules and does not move the tile back. A chunk recorded and

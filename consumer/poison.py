@@ -59,6 +59,10 @@ class BatchRunner:
         self._metrics = metrics
         self._sleep = sleep
 
+    def release(self, shard_id: str) -> None:
+        """This worker no longer holds ``shard_id``: what the processor kept for it goes."""
+        self._processor.release_shard(shard_id)
+
     async def run(
         self,
         records: Sequence[Record],

@@ -18,16 +18,17 @@ each stage is a module of its own. Per batch:
    batch's slowest): GET the chunk,
    extract one upright frame (the middle one by default) and its thumbnail in the
    process pool (with the policy's ``audio: true``, the speech in its audio track
-   too, ``consumer.speech``), store the JPEG;
+   too, ``consumer.speech``);
 5. per student, in sequence order (``ChunkProcessor._apply``): analyse the frame
    as the schedule says (``consumer.analyser``: repeats carried over, identity and
    objects on their cadence; with ``sources: both`` a moment already analysed from
-   the other source is not analysed again), write the result row, apply the rules
-   with the exam's policy and the state stored in the student's session, create
-   each new alert once (deterministic id), publish it to the FIFO alerts topic
-   (deduplicated by alert id; ``consumer.outbox``), save the state, the schedule,
-   the call counts, the risk score and what the console's tile shows
-   (``consumer.latest``); judge the chunk's speech (TALKING).
+   the other source is not analysed again), store the frame when it is needed
+   (``consumer.frame_stage.KeptFrames``), apply the rules with the exam's policy and
+   the student's session, create each new alert once (deterministic id) and publish
+   it to the FIFO alerts topic (``consumer.outbox``), judge the speech (TALKING);
+   then write the new rows with the session (rule state, schedule, calls, risk, the
+   console's tile: ``consumer.latest``) in one transaction (``consumer.sessions``:
+   kept between batches; no alert lost).
 
 Evidence is written once (``consumer.results``): result rows only if absent, with
 the hashes and versions of the chunk and frame read; a re-delivery changes nothing,
@@ -59,12 +60,13 @@ import structlog
 from consumer.analyser import Policies, StudentAnalyser
 from consumer.batch import BatchFailed, BatchOutcome, Record, is_poison
 from consumer.error_rows import ErrorRows
-from consumer.frame_stage import Chunk, FrameStage, another_object
+from consumer.frame_stage import Chunk, FrameStage, KeptFrames, another_object
 from consumer.integrity import IntegrityEvents
 from consumer.latest import fold_latest
 from consumer.outbox import AlertPublisher
 from consumer.outlet import Outlet
 from consumer.results import Results
+from consumer.sessions import SessionCache
 from consumer.speech import StudentSpeech
 from proctoring.analysis.base import Engine, FrameAnalysis
 from proctoring.analysis.faces import ImageError
@@ -76,7 +78,7 @@ from proctoring.integrity import IntegrityEvent, parse_record
 from proctoring.metric_names import MetricName
 from proctoring.metrics import Metrics
 from proctoring.settings import Settings
-from proctoring.storage import Tables
+from proctoring.storage import RESULTS_PER_SAVE, Tables
 
 # The batch's types live in consumer.batch; they are imported from here too.
 __all__ = ["BatchFailed", "BatchOutcome", "ChunkProcessor", "Record", "is_poison"]
@@ -126,8 +128,10 @@ class ChunkProcessor:
             metrics=metrics,
         )
         self._results = Results(tables=tables, metrics=metrics, outlet=self._outlet)
+        # the sessions of the students of the shards this worker holds (consumer.sessions)
+        self._sessions = SessionCache(tables, size=settings.session_cache_size)
         self._integrity = IntegrityEvents(  # the stream's second event type (consumer.integrity)
-            tables=tables, policies=self._policies, outlet=self._outlet
+            tables=tables, policies=self._policies, outlet=self._outlet, sessions=self._sessions
         )
 
     async def process(self, records: Sequence[Record], *, shard_id: str) -> BatchOutcome:
@@ -144,6 +148,12 @@ class ChunkProcessor:
                 f"batch of {len(records)} records on {shard_id}: {first!r}",
                 poison=is_poison(group),
             ) from group
+
+    def release_shard(self, shard_id: str) -> None:
+        """The shard's lease is gone: its students' sessions are read again next time."""
+        dropped = self._sessions.release(shard_id)
+        if dropped:
+            _log.info("sessions of a released shard forgotten", shard=shard_id, sessions=dropped)
 
     async def park(
         self, record: Record, *, shard_id: str, error: BaseException, attempts: int
@@ -168,21 +178,24 @@ class ChunkProcessor:
         for event, record in chunks.values():
             by_student[(event.exam_id, event.student_id)].append((event, record))
         for counts in await self._gather(
-            [self._student(student_chunks) for student_chunks in by_student.values()]
+            [self._student(student_chunks, shard_id) for student_chunks in by_student.values()]
         ):
             outcome += counts
         if integrity:  # after the chunks: one writer of a student's session at a time
-            outcome += await self._integrity.apply(integrity)
+            outcome += await self._integrity.apply(integrity, shard_id=shard_id)
         self._metrics.flush()
         return outcome
 
-    async def _student(self, chunks: list[tuple[ChunkEvent, Record]]) -> BatchOutcome:
+    async def _student(
+        self, chunks: list[tuple[ChunkEvent, Record]], shard_id: str
+    ) -> BatchOutcome:
         """One student's chunks: their frames (concurrently), then analysed in order. A
         student's analysis waits for its own frames only, not for the batch's slowest one."""
-        return await self._apply(await self._gather([self._frame(e, r) for e, r in chunks]))
+        framed = await self._gather([self._frame(e, r) for e, r in chunks])
+        return await self._apply(framed, shard_id)
 
     async def _frame(self, event: ChunkEvent, record: Record) -> Chunk:
-        chunk = await self._frames.run(event, record)
+        chunk = await self._frames.run(event, record, new=self._sessions.new(event))
         return replace(chunk, extracted_at=self._clock())
 
     async def _parse(
@@ -259,16 +272,14 @@ class ChunkProcessor:
             tasks = [group.create_task(c) for c in coroutines]
         return [t.result() for t in tasks]
 
-    async def _apply(self, chunks: list[Chunk]) -> BatchOutcome:
-        """One student's chunks, in order: analysed, written, judged; their session saved."""
+    async def _apply(self, chunks: list[Chunk], shard_id: str) -> BatchOutcome:
+        """One student's chunks, in order: analysed, judged, alerted; then the rows of the
+        chunks that had none and the session in one transaction, after the alerts (why no
+        alert is lost: ``consumer.sessions``, "Rows with the session")."""
         counts = BatchOutcome()
         chunks.sort(key=lambda c: (c.event.source, c.event.sequence))
         first = chunks[0].event
-        session = await self._tables.get_session(first.exam_id, first.student_id) or {
-            "exam_id": first.exam_id,
-            "student_id": first.student_id,
-            "version": 0,
-        }
+        session = await self._sessions.load(first.exam_id, first.student_id)
         analyser = StudentAnalyser(
             engine=self._engine,
             settings=self._settings,
@@ -279,6 +290,9 @@ class ChunkProcessor:
         )
         moments: dict[str, str] = dict(session.get("moments", {}))
         latest = session.get("latest")  # what the console's tile shows (consumer.latest)
+        frames = KeptFrames(session.get("frames"), every=analyser.policy.frame_every)
+        written: dict[str, int] = dict(session.get("results_through") or {})
+        new_rows: list[dict[str, Any]] = []  # rows of chunks that had none: with the session
         speech = StudentSpeech(state=analyser.speech, policy=analyser.policy, outlet=self._outlet)
         for chunk in chunks:
             event = chunk.event
@@ -319,8 +333,16 @@ class ChunkProcessor:
                         analysed_at=self._clock(),
                     )
                     if chunk.analysed is not None and chunk.analysed.used_fallback:
-                        chunk = await self._frames.store_fallback(chunk)
-                earlier = await self._results.write(chunk)
+                        chunk = self._frames.use_fallback(chunk)
+                if chunk.error is None and frames.due(chunk):  # the evidence frame, when needed
+                    chunk = await self._frames.store(chunk)
+                    frames.kept(chunk)
+                if chunk.absent and chunk.error is None and len(new_rows) < RESULTS_PER_SAVE:
+                    new_rows.append(self._results.build(chunk))  # written with the session
+                    earlier = None
+                else:
+                    earlier = await self._results.write(chunk)
+                written[event.source] = max(event.sequence, written.get(event.source, -1))
                 if earlier is not None and another_object(earlier, event, chunk.digest):
                     await self._results.second_object(chunk, earlier)  # lost a race to another
                     counts.errors += 1
@@ -346,6 +368,8 @@ class ChunkProcessor:
                 )
         analyser.speech = speech.state
         session.update(analyser.session_fields())
+        session["frames"] = frames.to_dict()
+        session["results_through"] = written  # the rows written: no read before the next
         if moments:
             newest = sorted(moments, key=int)[-_MOMENTS_KEPT:]
             session["moments"] = {m: moments[m] for m in newest}
@@ -353,7 +377,11 @@ class ChunkProcessor:
             session["latest"] = latest
         session["updated_at"] = self._now().isoformat()
         version = int(session.pop("version", 0))
-        await self._tables.save_session(session, expected_version=version)
+        await self._sessions.save(
+            session, expected_version=version, shard_id=shard_id, results=new_rows
+        )
+        for row in new_rows:
+            self._results.written(row)
         return counts
 
     async def _enrolment_view(self, event: ChunkEvent) -> FrameAnalysis | None:

@@ -113,6 +113,22 @@ class Results:
 
     async def write(self, chunk: Chunk) -> dict[str, Any] | None:
         """Write the chunk's result row unless it has one; the row that was there, if any."""
+        row = self.build(chunk)
+        first = await self._tables.put_result(row)
+        if first is not None:  # processed again (at least once), or a second object
+            self._metrics.add(MetricName.ChunksRedelivered)
+            _log.info(
+                "chunk processed",
+                status=first.get("status"),
+                kept=True,  # the row written first stays as it was
+                latency_ms=row["latency_ms"],
+            )
+            return first
+        self.written(row)
+        return None
+
+    def build(self, chunk: Chunk) -> dict[str, Any]:
+        """The chunk's result row, as :meth:`write` writes it (or the session's save does)."""
         event = chunk.event
         now = self._outlet.now()
         row = self.row(
@@ -131,26 +147,23 @@ class Results:
                 row.update(chunk.analysed.row)
             if chunk.heard is not None and not isinstance(chunk.heard, Exception):
                 row.update(speech_fields(chunk.heard))
-        first = await self._tables.put_result(row)
-        if first is not None:  # processed again (at least once), or a second object
-            self._metrics.add(MetricName.ChunksRedelivered)
-            _log.info(
-                "chunk processed",
-                status=first.get("status"),
-                kept=True,  # the row written first stays as it was
-                latency_ms=row["latency_ms"],
-            )
-            return first
+        return row
+
+    def written(self, row: dict[str, Any]) -> None:
+        """A new row is durable: its metrics and log line."""
         self._metrics.add(MetricName.ChunksProcessed)
         self._metrics.add(MetricName.ChunkLatencyMs, row["latency_ms"], "Milliseconds")
         _log.info(
             "chunk processed",
+            exam=row["exam_id"],
+            student=row["student_id"],
+            source=row["source"],
+            seq=row["sequence"],
             status=row["status"],
             faces=row.get("faces"),
             identity=row.get("identity"),
             latency_ms=row["latency_ms"],
         )
-        return None
 
     async def raise_alert(self, chunk: Chunk, finding: Finding) -> None:
         """Raise a finding of the chunk's analysis as an alert naming the chunk's evidence."""

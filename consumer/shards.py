@@ -18,7 +18,8 @@ Two tasks per shard, joined by a queue of at most ``read_ahead`` batches
 
 Both stop when the worker stops or the lease is lost; the batch in hand is
 finished first, and a lost lease is never checkpointed (the write is
-conditional).
+conditional). Then the processor forgets the sessions it kept for the shard's
+students (``consumer.sessions``): whoever holds the lease next reads them.
 """
 
 from __future__ import annotations
@@ -86,10 +87,13 @@ class ShardConsumer:
         if stop.is_set() or lost.is_set():
             return
         queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=self._settings.read_ahead)
-        async with asyncio.TaskGroup() as group:
-            group.create_task(_relay(stop, lost, done))
-            group.create_task(self._read(queue, done))
-            group.create_task(self._process(queue, done))
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(_relay(stop, lost, done))
+                group.create_task(self._read(queue, done))
+                group.create_task(self._process(queue, done))
+        finally:  # the lease is the ownership of the shard's students' sessions
+            self._runner.release(self.shard_id)
 
     async def _read(self, queue: asyncio.Queue[Any], done: asyncio.Event) -> None:
         checkpoint = self._leases.lease(self.shard_id).checkpoint

@@ -8,7 +8,8 @@ client at import time; callers build them at the edge and pass them in.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,7 @@ from proctoring.settings import Settings
 
 __all__ = [
     "AsyncClients",
+    "RequestCounter",
     "async_clients",
     "client_kwargs",
     "rekognition_client",
@@ -89,6 +91,39 @@ async def async_clients(settings: Settings) -> AsyncIterator[AsyncClients]:
             for name in ("s3", "dynamodb", "kinesis", "sns", "sqs")
         }
         yield AsyncClients(**made)
+
+
+class RequestCounter:
+    """Counts the HTTP requests some clients send, by ``service.Operation``.
+
+    Hooked on botocore's ``before-send`` event, so a retried call counts each attempt: what
+    the service bills and the emulator answers, not the calls the code makes. For the
+    benchmarks and the request-count tests; nothing is logged.
+    """
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self._clients: list[Any] = []
+
+    def watch(self, clients: Iterable[Any]) -> RequestCounter:
+        """Count every request of ``clients`` from now on (until ``stop``)."""
+        for client in clients:
+            client.meta.events.register("before-send", self._count, unique_id=f"count-{id(self)}")
+            self._clients.append(client)
+        return self
+
+    def stop(self) -> None:
+        for client in self._clients:
+            client.meta.events.unregister("before-send", unique_id=f"count-{id(self)}")
+        self._clients.clear()
+
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def _count(self, event_name: str, **kwargs: Any) -> None:
+        # before-send.<service>.<Operation>: the service as botocore names its events
+        _, service, operation = event_name.split(".", 2)
+        self.counts[f"{service}.{operation}"] += 1
 
 
 def rekognition_client(settings: Settings) -> Any:

@@ -101,6 +101,8 @@ class Settings(BaseSettings):
     retry_max_backoff: float = Field(default=30.0, gt=0, description="longest pause between tries")
     outbox_sweep_interval: float = Field(default=30.0, gt=0, description="seconds between sweeps")
     outbox_grace: float = Field(default=60.0, ge=0, description="unpublished this long: sweep it")
+    # Student sessions a worker keeps between batches (consumer.sessions); 0 reads every batch.
+    session_cache_size: int = Field(default=5000, ge=0, description="sessions kept per worker")
 
     # Analysis and rules.
     engine: Literal["local", "rekognition", "fixed"] = "local"

@@ -10,7 +10,9 @@ changes nothing:
   a ``parked`` error row gives way, to the replay of its record);
 - alerts: ``exam_id``, ``alert_id`` (deterministic per incident) - created once, in the
   sparse ``outbox`` index until it is marked ``published`` after SNS accepted it;
-- sessions: ``exam_id``, ``student_id`` - rule state with an optimistic ``version``;
+- sessions: ``exam_id``, ``student_id`` - rule state with an optimistic ``version``; the
+  consumer writes a batch's new result rows of a student with it, in one transaction
+  (``save_session(results=...)``: all or nothing);
 - faces: ``exam_id``, ``student_id`` - the registered face embedding (biometric: never logged);
 - errors: ``exam_id``, ``error_id`` - bad input a human can inspect.
 
@@ -28,15 +30,17 @@ Errors::
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from proctoring.dynamo import Conflict, DynamoStore, StorageError, from_item, to_item
 from proctoring.settings import ResourceNames
 
-__all__ = ["StaleState", "StorageError", "Tables", "from_item", "to_item"]
+__all__ = ["RESULTS_PER_SAVE", "StaleState", "StorageError", "Tables", "from_item", "to_item"]
 
 _OUTBOX = "pending"  # the one partition of the alerts' outbox index
+RESULTS_PER_SAVE = 99
+"""Result rows written in one transaction with a session (DynamoDB allows 100 items)."""
 
 
 class StaleState(Conflict):
@@ -51,21 +55,24 @@ class Tables(DynamoStore):
         self._names = names
 
     # ---- results ---------------------------------------------------------------
+    def _new_result(self, result: Mapping[str, Any]) -> dict[str, Any]:
+        """A Put of a result row only if the chunk has none (a ``parked`` row gives way)."""
+        return {
+            "TableName": self._names.results_table,
+            "Item": to_item(result),
+            "ConditionExpression": (
+                "attribute_not_exists(chunk_id) OR (#s = :error AND error_reason = :parked)"
+            ),
+            "ExpressionAttributeNames": {"#s": "status"},
+            "ExpressionAttributeValues": to_item({":error": "error", ":parked": "parked"}),
+        }
+
     async def put_result(self, result: Mapping[str, Any]) -> dict[str, Any] | None:
         """Write a chunk's result row unless the chunk has one; None when this call wrote it,
         else the row that was there (unchanged). A row left ``parked`` (``ChunkProcessor.park``)
         gives way to the replay of its record."""
         try:
-            await self._call(
-                "put_item",
-                TableName=self._names.results_table,
-                Item=to_item(result),
-                ConditionExpression=(
-                    "attribute_not_exists(chunk_id) OR (#s = :error AND error_reason = :parked)"
-                ),
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues=to_item({":error": "error", ":parked": "parked"}),
-            )
+            await self._call("put_item", **self._new_result(result))
         except Conflict as exc:
             existing = await self.get_result(result["session_id"], result["chunk_id"])
             if existing is None:  # erased between the two calls: nothing to keep
@@ -181,27 +188,46 @@ class Tables(DynamoStore):
             self._names.sessions_table, {"exam_id": exam_id, "student_id": student_id}
         )
 
-    async def save_session(self, session: Mapping[str, Any], *, expected_version: int) -> None:
-        """Write the session with ``version = expected_version + 1``, or raise StaleState."""
-        condition = "attribute_not_exists(student_id)" if expected_version == 0 else "version = :v"
-        extra = (
-            {}
-            if expected_version == 0
-            else {"ExpressionAttributeValues": to_item({":v": expected_version})}
-        )
+    async def save_session(
+        self,
+        session: Mapping[str, Any],
+        *,
+        expected_version: int,
+        results: Sequence[Mapping[str, Any]] = (),
+    ) -> dict[str, Any]:
+        """Write the session with ``version = expected_version + 1``, or raise StaleState.
+
+        With ``results`` (at most ``RESULTS_PER_SAVE`` rows of chunks that have none yet),
+        the rows and the session are one ``TransactWriteItems``: all written, or, when the
+        session moved or one of the rows exists after all, none (StaleState).
+
+        Returns the item as written, as a read would give it back (None values dropped,
+        numbers and binaries as DynamoDB returns them): what ``consumer.sessions`` keeps.
+        """
+        if len(results) > RESULTS_PER_SAVE:
+            raise ValueError(f"at most {RESULTS_PER_SAVE} result rows with a session")
+        item = to_item({**session, "version": expected_version + 1})
+        put: dict[str, Any] = {"TableName": self._names.sessions_table, "Item": item}
+        if expected_version == 0:
+            put["ConditionExpression"] = "attribute_not_exists(student_id)"
+        else:
+            put["ConditionExpression"] = "version = :v"
+            put["ExpressionAttributeValues"] = to_item({":v": expected_version})
         try:
-            await self._call(
-                "put_item",
-                TableName=self._names.sessions_table,
-                Item=to_item({**session, "version": expected_version + 1}),
-                ConditionExpression=condition,
-                **extra,
-            )
+            if results:
+                await self._call(
+                    "transact_write_items",
+                    TransactItems=[{"Put": self._new_result(r)} for r in results] + [{"Put": put}],
+                )
+            else:
+                await self._call("put_item", **put)
         except Conflict as exc:
             raise StaleState(
                 f"session {session['exam_id']}#{session['student_id']} moved past version "
                 f"{expected_version}"
+                + (f", or one of {len(results)} result rows exists" if results else "")
             ) from exc
+        return from_item(item)
 
     async def students_by_risk(
         self, exam_id: str, fields: tuple[str, ...] | None = None

@@ -169,13 +169,15 @@ async def alert_evidence(request: Request, ctx: Context) -> Response:
     exam = await exam_for(ctx, request.param("exam_id"))
     alert_id = check_id(request.param("alert_id"), "alert_id", alert=True)
     alert = await ctx.services.tables.get_alert(exam["exam_id"], alert_id)
-    if alert is None or not alert.get("frame_key"):
+    if alert is None or not (alert.get("frame_key") or alert.get("chunk_key")):
         raise NotFound(f"no evidence for {alert_id}", reason="no_alert")
     names = ctx.services.settings.names
-    links = {"url": (names.frames_bucket, alert["frame_key"], alert.get("frame_version"))}
+    links = {}
+    if alert.get("frame_key"):  # none kept: a CHUNK_REPLACED whose first frame was not stored
+        links["url"] = (names.frames_bucket, alert["frame_key"], alert.get("frame_version"))
     if alert.get("chunk_key"):  # the chunk the frame came from, for the console's video element
         links["chunk_url"] = (names.chunks_bucket, alert["chunk_key"], alert.get("chunk_version"))
-    if alert.get("frame_sha256"):
+    if "url" in links and alert.get("frame_sha256"):
         await _check_frame(ctx, alert, *links["url"])
     answer: dict[str, Any] = {"expires_in": _EVIDENCE_SECONDS}
     for name, (bucket, key, version) in links.items():

@@ -11,7 +11,9 @@ severity first), a raised hand, then risk, then the name.
 ``now`` (the server's clock) and ``offline_after_s`` (the policy's ``offline_after``
 chunk lengths) the console tells an OFFLINE student from a quiet one without trusting
 the browser's clock. ``frame_key`` names the frame behind ``frame_url``: a console keeps
-a tile's image while it stays the same (the presigned link changes on every call).
+a tile's image while it stays the same (the presigned link changes on every call). It is
+the newest frame stored (``consumer.latest``): with the policy's ``frame_every`` (a frame
+kept every 6 chunks when no rule fires) at most 30 s old by default.
 
 The risk and the newest chunk are what the consumer keeps on the student's session item
 (``proctoring.rules.risk_score``, ``consumer.latest``): a poll is three queries whatever the

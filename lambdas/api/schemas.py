@@ -166,7 +166,10 @@ AUDIT = obj(
         "verification": VERIFICATION,
     }
 )
-EVIDENCE = obj({"url": STR, "expires_in": INT}, {"chunk_url": STR})
+EVIDENCE = obj({"expires_in": INT}, {"url": STR, "chunk_url": STR})
+"""``url``: the evidence frame, absent when none was kept (a CHUNK_REPLACED alert whose first
+chunk's frame the policy's ``frame_every`` left out): the chunk (``chunk_url``) is then the
+evidence."""
 
 
 def check_id(value: str, name: str, *, alert: bool = False) -> str:

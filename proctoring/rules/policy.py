@@ -34,6 +34,11 @@ Example accommodations on a student's item::
 ``offline_after`` is how many chunk lengths a student may send nothing before the
 console shows them OFFLINE (default 2: 10 s with 5 s chunks); it clears with their next chunk.
 
+``frame_every`` is how often a chunk's frame is stored as evidence when nothing fires
+(default 6: every 30 s with 5 s chunks, the newest frame the console's tile shows); a chunk
+a rule fires on and a student's first chunk of a source always keep theirs
+(``consumer.frame_stage``).
+
 Integrity rules (the browser's events, ``proctoring.rules.integrity``) have
 their own tolerances, ``integrity_tolerances``: for LEFT_EXAM the seconds the
 exam tab may be hidden or the window unfocused, summed over the last
@@ -176,6 +181,10 @@ class Policy(BaseModel):
     offline_after: int = Field(default=2, ge=1, le=720)
     """Chunk lengths without a new chunk from a student before the console shows them
     OFFLINE (2: one chunk late is jitter, two missing is a student whose video stopped)."""
+    frame_every: int = Field(default=6, ge=1, le=720)
+    """Chunks between two stored evidence frames of a student's source when no rule fires
+    (6: the console's tile is never older than 30 s with 5 s chunks). A chunk a rule fires
+    on, and the first chunk of a source, always keep their frame; 1 keeps every frame."""
 
     integrity_window: int = Field(default=300, ge=10, le=4 * 3600)
     """Seconds over which the integrity rules sum durations and count occurrences."""

@@ -28,6 +28,7 @@ def test_every_benchmark_reports_value_baseline_ratio_goal_and_met(tmp_path: Pat
         "frame_extraction_vs_floor",
         "consumer_cpu_per_chunk",
         "consumer_capacity_projected",
+        "consumer_aws_requests_per_chunk",
         "local_engine_fps",
         "e2e_p99_latency",
         "local_stack_sustained_students",

@@ -15,6 +15,7 @@ import pytest
 from consumer.processor import BatchFailed, Record
 from consumer.wiring import build_processor
 from proctoring.aws import async_clients
+from proctoring.dynamo import to_item
 from proctoring.events import ChunkEvent
 from proctoring.frames import extract_frame
 from proctoring.metrics import Metrics
@@ -255,6 +256,14 @@ async def _read_all(kinesis: Any, stream: str) -> list[tuple[str, list[Record]]]
     return list(batches.items())
 
 
+async def _keep_every_frame(dynamodb: Any, settings: Settings, exam: str) -> None:
+    """The exam's policy keeps every chunk's frame (``frame_every: 1``), not one in six."""
+    await dynamodb.put_item(
+        TableName=settings.names.sessions_table,
+        Item=to_item({"exam_id": exam, "student_id": "#policy", "policy": {"frame_every": 1}}),
+    )
+
+
 @needs_data
 def test_the_first_frame_is_fetched_and_analysed_only_when_the_middle_shows_no_face(
     settings: Settings, pool: Executor
@@ -266,6 +275,7 @@ def test_the_first_frame_is_fetched_and_analysed_only_when_the_middle_shows_no_f
 
     async def run() -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[bytes], float]:
         async with running_pipeline(settings, pool) as pipeline:
+            await _keep_every_frame(pipeline.clients.dynamodb, settings, exam)  # compare each
             hamilton = await pipeline.play(exam, "hamilton", DATA / "video/short_hamilton_clip.mp4")
             phone = await pipeline.play(exam, "phone", DATA / "video/center_focus.mp4")
             first = await pipeline.wait_for_results(exam, "hamilton", len(hamilton))
@@ -430,6 +440,7 @@ def test_a_chunk_that_arrives_late_is_judged_in_its_place_and_alerted_once(
     async def run() -> tuple[list[dict[str, Any]], list[dict[str, Any]], int, dict[str, Any]]:
         async with async_clients(settings) as clients:
             tables = Tables(clients.dynamodb, settings.names)
+            await _keep_every_frame(clients.dynamodb, settings, EXAM)  # the tile's: its chunk's
             ((shard, records),) = await _routed(clients, tables, settings, chunks)
             by_sequence = {ChunkEvent.from_bytes(r.data).sequence: r for r in records}
             processor = build_processor(

@@ -202,15 +202,32 @@ def test_a_restarted_worker_resumes_after_the_checkpoint(
 
 
 class _ResultsTableFailsOnce(Tables):
-    """The real tables, except that the first result write hits an outage (after retries)."""
+    """The real tables, except that the first result write hits an outage (after retries):
+    a row on its own, or new rows with the session (``save_session(results=...)``)."""
 
     failed = False
 
-    async def put_result(self, result: Mapping[str, Any]) -> None:
+    def _fail_once(self) -> None:
         if not self.failed:
             self.failed = True
-            raise StorageError(f"DynamoDB put_item timed out after {self._timeout} s")
-        await super().put_result(result)
+            raise StorageError(f"DynamoDB write timed out after {self._timeout} s")
+
+    async def put_result(self, result: Mapping[str, Any]) -> dict[str, Any] | None:
+        self._fail_once()
+        return await super().put_result(result)
+
+    async def save_session(
+        self,
+        session: Mapping[str, Any],
+        *,
+        expected_version: int,
+        results: Sequence[Mapping[str, Any]] = (),
+    ) -> dict[str, Any]:
+        if results:
+            self._fail_once()
+        return await super().save_session(
+            session, expected_version=expected_version, results=results
+        )
 
 
 class _Recording:
@@ -223,6 +240,9 @@ class _Recording:
     async def process(self, records: Sequence[Record], *, shard_id: str) -> BatchOutcome:
         self.batches.append([r.sequence_number for r in records])
         return await self._processor.process(records, shard_id=shard_id)
+
+    def release_shard(self, shard_id: str) -> None:
+        self._processor.release_shard(shard_id)
 
 
 def test_a_batch_that_hit_a_storage_outage_is_not_checkpointed_and_is_read_again(

@@ -100,7 +100,7 @@ async function open(alertId) {
   try {
     const evidence = await api(`/exams/${enc(view.examId())}/alerts/${enc(alertId)}/evidence`);
     frame.addEventListener("load", () => drawFaceBoxes(frame, alert.evidence?.face_details || []), { once: true });
-    frame.src = evidence.url;
+    if (evidence.url) frame.src = evidence.url; // absent: no frame kept, the chunk is the evidence
     if (evidence.chunk_url) video.src = evidence.chunk_url;
   } catch (error) {
     fail($("#review-status"), error);

@@ -165,3 +165,29 @@ def test_an_evidence_frame_that_changed_since_the_alert_is_not_served(service: S
     asyncio.run(write(b"\xff\xd8\xff a nicer frame", alert=False))
     altered = service.call("GET", url, "proctor")
     assert altered.status_code == 409 and altered.json()["reason"] == "evidence_altered"
+
+
+def test_an_alert_without_a_kept_frame_still_links_its_chunk(service: Service) -> None:
+    """A CHUNK_REPLACED alert names the first chunk's evidence; when the policy's frame_every
+    kept no frame of that chunk, the chunk itself is the evidence the proctor gets."""
+    exam_id = service.exam(start=True)
+    student = service.enrol(exam_id)
+    chunk_key = f"chunks/{exam_id}/{student}/camera/000004_1.mp4"
+
+    async def write() -> None:
+        async with async_clients(service.settings) as clients:
+            await clients.s3.put_object(
+                Bucket=service.settings.names.chunks_bucket, Key=chunk_key, Body=b"video"
+            )
+            await Tables(clients.dynamodb, service.settings.names).create_alert(
+                {"exam_id": exam_id, "alert_id": "CHUNK_REPLACED-00000000000000dd",
+                 "student_id": student, "type": "CHUNK_REPLACED", "status": "open",
+                 "chunk_key": chunk_key}
+            )  # fmt: skip
+
+    asyncio.run(write())
+    served = service.call(
+        "GET", f"/exams/{exam_id}/alerts/CHUNK_REPLACED-00000000000000dd/evidence", "proctor"
+    )
+    assert served.status_code == 200 and "url" not in served.json()
+    assert requests.get(served.json()["chunk_url"], timeout=10).content == b"video"

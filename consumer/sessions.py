@@ -1,0 +1,120 @@
+"""The student sessions a worker owns, kept between batches instead of read per batch.
+
+A student's session item (rule state, schedule, call counts, risk; ``proctoring.storage``)
+is written by the worker that holds the lease of the student's shard: the lease is the
+ownership. So the worker keeps the item it last wrote, with its version, and the next
+batch of the same student starts from it without a GetItem. :class:`SessionCache` is
+that memory, bounded (least recently used first out) and keyed by ``(exam, student)``.
+
+It stays right because every save is still conditional on the version (``save_session``):
+
+- :meth:`SessionCache.load` *takes* the entry out. Only a successful
+  :meth:`SessionCache.save` puts the session back, with its new version. A batch that
+  fails anywhere in between (``BatchFailed``: processed again) finds nothing kept and
+  reads the item afresh - a half-applied copy is never reused.
+- Anyone else who writes the item bumps its version: the integrity path of another
+  worker, an operator setting accommodations (``ADD version :one``, docs/operations.md),
+  erasure deleting it. The next conditional save from the kept copy then fails with
+  ``StaleState``; nothing is kept, the batch fails as before and is processed again from
+  a fresh read, so the other write is never undone.
+- When a shard's lease is lost, released or the shard ends, :meth:`SessionCache.release`
+  drops its students' entries: the next owner (maybe this worker again, later) reads.
+
+Rows with the session: the result rows of a batch's chunks that had none (``Chunk.absent``:
+the row was read and absent, or the kept session's ``results_through`` vouched for it) are
+written in one ``TransactWriteItems`` with the session (``Tables.save_session``, at most 99
+rows), *after* the alerts those chunks raise; rows that may exist (a re-delivery) are written
+one by one before their alerts, as the write-once check needs (``consumer.results``). No alert
+is lost, because the session, which records what was raised, is written only after the
+alerts exist: if the process dies before the transaction, nothing of those chunks is written
+but their alerts, and the batch, processed again from the session as it was, raises the same
+alerts (deterministic ids: found, published if they were not) and writes the rows. If the
+transaction fails (the session moved, or a row exists after all), none of it is written; the
+batch is processed again from a fresh read, which reads the rows first and so flags a second
+object instead of analysing it. (A row can appear between the read and the transaction only
+if two workers process one student at once, which the lease prevents; should it happen with
+another object, the alerts its analysis raised in the failed attempt stay, beside the
+CHUNK_REPLACED the retry raises.)
+
+The API never writes the session item: interventions (pause, end, warnings) live on the
+student's enrolment in the exams table, and the policy on the exam's ``#policy`` item,
+which ``consumer.analyser.Policies`` caches on its own terms.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from proctoring.events import ChunkEvent
+from proctoring.storage import Tables
+
+__all__ = ["SessionCache"]
+
+_Key = tuple[str, str]
+
+
+class SessionCache:
+    """See the module docstring. One per processor; ``size`` 0 keeps nothing (reads each time)."""
+
+    def __init__(self, tables: Tables, *, size: int) -> None:
+        self._tables = tables
+        self._size = size
+        self._kept: OrderedDict[_Key, tuple[dict[str, Any], str]] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    async def load(self, exam_id: str, student_id: str) -> dict[str, Any]:
+        """The student's session with its ``version`` (0: none yet), taken out of the cache
+        (kept again only by a successful ``save``), or read from the table."""
+        entry = self._kept.pop((exam_id, student_id), None)
+        if entry is not None:
+            self.hits += 1
+            return entry[0]
+        self.misses += 1
+        return await self._tables.get_session(exam_id, student_id) or {
+            "exam_id": exam_id,
+            "student_id": student_id,
+            "version": 0,
+        }
+
+    def new(self, event: ChunkEvent) -> bool:
+        """Whether the student's kept session vouches that the chunk's sequence has no result
+        row yet: above the highest one written for its source (``results_through``)."""
+        entry = self._kept.get((event.exam_id, event.student_id))
+        if entry is None:
+            return False
+        return event.sequence > int((entry[0].get("results_through") or {}).get(event.source, -1))
+
+    async def save(
+        self,
+        session: Mapping[str, Any],
+        *,
+        expected_version: int,
+        shard_id: str,
+        results: Sequence[Mapping[str, Any]] = (),
+    ) -> None:
+        """Save conditionally (``Tables.save_session``, with ``results``: the new rows in the
+        same transaction) and keep the saved session for the next batch of the shard; on
+        ``StaleState`` keep nothing and raise it."""
+        saved = await self._tables.save_session(
+            session, expected_version=expected_version, results=results
+        )
+        if self._size <= 0:
+            return
+        key = (session["exam_id"], session["student_id"])
+        self._kept[key] = (saved, shard_id)  # as a read would return it, with its new version
+        self._kept.move_to_end(key)
+        while len(self._kept) > self._size:
+            self._kept.popitem(last=False)
+
+    def release(self, shard_id: str) -> int:
+        """Forget the sessions kept for ``shard_id`` (its lease is gone); how many."""
+        gone = [key for key, (_, shard) in self._kept.items() if shard == shard_id]
+        for key in gone:
+            del self._kept[key]
+        return len(gone)
