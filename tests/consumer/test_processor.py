@@ -476,6 +476,17 @@ class _ResultsSeen(Tables):
             self.written.set()
         return earlier
 
+    async def save_session(
+        self, session: Any, *, expected_version: int, results: Any = ()
+    ) -> dict[str, Any]:
+        """A new chunk's row goes with its student's session (one transaction)."""
+        saved = await super().save_session(
+            session, expected_version=expected_version, results=results
+        )
+        if any(row["student_id"] == self.student for row in results):
+            self.written.set()
+        return saved
+
 
 class _S3HeldFor:
     """The real S3 client, whose GET of one student's chunk waits until ``until`` is set:
