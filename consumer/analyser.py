@@ -22,6 +22,7 @@ session; :class:`Policies` reads each exam's policy item, cached for a while.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -30,7 +31,9 @@ from typing import Any, Literal
 import structlog
 
 from proctoring.analysis.base import API_NAMES, Engine, FrameAnalysis
+from proctoring.analysis.faces import ImageError
 from proctoring.analysis.scheduling import Cadence, Decision, ScheduleState, advance, decide
+from proctoring.enrolment import read_frame
 from proctoring.events import ChunkEvent
 from proctoring.metric_names import MetricName
 from proctoring.metrics import Metrics
@@ -55,7 +58,7 @@ from proctoring.rules.speech import SpeechState
 from proctoring.settings import Settings
 from proctoring.storage import Tables
 
-__all__ = ["Analysed", "Policies", "StudentAnalyser", "observation"]
+__all__ = ["Analysed", "Policies", "StudentAnalyser", "enrolment_view", "observation"]
 
 _log = structlog.get_logger(__name__)
 
@@ -353,3 +356,25 @@ def _resolves(doubt: Doubt | None, second: FrameAnalysis, policy: Policy) -> boo
     if doubt == "not_clear":
         return face_clear(main, policy) is True
     return doubt == "turned" and second.identity == "match"
+
+
+async def enrolment_view(
+    s3: Any, engine: Engine, settings: Settings, event: ChunkEvent
+) -> FrameAnalysis | None:
+    """The engine's local view of the student's registration frame, if one is kept
+    (``proctoring.enrolment``): the schedule's first identity check."""
+    try:
+        async with asyncio.timeout(settings.call_timeout):
+            frame = await read_frame(
+                s3, settings.names.frames_bucket, event.exam_id, event.student_id
+            )
+    except TimeoutError:
+        _log.warning("enrolment frame unreadable", error="TimeoutError")
+        return None
+    if frame is None:
+        return None
+    try:
+        return await engine.describe(frame)
+    except ImageError as exc:
+        _log.warning("enrolment frame unusable", reason=exc.reason)
+        return None

@@ -47,6 +47,7 @@ parked (``ChunkProcessor.park``).
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -57,7 +58,7 @@ from typing import Any
 
 import structlog
 
-from consumer.analyser import Policies, StudentAnalyser
+from consumer.analyser import Policies, StudentAnalyser, enrolment_view
 from consumer.batch import BatchFailed, BatchOutcome, Record, is_poison
 from consumer.error_rows import ErrorRows
 from consumer.frame_stage import Chunk, FrameStage, KeptFrames, another_object
@@ -68,10 +69,8 @@ from consumer.outlet import Outlet
 from consumer.results import Results
 from consumer.sessions import SessionCache
 from consumer.speech import StudentSpeech
-from proctoring.analysis.base import Engine, FrameAnalysis
-from proctoring.analysis.faces import ImageError
+from proctoring.analysis.base import Engine
 from proctoring.aws import AsyncClients
-from proctoring.enrolment import read_frame
 from proctoring.events import ChunkEvent, InvalidEvent
 from proctoring.exams import ExamStore
 from proctoring.integrity import IntegrityEvent, parse_record
@@ -286,7 +285,7 @@ class ChunkProcessor:
             policy=await self._policies.get(first.exam_id),
             session=session,
             metrics=self._metrics,
-            enrolment=self._enrolment_view,
+            enrolment=functools.partial(enrolment_view, self._s3, self._engine, self._settings),
         )
         moments: dict[str, str] = dict(session.get("moments", {}))
         latest = session.get("latest")  # what the console's tile shows (consumer.latest)
@@ -383,24 +382,6 @@ class ChunkProcessor:
         for row in new_rows:
             self._results.written(row)
         return counts
-
-    async def _enrolment_view(self, event: ChunkEvent) -> FrameAnalysis | None:
-        """The engine's local view of the student's registration frame, if one is kept."""
-        try:
-            async with asyncio.timeout(self._settings.call_timeout):
-                frame = await read_frame(
-                    self._s3, self._settings.names.frames_bucket, event.exam_id, event.student_id
-                )
-        except TimeoutError:
-            _log.warning("enrolment frame unreadable", error="TimeoutError")
-            return None
-        if frame is None:
-            return None
-        try:
-            return await self._engine.describe(frame)
-        except ImageError as exc:
-            _log.warning("enrolment frame unusable", reason=exc.reason)
-            return None
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), tz=UTC)

@@ -221,6 +221,9 @@ class _Runner:
         self.batches.append(records)
         return BatchOutcome(results=len(records))
 
+    def release(self, shard_id: str) -> None:
+        """The shard is no longer read here (what the processor kept for it goes)."""
+
 
 def test_a_shard_read_by_fan_out_is_processed_and_checkpointed_to_its_end() -> None:
     kinesis = _ModelKinesis(

@@ -46,6 +46,9 @@ class _SlowFirstBatch:
             await self._until.wait()
         return BatchOutcome(results=len(records))
 
+    def release(self, shard_id: str) -> None:
+        """The shard is no longer read here (what the processor kept for it goes)."""
+
 
 def test_records_queued_behind_a_slow_batch_are_processed_as_one_batch() -> None:
     """Three reads wait behind a slow batch (read-ahead 3): they go to the processor
