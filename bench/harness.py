@@ -9,7 +9,10 @@ A benchmark on a busy machine measures the others as much as itself. :class:`Loa
 reads the 1-minute load average before and after each benchmark and refuses
 (:class:`MachineBusy`, a non-zero exit) when it is above ``--max-load`` (default
 ``BENCH_MAX_LOAD``, else 0.75 per core: 1.5 on 2 cores); with ``--busy-ok`` the figures
-are written with ``"busy": true`` instead, which :func:`markdown_table` shows.
+are written with ``"busy": true`` instead, which :func:`markdown_table` shows. Before
+refusing, it waits up to ``--settle`` seconds for the load to fall: the previous benchmark's
+own load takes a minute or two to leave the 1-minute average, and ``make bench`` runs five
+in a row.
 """
 
 from __future__ import annotations
@@ -84,6 +87,13 @@ def default_max_load() -> float:
     return 0.75 * (os.cpu_count() or 1)
 
 
+SETTLE_SECONDS = 180.0
+"""How long a benchmark waits for the load to fall below ``max_load`` before it is refused:
+a benchmark that kept both cores busy leaves the 1-minute average near 2, which decays
+below 1.5 in well under a minute once it ends."""
+_SETTLE_POLL = 5.0
+
+
 def add_load_arguments(parser: argparse.ArgumentParser) -> None:
     """``--max-load`` and ``--busy-ok`` (see :class:`LoadGuard`)."""
     parser.add_argument(
@@ -98,6 +108,13 @@ def add_load_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help='on a busy machine write the figures anyway, marked "busy": true',
     )
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=SETTLE_SECONDS,
+        help="seconds to wait for the load to fall before a benchmark is refused "
+        f"(default {SETTLE_SECONDS:g})",
+    )
 
 
 @dataclass
@@ -109,24 +126,33 @@ class LoadGuard:
     by the run's seconds: a benchmark that keeps both cores busy raises the load by 2
     itself). Processes waiting for a core count in the load and not in the CPU used, so on
     a crowded machine the others' share is overestimated: it errs towards refusing.
-    ``load``, ``own_cpu`` and ``clock`` are injectable for tests.
+    Before refusing at the start it waits up to ``settle`` seconds for the load to fall (the
+    previous benchmark's own load leaves the 1-minute average slowly). ``load``, ``own_cpu``,
+    ``clock`` and ``sleep`` are injectable for tests.
     """
 
     max_load: float
     busy_ok: bool = False
+    settle: float = SETTLE_SECONDS
     load: Callable[[], float] = _load_average
     own_cpu: Callable[[], float] = _own_cpu
     clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
     _start: tuple[float, float, float] | None = None
 
     @classmethod
     def from_arguments(cls, args: argparse.Namespace) -> LoadGuard:
         max_load = args.max_load if args.max_load is not None else default_max_load()
-        return cls(max_load=max_load, busy_ok=args.busy_ok)
+        return cls(max_load=max_load, busy_ok=args.busy_ok, settle=args.settle)
 
     def start(self) -> float:
-        """Read the load before the benchmark; MachineBusy if too high (unless busy_ok)."""
+        """Read the load before the benchmark, waiting up to ``settle`` seconds for it to fall
+        below ``max_load``; MachineBusy if it stays too high (unless busy_ok)."""
+        deadline = self.clock() + self.settle
         load = self.load()
+        while load > self.max_load and not self.busy_ok and self.clock() < deadline:
+            self.sleep(_SETTLE_POLL)
+            load = self.load()
         self._start = (load, self.own_cpu(), self.clock())
         if load > self.max_load and not self.busy_ok:
             raise MachineBusy(self._message(f"{load:.2f} before the benchmark started"))
