@@ -10,16 +10,26 @@ Here every Kinesis operation that reads or changes a shard's records or the shar
 holds one lock in the emulator's process: Kinesis requests are cheap in moto, so
 serialising them costs the local stack little. Nothing changes in AWS, whose Kinesis has
 no such race.
+
+The other change: moto's ``TransactWriteItems`` backs up every table it touches with a deep
+copy before it starts, to put the copy back if the transaction is cancelled. The results
+table grows by a row per chunk, so each transaction cost more than the last (the 50-student
+end-to-end run's latency grew without bound once the consumer wrote a student's rows and
+session in one transaction), and restoring a whole table undid other requests' writes made
+meanwhile. Here the backup is of the items the transaction names, restored one by one
+(:func:`backup_items_only`); what a cancelled transaction leaves is the same.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
+import json
 import threading
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["SERIALISED", "main", "serialise_kinesis"]
+__all__ = ["SERIALISED", "backup_items_only", "main", "serialise_kinesis"]
 
 SERIALISED = (
     "put_record",
@@ -59,11 +69,92 @@ def _guarded(original: Callable[..., Any]) -> Callable[..., Any]:
     return guarded
 
 
+_IN_TRANSACTION = threading.local()
+
+
+def backup_items_only() -> None:
+    """Make moto's ``transact_write_items`` back up only the items it names (see above)."""
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.models.table import Table
+
+    original = DynamoDBBackend.transact_write_items
+    if getattr(original, "_items_only", False):
+        return  # already done in this process
+
+    def table_copy(table: Any, memo: dict[int, Any]) -> Any:
+        """A table's deep copy, except inside a transaction: the table itself."""
+        if getattr(_IN_TRANSACTION, "on", False):
+            return table
+        copied = object.__new__(type(table))
+        memo[id(table)] = copied
+        for name, value in table.__dict__.items():
+            setattr(copied, name, copy.deepcopy(value, memo))
+        return copied
+
+    @functools.wraps(original)
+    def transact_write_items(backend: Any, transact_items: list[dict[str, Any]]) -> None:
+        before = _items_before(backend, transact_items)
+        _IN_TRANSACTION.on = True
+        try:
+            original(backend, transact_items)
+        except Exception:
+            for (table_name, key), item in before.items():
+                if item is None:
+                    table = backend.get_table(table_name)
+                    table.delete_item(*_key_values(backend, table_name, key))
+                else:
+                    backend.put_item(table_name, item)
+            raise
+        finally:
+            _IN_TRANSACTION.on = False
+
+    transact_write_items._items_only = True  # type: ignore[attr-defined]
+    Table.__deepcopy__ = table_copy  # type: ignore[attr-defined]
+    DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign,assignment]
+
+
+def _items_before(
+    backend: Any, transact_items: list[dict[str, Any]]
+) -> dict[tuple[str, str], dict[str, Any] | None]:
+    """Each named item as it is now (its DynamoDB JSON), or None where it does not exist."""
+    before: dict[tuple[str, str], dict[str, Any] | None] = {}
+    for entry in transact_items:
+        op = next(iter(entry.values()))
+        table_name = op.get("TableName")
+        if table_name not in backend.tables:
+            continue  # moto refuses the transaction before it writes anything
+        table = backend.get_table(table_name)
+        if "Item" in op:
+            names = [table.hash_key_attr, *([table.range_key_attr] if table.range_key_attr else [])]
+            key = {n: op["Item"][n] for n in names if n in op["Item"]}
+        else:
+            key = op.get("Key") or {}
+        current = backend.get_item(table_name, key) if key else None
+        marker = (table_name, json.dumps(key, sort_keys=True))
+        before.setdefault(
+            marker, copy.deepcopy(current.to_json()["Attributes"]) if current else None
+        )
+    return before
+
+
+def _key_values(backend: Any, table_name: str, key_json: str) -> tuple[Any, Any]:
+    """(hash key, range key) of a key as moto's ``Table.delete_item`` takes them."""
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    table = backend.get_table(table_name)
+    key = json.loads(key_json)
+    hash_key = DynamoType(key[table.hash_key_attr])
+    range_key = DynamoType(key[table.range_key_attr]) if table.range_key_attr else None
+    return hash_key, range_key
+
+
 def main(argv: list[str] | None = None) -> None:
-    """moto's server (its own command line), Kinesis serialised."""
+    """moto's server (its own command line), Kinesis serialised, transactions' backups
+    of the items they name only."""
     from moto.server import main as moto_main
 
     serialise_kinesis()
+    backup_items_only()
     moto_main(argv)
 
 

@@ -1,9 +1,14 @@
-"""The emulator as the local stack runs it: moto's server, with its Kinesis writes serialised."""
+"""The emulator as the local stack runs it: moto's server, with its Kinesis writes serialised
+and its transactions backing up only the items they name."""
 
 from __future__ import annotations
 
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
 
 from infrastructure.emulator import Emulator
 from proctoring.aws import sync_client
@@ -59,3 +64,55 @@ def test_concurrent_put_records_lose_nothing(emulator: Emulator) -> None:
     assert len(read) == expected, f"{expected - len(read)} of {expected} records lost"
     assert len(set(read)) == expected
     kinesis.delete_stream(StreamName=stream)
+
+
+def test_a_cancelled_transaction_leaves_every_item_it_named_as_it_was(emulator: Emulator) -> None:
+    """The consumer writes a student's new result rows and session in one transaction
+    (``Tables.save_session``). moto backed up every table it touched with a deep copy per
+    transaction (each costing more as the results table grew); the emulator backs up the
+    items named instead, and a cancelled transaction must still change none of them."""
+    settings = Settings(endpoint_url=emulator.endpoint_url)
+    dynamodb = sync_client(settings, "dynamodb")
+    table = f"tx-{uuid.uuid4().hex[:8]}"
+    dynamodb.create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "k", "KeyType": "HASH"},
+                   {"AttributeName": "r", "KeyType": "RANGE"}],
+        AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"},
+                              {"AttributeName": "r", "AttributeType": "N"}],
+        BillingMode="PAY_PER_REQUEST",
+    )  # fmt: skip
+    for r in range(3):
+        dynamodb.put_item(
+            TableName=table, Item={"k": {"S": "s"}, "r": {"N": str(r)}, "v": {"N": "1"}}
+        )
+
+    def put(r: int, condition: str | None = None) -> dict[str, Any]:
+        op: dict[str, Any] = {
+            "TableName": table,
+            "Item": {"k": {"S": "s"}, "r": {"N": str(r)}, "v": {"N": "2"}},
+        }
+        if condition:
+            op["ConditionExpression"] = condition
+        return {"Put": op}
+
+    # rows 0 and 5 written, row 1 deleted, then row 2's condition fails: nothing happened
+    delete = {"Delete": {"TableName": table, "Key": {"k": {"S": "s"}, "r": {"N": "1"}}}}
+    items = [put(0), put(5), delete, put(2, "attribute_not_exists(k)")]
+    with pytest.raises(ClientError) as cancelled:
+        dynamodb.transact_write_items(TransactItems=items)
+    assert cancelled.value.response["Error"]["Code"] == "TransactionCanceledException"
+    rows = dynamodb.query(
+        TableName=table,
+        KeyConditionExpression="k = :k",
+        ExpressionAttributeValues={":k": {"S": "s"}},
+    )["Items"]
+    assert sorted((int(i["r"]["N"]), int(i["v"]["N"])) for i in rows) == [(0, 1), (1, 1), (2, 1)]
+
+    dynamodb.transact_write_items(TransactItems=items[:3])  # without the failing one: all done
+    rows = dynamodb.query(
+        TableName=table,
+        KeyConditionExpression="k = :k",
+        ExpressionAttributeValues={":k": {"S": "s"}},
+    )["Items"]
+    assert sorted((int(i["r"]["N"]), int(i["v"]["N"])) for i in rows) == [(0, 2), (2, 1), (5, 2)]
