@@ -149,13 +149,12 @@ class KeptFrames:
     was heard in it (TALKING is judged after the row is written, and its alert names the
     frame beside the audio), when it is the student's first of its source, or when ``every``
     chunks (the policy's ``frame_every``) passed since the newest kept one. The state (per
-    source, the sequence and key of the newest kept frame) lives on the session (``frames``).
+    source, the sequence of the newest kept frame) lives on the session (``frames``); the
+    newest kept frame's key is the console tile's (``consumer.latest``).
     """
 
-    def __init__(self, state: dict[str, Any] | None, *, every: int) -> None:
-        self._newest: dict[str, dict[str, Any]] = {
-            source: dict(kept) for source, kept in (state or {}).items()
-        }
+    def __init__(self, state: dict[str, int] | None, *, every: int) -> None:
+        self._newest: dict[str, int] = {source: int(seq) for source, seq in (state or {}).items()}
         self._every = every
 
     def due(self, chunk: Chunk) -> bool:
@@ -164,16 +163,14 @@ class KeptFrames:
         if isinstance(chunk.heard, Speech) and chunk.heard.segments:
             return True  # TALKING may fire on it (judged after the row): its alert's frame
         newest = self._newest.get(chunk.event.source)
-        return newest is None or chunk.event.sequence - int(newest["sequence"]) >= self._every
+        return newest is None or chunk.event.sequence - newest >= self._every
 
     def kept(self, chunk: Chunk) -> None:
         """``chunk``'s frame was stored (a late chunk's does not make the newest older)."""
         source, sequence = chunk.event.source, chunk.event.sequence
-        newest = self._newest.get(source)
-        if newest is None or sequence >= int(newest["sequence"]):
-            self._newest[source] = {"sequence": sequence, "key": chunk.frame_key}
+        self._newest[source] = max(sequence, self._newest.get(source, sequence))
 
-    def to_dict(self) -> dict[str, dict[str, Any]]:
+    def to_dict(self) -> dict[str, int]:
         return self._newest
 
 

@@ -37,13 +37,7 @@ def fold_latest(
     """``latest`` with ``chunk`` folded in: the chunk's summary if it is newer, else as it was."""
     event = chunk.event
     captured = event.captured_at.isoformat()
-    if latest is not None and (
-        str(latest.get("captured_at", "")),
-        int(latest.get("sequence", -1)),
-    ) >= (
-        captured,
-        event.sequence,
-    ):
+    if latest is not None and _order(latest) >= (captured, event.sequence):
         return dict(latest)
     summary: dict[str, Any] = {
         "source": event.source,
@@ -61,3 +55,8 @@ def fold_latest(
     if frame_key:
         summary["frame_key"] = frame_key
     return summary
+
+
+def _order(summary: Mapping[str, Any]) -> tuple[str, int]:
+    """Which chunk is newer: capture time (ISO, UTC), then sequence."""
+    return str(summary.get("captured_at", "")), int(summary.get("sequence", -1))

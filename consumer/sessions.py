@@ -62,8 +62,6 @@ class SessionCache:
         self._tables = tables
         self._size = size
         self._kept: OrderedDict[_Key, tuple[dict[str, Any], str]] = OrderedDict()
-        self.hits = 0
-        self.misses = 0
 
     def __len__(self) -> int:
         return len(self._kept)
@@ -73,9 +71,7 @@ class SessionCache:
         (kept again only by a successful ``save``), or read from the table."""
         entry = self._kept.pop((exam_id, student_id), None)
         if entry is not None:
-            self.hits += 1
             return entry[0]
-        self.misses += 1
         return await self._tables.get_session(exam_id, student_id) or {
             "exam_id": exam_id,
             "student_id": student_id,

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import json
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -98,10 +97,9 @@ def backup_items_only() -> None:
         try:
             original(backend, transact_items)
         except Exception:
-            for (table_name, key), item in before.items():
+            for table_name, key, item in before:
                 if item is None:
-                    table = backend.get_table(table_name)
-                    table.delete_item(*_key_values(backend, table_name, key))
+                    backend.delete_item(table_name, key)
                 else:
                     backend.put_item(table_name, item)
             raise
@@ -115,9 +113,10 @@ def backup_items_only() -> None:
 
 def _items_before(
     backend: Any, transact_items: list[dict[str, Any]]
-) -> dict[tuple[str, str], dict[str, Any] | None]:
-    """Each named item as it is now (its DynamoDB JSON), or None where it does not exist."""
-    before: dict[tuple[str, str], dict[str, Any] | None] = {}
+) -> list[tuple[str, dict[str, Any], dict[str, Any] | None]]:
+    """Each named item's table, key and attributes now (DynamoDB JSON; None: it does not
+    exist), read before the transaction writes anything."""
+    before = []
     for entry in transact_items:
         op = next(iter(entry.values()))
         table_name = op.get("TableName")
@@ -129,23 +128,12 @@ def _items_before(
             key = {n: op["Item"][n] for n in names if n in op["Item"]}
         else:
             key = op.get("Key") or {}
-        current = backend.get_item(table_name, key) if key else None
-        marker = (table_name, json.dumps(key, sort_keys=True))
-        before.setdefault(
-            marker, copy.deepcopy(current.to_json()["Attributes"]) if current else None
-        )
+        if not key:
+            continue  # moto refuses an item without its key before it writes anything
+        current = backend.get_item(table_name, key)
+        attributes = copy.deepcopy(current.to_json()["Attributes"]) if current else None
+        before.append((table_name, key, attributes))
     return before
-
-
-def _key_values(backend: Any, table_name: str, key_json: str) -> tuple[Any, Any]:
-    """(hash key, range key) of a key as moto's ``Table.delete_item`` takes them."""
-    from moto.dynamodb.models.dynamo_type import DynamoType
-
-    table = backend.get_table(table_name)
-    key = json.loads(key_json)
-    hash_key = DynamoType(key[table.hash_key_attr])
-    range_key = DynamoType(key[table.range_key_attr]) if table.range_key_attr else None
-    return hash_key, range_key
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -93,13 +93,12 @@ class Tables(DynamoStore):
     ) -> list[dict[str, Any]]:
         """The session's result rows whose ``chunk_id`` sorts after ``after_chunk_id``, with
         only ``fields`` (a load test follows thousands of sessions without re-reading rows)."""
-        names = {f"#f{i}": name for i, name in enumerate(fields)}
         return await self._query(
             self._names.results_table,
             "session_id",
             session_id,
             extra_condition=("chunk_id > :after", {":after": after_chunk_id}),
-            projection=(", ".join(names), names),
+            fields=fields,
         )
 
     # ---- alerts ----------------------------------------------------------------
@@ -234,12 +233,11 @@ class Tables(DynamoStore):
     ) -> list[dict[str, Any]]:
         """The exam's student sessions, highest risk first (the exam's #policy item left out);
         with ``fields``, only those attributes (and ``student_id``) of each."""
-        projection = None
-        if fields is not None:
-            names = {f"#f{i}": name for i, name in enumerate(("student_id", *fields))}
-            projection = (", ".join(names), names)
         items = await self._query(
-            self._names.sessions_table, "exam_id", exam_id, projection=projection
+            self._names.sessions_table,
+            "exam_id",
+            exam_id,
+            fields=None if fields is None else ("student_id", *fields),
         )
         students = [i for i in items if not str(i.get("student_id", "")).startswith("#")]
         return sorted(students, key=lambda i: (-float(i.get("risk") or 0), i["student_id"]))
@@ -325,8 +323,9 @@ class Tables(DynamoStore):
         value: str,
         *,
         extra_condition: tuple[str, dict[str, Any]] | None = None,
-        projection: tuple[str, dict[str, str]] | None = None,
+        fields: tuple[str, ...] | None = None,
     ) -> list[dict[str, Any]]:
+        """The items of ``key = value`` (and ``extra_condition``), with only ``fields`` if given."""
         condition = f"{key} = :k"
         values: dict[str, Any] = {":k": value}
         if extra_condition is not None:
@@ -338,6 +337,8 @@ class Tables(DynamoStore):
             "ExpressionAttributeValues": to_item(values),
             "ConsistentRead": True,
         }
-        if projection is not None:
-            kwargs["ProjectionExpression"], kwargs["ExpressionAttributeNames"] = projection
+        if fields is not None:
+            names = {f"#f{i}": name for i, name in enumerate(fields)}
+            kwargs["ProjectionExpression"] = ", ".join(names)
+            kwargs["ExpressionAttributeNames"] = names
         return await self._items("query", **kwargs)
