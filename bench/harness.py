@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -92,6 +94,8 @@ SETTLE_SECONDS = 180.0
 a benchmark that kept both cores busy leaves the 1-minute average near 2, which decays
 below 1.5 in well under a minute once it ends."""
 _SETTLE_POLL = 5.0
+_LOAD_SAMPLE_SECONDS = 5.0
+"""How often the own share of the load is sampled: the kernel updates the average every 5 s."""
 
 
 def add_load_arguments(parser: argparse.ArgumentParser) -> None:
@@ -122,13 +126,16 @@ class LoadGuard:
     """The load on the machine around one benchmark, and whether it was too busy.
 
     Busy when the 1-minute load average is above ``max_load`` at the start, or at the end
-    once this process tree's own share is taken out (its CPU seconds over the run divided
-    by the run's seconds: a benchmark that keeps both cores busy raises the load by 2
-    itself). Processes waiting for a core count in the load and not in the CPU used, so on
-    a crowded machine the others' share is overestimated: it errs towards refusing.
-    Before refusing at the start it waits up to ``settle`` seconds for the load to fall (the
-    previous benchmark's own load leaves the 1-minute average slowly). ``load``, ``own_cpu``,
-    ``clock`` and ``sleep`` are injectable for tests.
+    once this process tree's own share is taken out. The own share is averaged the way the
+    kernel averages the load: the cores this tree used in each ``sample_every`` seconds,
+    decayed with the same one-minute constant, so a benchmark that ends with its heaviest
+    minute (``e2e``'s last step) takes out what it put into the end's average, not its
+    mean over the whole run. Processes waiting for a core count in the load and not in the
+    CPU used, so on a crowded machine the others' share is overestimated: it errs towards
+    refusing. Before refusing at the start it waits up to ``settle`` seconds for the load to
+    fall (the previous benchmark's own load leaves the 1-minute average slowly). ``load``,
+    ``own_cpu``, ``clock`` and ``sleep`` are injectable for tests; ``sample_every=None``
+    takes no samples in the background (a test calls :meth:`sample`).
     """
 
     max_load: float
@@ -138,7 +145,12 @@ class LoadGuard:
     own_cpu: Callable[[], float] = _own_cpu
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
+    sample_every: float | None = _LOAD_SAMPLE_SECONDS
     _start: tuple[float, float, float] | None = None
+    _own_load: float = 0.0
+    _last: tuple[float, float] = (0.0, 0.0)
+    _sampler: threading.Thread | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
 
     @classmethod
     def from_arguments(cls, args: argparse.Namespace) -> LoadGuard:
@@ -156,23 +168,51 @@ class LoadGuard:
         self._start = (load, self.own_cpu(), self.clock())
         if load > self.max_load and not self.busy_ok:
             raise MachineBusy(self._message(f"{load:.2f} before the benchmark started"))
+        self._own_load, self._last = 0.0, self._start[1:]
+        if self.sample_every is not None:
+            self._stop.clear()
+            self._sampler = threading.Thread(target=self._sample_until_stopped, daemon=True)
+            self._sampler.start()
         return load
+
+    def sample(self) -> float:
+        """Fold the cores this tree used since the last sample into its own share of the
+        1-minute load average (the kernel's decay: ``exp(-seconds / 60)``); the share."""
+        cpu, now = self.own_cpu(), self.clock()
+        last_cpu, last_clock = self._last
+        seconds = now - last_clock
+        if seconds > 0:
+            decay = math.exp(-seconds / 60.0)
+            cores = max(cpu - last_cpu, 0.0) / seconds
+            self._own_load = self._own_load * decay + cores * (1.0 - decay)
+            self._last = (cpu, now)
+        return self._own_load
+
+    def _sample_until_stopped(self) -> None:
+        assert self.sample_every is not None
+        while not self._stop.wait(self.sample_every):
+            self.sample()
 
     def finish(self) -> dict[str, Any]:
         """The load around the benchmark; MachineBusy if it was too busy (unless busy_ok)."""
         if self._start is None:
             raise RuntimeError("finish() before start()")
         load_start, cpu_start, clock_start = self._start
+        if self._sampler is not None:
+            self._stop.set()
+            self._sampler.join()
+            self._sampler = None
         load_end = self.load()
-        seconds = max(self.clock() - clock_start, 1e-9)
-        own = max(self.own_cpu() - cpu_start, 0.0) / seconds
-        others = max(load_end - own, 0.0)
+        own_load = self.sample()
+        seconds = max(self._last[1] - clock_start, 1e-9)
+        own = max(self._last[0] - cpu_start, 0.0) / seconds
+        others = max(load_end - own_load, 0.0)
         busy = load_start > self.max_load or others > self.max_load
         if busy and not self.busy_ok:
             raise MachineBusy(
                 self._message(
-                    f"{load_end:.2f} at the end, {others:.2f} of it others' (this benchmark "
-                    f"used {own:.2f} cores)"
+                    f"{load_end:.2f} at the end, {others:.2f} of it others' (this benchmark's "
+                    f"own share {own_load:.2f})"
                     if others > self.max_load
                     else f"{load_start:.2f} at the start"
                 )
@@ -181,6 +221,7 @@ class LoadGuard:
             "load_average_at_start": round(load_start, 2),
             "load_average_at_end": round(load_end, 2),
             "own_cores": round(own, 2),
+            "own_load_at_end": round(own_load, 2),
             "others_load_at_end": round(others, 2),
             "max_load": self.max_load,
             "busy": busy,

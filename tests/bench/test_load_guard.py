@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -30,16 +31,53 @@ def _guard(
         own_cpu=iter(cpu).__next__,
         clock=lambda: next(clock),
         sleep=(slept if slept is not None else []).append,
+        sample_every=None,  # the test samples
     )
 
 
 def test_a_quiet_machine_passes_and_the_load_is_recorded_at_start_and_end() -> None:
-    guard = _guard([0.4, 2.3], [10.0, 130.0])  # the benchmark itself used 2 cores for 60 s
+    # the benchmark itself used 2 cores for 60 s: 2 x (1 - 1/e) = 1.26 of the 1-minute
+    # average is its own, as the kernel averages (0.4 at the start decays to 0.15)
+    guard = _guard([0.4, 1.7], [10.0, 130.0])
     guard.start()
     load = guard.finish()
     assert load["busy"] is False
-    assert load["load_average_at_start"] == 0.4 and load["load_average_at_end"] == 2.3
-    assert load["own_cores"] == 2.0 and load["others_load_at_end"] == pytest.approx(0.3)
+    assert load["load_average_at_start"] == 0.4 and load["load_average_at_end"] == 1.7
+    assert load["own_cores"] == 2.0 and load["own_load_at_end"] == pytest.approx(1.26)
+    assert load["others_load_at_end"] == pytest.approx(0.44)
+
+
+def test_a_benchmark_ending_with_its_heaviest_minutes_is_not_refused_for_them() -> None:
+    """``e2e`` ramps up: its last step keeps both cores busy after minutes of light load.
+    Its mean over the run (0.65 cores) would leave 1.55 of the end's 2.2 to "others"."""
+    light = [12.0 * minute for minute in range(10)]  # 9 minutes at 0.2 cores
+    heavy = [light[-1] + 120.0 * minute for minute in (1, 2, 3)]  # then 3 at 2 cores
+    guard = _guard([0.3, 2.2], light + heavy)
+    guard.start()
+    for _ in range(11):
+        guard.sample()
+    load = guard.finish()
+    assert load["busy"] is False
+    assert load["own_cores"] == pytest.approx(0.65)
+    assert load["own_load_at_end"] == pytest.approx(1.91, abs=0.01)
+    assert load["others_load_at_end"] == pytest.approx(0.29, abs=0.01)
+
+
+def test_the_own_share_is_sampled_in_the_background_while_the_benchmark_runs() -> None:
+    readings: list[float] = []
+
+    def own_cpu() -> float:
+        readings.append(0.5 * len(readings))  # every reading, half a CPU second more
+        return readings[-1]
+
+    guard = LoadGuard(max_load=1.5, load=lambda: 0.2, own_cpu=own_cpu, sample_every=0.001)
+    guard.start()
+    deadline = time.monotonic() + 10.0
+    while len(readings) < 3 and time.monotonic() < deadline:  # the start's + two samples
+        time.sleep(0.001)
+    assert len(readings) >= 3
+    assert guard.finish()["own_load_at_end"] > 0.0
+    assert guard._sampler is None  # the sampler ended with the benchmark
 
 
 def test_a_busy_machine_is_refused_before_the_benchmark_starts() -> None:
@@ -67,9 +105,9 @@ def test_a_load_that_does_not_fall_within_the_settle_time_is_refused() -> None:
 
 
 def test_others_arriving_during_the_benchmark_are_refused_at_the_end() -> None:
-    guard = _guard([0.5, 4.0], [0.0, 60.0])  # we used one core; others 3
+    guard = _guard([0.5, 4.0], [0.0, 60.0])  # we used one core for a minute (0.63 of it)
     guard.start()
-    with pytest.raises(MachineBusy, match=r"3\.00 of it others'"):
+    with pytest.raises(MachineBusy, match=r"3\.37 of it others'"):
         guard.finish()
 
 
