@@ -27,9 +27,13 @@ import os
 import signal
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
+import structlog
+
 from consumer.fan_out import FanOut
+from consumer.leases import LeaseCoordinator
 from consumer.outbox import AlertPublisher, OutboxSweeper, run_sweeper
 from consumer.processor import ChunkProcessor
 from consumer.worker import Worker, lease_coordinator
@@ -44,8 +48,11 @@ from proctoring.pool import RenewingPool
 from proctoring.settings import Settings
 from proctoring.storage import Tables
 
+_log = structlog.get_logger(__name__)
+
 __all__ = [
     "Consumer",
+    "StoppedWhileStarting",
     "build_processor",
     "cpu_pool",
     "open_consumer",
@@ -131,6 +138,10 @@ def outbox_sweeper(
     return OutboxSweeper(tables, publisher, metrics, grace=settings.outbox_grace)
 
 
+class StoppedWhileStarting(ProctoringError):
+    """``stop`` was set before the consumer's process pool had started."""
+
+
 @dataclass(frozen=True)
 class Consumer:
     """The consumer's parts, open for the block of ``open_consumer``."""
@@ -154,16 +165,33 @@ async def open_consumer(
     *,
     executor: Executor | None = None,
     live_workers: Callable[[], int] = lambda: 1,
+    stop: asyncio.Event | None = None,
 ) -> AsyncIterator[Consumer]:
     """The consumer's parts: ``executor`` (a warmed ``cpu_pool`` when none is given), the
     engine ``settings.engine`` names, the processor and the outbox sweeper.
 
     ``live_workers`` is how many workers share the Rekognition budget (the KCL daemon
-    balances its own workers: 1 there).
+    balances its own workers: 1 there). ``stop`` set while the pool's processes still
+    load their models (tens of seconds on a crowded host) ends them at once and raises
+    :class:`StoppedWhileStarting`: ``docker stop`` and ECS give a task 30 s at most.
     """
     with contextlib.ExitStack() as stack:
-        pool = executor or stack.enter_context(cpu_pool(settings))
-        await warm_pool(pool, settings.cpu_workers)
+        owned = None if executor is not None else stack.enter_context(cpu_pool(settings))
+        pool = executor or owned
+        assert pool is not None
+        warming = asyncio.ensure_future(warm_pool(pool, settings.cpu_workers))
+        if stop is not None:
+            stopping = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({warming, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            if not warming.done():
+                warming.cancel()
+                if owned is not None:
+                    owned.terminate()  # nothing in a process loading its models needs saving
+                with contextlib.suppress(asyncio.CancelledError, BrokenProcessPool):
+                    await warming
+                raise StoppedWhileStarting("stopped while the process pool was starting")
+        await warming
         async with open_engine(settings, tables, pool, live_workers=live_workers) as engine:
             yield Consumer(
                 settings=settings,
@@ -186,17 +214,30 @@ async def run_worker(
     if not settings.alerts_topic_arn:
         raise ProctoringError("PROCTOR_ALERTS_TOPIC_ARN is not set (the stack's AlertsTopicArn)")
     leases = lease_coordinator(settings, clients.dynamodb)
-    async with (
-        open_consumer(
+    try:
+        async with open_consumer(
             settings,
             clients,
             tables,
             metrics,
             executor=executor,
             live_workers=lambda: leases.live_workers,
-        ) as consumer,
-        asyncio.TaskGroup() as group,
-    ):
+            stop=stop,
+        ) as consumer:
+            await _work(settings, clients, consumer, leases, stop, metrics)
+    except StoppedWhileStarting:
+        _log.info("worker stopped before it started")
+
+
+async def _work(
+    settings: Settings,
+    clients: AsyncClients,
+    consumer: Consumer,
+    leases: LeaseCoordinator,
+    stop: asyncio.Event,
+    metrics: Metrics,
+) -> None:
+    async with asyncio.TaskGroup() as group:
         worker = Worker(
             settings=settings,
             kinesis=clients.kinesis,

@@ -74,6 +74,15 @@ class RenewingPool(Executor):
         with self._lock:
             self._pool.shutdown(wait=wait, cancel_futures=cancel_futures)
 
+    def terminate(self) -> None:
+        """End the processes now, whatever they run, and shut the pool down: for a stop
+        before the pool was needed (the owner waits for nothing; jobs fail as broken)."""
+        with self._lock:
+            processes = list((getattr(self._pool, "_processes", None) or {}).values())
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.terminate()
+
     def _note(self, done: Future[Any], pool: ProcessPoolExecutor) -> None:
         """Runs in the pool's thread: only mark the pool broken; the owner's thread renews it."""
         if done.cancelled() or not isinstance(done.exception(), BrokenProcessPool):

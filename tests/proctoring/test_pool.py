@@ -14,7 +14,13 @@ from typing import Any
 import psutil
 import pytest
 
-from consumer.wiring import build_processor, cpu_pool
+from consumer.wiring import (
+    StoppedWhileStarting,
+    build_processor,
+    cpu_pool,
+    open_consumer,
+    run_worker,
+)
 from proctoring.aws import async_clients
 from proctoring.metrics import Metrics
 from proctoring.pool import RenewingPool
@@ -116,3 +122,27 @@ def test_the_consumer_goes_on_analysing_after_a_pool_process_was_killed(
     assert [r["status"] for r in outcome["rows"]] == ["ok", "ok", "ok"]
     assert outcome["parked"] == []
     assert outcome["pool"].renewals == 1
+
+
+def test_a_stop_while_the_pool_loads_its_models_ends_its_processes_at_once() -> None:
+    """``docker stop`` (SIGTERM, then SIGKILL after 10-30 s) during the start of a consumer
+    on a crowded host: the pool's processes are still loading the face models. The worker
+    returns without waiting for them, and none of them is left behind."""
+    settings = Settings(cpu_workers=2, alerts_topic_arn="arn:aws:sns:us-east-1:1:alerts")
+    before = {child.pid for child in psutil.Process().children()}
+    stop = asyncio.Event()
+    stop.set()  # the signal came before the models were loaded
+    clients: Any = type("Clients", (), {"dynamodb": None, "kinesis": None})()
+
+    async def start_and_stop() -> None:
+        with pytest.raises(StoppedWhileStarting):
+            async with open_consumer(settings, clients, None, Metrics("T", "c", print), stop=stop):  # type: ignore[arg-type]
+                pytest.fail("the consumer opened after its stop")
+        started = [c.pid for c in psutil.Process().children() if c.pid not in before]
+        deadline = time.monotonic() + 10
+        for pid in started:
+            _gone(pid, deadline)
+        # and the worker, which owns that start, ends quietly
+        await run_worker(settings, clients, None, stop, metrics=Metrics("T", "c", print))  # type: ignore[arg-type]
+
+    asyncio.run(start_and_stop())
