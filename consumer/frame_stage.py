@@ -44,7 +44,6 @@ from botocore.exceptions import ClientError
 from consumer.analyser import Analysed, Policies
 from consumer.batch import Record
 from consumer.speech import Heard, hear
-from proctoring.analysis.likeness import thumbnail
 from proctoring.events import ChunkEvent, InvalidEvent
 from proctoring.frames import Frame, FrameError, extract_frame
 from proctoring.metric_names import MetricName
@@ -116,10 +115,11 @@ class Chunk:
 def frame_and_thumbnail(
     data: bytes, *, max_pixels: int, position: Literal["first", "middle"], speech: bool = False
 ) -> tuple[Frame, bytes, Heard]:
-    """Process-pool job: the frame to analyse, its 32x32 grey thumbnail (for the schedule)
-    and, when asked, the speech in the chunk's audio."""
+    """Process-pool job: the frame to analyse, its 32x32 grey thumbnail (for the schedule,
+    scaled from the decoded frame: ``Frame.thumb``) and, when asked, the speech in the
+    chunk's audio."""
     frame = extract_frame(data, max_pixels=max_pixels, position=position)
-    return frame, thumbnail(frame.jpeg), hear(data) if speech else None
+    return frame, frame.thumb, hear(data) if speech else None
 
 
 def frame_key(event: ChunkEvent, variant: str = "") -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import multiprocessing
 import pickle
 import random
@@ -15,8 +16,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from proctoring.analysis.likeness import frame_difference, thumbnail
 from proctoring.errors import ProctoringError
-from proctoring.frames import Frame, FrameError, extract_frame
+from proctoring.frames import THUMB_SIDE, Frame, FrameError, extract_frame
+from producer.chunking import chunk_recording
 from tests.conftest import DATA, needs_data
 
 VIDEO = DATA / "video"
@@ -170,6 +173,27 @@ def test_hamilton_chunk_gives_its_first_frame_as_640x360_jpeg(
     later_error = np.abs(pixels - hamilton_frames[9]).mean()
     assert first_error < 2.0  # JPEG noise only
     assert first_error < later_error / 2
+
+
+def test_the_thumbnail_is_the_upright_frame_in_grey_and_compares_like_the_jpegs() -> None:
+    """The schedule's thumbnail comes from the decoded frame, not from decoding the JPEG
+    again: the same picture, turned upright, and the differences the schedule compares
+    (similar below 3 grey levels) within a grey level of the JPEG thumbnails'."""
+    frames = [
+        extract_frame(chunk.data, position=position)
+        for chunk in chunk_recording(VIDEO / "center_left_center.mp4")
+        for position in ("first", "middle")
+    ]
+    for frame in frames:
+        assert len(frame.thumb) == THUMB_SIDE * THUMB_SIDE
+        assert frame_difference(frame.thumb, thumbnail(frame.jpeg)) < 5, "the same picture"
+    grid = np.frombuffer(frames[0].thumb, dtype=np.uint8).reshape(THUMB_SIDE, THUMB_SIDE)
+    for turns in (1, 2, 3):  # the phone's frame is turned upright (rotation 270)
+        sideways = np.ascontiguousarray(np.rot90(grid, k=turns)).tobytes()
+        assert frame_difference(sideways, thumbnail(frames[0].jpeg)) > 50
+    for a, b in itertools.combinations(frames, 2):
+        from_jpegs = frame_difference(thumbnail(a.jpeg), thumbnail(b.jpeg))
+        assert frame_difference(a.thumb, b.thumb) == pytest.approx(from_jpegs, abs=1.0)
 
 
 def test_jpeg_quality_is_applied(hamilton_chunk: bytes) -> None:
