@@ -58,7 +58,15 @@ from PIL import Image
 
 from proctoring.errors import ReasonError
 
-__all__ = ["AV_ERRORS", "Frame", "FrameError", "extract_frame", "open_chunk"]
+__all__ = [
+    "AV_ERRORS",
+    "NEAR_MIDDLE_SECONDS",
+    "THUMB_SIDE",
+    "Frame",
+    "FrameError",
+    "extract_frame",
+    "open_chunk",
+]
 
 # FFmpeg demuxer names: QuickTime/MP4 and Matroska/WebM, nothing else is probed.
 _FORMAT_WHITELIST = "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm"
@@ -78,6 +86,11 @@ _DECODER_WHITELIST = "h264,hevc,vp8,vp9,av1,libvpx,libvpx-vp9,libdav1d"
 _TO_RGB = VideoReformatter()
 # And one for the thumbnail: the decoded frame scaled down to 32x32 grey (area average).
 _TO_GREY = VideoReformatter()
+NEAR_MIDDLE_SECONDS = 0.5
+"""A keyframe this close before a chunk's middle stands for the middle frame: the frames
+after it, decoded only to reach the exact middle, cost a decode each (a recording's 0.33 s
+last chunk took 5 from its start, a 0.5 s one 7) for a moment at most half a second away,
+in a 5 s chunk that one frame stands for anyway."""
 THUMB_SIDE = 32
 """The side of :attr:`Frame.thumb`: what ``likeness.frame_difference`` compares."""
 _TRANSPOSE = {
@@ -153,11 +166,12 @@ def extract_frame(
     """Decode one frame of the chunk, apply the display rotation, encode JPEG.
 
     ``position="first"`` takes the first frame (the keyframe the chunk starts on);
-    ``"middle"`` the frame at half the chunk's duration. A keyframe within one frame
-    interval of it is decoded alone (the producer forces one there; a phone's, every
-    ~1.25 s, lands there): the cost of the first frame. Otherwise the first frame at or
-    after the middle is decoded from the keyframe before it (a chunk with one keyframe
-    decodes from its start, ~25 ms for 2.5 s of 640x360). When the middle cannot be
+    ``"middle"`` the frame at half the chunk's duration. A keyframe from half a second
+    before it to one frame interval after it is decoded alone (the producer forces one
+    there; a phone's, every ~1.25 s, lands there; a recording's short last chunk starts
+    within half a second of its middle): the cost of the first frame. Otherwise the first
+    frame at or after the middle is decoded from the keyframe before it (a chunk with one
+    keyframe decodes from its start, ~25 ms for 2.5 s of 640x360). When the middle cannot be
     reached (no duration, as in a WebM written live without one; a cut chunk) the last intact frame
     before it, else the first, is used. ``Frame.decoded`` says how many frames it took.
 
@@ -214,9 +228,11 @@ def _middle_frame(
 ) -> VideoFrame | None:
     """The middle frame; None when it cannot be had.
 
-    A keyframe within one frame interval of half the duration is the middle frame: decoding
-    it is decoding one frame (the producer and a phone put one there). Otherwise the first
-    intact frame at or after half the duration, decoded from the keyframe before it.
+    A keyframe from :data:`NEAR_MIDDLE_SECONDS` before half the duration to one frame
+    interval after it is the middle frame: decoding it is decoding one frame (the producer
+    and a phone put one there; a chunk shorter than a second starts near its middle).
+    Otherwise the first intact frame at or after half the duration, decoded from the
+    keyframe before it.
     """
     duration = _duration_ticks(container, stream)
     if duration is None or stream.time_base is None:
@@ -234,8 +250,9 @@ def _middle_frame(
         first = next(packets, None)
         if first is None:
             return None
-        if first.is_keyframe and first.pts is not None and abs(first.pts - target) <= near:
-            target = first.pts  # the keyframe at the middle: decode it alone
+        before = int(NEAR_MIDDLE_SECONDS / stream.time_base)
+        if first.is_keyframe and first.pts is not None and -before <= first.pts - target <= near:
+            target = first.pts  # a keyframe at (or near enough to) the middle: decode it alone
         for packet in itertools.chain([first], packets):
             for frame in codec.decode(packet):
                 decoded.count += 1

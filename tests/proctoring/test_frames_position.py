@@ -7,7 +7,7 @@ import io
 import av
 import pytest
 
-from proctoring.frames import FrameError, extract_frame, open_chunk
+from proctoring.frames import NEAR_MIDDLE_SECONDS, FrameError, extract_frame, open_chunk
 from producer.chunking import ChunkEncoder, chunk_recording
 from tests.conftest import DATA, needs_data
 
@@ -21,7 +21,6 @@ pytestmark = needs_data
         ("center_right_center.mp4", 1, 2.5, 1),  # re-encoded with a keyframe at the middle
         ("short_hamilton_clip.mp4", 0, 2.5, 1),
         ("short_hamilton_clip.mp4", 1, 2.09, 1),  # 4.17 s: its middle is earlier
-        ("center_left_center.mp4", 3, 0.17, 5),  # the 0.33 s tail: decoded from its start
     ],
 )
 def test_the_middle_frame_is_half_way_through_the_chunk(
@@ -35,6 +34,20 @@ def test_the_middle_frame_is_half_way_through_the_chunk(
     assert frame.decoded == decoded, "a keyframe at the middle is decoded alone"
     assert (frame.width, frame.height) == (first.width, first.height), "upright as well"
     assert frame.jpeg != first.jpeg
+
+
+@pytest.mark.parametrize(
+    ("video", "index"), [("center_left_center.mp4", 3), ("center_focus.mp4", 2)]
+)
+def test_a_short_last_chunk_gives_its_first_keyframe_decoded_alone(video: str, index: int) -> None:
+    """A recording's last chunk (0.33 s, 0.5 s) starts within half a second of its middle:
+    its keyframe stands for the middle, decoded alone (it took 5 and 7 frames decoding on
+    from it to the exact middle)."""
+    chunk = list(chunk_recording(DATA / "video" / video))[index]
+    assert chunk.duration < 2 * NEAR_MIDDLE_SECONDS
+    frame = extract_frame(chunk.data, position="middle")
+    assert (frame.time, frame.decoded) == (0, 1)
+    assert frame == extract_frame(chunk.data), "the first frame, upright"
 
 
 def test_a_chunk_with_one_keyframe_is_decoded_up_to_its_middle() -> None:
