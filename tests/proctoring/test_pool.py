@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import multiprocessing
 import os
 import signal
@@ -15,11 +16,13 @@ import psutil
 import pytest
 
 from consumer.wiring import (
+    CALL_PIPE_BYTES,
     StoppedWhileStarting,
     build_processor,
     cpu_pool,
     open_consumer,
     run_worker,
+    widen_call_pipe,
 )
 from proctoring.aws import async_clients
 from proctoring.metrics import Metrics
@@ -32,6 +35,33 @@ from tests.pipeline import put_chunk, running_worker
 
 def _small_pool() -> ProcessPoolExecutor:
     return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+
+
+def _size(data: bytes) -> int:
+    return len(data)
+
+
+def test_a_chunk_crosses_into_the_pool_through_one_wide_pipe(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A 1 MB chunk goes into a pool process in one write (the pipe was 64 KB: a score of
+    wake-ups, twice the receiving process's CPU per chunk), and arrives whole."""
+    with cpu_pool(Settings(cpu_workers=1)) as pool:
+        pipe = pool._pool._call_queue._writer.fileno()  # type: ignore[attr-defined]
+        assert fcntl.fcntl(pipe, fcntl.F_GETPIPE_SZ) == CALL_PIPE_BYTES
+        chunk = os.urandom(1 << 20)
+        assert pool.submit(_size, chunk).result(timeout=30) == len(chunk)
+    real = fcntl.fcntl
+
+    def refused(fd: int, command: int, arg: int = 0) -> int:
+        if command == fcntl.F_SETPIPE_SZ:
+            raise PermissionError(1, "Operation not permitted")  # the user's pipe quota spent
+        return real(fd, command, arg)
+
+    monkeypatch.setattr(fcntl, "fcntl", refused)
+    with _small_pool() as plain:  # a pipe that cannot grow stays as it was: no error
+        assert widen_call_pipe(plain) == 65536
+        assert plain.submit(_size, chunk).result(timeout=30) == len(chunk)
 
 
 def _die() -> None:  # a job that kills the process running it, as a decoder crash would
