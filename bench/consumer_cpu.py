@@ -82,6 +82,7 @@ async def measure(
             engine="fixed",  # a wait of fixed_latency (0.1 s), no CPU
             frame_position=position,
             log_format="json",
+            validate_requests=False,  # as the consumer task runs (infrastructure/template.yaml)
             session_cache_size=0 if keep_all else Settings().session_cache_size,
         )
         configure_logging(settings, stream=devnull)

@@ -7,7 +7,8 @@ the retry loop (``consumer.poison``) speak these types, not the processor's inte
 
 ``is_poison`` tells the two kinds of failure apart: AWS unavailable (throttled, timed
 out, unreachable, refused: processing again succeeds once it is back) or the records
-themselves (AWS rejected the request as invalid, or an error no check anticipated:
+themselves (AWS, or botocore before sending it, rejected the request as invalid, or an
+error no check anticipated:
 processing again may never succeed, so the record is parked after a bounded number of
 attempts).
 
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from proctoring.analysis.base import AnalysisError
 from proctoring.errors import ProctoringError
@@ -75,6 +76,8 @@ def is_poison(exc: BaseException) -> bool:
         return is_poison(exc.__cause__)
     if isinstance(exc, ClientError):
         return exc.response.get("Error", {}).get("Code") in _REQUEST_ERRORS
+    if isinstance(exc, ParamValidationError):  # botocore refused the request before sending it
+        return True
     return not isinstance(exc, (*_UNAVAILABLE, StorageError))
 
 

@@ -40,6 +40,7 @@ def _config(settings: Settings, *, attempts: int, pool: int) -> Config:
         read_timeout=settings.call_timeout,
         retries={"mode": "standard", "max_attempts": attempts},
         max_pool_connections=pool,
+        parameter_validation=settings.validate_requests,
     )
 
 

@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     # From the stack's outputs (AlertsTopicArn); the local stack fills it in.
     alerts_topic_arn: str | None = None
     call_timeout: float = Field(default=10.0, gt=0, description="seconds per AWS call")
+    # botocore's client-side check of every request's parameters against the service model
+    # (``proctoring.aws``): on by default (tests, the local stack, the CLI); the consumer's
+    # ECS task turns it off, see docs/operations.md.
+    validate_requests: bool = True
 
     # Local stack.
     host: str = "127.0.0.1"

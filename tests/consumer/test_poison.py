@@ -15,7 +15,7 @@ from concurrent.futures import Executor
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError, EndpointConnectionError
+from botocore.exceptions import ClientError, EndpointConnectionError, ParamValidationError
 from click.testing import CliRunner, Result
 
 from cli import main
@@ -51,6 +51,7 @@ def _storage_error(cause: BaseException) -> StorageError:
         (_client_error("InvalidImageFormatException"), True),
         (ValueError("an error no check anticipated"), True),
         (_storage_error(_client_error("ValidationException")), True),
+        (ParamValidationError(report="Invalid type for parameter Item.exam_id.S"), True),
         (_client_error("ProvisionedThroughputExceededException"), False),
         (_client_error("ThrottlingException"), False),
         (_client_error("AccessDeniedException"), False),
@@ -66,6 +67,27 @@ def test_a_failure_is_poison_only_when_it_belongs_to_the_records(
     failure: BaseException, poison: bool
 ) -> None:
     assert is_poison(failure) is poison
+
+
+@pytest.mark.parametrize("validate", [True, False])
+def test_a_malformed_write_is_the_records_fault_whoever_refuses_it(
+    settings: Settings, validate: bool
+) -> None:
+    """The consumer's task skips botocore's client-side check (``PROCTOR_VALIDATE_REQUESTS``,
+    0.5 ms of CPU per chunk): DynamoDB refuses the same request itself. Either way the
+    failure is the record's (parked after its attempts), not an outage retried forever."""
+    config = settings.model_copy(update={"validate_requests": validate})
+
+    async def write() -> BaseException:
+        async with async_clients(config) as clients:
+            item = {"exam_id": {"S": 5}, "error_id": {"S": "e1"}}  # a number where text goes
+            with pytest.raises((ParamValidationError, ClientError)) as refused:
+                await clients.dynamodb.put_item(TableName=config.names.errors_table, Item=item)
+            return refused.value
+
+    failure = asyncio.run(write())
+    assert isinstance(failure, ParamValidationError if validate else ClientError)
+    assert is_poison(failure)
 
 
 class _Scripted:
