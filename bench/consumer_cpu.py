@@ -14,6 +14,9 @@ sent over HTTP (``proctoring.aws.RequestCounter``: botocore's ``before-send``, a
 retry counts), after the warm-up batch: the steady state of a worker that owns
 its students. The regression guard is tests/consumer/test_requests.py.
 
+The consumer runs as its ECS task is configured: botocore's client-side parameter check
+off (``PROCTOR_VALIDATE_REQUESTS=false``, infrastructure/template.yaml), JSON logs at INFO.
+
 Baseline: the floor of the same chunks (decode one keyframe + JPEG), measured
 here too.
 """
@@ -188,6 +191,7 @@ def run(data_dir: Path, size: Size) -> list[Figure]:
         "rest_ms_per_aws_request": round(cpu["rest"] / cpu["aws_requests_per_chunk"], 2),
         "students_per_batch": students,
         "engine": "fixed (0.1 s wait, no CPU)",
+        "client_parameter_validation": "off, as the consumer's ECS task runs",
         "frame_position": "middle (the default), with the first frame as fallback",
         "with_frame_position_first": {
             k: round(first[k], 2) for k in ("extraction", "rest", "total")
