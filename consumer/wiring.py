@@ -63,7 +63,6 @@ __all__ = [
     "widen_call_pipe",
 ]
 
-_log = structlog.get_logger(__name__)
 CALL_PIPE_BYTES = 1 << 20
 """The size asked for the pipe that carries jobs into the process pool (``widen_call_pipe``)."""
 
