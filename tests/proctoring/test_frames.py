@@ -14,11 +14,12 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from av.video.frame import VideoFrame
 from PIL import Image
 
 from proctoring.analysis.likeness import frame_difference, thumbnail
 from proctoring.errors import ProctoringError
-from proctoring.frames import THUMB_SIDE, Frame, FrameError, extract_frame
+from proctoring.frames import _TRANSPOSE, THUMB_SIDE, Frame, FrameError, _thumbnail, extract_frame
 from producer.chunking import chunk_recording
 from tests.conftest import DATA, needs_data
 
@@ -194,6 +195,24 @@ def test_the_thumbnail_is_the_upright_frame_in_grey_and_compares_like_the_jpegs(
     for a, b in itertools.combinations(frames, 2):
         from_jpegs = frame_difference(thumbnail(a.jpeg), thumbnail(b.jpeg))
         assert frame_difference(a.thumb, b.thumb) == pytest.approx(from_jpegs, abs=1.0)
+
+
+@pytest.mark.parametrize("turns", [0, 1, 2, 3])
+def test_the_thumbnail_turns_as_the_jpeg_does(turns: int) -> None:
+    """Every display rotation, not only the phones' 270: the 32x32 grid is turned as Pillow
+    turns the JPEG's image (a bright quarter and a gradient tell the four apart)."""
+    height, width = 360, 640
+    rgb = np.zeros((height, width, 3), np.uint8)
+    rgb[: height // 2, : width // 2] = 250
+    rgb[..., 1] = (np.arange(width) * 200 // width).astype(np.uint8)
+    decoded = VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+    image = Image.fromarray(rgb)
+    if turns:
+        image = image.transpose(_TRANSPOSE[turns])
+    expected = image.convert("L").resize((THUMB_SIDE, THUMB_SIDE), Image.Resampling.BOX)
+    differences = [frame_difference(_thumbnail(decoded, k), expected.tobytes()) for k in range(4)]
+    assert differences[turns] < 2
+    assert sorted(differences)[1] > 50, "every other turn is far off"
 
 
 def test_jpeg_quality_is_applied(hamilton_chunk: bytes) -> None:
