@@ -15,8 +15,8 @@ Every step also reports the CPU each process of the stack spent per chunk
 (``bench.stack_cpu``: ``proctor up``'s router and consumer loop, its frame pool, the
 emulator, the load generator) and the emulator's requests and CPU per chunk by operation,
 under ``cpu``; CPU time, unlike latency, does not move with the machine's other load.
-Before the steps, ``idle`` is the same for 10 s with no students (what the stack spends
-polling). ``python -m bench.e2e --steps 50 --seconds 60`` runs chosen steps alone.
+After the light step, ``idle`` is the same for 10 s with no students (what the stack
+spends polling). ``python -m bench.e2e --steps 50 --seconds 60`` runs chosen steps alone.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -48,10 +49,16 @@ _LATENCY = 0.1
 _GOAL_STUDENTS = 200
 
 
+SPLIT = "dynamodb,kinesis"
+"""What the benchmark's ``proctor up`` serves from a second emulator process (``--split``):
+one moto process answers on one core at most, and at 200 students the emulator needs more
+(docs/benchmarks.md, "The local stack's CPU per chunk")."""
+
+
 class _Stack:
     """``proctor up`` as a child process; its settings once it printed them."""
 
-    def __init__(self, metrics_file: Path) -> None:
+    def __init__(self, metrics_file: Path, split: str = SPLIT) -> None:
         env = {
             **os.environ,
             "PROCTOR_ENGINE": "fixed",
@@ -64,6 +71,7 @@ class _Stack:
         }
         command = [sys.executable, "-m", "cli", "up", "--prefix", "bench-e2e"]
         command += ["--metrics-file", str(metrics_file)]
+        command += ["--split", split] if split else []
         self.process = subprocess.Popen(
             tied(command),  # a killed benchmark takes the stack along
             env=env,
@@ -73,19 +81,24 @@ class _Stack:
         )
         exports: dict[str, str] = {}
         assert self.process.stdout is not None
-        while len(exports) < 3:  # the three export lines come once the stack is up
+        while len(exports) < (4 if split else 3):  # the export lines come once it is up
             line = self.process.stdout.readline()
             if not line:
                 raise RuntimeError(f"proctor up exited with {self.process.wait()}")
             name, _, value = line.removeprefix("export ").strip().partition("=")
-            exports[name] = value
+            exports[name] = shlex.split(value)[0]
+        endpoints = json.loads(exports.get("PROCTOR_ENDPOINT_URLS", "{}"))
         self.settings = Settings(
             endpoint_url=exports["PROCTOR_ENDPOINT_URL"],
+            endpoint_urls=endpoints,
             prefix=exports["PROCTOR_PREFIX"],
             alerts_topic_arn=exports["PROCTOR_ALERTS_TOPIC_ARN"],
             log_level="WARNING",
         )
-        self.cpu = StackCpu(self.process.pid, [exports["PROCTOR_ENDPOINT_URL"]])
+        emulators = {exports["PROCTOR_ENDPOINT_URL"]: "emulator"}
+        for service, url in sorted(endpoints.items()):  # named by the services each serves
+            emulators[url] = emulators.get(url, "emulator:") + f" {service}"
+        self.cpu = StackCpu(self.process.pid, emulators)
 
     def idle(self, seconds: float) -> dict[str, Any]:
         """The stack's CPU over ``seconds`` with nothing to do (per second, not per chunk)."""
@@ -142,6 +155,7 @@ def run(
     *,
     steps: list[int] | None = None,
     seconds: float | None = None,
+    split: str = SPLIT,
 ) -> list[Figure]:
     chunks = list(chunk_recording(data_dir / "video" / "short_hamilton_clip.mp4"))
     if size == "tiny":
@@ -152,13 +166,13 @@ def run(
     seconds = seconds or step_seconds
     metrics = out / "e2e-metrics.jsonl"
     metrics.unlink(missing_ok=True)
-    stack = _Stack(metrics)
+    stack = _Stack(metrics, split)
     reports: dict[int, dict[str, Any]] = {}
     try:
-        idle_cpu = stack.idle(idle)
         _, base = _measured(stack, chunks, light, seconds, speed)
         print(f"  {light} students: p99 {base['latency_ms']['created_to_result']['p99']} ms")
         _print_cpu(light, base["cpu"])
+        idle_cpu = stack.idle(idle)  # after the first step: the pool's start is not idling
         sustained = 0
         for students in steps:
             report, summary = _measured(stack, chunks, students, seconds, speed)
@@ -255,9 +269,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=60.0, help="of each step")
     parser.add_argument("--out", type=Path, default=_HERE / "results" / "e2e-steps")
     parser.add_argument("--data", type=Path, default=_HERE.parents[1] / "shared" / "data")
+    parser.add_argument(
+        "--split", default=SPLIT, help="proctor up --split (an empty string: one emulator)"
+    )
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    run(args.data, "full", args.out, steps=args.steps, seconds=args.seconds)
+    run(args.data, "full", args.out, steps=args.steps, seconds=args.seconds, split=args.split)
     return 0
 
 

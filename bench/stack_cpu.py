@@ -32,11 +32,11 @@ __all__ = ["Snapshot", "StackCpu"]
 _STATS_PATH = "/moto-api/proctor/requests"  # infrastructure.moto_server.STATS_PATH
 
 
-def _role(process: psutil.Process) -> str:
+def _role(process: psutil.Process, names: dict[str, str]) -> str:
     command = " ".join(process.cmdline())
     if "infrastructure.moto_server" in command or "moto.server" in command:
         port = command.rsplit("-p ", 1)[-1].split()[0] if "-p " in command else "?"
-        return f"emulator:{port}"
+        return names.get(port, f"emulator:{port}")
     if "kinesis-local" in command or "main.js" in command:
         return "kinesis-local"
     if "resource_tracker" in command:
@@ -57,12 +57,13 @@ class Snapshot:
 
 class StackCpu:
     """Snapshots of the stack rooted at ``root_pid`` (see the module docstring);
-    ``emulators`` are the endpoint URLs whose request counts to read."""
+    ``emulators`` maps the endpoint URLs whose request counts to read to their names."""
 
-    def __init__(self, root_pid: int, emulators: list[str] | None = None) -> None:
+    def __init__(self, root_pid: int, emulators: dict[str, str] | None = None) -> None:
         self._root = psutil.Process(root_pid)
         self._me = psutil.Process(os.getpid())
-        self._emulators = list(emulators or [])
+        self._emulators = dict(emulators or {})
+        self._names = {url.rsplit(":", 1)[-1]: name for url, name in self._emulators.items()}
 
     def snapshot(self) -> Snapshot:
         cpu: dict[str, float] = {}
@@ -76,11 +77,11 @@ class StackCpu:
             add("proctor up (router + consumer loop)", self._root)
         for child in self._root.children(recursive=True):
             with _gone_is_zero():
-                add(_role(child), child)
+                add(_role(child, self._names), child)
         return Snapshot(
             at=time.monotonic(),
             cpu_s=cpu,
-            operations={url: _operations(url) for url in self._emulators},
+            operations={name: _operations(url) for url, name in self._emulators.items()},
         )
 
     @staticmethod
