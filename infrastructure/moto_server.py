@@ -19,7 +19,7 @@ session in one transaction), and restoring a whole table undid other requests' w
 meanwhile. Here the backup is of the items the transaction names, restored one by one
 (:func:`backup_items_only`); what a cancelled transaction leaves is the same.
 
-Four costs per request that AWS does not have, found by profiling the emulator under the
+Five costs per request that AWS does not have, found by profiling the emulator under the
 end-to-end benchmark's load (docs/benchmarks.md, "The local stack's CPU per chunk"), are cut
 (:func:`cut_request_costs`), none of them changing an answer:
 
@@ -36,7 +36,11 @@ end-to-end benchmark's load (docs/benchmarks.md, "The local stack's CPU per chun
 - a conditional write's ``ConditionExpression`` is parsed three times per item (validating
   the request, checking the transaction, writing the item), about 1 ms each, half of a
   ``TransactWriteItems``'s time: a parse is kept for the same expression, names and values
-  (the syntax tree is only read when evaluated), the last 1,024 of them.
+  (the syntax tree is only read when evaluated), the last 1,024 of them;
+- SQS ``SendMessage`` (every S3 notification is one) builds all of the queue's attributes to
+  read one, ``ContentBasedDeduplication``, and three of them count the queue's messages one by
+  one: each send cost more the longer the queue, so a stack that fell behind fell further
+  behind. Here a send reads that one attribute.
 
 And one addition, for the benchmarks: every request is counted by ``service.Operation`` with
 the CPU time its thread spent answering it (:func:`count_requests`); ``GET`` on
@@ -221,6 +225,39 @@ def cut_request_costs() -> None:
     Table.query = partition_query  # type: ignore[method-assign,assignment]
     Table.all_items = partition_items  # type: ignore[method-assign,assignment]
     _keep_parses()
+    _send_reads_one_attribute()
+
+
+_SENDING = threading.local()
+
+
+def _send_reads_one_attribute() -> None:
+    """SQS's send reads ``ContentBasedDeduplication`` only (module docstring)."""
+    from moto.sqs.models import Queue, SQSBackend
+
+    attributes: property = Queue.attributes  # type: ignore[assignment]
+    send = SQSBackend.send_message
+
+    def one_attribute(queue: Any) -> dict[str, Any]:
+        if not getattr(_SENDING, "on", False):
+            return attributes.fget(queue)  # type: ignore[misc]
+        if not queue.fifo_queue:  # a FIFO attribute: absent from a standard queue's
+            return {}
+        value = queue.content_based_deduplication
+        return {
+            "ContentBasedDeduplication": str(value).lower() if isinstance(value, bool) else value
+        }
+
+    @functools.wraps(send)
+    def send_message(backend: Any, *args: Any, **kwargs: Any) -> Any:
+        _SENDING.on = True
+        try:
+            return send(backend, *args, **kwargs)
+        finally:
+            _SENDING.on = False
+
+    Queue.attributes = property(one_attribute)  # type: ignore[assignment,method-assign]
+    SQSBackend.send_message = send_message  # type: ignore[method-assign,assignment]
 
 
 _PARSES = 1024

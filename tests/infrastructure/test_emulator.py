@@ -253,3 +253,44 @@ def test_kept_condition_parses_answer_each_write_by_its_own_values(emulator: Emu
             dynamodb.transact_write_items(TransactItems=[{"Put": new}])
         assert "unused" in unused.value.response["Error"]["Message"]
     dynamodb.delete_table(TableName=table)
+
+
+def test_a_send_costs_the_same_on_a_long_queue_and_queues_answer_as_before(
+    emulator: Emulator,
+) -> None:
+    """moto's SendMessage counted the queue's messages one by one to read one attribute, so a
+    stack that fell behind (S3 notifications piling up) fell further behind; the emulator's
+    send reads that attribute only. Counts and FIFO deduplication answer as before."""
+    settings = Settings(endpoint_url=emulator.endpoint_url)
+    sqs = sync_client(settings, "sqs")
+    name = f"long-{uuid.uuid4().hex[:8]}"
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+
+    def cpu_per_send(count: int) -> float:
+        before = _operations(emulator).get("sqs.SendMessage", {"count": 0, "cpu_s": 0.0})
+        for n in range(count):
+            sqs.send_message(QueueUrl=url, MessageBody=f"m{n}")
+        after = _operations(emulator)["sqs.SendMessage"]
+        return (after["cpu_s"] - before["cpu_s"]) / (after["count"] - before["count"])
+
+    short = cpu_per_send(20)
+    for start in range(0, 3_000, 10):
+        sqs.send_message_batch(
+            QueueUrl=url,
+            Entries=[{"Id": str(n), "MessageBody": f"b{start + n}"} for n in range(10)],
+        )
+    assert cpu_per_send(20) < max(3 * short, short + 0.002)  # it was ~56 ms at 3,000 (1 ms at 20)
+    counts = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert counts["ApproximateNumberOfMessages"] == "3040"
+
+    fifo = sqs.create_queue(
+        QueueName=f"{name}.fifo",
+        Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "true"},
+    )["QueueUrl"]
+    for _ in range(2):  # the same body twice within five minutes: one message
+        sqs.send_message(QueueUrl=fifo, MessageBody="once", MessageGroupId="g")
+    received = sqs.receive_message(QueueUrl=fifo, MaxNumberOfMessages=10)["Messages"]
+    assert [m["Body"] for m in received] == ["once"]
+    plain = sqs.create_queue(QueueName=f"{name}-plain.fifo", Attributes={"FifoQueue": "true"})
+    with pytest.raises(ClientError):  # no content deduplication: an id is required
+        sqs.send_message(QueueUrl=plain["QueueUrl"], MessageBody="x", MessageGroupId="g")
