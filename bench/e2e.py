@@ -1,10 +1,11 @@
 """End-to-end latency and the largest load the local stack sustains with flat lag.
 
-Starts ``proctor up`` (moto's server, the template provisioned, the chunk
-router and one consumer worker with the ``fixed`` engine: 100 ms per frame,
-no CPU) as a child process, then replays students through the full path
-(S3 PUT -> notification -> SQS -> router -> Kinesis -> consumer -> DynamoDB)
-with ``producer.load``, in real time, in steps of more students. A step is
+Starts ``proctor up`` (moto's servers: DynamoDB and Kinesis in one of their own,
+``--split``; the template provisioned, the chunk router and one consumer worker
+with the ``fixed`` engine: 100 ms per frame, no CPU) as a child process, then
+replays students through the full path (S3 PUT -> notification -> SQS -> router ->
+Kinesis -> consumer -> DynamoDB) with ``producer.load``, in real time, in steps of
+more students. A step is
 sustained when its lag stays flat (the last third of its chunks within 1.5x,
 or +500 ms, of the first third) and every chunk has its result. The first
 step that is not sustained ends the ramp.
