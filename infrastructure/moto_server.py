@@ -19,6 +19,12 @@ session in one transaction), and restoring a whole table undid other requests' w
 meanwhile. Here the backup is of the items the transaction names, restored one by one
 (:func:`backup_items_only`); what a cancelled transaction leaves is the same.
 
+moto's server runs on werkzeug's development server, which answers every request with
+``Connection: close``: each request was a new TCP connection for the client and a new thread
+for the server (and a socket left in TIME_WAIT for a minute: at 200 students, ~500 a
+second against 28,000 local ports). Here connections are kept alive
+(:class:`KeepAliveHandler`), as AWS's endpoints keep them.
+
 Five costs per request that AWS does not have, found by profiling the emulator under the
 end-to-end benchmark's load (docs/benchmarks.md, "The local stack's CPU per chunk"), are cut
 (:func:`cut_request_costs`), none of them changing an answer:
@@ -66,6 +72,7 @@ __all__ = [
     "backup_items_only",
     "count_requests",
     "cut_request_costs",
+    "keep_alive_handler",
     "main",
     "serialise_kinesis",
 ]
@@ -299,6 +306,100 @@ def _keep_parses() -> None:
     ConditionExpressionParser.parse = kept_parse  # type: ignore[method-assign,assignment]
 
 
+def keep_alive_handler() -> type:
+    """moto's request handler with HTTP/1.1 keep-alive (see the module docstring).
+
+    werkzeug closes every connection because ``http.server`` cannot read the next request
+    while the previous body is unread, and after each response it reads whatever else the
+    client sent (the next request, on a kept connection). This handler gives the application
+    a ``Content-Length`` body's bytes only, reads what it left of them before the next
+    request, and shows werkzeug's after-response read nothing; a connection whose request
+    body was chunked (its end is the application's to find) is still closed.
+    """
+    from moto.moto_server.werkzeug_app import MotoRequestHandler
+
+    class KeepAliveHandler(MotoRequestHandler):
+        _body: _Body | None = None
+        _stream: Any = None
+
+        def make_environ(self) -> dict[str, Any]:
+            environ: dict[str, Any] = super().make_environ()
+            self._body = None
+            if not environ.get("wsgi.input_terminated"):  # not chunked: its length is known
+                try:
+                    length = int(environ.get("CONTENT_LENGTH") or 0)
+                except ValueError:
+                    return environ
+                self._body = _Body(self._stream, max(length, 0))
+                environ["wsgi.input"] = self._body
+            return environ
+
+        def send_header(self, keyword: str, value: str) -> None:
+            if keyword.lower() == "connection" and value.lower() == "close" and self._body:
+                return  # werkzeug's unconditional close: kept alive instead
+            super().send_header(keyword, value)
+
+        def run_wsgi(self) -> None:
+            self._stream = self.rfile
+            # what werkzeug reads itself (see above)
+            self.rfile = _AfterBody(self)  # type: ignore[assignment]
+            try:
+                super().run_wsgi()
+            finally:
+                self.rfile = self._stream
+            if self._body is not None:
+                self._body.drain()  # the next request starts where this body ends
+
+    return KeepAliveHandler
+
+
+class _AfterBody:
+    """The connection as werkzeug's handler reads it: a chunked body (the connection is
+    closed after it) as it comes; past a body of known length, nothing (the next request)."""
+
+    def __init__(self, handler: Any) -> None:
+        self._handler = handler
+
+    def read(self, size: int = -1) -> bytes:
+        if self._handler._body is not None:
+            return b""
+        data: bytes = self._handler._stream.read(size)
+        return data
+
+    def readline(self, size: int = -1) -> bytes:
+        if self._handler._body is not None:
+            return b""
+        data: bytes = self._handler._stream.readline(size)
+        return data
+
+
+class _Body:
+    """A request body of known length: what the application reads, the rest drained."""
+
+    def __init__(self, stream: Any, length: int) -> None:
+        self._stream = stream
+        self._left = length
+
+    def read(self, size: int = -1) -> bytes:
+        size = self._left if size is None or size < 0 else min(size, self._left)
+        data: bytes = self._stream.read(size) if size else b""
+        self._left -= len(data)
+        return data
+
+    def readline(self, size: int = -1) -> bytes:
+        size = self._left if size is None or size < 0 else min(size, self._left)
+        data: bytes = self._stream.readline(size) if size else b""
+        self._left -= len(data)
+        return data
+
+    def __iter__(self) -> Any:
+        return iter(self.readline, b"")
+
+    def drain(self) -> None:
+        while self._left > 0 and self.read(min(self._left, 65536)):
+            pass
+
+
 STATS_PATH = "/moto-api/proctor/requests"
 """``GET`` here: ``{"service.Operation": {"count": n, "cpu_s": seconds}, ...}`` so far."""
 
@@ -362,13 +463,14 @@ def count_requests() -> None:
 def main(argv: list[str] | None = None) -> None:
     """moto's server (its own command line), Kinesis serialised, transactions' backups
     of the items they name only, requests counted."""
-    from moto.server import main as moto_main
+    from moto import server
 
     serialise_kinesis()
     backup_items_only()
     cut_request_costs()
     count_requests()
-    moto_main(argv)
+    server.MotoRequestHandler = keep_alive_handler()  # type: ignore[misc,assignment]
+    server.main(argv)
 
 
 if __name__ == "__main__":

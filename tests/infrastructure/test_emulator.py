@@ -3,6 +3,7 @@ and its transactions backing up only the items they name."""
 
 from __future__ import annotations
 
+import io
 import json
 import urllib.request
 import uuid
@@ -294,3 +295,34 @@ def test_a_send_costs_the_same_on_a_long_queue_and_queues_answer_as_before(
     plain = sqs.create_queue(QueueName=f"{name}-plain.fifo", Attributes={"FifoQueue": "true"})
     with pytest.raises(ClientError):  # no content deduplication: an id is required
         sqs.send_message(QueueUrl=plain["QueueUrl"], MessageBody="x", MessageGroupId="g")
+
+
+def test_connections_are_kept_alive_across_requests_of_every_shape(emulator: Emulator) -> None:
+    """werkzeug, under moto's server, closed the connection after every response: a TCP
+    connection and a server thread per request, and a socket in TIME_WAIT for a minute
+    each (~500 a second at 200 students). The emulator keeps connections alive: a client
+    sends body after body on one connection, including a body the server never reads (an
+    upload to a missing bucket) and one announced with 100-continue, and every answer is
+    its own request's."""
+    settings = Settings(endpoint_url=emulator.endpoint_url)
+    s3 = sync_client(settings, "s3")
+    bucket = f"keep-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    closing: list[str] = []
+
+    def answered(http_response: Any, **_: Any) -> None:  # every answer, errors included
+        if http_response.headers.get("connection", "").lower() == "close":
+            closing.append(http_response.url)
+
+    s3.meta.events.register("after-call.s3", answered)
+    s3.meta.events.register("after-call-error.s3", answered)
+    body = bytes(range(256)) * 2_000  # 512 kB
+    for n in range(5):
+        s3.put_object(Bucket=bucket, Key=f"k{n}", Body=body[n:])
+        with pytest.raises(ClientError) as missing:
+            s3.put_object(Bucket=f"{bucket}-missing", Key="k", Body=body)
+        assert missing.value.response["Error"]["Code"] == "NoSuchBucket"
+        s3.upload_fileobj(io.BytesIO(body[:n]), bucket, f"f{n}")  # a file: 100-continue
+        assert s3.get_object(Bucket=bucket, Key=f"k{n}")["Body"].read() == body[n:]
+        assert s3.get_object(Bucket=bucket, Key=f"f{n}")["Body"].read() == body[:n]
+    assert closing == [], f"{len(closing)} of 25 answers closed their connection"
