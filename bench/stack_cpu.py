@@ -87,7 +87,8 @@ class StackCpu:
     @staticmethod
     def since(before: Snapshot, after: Snapshot, chunks: int) -> dict[str, Any]:
         """CPU ms per chunk and cores used, by process role; the emulators' requests and
-        CPU ms per chunk by operation (their thread's time answering it)."""
+        CPU ms per chunk by operation (their thread's time answering it). With no chunks
+        (an idle window) the "per chunk" figures are the window's totals."""
         per = max(chunks, 1)
         seconds = max(after.at - before.at, 1e-9)
         spent = {
