@@ -1,7 +1,8 @@
-"""moto's server with its Kinesis operations serialised: what ``infrastructure.emulator`` runs.
+"""moto's server as the local stack needs it: what ``infrastructure.emulator`` runs.
 
 ``python -m infrastructure.moto_server -H 127.0.0.1 -p PORT`` is ``python -m moto.server``
-with one change. moto's server answers requests on threads, and its Kinesis shard numbers
+with the changes below, none of them in what an answer says. First: moto's server answers
+requests on threads, and its Kinesis shard numbers
 a new record ``max + 1`` without a lock ("not safe for concurrency", says its source): two
 PutRecords at once give two records one sequence number and the later replaces the
 earlier, so chunk events were lost under load (found by ``make soak``; proved by
@@ -23,7 +24,7 @@ moto's server runs on werkzeug's development server, which answers every request
 ``Connection: close``: each request was a new TCP connection for the client and a new thread
 for the server (and a socket left in TIME_WAIT for a minute: at 200 students, ~500 a
 second against 28,000 local ports). Here connections are kept alive
-(:class:`KeepAliveHandler`), as AWS's endpoints keep them.
+(:func:`keep_alive_handler`), as AWS's endpoints keep them.
 
 Five costs per request that AWS does not have, found by profiling the emulator under the
 end-to-end benchmark's load (docs/benchmarks.md, "The local stack's CPU per chunk"), are cut
