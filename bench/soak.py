@@ -1,12 +1,14 @@
 """Soak: a steady load on the local stack for minutes; lag and memory must stay flat.
 
 ``python -m bench.soak --students 50 --minutes 10`` starts ``proctor up`` as
-``bench.e2e`` does (moto's server, the router, one consumer worker with the
-``fixed`` engine: 100 ms per frame, no CPU), replays that many students in
+``bench.e2e`` does (moto's servers, DynamoDB and Kinesis in one of their own unless
+``--split ""``, the router, one consumer worker with the ``fixed`` engine: 100 ms per
+frame, no CPU), replays that many students in
 real time through the full path for that long, and samples every 10 s the
 resident memory of the consumer process (worker and router), of its frame
-pool and of moto's server. It writes ``bench/results/soak.json`` and
-``soak.png`` and says whether
+pool and of moto's servers, and the CPU each process spent per chunk
+(``bench.stack_cpu``). It writes ``bench/results/soak.json`` and ``soak.png`` and says
+whether
 
 - lag stayed flat: the p50 of created -> result written in the last minute
   is within 1.5x (or +500 ms) of the second minute's;
@@ -33,8 +35,9 @@ from typing import Any
 import numpy as np
 import psutil
 
-from bench.e2e import _Stack, _step
+from bench.e2e import SPLIT, _Stack, _step
 from bench.harness import LoadGuard, MachineBusy, add_load_arguments
+from bench.stack_cpu import StackCpu
 from producer.chunking import chunk_recording
 
 _DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -131,6 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--students", type=int, default=50)
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--out", type=Path, default=_OUT)
+    parser.add_argument(
+        "--split", default=SPLIT, help="proctor up --split (an empty string: one emulator)"
+    )
     add_load_arguments(parser)
     args = parser.parse_args(argv)
     guard = LoadGuard.from_arguments(args)
@@ -143,13 +149,15 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     metrics = args.out / "soak-metrics.jsonl"
     metrics.unlink(missing_ok=True)
-    stack = _Stack(metrics)
+    stack = _Stack(metrics, args.split)
     sampler = _MemorySampler(stack.process.pid)
     sampler.start()
     try:
+        before = stack.cpu.snapshot()
         report = asyncio.run(
             _step(stack.settings, chunks, args.students, args.minutes * 60, speed=1.0)
         )
+        cpu = StackCpu.since(before, stack.cpu.snapshot(), len(report.created))
     finally:
         sampler.stop()
         stack.stop()
@@ -183,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         "per_minute": minutes,
         "memory": memory,
         "consumer_mib": {"after_2_min": settled["consumer_mib"], "end": end["consumer_mib"]},
+        "cpu": cpu,  # CPU ms per chunk of every process of the stack (bench.stack_cpu)
     }
     (args.out / "soak.json").write_text(json.dumps(result, indent=2) + "\n")
     _plot(

@@ -3,6 +3,12 @@
 It runs ``infrastructure.moto_server``: moto's server with its Kinesis operations
 serialised, so concurrent PutRecords lose no record.
 
+One moto process answers on one core at most (its threads share one interpreter). Services
+whose emulation crosses no other service (:data:`SPLITTABLE`: DynamoDB, Kinesis) can run in
+processes of their own (:func:`emulators`, ``proctor up --split dynamodb,kinesis``), each
+client reaching its service's process (``Settings.endpoint_urls``); S3, SQS and SNS stay in
+one process, since S3's notifications go to SQS and SNS delivers to SQS inside moto.
+
 A separate process (not a thread) because it serves about twice as many
 requests per second that way and a crash in it cannot take the caller down.
 The caller owns it: ``with Emulator(...) as emulator:`` starts it, waits until
@@ -27,12 +33,16 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator, Sequence
 from types import TracebackType
 
 from proctoring.errors import ProctoringError
 from proctoring.lifetime import tied
 
-__all__ = ["Emulator", "StackError", "free_port"]
+__all__ = ["SPLITTABLE", "Emulator", "StackError", "emulators", "free_port", "split_groups"]
+
+SPLITTABLE = frozenset({"dynamodb", "kinesis"})
+"""Services (botocore's names) an emulator process of their own can serve; see above."""
 
 
 class StackError(ProctoringError):
@@ -139,3 +149,42 @@ class Emulator:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def split_groups(specs: Sequence[str]) -> list[tuple[str, ...]]:
+    """``["dynamodb,kinesis"]`` -> ``[("dynamodb", "kinesis")]``: one emulator per spec.
+
+    Raises StackError for a service that cannot leave the main emulator or is named twice.
+    """
+    groups: list[tuple[str, ...]] = []
+    seen: set[str] = set()
+    for spec in specs:
+        group = tuple(name.strip().lower() for name in spec.split(",") if name.strip())
+        for name in group:
+            if name not in SPLITTABLE:
+                raise StackError(
+                    f"{name!r} cannot run in an emulator of its own (only "
+                    f"{', '.join(sorted(SPLITTABLE))}: S3, SQS and SNS deliver to each other "
+                    "inside one emulator)"
+                )
+            if name in seen:
+                raise StackError(f"{name!r} is named in two --split groups")
+            seen.add(name)
+        if group:
+            groups.append(group)
+    return groups
+
+
+@contextlib.contextmanager
+def emulators(
+    host: str = "127.0.0.1", port: int = 0, split: Sequence[tuple[str, ...]] = ()
+) -> Iterator[tuple[Emulator, dict[str, str]]]:
+    """The main emulator on ``host:port`` and one more per group of ``split``; yields the main
+    one and the services' endpoints (``Settings.endpoint_urls``). All stop on exit."""
+    with contextlib.ExitStack() as running:
+        main = running.enter_context(Emulator(host, port))
+        endpoints: dict[str, str] = {}
+        for group in split:
+            extra = running.enter_context(Emulator(host))
+            endpoints.update(dict.fromkeys(group, extra.endpoint_url))
+        yield main, endpoints

@@ -49,13 +49,26 @@ def _client(settings: Settings, service: str) -> Any:
     with _session_lock:
         if _session is None:
             _session = boto3.session.Session()
-        return _session.client(service, **client_kwargs(settings))
+        return _session.client(service, **client_kwargs(settings, service))
 
 
 def provision(settings: Settings, *, shard_count: int = 2) -> dict[str, str]:
-    """Create the stack named ``settings.prefix`` unless it exists; return its outputs."""
+    """Create the stack named ``settings.prefix`` unless it exists; return its outputs.
+
+    Services served by emulator processes of their own (``settings.endpoint_urls``,
+    ``proctor up --split``) find their resources there: each such emulator gets the whole
+    stack too (the same names and ARNs), and each client goes to its service's process.
+    """
     if not settings.endpoint_url:
         raise StackError("provision() is for the local emulator; deploy to AWS with CloudFormation")
+    for url in sorted(set(settings.endpoint_urls.values()) - {settings.endpoint_url}):
+        _provision_one(
+            settings.model_copy(update={"endpoint_url": url, "endpoint_urls": {}}), shard_count
+        )
+    return _provision_one(settings.model_copy(update={"endpoint_urls": {}}), shard_count)
+
+
+def _provision_one(settings: Settings, shard_count: int) -> dict[str, str]:
     template = load_template()
     parameters = {
         "Target": "local",

@@ -1,7 +1,8 @@
-"""moto's server with its Kinesis operations serialised: what ``infrastructure.emulator`` runs.
+"""moto's server as the local stack needs it: what ``infrastructure.emulator`` runs.
 
 ``python -m infrastructure.moto_server -H 127.0.0.1 -p PORT`` is ``python -m moto.server``
-with one change. moto's server answers requests on threads, and its Kinesis shard numbers
+with the changes below, none of them in what an answer says. First: moto's server answers
+requests on threads, and its Kinesis shard numbers
 a new record ``max + 1`` without a lock ("not safe for concurrency", says its source): two
 PutRecords at once give two records one sequence number and the later replaces the
 earlier, so chunk events were lost under load (found by ``make soak``; proved by
@@ -18,17 +19,64 @@ end-to-end run's latency grew without bound once the consumer wrote a student's 
 session in one transaction), and restoring a whole table undid other requests' writes made
 meanwhile. Here the backup is of the items the transaction names, restored one by one
 (:func:`backup_items_only`); what a cancelled transaction leaves is the same.
+
+moto's server runs on werkzeug's development server, which answers every request with
+``Connection: close``: each request was a new TCP connection for the client and a new thread
+for the server (and a socket left in TIME_WAIT for a minute: at 200 students, ~500 a
+second against 28,000 local ports). Here connections are kept alive
+(:func:`keep_alive_handler`), as AWS's endpoints keep them.
+
+Five costs per request that AWS does not have, found by profiling the emulator under the
+end-to-end benchmark's load (docs/benchmarks.md, "The local stack's CPU per chunk"), are cut
+(:func:`cut_request_costs`), none of them changing an answer:
+
+- moto's dispatcher asks, for every request, whether its host names a moto module by listing
+  moto's package directory and ``stat``-ing each entry (~150 system calls, ~1.7 ms of the
+  ~3 ms a small request costs): the list is read once;
+- its response class lists its own methods with ``inspect.getmembers`` for every request to
+  check the action exists (~0.8 ms): once per class;
+- a DynamoDB ``Query`` on a table's key sorts every item of the table, then keeps those of
+  the queried partition: a cost that grows with the table (the results table gains a row per
+  chunk; 10 ms a query at 1,500 rows, and the load generator follows results with queries).
+  Here a query of a table's own key (no index) reads only its partition; the same items in
+  the same order;
+- a conditional write's ``ConditionExpression`` is parsed three times per item (validating
+  the request, checking the transaction, writing the item), about 1 ms each, half of a
+  ``TransactWriteItems``'s time: a parse is kept for the same expression, names and values
+  (the syntax tree is only read when evaluated), the last 1,024 of them;
+- SQS ``SendMessage`` (every S3 notification is one) builds all of the queue's attributes to
+  read one, ``ContentBasedDeduplication``, and three of them count the queue's messages one by
+  one: each send cost more the longer the queue, so a stack that fell behind fell further
+  behind. Here a send reads that one attribute.
+
+And one addition, for the benchmarks: every request is counted by ``service.Operation`` with
+the CPU time its thread spent answering it (:func:`count_requests`); ``GET`` on
+:data:`STATS_PATH` returns the counts so far as JSON (``bench.stack_cpu`` reads them before
+and after a load step to get the emulator's requests and CPU per chunk, by operation).
 """
 
 from __future__ import annotations
 
+import collections
 import copy
 import functools
+import json
 import threading
+import time
+import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["SERIALISED", "backup_items_only", "main", "serialise_kinesis"]
+__all__ = [
+    "SERIALISED",
+    "STATS_PATH",
+    "backup_items_only",
+    "count_requests",
+    "cut_request_costs",
+    "keep_alive_handler",
+    "main",
+    "serialise_kinesis",
+]
 
 SERIALISED = (
     "put_record",
@@ -136,14 +184,294 @@ def _items_before(
     return before
 
 
+_IN_QUERY = threading.local()
+
+
+def cut_request_costs() -> None:
+    """The three per-request costs of the module docstring, cut (idempotent)."""
+    from moto import backends
+    from moto.core import responses
+    from moto.dynamodb.models.table import Table
+
+    if getattr(backends.list_of_moto_modules, "_once", False):
+        return
+    modules = tuple(backends.list_of_moto_modules())
+
+    def list_of_moto_modules() -> tuple[str, ...]:
+        return modules
+
+    list_of_moto_modules._once = True  # type: ignore[attr-defined]
+    backends.list_of_moto_modules = list_of_moto_modules
+    responses.method_names_from_class = functools.cache(responses.method_names_from_class)
+
+    query, all_items = Table.query, Table.all_items
+
+    @functools.wraps(query)
+    def partition_query(table: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
+        # positional as moto's backend calls it: index_name is the eighth argument
+        index_name = kwargs.get("index_name", args[6] if len(args) > 6 else None)
+        if index_name is not None or hash_key is None:
+            return query(table, hash_key, *args, **kwargs)
+        _IN_QUERY.partition = (table, hash_key)
+        try:
+            return query(table, hash_key, *args, **kwargs)
+        finally:
+            _IN_QUERY.partition = None
+
+    @functools.wraps(all_items)
+    def partition_items(table: Any) -> list[Any]:
+        partition = getattr(_IN_QUERY, "partition", None)
+        if partition is None or partition[0] is not table:
+            return all_items(table)
+        hash_key = partition[1]
+        if hash_key not in table.items:  # a defaultdict: do not create the partition
+            return []
+        if not table.range_key_attr:
+            return [table.items[hash_key]]
+        return sorted(table.items[hash_key].values(), key=lambda item: item.range_key)
+
+    Table.query = partition_query  # type: ignore[method-assign,assignment]
+    Table.all_items = partition_items  # type: ignore[method-assign,assignment]
+    _keep_parses()
+    _send_reads_one_attribute()
+
+
+_SENDING = threading.local()
+
+
+def _send_reads_one_attribute() -> None:
+    """SQS's send reads ``ContentBasedDeduplication`` only (module docstring)."""
+    from moto.sqs.models import Queue, SQSBackend
+
+    attributes: property = Queue.attributes  # type: ignore[assignment]
+    send = SQSBackend.send_message
+
+    def one_attribute(queue: Any) -> dict[str, Any]:
+        if not getattr(_SENDING, "on", False):
+            return attributes.fget(queue)  # type: ignore[misc]
+        if not queue.fifo_queue:  # a FIFO attribute: absent from a standard queue's
+            return {}
+        value = queue.content_based_deduplication
+        return {
+            "ContentBasedDeduplication": str(value).lower() if isinstance(value, bool) else value
+        }
+
+    @functools.wraps(send)
+    def send_message(backend: Any, *args: Any, **kwargs: Any) -> Any:
+        _SENDING.on = True
+        try:
+            return send(backend, *args, **kwargs)
+        finally:
+            _SENDING.on = False
+
+    Queue.attributes = property(one_attribute)  # type: ignore[assignment,method-assign]
+    SQSBackend.send_message = send_message  # type: ignore[method-assign,assignment]
+
+
+_PARSES = 1024
+
+
+def _keep_parses() -> None:
+    """Keep the last :data:`_PARSES` condition expressions' parses (module docstring)."""
+    from moto.dynamodb.comparisons import ConditionExpressionParser
+
+    parse = ConditionExpressionParser.parse
+    kept: collections.OrderedDict[tuple[str, ...], tuple[Any, list[str], list[str]]] = (
+        collections.OrderedDict()
+    )
+    lock = threading.Lock()
+
+    @functools.wraps(parse)
+    def kept_parse(parser: Any) -> Any:
+        key = (
+            str(parser.condition_expression),
+            json.dumps(parser.expression_attribute_names, sort_keys=True),
+            json.dumps(parser.expression_attribute_values, sort_keys=True),
+        )
+        with lock:
+            found = kept.get(key)
+            if found is not None:
+                kept.move_to_end(key)
+        if found is None:
+            op = parse(parser)  # raises for a bad expression: nothing kept
+            found = (op, list(parser.expr_attr_names_found), list(parser.expr_attr_values_found))
+            with lock:
+                kept[key] = found
+                if len(kept) > _PARSES:
+                    kept.popitem(last=False)
+        else:  # what the parse records for the request's validation, as a parse would
+            parser.expr_attr_names_found.extend(found[1])
+            parser.expr_attr_values_found.extend(found[2])
+        return found[0]
+
+    ConditionExpressionParser.parse = kept_parse  # type: ignore[method-assign,assignment]
+
+
+def keep_alive_handler() -> type:
+    """moto's request handler with HTTP/1.1 keep-alive (see the module docstring).
+
+    werkzeug closes every connection because ``http.server`` cannot read the next request
+    while the previous body is unread, and after each response it reads whatever else the
+    client sent (the next request, on a kept connection). This handler gives the application
+    a ``Content-Length`` body's bytes only, reads what it left of them before the next
+    request, and shows werkzeug's after-response read nothing; a connection whose request
+    body was chunked (its end is the application's to find) is still closed.
+    """
+    from moto.moto_server.werkzeug_app import MotoRequestHandler
+
+    class KeepAliveHandler(MotoRequestHandler):
+        _body: _Body | None = None
+        _stream: Any = None
+
+        def make_environ(self) -> dict[str, Any]:
+            environ: dict[str, Any] = super().make_environ()
+            self._body = None
+            if not environ.get("wsgi.input_terminated"):  # not chunked: its length is known
+                try:
+                    length = int(environ.get("CONTENT_LENGTH") or 0)
+                except ValueError:
+                    return environ
+                self._body = _Body(self._stream, max(length, 0))
+                environ["wsgi.input"] = self._body
+            return environ
+
+        def send_header(self, keyword: str, value: str) -> None:
+            if keyword.lower() == "connection" and value.lower() == "close" and self._body:
+                return  # werkzeug's unconditional close: kept alive instead
+            super().send_header(keyword, value)
+
+        def run_wsgi(self) -> None:
+            self._stream = self.rfile
+            # what werkzeug reads itself (see above)
+            self.rfile = _AfterBody(self)  # type: ignore[assignment]
+            try:
+                super().run_wsgi()
+            finally:
+                self.rfile = self._stream
+            if self._body is not None:
+                self._body.drain()  # the next request starts where this body ends
+
+    return KeepAliveHandler
+
+
+class _AfterBody:
+    """The connection as werkzeug's handler reads it: a chunked body (the connection is
+    closed after it) as it comes; past a body of known length, nothing (the next request)."""
+
+    def __init__(self, handler: Any) -> None:
+        self._handler = handler
+
+    def read(self, size: int = -1) -> bytes:
+        if self._handler._body is not None:
+            return b""
+        data: bytes = self._handler._stream.read(size)
+        return data
+
+    def readline(self, size: int = -1) -> bytes:
+        if self._handler._body is not None:
+            return b""
+        data: bytes = self._handler._stream.readline(size)
+        return data
+
+
+class _Body:
+    """A request body of known length: what the application reads, the rest drained."""
+
+    def __init__(self, stream: Any, length: int) -> None:
+        self._stream = stream
+        self._left = length
+
+    def read(self, size: int = -1) -> bytes:
+        size = self._left if size is None or size < 0 else min(size, self._left)
+        data: bytes = self._stream.read(size) if size else b""
+        self._left -= len(data)
+        return data
+
+    def readline(self, size: int = -1) -> bytes:
+        size = self._left if size is None or size < 0 else min(size, self._left)
+        data: bytes = self._stream.readline(size) if size else b""
+        self._left -= len(data)
+        return data
+
+    def __iter__(self) -> Any:
+        return iter(self.readline, b"")
+
+    def drain(self) -> None:
+        while self._left > 0 and self.read(min(self._left, 65536)):
+            pass
+
+
+STATS_PATH = "/moto-api/proctor/requests"
+"""``GET`` here: ``{"service.Operation": {"count": n, "cpu_s": seconds}, ...}`` so far."""
+
+_STATS: dict[str, list[float]] = {}
+_STATS_LOCK = threading.Lock()
+
+
+def operation_of(environ: dict[str, Any]) -> str:
+    """``service.Operation`` of a request, as botocore names them where the request says
+    (the JSON protocols' ``X-Amz-Target``, the query protocol's ``Action``); S3's REST
+    requests as ``s3.<METHOD> object|bucket`` (which is enough to tell PUT from GET)."""
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    service = "?"
+    if "Credential=" in auth:
+        scope = auth.split("Credential=", 1)[1].split(",", 1)[0].split("/")
+        service = scope[3] if len(scope) > 3 else "?"
+    target = environ.get("HTTP_X_AMZ_TARGET")
+    if target:
+        return f"{service}.{target.rsplit('.', 1)[-1]}"
+    query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""))
+    if "Action" in query:
+        return f"{service}.{query['Action'][0]}"
+    if service == "s3":
+        path = environ.get("PATH_INFO", "").strip("/")
+        return f"s3.{environ.get('REQUEST_METHOD', '?')} {'object' if '/' in path else 'bucket'}"
+    return f"{service}.{environ.get('REQUEST_METHOD', '?')} {environ.get('PATH_INFO', '')[:40]}"
+
+
+def count_requests() -> None:
+    """Count every request moto's server answers and the CPU its thread spent on it."""
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    original = DomainDispatcherApplication.__call__
+    if getattr(original, "_counted", False):
+        return
+
+    @functools.wraps(original)
+    def counted(app: Any, environ: dict[str, Any], start_response: Any) -> Any:
+        if environ.get("PATH_INFO") == STATS_PATH:
+            with _STATS_LOCK:
+                body = json.dumps(
+                    {k: {"count": int(v[0]), "cpu_s": round(v[1], 6)} for k, v in _STATS.items()}
+                ).encode()
+            start_response("200 OK", [("Content-Type", "application/json")])
+            return [body]
+        started = time.thread_time()
+        try:
+            return original(app, environ, start_response)
+        finally:
+            spent = time.thread_time() - started
+            name = operation_of(environ)
+            with _STATS_LOCK:
+                row = _STATS.setdefault(name, [0, 0.0])
+                row[0] += 1
+                row[1] += spent
+
+    counted._counted = True  # type: ignore[attr-defined]
+    DomainDispatcherApplication.__call__ = counted  # type: ignore[method-assign,assignment]
+
+
 def main(argv: list[str] | None = None) -> None:
     """moto's server (its own command line), Kinesis serialised, transactions' backups
-    of the items they name only."""
-    from moto.server import main as moto_main
+    of the items they name only, requests counted."""
+    from moto import server
 
     serialise_kinesis()
     backup_items_only()
-    moto_main(argv)
+    cut_request_costs()
+    count_requests()
+    server.MotoRequestHandler = keep_alive_handler()  # type: ignore[misc,assignment]
+    server.main(argv)
 
 
 if __name__ == "__main__":

@@ -47,14 +47,16 @@ def _config(settings: Settings, *, attempts: int, pool: int) -> Config:
 def client_kwargs(settings: Settings, service: str = "", *, pool: int = 10) -> dict[str, Any]:
     """Keyword arguments for one service's client: endpoint, region, timeouts, retries.
 
-    Kinesis may live elsewhere (``kinesis_endpoint_url``: an independent
-    emulator in conformance tests); every other service uses ``endpoint_url``.
+    A service named in ``endpoint_urls`` is reached there (the local stack's emulator
+    processes of their own, ``proctor up --split``); Kinesis may also be named by
+    ``kinesis_endpoint_url`` (an independent emulator in conformance tests); every other
+    service uses ``endpoint_url``.
     """
     kwargs: dict[str, Any] = {
         "region_name": settings.region,
         "config": _config(settings, attempts=5, pool=pool),
     }
-    endpoint = settings.endpoint_url
+    endpoint = settings.endpoint_urls.get(service) or settings.endpoint_url
     if service == "kinesis" and settings.kinesis_endpoint_url:
         endpoint = settings.kinesis_endpoint_url
     if endpoint:

@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     # Where AWS is. ``endpoint_url`` unset means real AWS; the local stack sets it
     # to its emulator on 127.0.0.1.
     endpoint_url: str | None = None
+    # Services served elsewhere than endpoint_url, by botocore's service name: the local stack
+    # runs some in emulator processes of their own (`proctor up --split`), e.g.
+    # PROCTOR_ENDPOINT_URLS='{"dynamodb": "http://127.0.0.1:4567"}'. Wins over endpoint_url.
+    endpoint_urls: dict[str, str] = Field(default_factory=dict)
     region: str = "us-east-1"
     prefix: str = Field(default="proctor", pattern=r"^[a-z0-9][a-z0-9-]{1,40}$")
     # From the stack's outputs (AlertsTopicArn); the local stack fills it in.

@@ -8,6 +8,7 @@ or real AWS credentials.
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,17 +35,37 @@ __all__ = ["consume", "serve", "up"]
     type=click.Path(dir_okay=False, path_type=Path),
     help="append the EMF metric lines here (for `proctor metrics`) instead of stdout",
 )
+@click.option(
+    "--split",
+    multiple=True,
+    metavar="SERVICES",
+    help="serve these services (dynamodb, kinesis; comma-separated) from an emulator process"
+    " of their own, on the other core (repeatable: one process each)",
+)
 def up(
-    port: int | None, prefix: str | None, shards: int, router: bool, metrics_file: Path | None
+    port: int | None,
+    prefix: str | None,
+    shards: int,
+    router: bool,
+    metrics_file: Path | None,
+    split: tuple[str, ...],
 ) -> None:
     """Start the local stack: emulator, resources, chunk router and consumer, until Ctrl-C."""
-    from infrastructure.emulator import Emulator
+    import shlex
+
+    from infrastructure.emulator import StackError, emulators, split_groups
     from infrastructure.local import provision
 
     settings = settings_from(port=port, prefix=prefix)
     configure_logging(settings)
-    with Emulator(settings.host, settings.port) as emulator:
-        settings = settings.model_copy(update={"endpoint_url": emulator.endpoint_url})
+    try:
+        groups = split_groups(split)
+    except StackError as exc:
+        raise click.BadParameter(str(exc), param_hint="--split") from exc
+    with emulators(settings.host, settings.port, groups) as (emulator, endpoints):
+        settings = settings.model_copy(
+            update={"endpoint_url": emulator.endpoint_url, "endpoint_urls": endpoints}
+        )
         outputs = provision(settings, shard_count=shards)
         settings = settings.model_copy(update={"alerts_topic_arn": outputs["AlertsTopicArn"]})
 
@@ -53,6 +74,8 @@ def up(
             click.echo(f"export PROCTOR_ENDPOINT_URL={emulator.endpoint_url}")
             click.echo(f"export PROCTOR_PREFIX={settings.prefix}")
             click.echo(f"export PROCTOR_ALERTS_TOPIC_ARN={settings.alerts_topic_arn}")
+            if endpoints:
+                click.echo(f"export PROCTOR_ENDPOINT_URLS={shlex.quote(json.dumps(endpoints))}")
 
         with contextlib.ExitStack() as files:
             sink: Callable[[str], None] = print

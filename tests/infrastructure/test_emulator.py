@@ -3,6 +3,9 @@ and its transactions backing up only the items they name."""
 
 from __future__ import annotations
 
+import io
+import json
+import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -11,6 +14,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from infrastructure.emulator import Emulator
+from infrastructure.moto_server import STATS_PATH
 from proctoring.aws import sync_client
 from proctoring.settings import Settings
 
@@ -116,3 +120,209 @@ def test_a_cancelled_transaction_leaves_every_item_it_named_as_it_was(emulator: 
         ExpressionAttributeValues={":k": {"S": "s"}},
     )["Items"]
     assert sorted((int(i["r"]["N"]), int(i["v"]["N"])) for i in rows) == [(0, 2), (2, 1), (5, 2)]
+
+
+def _operations(emulator: Emulator) -> dict[str, dict[str, float]]:
+    url = f"{emulator.endpoint_url}{STATS_PATH}"
+    with urllib.request.urlopen(url, timeout=5) as answer:  # loopback, the emulator's own
+        counts: dict[str, dict[str, float]] = json.loads(answer.read())
+    return counts
+
+
+def test_a_query_reads_its_partition_only_and_answers_as_before(emulator: Emulator) -> None:
+    """moto sorted every item of a table for each Query of one partition, so following a
+    session's result rows cost more with every chunk any student sent; the emulator reads
+    the queried partition only. The answers stay DynamoDB's: the key condition, the order
+    both ways, pages, and an index's query (not a partition of the table) still work, and
+    the emulator's request counts (what bench.stack_cpu reads) count each query."""
+    settings = Settings(endpoint_url=emulator.endpoint_url)
+    dynamodb = sync_client(settings, "dynamodb")
+    table = f"q-{uuid.uuid4().hex[:8]}"
+    dynamodb.create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "k", "KeyType": "HASH"},
+                   {"AttributeName": "r", "KeyType": "RANGE"}],
+        AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"},
+                              {"AttributeName": "r", "AttributeType": "N"},
+                              {"AttributeName": "g", "AttributeType": "S"}],
+        GlobalSecondaryIndexes=[{"IndexName": "by-g",
+                                 "KeySchema": [{"AttributeName": "g", "KeyType": "HASH"}],
+                                 "Projection": {"ProjectionType": "ALL"}}],
+        BillingMode="PAY_PER_REQUEST",
+    )  # fmt: skip
+
+    def query(partition: str, **extra: Any) -> list[int]:
+        return [
+            int(item["r"]["N"])
+            for item in dynamodb.query(
+                TableName=table,
+                KeyConditionExpression="k = :k" + extra.pop("and_", ""),
+                ExpressionAttributeValues={":k": {"S": partition}, **extra.pop("values", {})},
+                **extra,
+            )["Items"]
+        ]
+
+    def cpu_per_query(partition: str) -> float:
+        before = _operations(emulator).get("dynamodb.Query", {"count": 0, "cpu_s": 0.0})
+        for _ in range(15):
+            query(partition)
+        after = _operations(emulator)["dynamodb.Query"]
+        assert after["count"] - before["count"] == 15  # every query counted
+        return (after["cpu_s"] - before["cpu_s"]) / 15
+
+    for r in (3, 1, 2, 0):
+        dynamodb.put_item(
+            TableName=table, Item={"k": {"S": "a"}, "r": {"N": str(r)}, "g": {"S": f"g{r % 2}"}}
+        )
+    small = cpu_per_query("a")
+    rows = [{"PutRequest": {"Item": {"k": {"S": f"p{n % 100}"}, "r": {"N": str(n)},
+                                     "g": {"S": "other"}}}} for n in range(2_000)]  # fmt: skip
+    for start in range(0, len(rows), 25):
+        dynamodb.batch_write_item(RequestItems={table: rows[start : start + 25]})
+
+    assert query("a") == [0, 1, 2, 3]
+    assert query("a", ScanIndexForward=False) == [3, 2, 1, 0]
+    assert query("a", and_=" AND r > :r", values={":r": {"N": "1"}}) == [2, 3]
+    assert query("nobody") == []
+    first = dynamodb.query(
+        TableName=table,
+        KeyConditionExpression="k = :k",
+        ExpressionAttributeValues={":k": {"S": "a"}},
+        Limit=3,
+    )
+    rest = dynamodb.query(
+        TableName=table,
+        KeyConditionExpression="k = :k",
+        ExpressionAttributeValues={":k": {"S": "a"}},
+        ExclusiveStartKey=first["LastEvaluatedKey"],
+    )
+    assert [int(i["r"]["N"]) for i in first["Items"] + rest["Items"]] == [0, 1, 2, 3]
+    by_index = dynamodb.query(
+        TableName=table,
+        IndexName="by-g",
+        KeyConditionExpression="g = :g",
+        ExpressionAttributeValues={":g": {"S": "g1"}},
+    )["Items"]
+    assert sorted(int(i["r"]["N"]) for i in by_index) == [1, 3]
+    # 2,000 more rows in other partitions: a query of the four costs about what it did
+    # (it sorted all 2,004 before: ~10 ms against ~1 ms); CPU time, not wall
+    assert cpu_per_query("a") < max(3 * small, small + 0.002)
+    dynamodb.delete_table(TableName=table)
+
+
+def test_kept_condition_parses_answer_each_write_by_its_own_values(emulator: Emulator) -> None:
+    """The emulator keeps the parse of a condition expression (moto parsed each three times
+    per written item); a write with the same expression and other values is judged by its
+    own values, and a condition that fails still fails, in a transaction or alone."""
+    settings = Settings(endpoint_url=emulator.endpoint_url)
+    dynamodb = sync_client(settings, "dynamodb")
+    table = f"c-{uuid.uuid4().hex[:8]}"
+    dynamodb.create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+    def save(version: int, expected: int) -> dict[str, Any]:
+        return {
+            "TableName": table,
+            "Item": {"k": {"S": "s"}, "version": {"N": str(version)}},
+            "ConditionExpression": "version = :v",
+            "ExpressionAttributeValues": {":v": {"N": str(expected)}},
+        }
+
+    dynamodb.put_item(TableName=table, Item={"k": {"S": "s"}, "version": {"N": "1"}})
+    for version in range(2, 6):  # the same expression, the value one higher each time
+        dynamodb.transact_write_items(TransactItems=[{"Put": save(version, version - 1)}])
+        with pytest.raises(ClientError) as stale:  # the same request again: now stale
+            dynamodb.transact_write_items(TransactItems=[{"Put": save(version, version - 1)}])
+        assert stale.value.response["Error"]["Code"] == "TransactionCanceledException"
+        with pytest.raises(ClientError) as alone:
+            dynamodb.put_item(**save(version, version - 1))
+        assert alone.value.response["Error"]["Code"] == "ConditionalCheckFailedException"
+    item = dynamodb.get_item(TableName=table, Key={"k": {"S": "s"}})["Item"]
+    assert item["version"] == {"N": "5"}
+    new = {
+        "TableName": table,
+        "Item": {"k": {"S": "t"}},
+        "ConditionExpression": "attribute_not_exists(#k)",
+        "ExpressionAttributeNames": {"#k": "k", "#unused": "x"},
+    }
+    for _ in range(2):  # parsed, then kept: the request's own validation runs both times
+        with pytest.raises(ClientError) as unused:
+            dynamodb.transact_write_items(TransactItems=[{"Put": new}])
+        assert "unused" in unused.value.response["Error"]["Message"]
+    dynamodb.delete_table(TableName=table)
+
+
+def test_a_send_costs_the_same_on_a_long_queue_and_queues_answer_as_before(
+    emulator: Emulator,
+) -> None:
+    """moto's SendMessage counted the queue's messages one by one to read one attribute, so a
+    stack that fell behind (S3 notifications piling up) fell further behind; the emulator's
+    send reads that attribute only. Counts and FIFO deduplication answer as before."""
+    settings = Settings(endpoint_url=emulator.endpoint_url)
+    sqs = sync_client(settings, "sqs")
+    name = f"long-{uuid.uuid4().hex[:8]}"
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+
+    def cpu_per_send(count: int) -> float:
+        before = _operations(emulator).get("sqs.SendMessage", {"count": 0, "cpu_s": 0.0})
+        for n in range(count):
+            sqs.send_message(QueueUrl=url, MessageBody=f"m{n}")
+        after = _operations(emulator)["sqs.SendMessage"]
+        return (after["cpu_s"] - before["cpu_s"]) / (after["count"] - before["count"])
+
+    short = cpu_per_send(20)
+    for start in range(0, 3_000, 10):
+        sqs.send_message_batch(
+            QueueUrl=url,
+            Entries=[{"Id": str(n), "MessageBody": f"b{start + n}"} for n in range(10)],
+        )
+    assert cpu_per_send(20) < max(3 * short, short + 0.002)  # it was ~56 ms at 3,000 (1 ms at 20)
+    counts = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert counts["ApproximateNumberOfMessages"] == "3040"
+
+    fifo = sqs.create_queue(
+        QueueName=f"{name}.fifo",
+        Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "true"},
+    )["QueueUrl"]
+    for _ in range(2):  # the same body twice within five minutes: one message
+        sqs.send_message(QueueUrl=fifo, MessageBody="once", MessageGroupId="g")
+    received = sqs.receive_message(QueueUrl=fifo, MaxNumberOfMessages=10)["Messages"]
+    assert [m["Body"] for m in received] == ["once"]
+    plain = sqs.create_queue(QueueName=f"{name}-plain.fifo", Attributes={"FifoQueue": "true"})
+    with pytest.raises(ClientError):  # no content deduplication: an id is required
+        sqs.send_message(QueueUrl=plain["QueueUrl"], MessageBody="x", MessageGroupId="g")
+
+
+def test_connections_are_kept_alive_across_requests_of_every_shape(emulator: Emulator) -> None:
+    """werkzeug, under moto's server, closed the connection after every response: a TCP
+    connection and a server thread per request, and a socket in TIME_WAIT for a minute
+    each (~500 a second at 200 students). The emulator keeps connections alive: a client
+    sends body after body on one connection, including a body the server never reads (an
+    upload to a missing bucket) and one announced with 100-continue, and every answer is
+    its own request's."""
+    settings = Settings(endpoint_url=emulator.endpoint_url)
+    s3 = sync_client(settings, "s3")
+    bucket = f"keep-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    closing: list[str] = []
+
+    def answered(http_response: Any, **_: Any) -> None:  # every answer, errors included
+        if http_response.headers.get("connection", "").lower() == "close":
+            closing.append(http_response.url)
+
+    s3.meta.events.register("after-call.s3", answered)
+    s3.meta.events.register("after-call-error.s3", answered)
+    body = bytes(range(256)) * 2_000  # 512 kB
+    for n in range(5):
+        s3.put_object(Bucket=bucket, Key=f"k{n}", Body=body[n:])
+        with pytest.raises(ClientError) as missing:
+            s3.put_object(Bucket=f"{bucket}-missing", Key="k", Body=body)
+        assert missing.value.response["Error"]["Code"] == "NoSuchBucket"
+        s3.upload_fileobj(io.BytesIO(body[:n]), bucket, f"f{n}")  # a file: 100-continue
+        assert s3.get_object(Bucket=bucket, Key=f"k{n}")["Body"].read() == body[n:]
+        assert s3.get_object(Bucket=bucket, Key=f"f{n}")["Body"].read() == body[:n]
+    assert closing == [], f"{len(closing)} of 25 answers closed their connection"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import urllib.request
 from urllib.parse import unquote_plus, urlsplit
 
 import pytest
@@ -10,8 +11,9 @@ import requests
 
 from dashboard.server import LocalServer
 from infrastructure import load_template, local
-from infrastructure.emulator import Emulator, StackError
+from infrastructure.emulator import Emulator, StackError, emulators, split_groups
 from infrastructure.local import provision
+from infrastructure.moto_server import STATS_PATH
 from lambdas.api import Api
 from proctoring.aws import sync_client
 from proctoring.settings import Settings
@@ -188,3 +190,50 @@ def test_a_create_retried_after_the_stack_was_made_still_provisions_it(
     s3 = sync_client(settings, "s3")
     notification = s3.get_bucket_notification_configuration(Bucket=settings.names.chunks_bucket)
     assert notification.get("QueueConfigurations"), "chunk uploads reach the chunk events queue"
+
+
+def _counts(url: str) -> dict[str, int]:
+    with urllib.request.urlopen(f"{url}{STATS_PATH}", timeout=5) as answer:  # loopback
+        return {name: row["count"] for name, row in json.loads(answer.read()).items()}
+
+
+def test_split_services_are_served_by_an_emulator_process_of_their_own() -> None:
+    """`proctor up --split dynamodb,kinesis`: one moto process answers on one core at most,
+    so DynamoDB and Kinesis get a process of their own. Each gets the whole stack; every
+    client reaches its service's process (Settings.endpoint_urls), and S3's notifications
+    still reach SQS in the main one."""
+    with emulators(split=split_groups(["dynamodb,kinesis"])) as (main, endpoints):
+        assert set(endpoints) == {"dynamodb", "kinesis"}
+        (other,) = set(endpoints.values())
+        assert other != main.endpoint_url
+        settings = Settings(endpoint_url=main.endpoint_url, endpoint_urls=endpoints, prefix="sp")
+        outputs = provision(settings)
+        assert outputs["ChunkStream"] == "sp-chunks"
+        row = {"session_id": {"S": "e#s"}, "chunk_id": {"S": "camera#000001"}}
+        sync_client(settings, "dynamodb").put_item(TableName=settings.names.results_table, Item=row)
+        sync_client(settings, "kinesis").put_record(
+            StreamName=settings.names.stream, Data=b"event", PartitionKey="e#s"
+        )
+        sync_client(settings, "s3").put_object(
+            Bucket=settings.names.chunks_bucket, Key="chunks/e/s/camera/000001_2.mp4", Body=b"x"
+        )
+
+        alone = Settings(endpoint_url=other, prefix="sp")
+        at_main = Settings(endpoint_url=main.endpoint_url, prefix="sp")
+        key = {"TableName": settings.names.results_table, "Key": row}
+        assert "Item" in sync_client(alone, "dynamodb").get_item(**key)
+        assert "Item" not in sync_client(at_main, "dynamodb").get_item(**key)
+        assert _counts(other).get("kinesis.PutRecord") == 1
+        assert "kinesis.PutRecord" not in _counts(main.endpoint_url)
+        assert "dynamodb.PutItem" not in _counts(main.endpoint_url)
+        sqs = sync_client(settings, "sqs")
+        queue = sqs.get_queue_url(QueueName=settings.names.chunk_events_queue)["QueueUrl"]
+        assert sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=5).get("Messages")
+
+
+def test_only_services_that_cross_no_other_can_be_split() -> None:
+    assert split_groups(["dynamodb", " Kinesis "]) == [("dynamodb",), ("kinesis",)]
+    with pytest.raises(StackError, match="S3, SQS and SNS"):
+        split_groups(["sqs"])
+    with pytest.raises(StackError, match="two --split groups"):
+        split_groups(["dynamodb,kinesis", "kinesis"])
