@@ -7,7 +7,9 @@ the schedule's state and the frame's thumbnail and answers with a
 - **repeat**: the frame is nearly identical to the last analysed one (no 4x4
   cell of their 32x32 grey thumbnails differs by ``similar_below`` grey levels
   or more on average): nothing is analysed and the last analysis is carried
-  over - at most ``max_repeats`` chunks in a row;
+  over - at most ``max_repeats`` chunks in a row, and never while a LOOKING_AWAY
+  streak is pending (:data:`_FRESH_RULES`): a look is confirmed on as many analysed
+  frames as its tolerance counts chunks, not on one frame carried over;
 - otherwise faces are analysed, and Rekognition's **DetectFaces** is paid for
   only when the local detector's view of the faces (:data:`Signature`: count,
   boxes, looking away, clear) changed since the last frame DetectFaces saw,
@@ -65,6 +67,10 @@ _IDENTITY_RULES = frozenset({"FACE_MISMATCH", "FACE_NOT_CLEAR"})
 _FACE_RULES = frozenset(
     {"NO_FACE", "MULTIPLE_FACES", "FACE_MISMATCH", "LOOKING_AWAY", "FACE_NOT_CLEAR"}
 )
+_FRESH_RULES = frozenset({"LOOKING_AWAY"})
+"""Pending rules that stop carrying an analysis over: a line of sight near the limit on
+one frame (the pose estimate moves ~2° with the face's box) must not fill the rule's
+three-chunk tolerance alone by being carried over to the identical chunks after it."""
 _OBJECT_TRIGGERS = frozenset(
     {"EXTRA_PERSON", "PROHIBITED_OBJECT", "MULTIPLE_FACES", "LOOKING_AWAY"}
 )
@@ -262,6 +268,7 @@ def decide(
             difference < cadence.similar_below
             and state.repeats < cadence.max_repeats
             and state.analysed_sequence >= 0
+            and not _FRESH_RULES & pending
         ):
             return Decision(repeat=True, difference=difference)
     if (
