@@ -26,8 +26,9 @@ None neither extends nor breaks a streak.
   without a distance (Rekognition answers only matches) the rule's severity
   stands.
 - LOOKING_AWAY: one face whose line of sight (head yaw plus the eyes' turn) is beyond
-  the yaw limit from the student's own baseline (the median of their first chunks,
-  bounded: ``rules.sight``), or turned beyond the pitch limit.
+  the yaw limit from the camera's axis and from the student's own baseline alike (the
+  median of their first chunks, bounded: ``rules.sight``), or turned beyond the pitch
+  limit.
   A look is one stretch of the student alone at the desk: an empty frame or a
   second face ends the streak (looks before and after a break, or before and after a
   visitor, are two looks, not one; the visitor is MULTIPLE_FACES's incident), and so
@@ -145,17 +146,18 @@ class RuleState:
 
     def sighted(self, obs: Observation, policy: Policy) -> RuleState:
         """With ``obs``'s line of sight among the baseline's samples when it shows one clear
-        face that is not someone else's (no mismatch on it or pending) looking at the screen
-        by the baseline so far (a look away is no sample of where the screen is); unchanged
-        else."""
+        face that is not someone else's (no mismatch on it or pending) and does not look
+        away by the baseline so far (a look away is no sample of where the screen is);
+        unchanged else."""
         face = main_face(obs.details)
         mismatch = self.streaks.get("FACE_MISMATCH", Streak())
         stranger = obs.identity == "mismatch" or (obs.identity != "match" and mismatch.count > 0)
         if face is None or obs.faces != 1 or stranger or face_clear(face, policy) is False:
             return self
         sight = line_of_sight(face, policy)
+        baseline = sight_baseline(self.sights, policy)
         if sight is None or (
-            self.sights and abs(sight - sight_baseline(self.sights, policy)) > policy.yaw_limit
+            self.sights and min(abs(sight), abs(sight - baseline)) > policy.yaw_limit
         ):
             return self
         return replace(self, sights=(*self.sights, round(sight, 1)))

@@ -5,7 +5,12 @@ student looking at their screen does not read 0°: the camera may sit beside the
 (a laptop beside an external monitor), and the pose estimate of one face carries a bias
 of its own (a face a detector pyramid level smaller moved one honest portrait from 29.9°
 to 32.1°, against a 30° limit). So the rule judges the line of sight *relative to the
-student's own "looking at the screen" direction* (:func:`looking_away`):
+student's own "looking at the screen" direction* as well as from the camera's axis
+(:func:`looking_away`): a look away is beyond ``yaw_limit`` from both. The baseline
+excuses a steady offset; it never accuses (the camera sits on the device the student
+works at, and a baseline measured on a few noisy frames - the pupil ratio of one still
+photo read 0.504 and 0.559 on two frames of one chunk, 14° apart - must not narrow the
+other side):
 
 - the **baseline** is the median line of sight of the registration's camera frame
   (where the consumer has it) and of the student's first ``sight_baseline_chunks``
@@ -16,7 +21,8 @@ student's own "looking at the screen" direction* (:func:`looking_away`):
 - it is **bounded**: clamped to ``sight_baseline_limit`` degrees off centre (15 by
   default), so a student who looks away from the start cannot train the baseline
   further than that; a look beyond ``yaw_limit + sight_baseline_limit`` (45°) is always
-  one, whatever the first chunks showed. ``sight_baseline_limit: 0`` judges the absolute
+  one, whatever the first chunks showed, and one beyond ``yaw_limit`` (30°) on the side
+  away from the baseline too. ``sight_baseline_limit: 0`` judges the absolute
   line of sight, as before.
 
 Pitch and a gaze label without the pupil ratio (Rekognition's ``EyeDirection``) are
@@ -64,14 +70,14 @@ def sight_baseline(samples: Sequence[float], policy: Policy) -> float:
 def looking_away(face: FaceDetail, policy: Policy, baseline: float = 0.0) -> bool | None:
     """True when head or eyes turn away; None when neither pose nor gaze is known.
 
-    The line of sight (:func:`line_of_sight`) minus ``baseline`` (:func:`sight_baseline`)
-    beyond ``yaw_limit``; the pitch beyond ``pitch_limit`` (off by default); without a
-    yaw, the eyes alone (the pupil ratio off the centre by more than ``gaze_offset``, or
-    the engine's gaze label).
+    The line of sight (:func:`line_of_sight`) beyond ``yaw_limit`` from the camera's axis
+    and from ``baseline`` (:func:`sight_baseline`) alike; the pitch beyond ``pitch_limit``
+    (off by default); without a yaw, the eyes alone (the pupil ratio off the centre by more
+    than ``gaze_offset``, or the engine's gaze label).
     """
     sight = line_of_sight(face, policy)
     pitched = face.pitch is not None and policy.pitch_limit is not None
-    if sight is not None and abs(sight - baseline) > policy.yaw_limit:
+    if sight is not None and min(abs(sight), abs(sight - baseline)) > policy.yaw_limit:
         return True
     if pitched and abs(face.pitch or 0.0) > (policy.pitch_limit or 0.0):
         return True
