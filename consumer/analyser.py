@@ -196,6 +196,11 @@ class StudentAnalyser:
             pending=state.pending(),
             cadence=self._cadence,
             objects_wanted=objects_wanted,
+            due={
+                rule
+                for rule in state.pending()
+                if state.streaks[rule].count == self.policy.tolerance_for(rule) - 1
+            },
         )
         carried = self._last.get(source)
         used_fallback = False
