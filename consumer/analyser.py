@@ -196,6 +196,11 @@ class StudentAnalyser:
             pending=state.pending(),
             cadence=self._cadence,
             objects_wanted=objects_wanted,
+            due={
+                rule
+                for rule in state.pending()
+                if state.streaks[rule].count == self.policy.tolerance_for(rule) - 1
+            },
         )
         carried = self._last.get(source)
         used_fallback = False
@@ -286,12 +291,15 @@ class StudentAnalyser:
 
     async def _first_schedule(self, event: ChunkEvent) -> ScheduleState:
         """A source's schedule before its first chunk: the camera's starts from the
-        registration's frame when it shows one face (:meth:`ScheduleState.enrolled`)."""
+        registration's frame when it shows one face (:meth:`ScheduleState.enrolled`), and
+        so does LOOKING_AWAY's baseline (the student's line of sight on it, ``rules.sight``)."""
         if event.source != "camera" or self._enrolment is None:
             return ScheduleState()
         view = await self._enrolment(event)
         if view is None or len(view.faces) != 1 or not view.face_thumbs:
             return ScheduleState()
+        if event.source not in self.states:  # LOOKING_AWAY's baseline starts from it too
+            self.states[event.source] = RuleState().sighted(observation(-1, view), self.policy)
         boxes = (
             tuple(b for b, _, _ in view.signature)
             if view.signature is not None

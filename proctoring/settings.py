@@ -127,7 +127,8 @@ class Settings(BaseSettings):
     detect_upsample: int = Field(default=1, ge=0, le=2)
     # "full": the whole frame upsampled (analysis/faces.py, find_faces); "regions": native
     # size first, upsampled only where a small face may be (~2.4x faster, the same faces on
-    # the eval suite, but its boxes move pose estimates: not the default, docs/benchmarks.md).
+    # the eval suite, but its boxes move landmarks: a face cut by the frame read as clear,
+    # FACE_NOT_CLEAR 0/2 in the hand-written suite: not the default, docs/benchmarks.md).
     detect_strategy: Literal["regions", "full"] = "full"
     # Which frame of a chunk is analysed: "middle" catches what the student does during the
     # chunk, not at its first instant (docs/architecture.md, "Which frame").

@@ -68,9 +68,7 @@ def describe_frame(
 ) -> LocalFrame:
     """Describe every face of a JPEG/PNG frame; ImageError for bytes that are not one."""
     pixels = _decode(image, max_side=max_side)
-    gray = np.asarray(
-        (pixels[..., 0] * 0.299 + pixels[..., 1] * 0.587 + pixels[..., 2] * 0.114).astype(np.uint8)
-    )
+    gray = np.zeros(pixels.shape[:2], dtype=np.uint8)  # filled around each face (_grey_face)
     models = _models()
     height, width = pixels.shape[:2]
     rectangles = find_faces(pixels, upsample=upsample, detection=detection)
@@ -87,6 +85,7 @@ def describe_frame(
             int(rectangle.width()),
             int(rectangle.height()),
         )
+        _grey_face(gray, pixels, box, points)
         pose = head_pose(points)
         ear = eye_aspect_ratio(points)
         eyes_open = ear >= EYES_OPEN_RATIO
@@ -143,6 +142,33 @@ def describe_frame(
         objects=objects,
         persons=persons,
         face_thumbs=thumbs,
+    )
+
+
+_GREY_MARGIN = 3
+"""Pixels beyond the landmarks the grey image is read at: ``quality.hidden_share``'s 5x5
+patch around a landmark rounded to the nearest pixel."""
+
+
+def _grey_face(gray: np.ndarray, pixels: np.ndarray, box: Box, points: np.ndarray) -> None:
+    """Fill ``gray`` with the luma of ``pixels`` where one face's pupil position and quality
+    read it: its box (clipped to the frame) and its landmarks, with :data:`_GREY_MARGIN`.
+
+    The same arithmetic as over the whole frame, so the same values where it is read; the
+    whole frame cost ~4 ms of a ~50 ms frame (848x480) for the few thousand pixels read.
+    """
+    height, width = gray.shape
+    left, top = points.min(axis=0)
+    right, bottom = points.max(axis=0)
+    x0 = max(min(int(left) - _GREY_MARGIN, box[0]), 0)
+    y0 = max(min(int(top) - _GREY_MARGIN, box[1]), 0)
+    x1 = min(max(int(right) + 1 + _GREY_MARGIN, box[0] + box[2]), width)
+    y1 = min(max(int(bottom) + 1 + _GREY_MARGIN, box[1] + box[3]), height)
+    if x1 <= x0 or y1 <= y0:
+        return
+    rgb = pixels[y0:y1, x0:x1]
+    gray[y0:y1, x0:x1] = (rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114).astype(
+        np.uint8
     )
 
 

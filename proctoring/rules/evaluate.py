@@ -25,8 +25,10 @@ None neither extends nor breaks a streak.
   medium), a near call for the proctor to look at rather than a clear stranger;
   without a distance (Rekognition answers only matches) the rule's severity
   stands.
-- LOOKING_AWAY: one face whose line of sight (head yaw plus the eyes' turn,
-  :func:`looking_away`) is beyond the yaw limit, or turned beyond the pitch limit.
+- LOOKING_AWAY: one face whose line of sight (head yaw plus the eyes' turn) is beyond
+  the yaw limit from the camera's axis and from the student's own baseline alike (the
+  median of their first chunks, bounded: ``rules.sight``), or turned beyond the pitch
+  limit.
   A look is one stretch of the student alone at the desk: an empty frame or a
   second face ends the streak (looks before and after a break, or before and after a
   visitor, are two looks, not one; the visitor is MULTIPLE_FACES's incident), and so
@@ -53,13 +55,13 @@ within it. A chunk older than the window, or judged already, changes nothing.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from proctoring.analysis.base import FaceDetail, Identity, ObjectsStatus
-from proctoring.analysis.gaze import gaze_direction
 from proctoring.rules.policy import DEFAULT_SEVERITIES, OBJECT_RULES, Policy, Severity
+from proctoring.rules.sight import line_of_sight, looking_away, sight_baseline
 from proctoring.rules.window import Entry, Streak, fold, streaks_from_dict, streaks_to_dict
 
 __all__ = [
@@ -101,11 +103,11 @@ class Observation:
     objects_status: ObjectsStatus = "skipped"
 
 
-def _entry(obs: Observation, policy: Policy) -> Entry:
+def _entry(obs: Observation, policy: Policy, baseline: float) -> Entry:
     holds = {}
     for rule in RULES:
-        alone = _condition(rule, obs, policy, stranger=False)
-        stranger = _condition(rule, obs, policy, stranger=True)
+        alone = _condition(rule, obs, policy, baseline, stranger=False)
+        stranger = _condition(rule, obs, policy, baseline, stranger=True)
         if alone is not None or stranger is not None:
             holds[rule] = (alone, stranger, _severity(rule, obs, policy))
     return Entry(obs.sequence, holds)
@@ -126,6 +128,8 @@ class RuleState:
     """The streaks after ``base_sequence`` (None: ``streaks``)."""
     raised: tuple[tuple[str, int], ...] = ()
     """(rule, chunk) of each alert raised within the window."""
+    sights: tuple[float, ...] = ()
+    """Line of sight (degrees) of the student's first chunks: LOOKING_AWAY's baseline."""
 
     def seen(self, sequence: int) -> bool:
         """True when chunk ``sequence`` was judged already, or is older than the window."""
@@ -140,6 +144,24 @@ class RuleState:
         """Rules whose condition holds but has not yet outlasted its window (no alert yet)."""
         return {rule for rule, s in self.streaks.items() if s.count > 0 and not s.open}
 
+    def sighted(self, obs: Observation, policy: Policy) -> RuleState:
+        """With ``obs``'s line of sight among the baseline's samples when it shows one clear
+        face that is not someone else's (no mismatch on it or pending) and does not look
+        away by the baseline so far (a look away is no sample of where the screen is);
+        unchanged else."""
+        face = main_face(obs.details)
+        mismatch = self.streaks.get("FACE_MISMATCH", Streak())
+        stranger = obs.identity == "mismatch" or (obs.identity != "match" and mismatch.count > 0)
+        if face is None or obs.faces != 1 or stranger or face_clear(face, policy) is False:
+            return self
+        sight = line_of_sight(face, policy)
+        baseline = sight_baseline(self.sights, policy)
+        if sight is None or (
+            self.sights and min(abs(sight), abs(sight - baseline)) > policy.yaw_limit
+        ):
+            return self
+        return replace(self, sights=(*self.sights, round(sight, 1)))
+
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
             "last_sequence": self.last_sequence,
@@ -149,6 +171,8 @@ class RuleState:
         if self.window:
             data["window"] = [e.to_dict() for e in self.window]
             data["raised"] = [[rule, at] for rule, at in self.raised]
+        if self.sights:
+            data["sights"] = list(self.sights)
         if self.base_sequence is not None:
             data["base"] = {
                 "sequence": self.base_sequence,
@@ -169,6 +193,7 @@ class RuleState:
             base_sequence=None if base is None else int(base["sequence"]),
             base_streaks=None if base is None else streaks_from_dict(base.get("streaks", {})),
             raised=tuple((str(rule), int(at)) for rule, at in data.get("raised", [])),
+            sights=tuple(float(v) for v in data.get("sights", [])),
         )
 
 
@@ -201,45 +226,9 @@ def face_clear(face: FaceDetail, policy: Policy) -> bool | None:
     return not (face.sharpness is not None and face.sharpness < policy.min_sharpness)
 
 
-def looking_away(face: FaceDetail, policy: Policy) -> bool | None:
-    """True when head or eyes turn away; None when neither pose nor gaze is known.
-
-    Where both the head's yaw and the local pupil ratio are known, the line of sight is
-    their sum: ``yaw + (ratio - 0.5) * yaw_limit / gaze_offset`` degrees, the pupil's
-    offset scaled so that the policy's two limits mean the same turn (eyes alone at
-    ``gaze_offset`` from the centre = head alone at ``yaw_limit``). A head turned one way
-    with the eyes turned back to the screen is not looking away (a camera beside the
-    screen, a portrait in three-quarter view); head and eyes turned the same way are.
-    """
-    known = False
-    if face.yaw is not None and face.gaze_ratio is not None:
-        sight = face.yaw + (face.gaze_ratio - 0.5) * policy.yaw_limit / policy.gaze_offset
-        if abs(sight) > policy.yaw_limit:
-            return True
-        return bool(
-            face.pitch is not None
-            and policy.pitch_limit is not None
-            and abs(face.pitch) > policy.pitch_limit
-        )
-    if face.yaw is not None:
-        known = True
-        if abs(face.yaw) > policy.yaw_limit:
-            return True
-    if face.pitch is not None and policy.pitch_limit is not None:
-        known = True
-        if abs(face.pitch) > policy.pitch_limit:
-            return True
-    gaze = (
-        gaze_direction(face.gaze_ratio, policy.gaze_offset)
-        if face.gaze_ratio is not None
-        else face.gaze
-    )
-    if gaze is not None:
-        return gaze != "center"
-    return False if known else None
-
-
-def _condition(rule: str, obs: Observation, policy: Policy, *, stranger: bool) -> bool | None:
+def _condition(
+    rule: str, obs: Observation, policy: Policy, baseline: float, *, stranger: bool
+) -> bool | None:
     """True/False, or None when the chunk says nothing about this rule (``stranger``: the
     face on camera is taken not to be the student's, see the module docstring)."""
     face = main_face(obs.details)
@@ -258,7 +247,7 @@ def _condition(rule: str, obs: Observation, policy: Policy, *, stranger: bool) -
             return False  # nobody, a visitor, someone else: a look is the student's alone
         if face is None:
             return None
-        return looking_away(face, policy)
+        return looking_away(face, policy, baseline)
     if rule == "FACE_NOT_CLEAR":
         if face is None:
             return None
@@ -313,7 +302,10 @@ def evaluate(
     policy = policy or Policy()
     if state.seen(obs.sequence):
         return state, []
-    window = tuple(sorted((*state.window, _entry(obs, policy)), key=lambda e: e.sequence))
+    if obs.sequence < policy.sight_baseline_chunks:
+        state = state.sighted(obs, policy)
+    entry = _entry(obs, policy, sight_baseline(state.sights, policy))
+    window = tuple(sorted((*state.window, entry), key=lambda e: e.sequence))
     base_sequence = state.last_sequence if state.base_sequence is None else state.base_sequence
     base_streaks = state.streaks if state.base_streaks is None else state.base_streaks
     streaks, openings = fold(base_streaks, window, policy)
@@ -337,6 +329,7 @@ def evaluate(
         base_sequence=base_sequence,
         base_streaks=base_streaks,
         raised=tuple((rule, at) for rule, at in raised if at > base_sequence),
+        sights=state.sights,
     )
     return state, [Finding(o.rule, o.severity, o.at, o.first, o.chunks) for o in new]
 

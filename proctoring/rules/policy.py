@@ -13,7 +13,8 @@ Example exam item (attribute ``policy``)::
 
     {"enabled_rules": ["NO_FACE", "MULTIPLE_FACES", "FACE_MISMATCH", "LOOKING_AWAY"],
      "tolerances": {"LOOKING_AWAY": 4}, "severities": {"LOOKING_AWAY": "low"},
-     "yaw_limit": 35, "prohibited_labels": ["Mobile Phone", "Book"]}
+     "yaw_limit": 35, "sight_baseline_limit": 10,
+     "prohibited_labels": ["Mobile Phone", "Book"]}
 
 ``sources`` says which video is analysed: ``browser`` (the default: the
 student page's uploads, source ``camera``), ``chime`` (the Chime SDK media
@@ -168,6 +169,12 @@ class Policy(BaseModel):
     """Degrees of head pitch; off by default (the local estimate is biased by camera height)."""
     gaze_offset: float = Field(default=0.11, gt=0, lt=0.5)
     """Local pupil position: further than this from 0.5 is looking left/right."""
+    sight_baseline_limit: float = Field(default=15.0, ge=0, le=45)
+    """Degrees off centre the student's own "looking at the screen" direction may lie
+    (``rules.sight``): LOOKING_AWAY judges the line of sight against it, so a camera beside
+    the screen is no look away; 0 judges the line of sight from the camera."""
+    sight_baseline_chunks: int = Field(default=6, ge=1, le=720)
+    """The student's first chunks (30 s) whose line of sight makes that baseline."""
     min_brightness: float = Field(default=20.0, ge=0, le=100)
     min_sharpness: float = Field(default=20.0, ge=0, le=100)
     prohibited_labels: tuple[str, ...] = DEFAULT_PROHIBITED

@@ -92,6 +92,7 @@ def outcome(
                 "kept": kept,
                 "results": results,
                 "alerts": {s: await pipeline.alerts(EXAM, s) for s in students},
+                "sessions": {s: await pipeline.tables.get_session(EXAM, s) for s in students},
             }
 
     return asyncio.run(run())
@@ -156,3 +157,18 @@ def test_someone_else_in_her_seat_from_the_start_is_checked_on_the_first_chunk(
     assert first["sequence"] == 0 and first["identity"] == "mismatch"
     (alert,) = _mismatches(outcome, "seat-taken")
     assert alert["sequence"] <= 1, "flagged within two chunks of the exam's start"
+
+
+def test_her_registration_frame_is_the_first_sample_of_where_she_looks_at_the_screen(
+    outcome: dict[str, Any],
+) -> None:
+    """LOOKING_AWAY's baseline (``rules.sight``) starts from the kept registration frame:
+    one sample more than a student registered without it, the frame's own line of sight
+    (it is her first chunk's middle frame here)."""
+
+    def sights(student: str) -> list[float]:
+        return [float(v) for v in outcome["sessions"][student]["rules"]["camera"]["sights"]]
+
+    seeded, unseeded = sights("seeded"), sights("enrolled")
+    assert len(seeded) == len(unseeded) + 1 and unseeded
+    assert seeded[0] == pytest.approx(unseeded[0], abs=0.2)

@@ -228,3 +228,16 @@ def test_a_schedule_seeded_by_the_registration_frame_compares_the_first_chunk_wi
     every = Cadence().identity_every
     assert decide(seeded, every - 2, None).plan.identity == "if_changed"
     assert decide(seeded, every - 1, None).plan.identity == "yes"
+
+
+def test_the_chunk_that_would_raise_a_look_away_is_analysed_not_carried_over() -> None:
+    """One frame's line of sight near the limit, carried over to the identical chunks after
+    it, filled LOOKING_AWAY's three-chunk tolerance on its own: the chunk that would raise
+    the alert (``due``) is analysed on its own frame; the chunks before it, another rule
+    due, or a look already alerted keep the carry-over."""
+    still = thumbnail(_jpeg(120))
+    state = advance(ScheduleState(), 0, still, decide(ScheduleState(), 0, still), boxes=())
+    assert not decide(state, 1, still, flagged={"LOOKING_AWAY"}, due={"LOOKING_AWAY"}).repeat
+    assert decide(state, 1, still, flagged={"LOOKING_AWAY"}).repeat, "pending, not yet due"
+    assert decide(state, 1, still, flagged={"NO_FACE"}, due={"NO_FACE"}).repeat
+    assert decide(state, 1, still, flagged={"LOOKING_AWAY"}, pending=set()).repeat

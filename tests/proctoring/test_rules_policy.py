@@ -55,8 +55,9 @@ def test_a_glance_is_no_alert_looking_away_for_longer_than_the_window_is() -> No
 def test_looks_before_and_after_a_break_are_two_looks_not_one() -> None:
     """Head turned for a chunk, away from the desk for three, turned again for two: never
     three turned chunks in a row with the student there, so no LOOKING_AWAY. A visitor in
-    between (two faces: MULTIPLE_FACES's incident) splits the looks the same way."""
-    turned = _face(yaw=40.0, gaze=None)
+    between (two faces: MULTIPLE_FACES's incident) splits the looks the same way. (Turned
+    50°: beyond what any baseline of the first chunks may excuse, 30 + 15°.)"""
+    turned = _face(yaw=50.0, gaze=None)
     away = [_obs(0, turned), _obs(1), _obs(2), _obs(3), _obs(4, turned), _obs(5, turned)]
     assert "LOOKING_AWAY" not in [f.rule for f in _run(away)]
     visitor = [_obs(0, turned), _obs(1, turned), _obs(2, turned, _face()), _obs(3, turned)]
@@ -93,16 +94,18 @@ def test_two_faces_are_never_a_face_mismatch() -> None:
 
 
 def test_head_yaw_and_the_local_pupil_ratio_follow_the_policy() -> None:
-    turned = [_obs(i, _face(yaw=40.0, gaze=None)) for i in range(3)]
+    """The student looks at the screen first (chunk 0, the baseline), then away."""
+    screen = _obs(0, _face(gaze="center", gaze_ratio=0.5))
+    turned = [screen, *[_obs(i, _face(yaw=40.0, gaze=None)) for i in range(1, 4)]]
     assert [f.rule for f in _run(turned)] == ["LOOKING_AWAY"]
     assert _run(turned, Policy(yaw_limit=45)) == []
-    ratio = [_obs(i, _face(gaze="center", gaze_ratio=0.36)) for i in range(3)]
+    ratio = [screen, *[_obs(i, _face(gaze="center", gaze_ratio=0.36)) for i in range(1, 4)]]
     assert [f.rule for f in _run(ratio)] == ["LOOKING_AWAY"], "0.36 is left of the 0.11 band"
     assert _run(ratio, Policy(gaze_offset=0.2)) == []
     # Head and eyes together: the line of sight is their sum (eyes scaled so 0.11 = 30°)
     back = [_obs(i, _face(yaw=-42.0, gaze="right", gaze_ratio=0.627)) for i in range(3)]
     assert _run(back) == [], "head turned, eyes back on the screen: -42 + 34.6 = -7.4°"
-    both = [_obs(i, _face(yaw=-20.0, gaze="center", gaze_ratio=0.42)) for i in range(3)]
+    both = [screen, *[_obs(i, _face(yaw=-20.0, gaze_ratio=0.42)) for i in range(1, 4)]]
     assert [f.rule for f in _run(both)] == ["LOOKING_AWAY"], "-20 - 21.8 = -41.8°"
     down = [_obs(i, _face(pitch=-35.0)) for i in range(3)]
     assert _run(down) == [], "pitch is off by default"
