@@ -1,6 +1,6 @@
 """moto's server: costs per request that AWS does not have, cut.
 
-Five costs per request that AWS does not have, found by profiling the emulator under the
+Four costs per request that AWS does not have, found by profiling the emulator under the
 end-to-end benchmark's load (docs/benchmarks.md, "The local stack's CPU per chunk"), are
 cut (:func:`cut_request_costs`, run by :mod:`infrastructure.moto_server`), none of them
 changing an answer:
@@ -15,10 +15,6 @@ changing an answer:
   chunk; 10 ms a query at 1,500 rows, and the load generator follows results with queries).
   Here a query of a table's own key (no index) reads only its partition; the same items in
   the same order;
-- a conditional write's ``ConditionExpression`` is parsed three times per item (validating
-  the request, checking the transaction, writing the item), about 1 ms each, half of a
-  ``TransactWriteItems``'s time: a parse is kept for the same expression, names and values
-  (the syntax tree is only read when evaluated), the last 1,024 of them;
 - SQS ``SendMessage`` (every S3 notification is one) builds all of the queue's attributes to
   read one, ``ContentBasedDeduplication``, and three of them count the queue's messages one by
   one: each send cost more the longer the queue, so a stack that fell behind fell further
@@ -27,9 +23,7 @@ changing an answer:
 
 from __future__ import annotations
 
-import collections
 import functools
-import json
 import threading
 from typing import Any
 
@@ -83,7 +77,6 @@ def cut_request_costs() -> None:
 
     Table.query = partition_query  # type: ignore[method-assign,assignment]
     Table.all_items = partition_items  # type: ignore[method-assign,assignment]
-    _keep_parses()
     _send_reads_one_attribute()
 
 
@@ -117,42 +110,3 @@ def _send_reads_one_attribute() -> None:
 
     Queue.attributes = property(one_attribute)  # type: ignore[assignment,method-assign]
     SQSBackend.send_message = send_message  # type: ignore[method-assign,assignment]
-
-
-_PARSES = 1024
-
-
-def _keep_parses() -> None:
-    """Keep the last :data:`_PARSES` condition expressions' parses (module docstring)."""
-    from moto.dynamodb.comparisons import ConditionExpressionParser
-
-    parse = ConditionExpressionParser.parse
-    kept: collections.OrderedDict[tuple[str, ...], tuple[Any, list[str], list[str]]] = (
-        collections.OrderedDict()
-    )
-    lock = threading.Lock()
-
-    @functools.wraps(parse)
-    def kept_parse(parser: Any) -> Any:
-        key = (
-            str(parser.condition_expression),
-            json.dumps(parser.expression_attribute_names, sort_keys=True),
-            json.dumps(parser.expression_attribute_values, sort_keys=True),
-        )
-        with lock:
-            found = kept.get(key)
-            if found is not None:
-                kept.move_to_end(key)
-        if found is None:
-            op = parse(parser)  # raises for a bad expression: nothing kept
-            found = (op, list(parser.expr_attr_names_found), list(parser.expr_attr_values_found))
-            with lock:
-                kept[key] = found
-                if len(kept) > _PARSES:
-                    kept.popitem(last=False)
-        else:  # what the parse records for the request's validation, as a parse would
-            parser.expr_attr_names_found.extend(found[1])
-            parser.expr_attr_values_found.extend(found[2])
-        return found[0]
-
-    ConditionExpressionParser.parse = kept_parse  # type: ignore[method-assign,assignment]

@@ -210,52 +210,6 @@ def test_a_query_reads_its_partition_only_and_answers_as_before(emulator: Emulat
     dynamodb.delete_table(TableName=table)
 
 
-def test_kept_condition_parses_answer_each_write_by_its_own_values(emulator: Emulator) -> None:
-    """The emulator keeps the parse of a condition expression (moto parsed each three times
-    per written item); a write with the same expression and other values is judged by its
-    own values, and a condition that fails still fails, in a transaction or alone."""
-    settings = Settings(endpoint_url=emulator.endpoint_url)
-    dynamodb = sync_client(settings, "dynamodb")
-    table = f"c-{uuid.uuid4().hex[:8]}"
-    dynamodb.create_table(
-        TableName=table,
-        KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-
-    def save(version: int, expected: int) -> dict[str, Any]:
-        return {
-            "TableName": table,
-            "Item": {"k": {"S": "s"}, "version": {"N": str(version)}},
-            "ConditionExpression": "version = :v",
-            "ExpressionAttributeValues": {":v": {"N": str(expected)}},
-        }
-
-    dynamodb.put_item(TableName=table, Item={"k": {"S": "s"}, "version": {"N": "1"}})
-    for version in range(2, 6):  # the same expression, the value one higher each time
-        dynamodb.transact_write_items(TransactItems=[{"Put": save(version, version - 1)}])
-        with pytest.raises(ClientError) as stale:  # the same request again: now stale
-            dynamodb.transact_write_items(TransactItems=[{"Put": save(version, version - 1)}])
-        assert stale.value.response["Error"]["Code"] == "TransactionCanceledException"
-        with pytest.raises(ClientError) as alone:
-            dynamodb.put_item(**save(version, version - 1))
-        assert alone.value.response["Error"]["Code"] == "ConditionalCheckFailedException"
-    item = dynamodb.get_item(TableName=table, Key={"k": {"S": "s"}})["Item"]
-    assert item["version"] == {"N": "5"}
-    new = {
-        "TableName": table,
-        "Item": {"k": {"S": "t"}},
-        "ConditionExpression": "attribute_not_exists(#k)",
-        "ExpressionAttributeNames": {"#k": "k", "#unused": "x"},
-    }
-    for _ in range(2):  # parsed, then kept: the request's own validation runs both times
-        with pytest.raises(ClientError) as unused:
-            dynamodb.transact_write_items(TransactItems=[{"Put": new}])
-        assert "unused" in unused.value.response["Error"]["Message"]
-    dynamodb.delete_table(TableName=table)
-
-
 def test_a_send_costs_the_same_on_a_long_queue_and_queues_answer_as_before(
     emulator: Emulator,
 ) -> None:
