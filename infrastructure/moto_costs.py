@@ -1,7 +1,8 @@
 """moto's server: costs per request that AWS does not have, cut.
 
-Four costs per request that AWS does not have, found by profiling the emulator under the
-end-to-end benchmark's load (docs/benchmarks.md, "The local stack's CPU per chunk"), are
+Costs per request that AWS does not have, found by profiling the emulator under the
+end-to-end benchmark's load (docs/benchmarks.md, "The local stack's CPU per chunk") and
+measuring it as its bucket and queue grow (``bench.emulator_growth``), are
 cut (:func:`cut_request_costs`, run by :mod:`infrastructure.moto_server`), none of them
 changing an answer:
 
@@ -18,7 +19,18 @@ changing an answer:
 - SQS ``SendMessage`` (every S3 notification is one) builds all of the queue's attributes to
   read one, ``ContentBasedDeduplication``, and three of them count the queue's messages one by
   one: each send cost more the longer the queue, so a stack that fell behind fell further
-  behind. Here a send reads that one attribute.
+  behind. Here a send reads that one attribute;
+- SQS ``ReceiveMessage`` listed every visible message of the queue to take ten, and for each
+  message it took built all of the queue's attributes three times (to read its retention
+  period), each attribute build counting the messages: 11 ms a receive on a short queue, ~2 s
+  at 3,000 messages. ``DeleteMessage`` and ``ChangeMessageVisibility`` asked every message in
+  Python whether it ever had the receipt handle. So the S3/SQS emulator of the 200-student
+  soak fell further behind the more it was behind (docs/operations.md, "Soak"). Here a
+  receive reads the queue only as far as the messages it takes, reads the retention period
+  alone, and the messages it hands out are indexed by receipt handle, so a delete or a
+  visibility change finds its message directly (an identity check in C that it is still on
+  the queue remains); a handle the index does not know goes to moto's own code, which answers
+  as before (already deleted: nothing; unknown: ``ReceiptHandleIsInvalid``).
 """
 
 from __future__ import annotations
@@ -78,6 +90,7 @@ def cut_request_costs() -> None:
     Table.query = partition_query  # type: ignore[method-assign,assignment]
     Table.all_items = partition_items  # type: ignore[method-assign,assignment]
     _send_reads_one_attribute()
+    _receive_independent_of_queue_length()
 
 
 _SENDING = threading.local()
@@ -110,3 +123,116 @@ def _send_reads_one_attribute() -> None:
 
     Queue.attributes = property(one_attribute)  # type: ignore[assignment,method-assign]
     SQSBackend.send_message = send_message  # type: ignore[method-assign,assignment]
+
+
+_RECEIVING = threading.local()
+
+
+class _Visible:
+    """A queue's visible, undelayed messages in order, found as they are iterated: moto listed
+    all of them for each receive, which takes ten. True when there is one (the long poll's
+    question), found the same way."""
+
+    def __init__(self, messages: list[Any]) -> None:
+        self._messages = messages
+
+    def __iter__(self) -> Any:
+        return (m for m in self._messages if m.visible and not m.delayed)
+
+    def __bool__(self) -> bool:
+        return any(True for _ in self)
+
+
+def _handles(queue: Any) -> dict[str, Any]:
+    """The queue's messages by every receipt handle they were given (see below)."""
+    index: dict[str, Any] | None = queue.__dict__.get("_proctor_handles")
+    if index is None:
+        index = queue.__dict__.setdefault("_proctor_handles", {})
+    return index
+
+
+def _receive_independent_of_queue_length() -> None:
+    """SQS ``ReceiveMessage``, ``DeleteMessage`` and ``ChangeMessageVisibility`` at a cost that
+    does not grow with the queue (module docstring)."""
+    from moto.core.utils import unix_time, unix_time_millis
+    from moto.sqs.exceptions import InvalidParameterValue
+    from moto.sqs.models import Message, Queue, SQSBackend
+
+    listed: property = Queue.messages  # type: ignore[assignment]
+    receive, mark_received = SQSBackend.receive_message, Message.mark_received
+    delete, change = Queue.delete_message, SQSBackend.change_message_visibility
+
+    def messages(queue: Any) -> Any:
+        receiving: Any = getattr(_RECEIVING, "queue", None)
+        if receiving is queue:
+            return _Visible(receiving._messages)
+        return listed.fget(queue)  # type: ignore[misc]
+
+    @functools.wraps(receive)
+    def receive_message(backend: Any, queue_name: str, *args: Any, **kwargs: Any) -> Any:
+        _RECEIVING.queue = backend.get_queue(queue_name)
+        try:
+            return receive(backend, queue_name, *args, **kwargs)
+        finally:
+            _RECEIVING.queue = None
+
+    @functools.wraps(mark_received)
+    def received(message: Any, *args: Any, **kwargs: Any) -> None:
+        mark_received(message, *args, **kwargs)
+        queue = getattr(_RECEIVING, "queue", None)
+        if queue is not None:
+            _handles(queue)[message.receipt_handle] = message
+
+    def still_retained(backend: Any, queue_name: str, message: Any) -> bool:
+        # moto built every attribute of the queue three times, each counting its messages
+        retention = backend.get_queue(queue_name).message_retention_period
+        return bool(retention + message.sent_timestamp / 1000 > unix_time())
+
+    def indexed(queue: Any, receipt_handle: str) -> Any:
+        """The message given this handle, if it is still on the queue (an identity scan in C:
+        moto called each message's ``had_receipt_handle`` in Python)."""
+        message = _handles(queue).get(receipt_handle)
+        return message if message is not None and message in queue._messages else None
+
+    @functools.wraps(delete)
+    def delete_message(queue: Any, receipt_handle: str) -> None:
+        message = (
+            None if receipt_handle in queue.deleted_messages else indexed(queue, receipt_handle)
+        )
+        if message is None:  # deleted before, unknown, or never received here: moto's answer
+            return delete(queue, receipt_handle)
+        queue.pending_messages.discard(message)
+        queue.deleted_messages.update(message.all_receipt_handles)
+        remaining = list(queue._messages)  # a new list, as moto's: a receive may be reading
+        remaining.remove(message)
+        queue._messages = remaining
+        for handle in message.all_receipt_handles:
+            _handles(queue).pop(handle, None)
+        return None
+
+    @functools.wraps(change)
+    def change_message_visibility(
+        backend: Any, queue_name: str, receipt_handle: str, visibility_timeout: int
+    ) -> None:
+        queue = backend.get_queue(queue_name)
+        message = indexed(queue, receipt_handle)
+        if message is None:
+            return change(backend, queue_name, receipt_handle, visibility_timeout)
+        # moto's own steps for the message it would have found
+        until = unix_time_millis() + int(visibility_timeout) * 1000
+        if until - message.sent_timestamp > 43200 * 1000:
+            raise InvalidParameterValue(
+                f"Value {visibility_timeout} for parameter VisibilityTimeout is invalid. Reason: "
+                "Total VisibilityTimeout for the message is beyond the limit [43200 seconds]"
+            )
+        message.change_visibility(visibility_timeout)
+        if message.visible and message in queue.pending_messages:
+            queue.pending_messages.remove(message)
+        return None
+
+    Queue.messages = property(messages)  # type: ignore[assignment,method-assign]
+    SQSBackend.receive_message = receive_message  # type: ignore[method-assign,assignment]
+    Message.mark_received = received  # type: ignore[method-assign,assignment]
+    SQSBackend.is_message_valid_based_on_retention_period = still_retained  # type: ignore[method-assign,assignment]
+    Queue.delete_message = delete_message  # type: ignore[method-assign,assignment]
+    SQSBackend.change_message_visibility = change_message_visibility  # type: ignore[method-assign,assignment]

@@ -26,7 +26,7 @@ for the server (and a socket left in TIME_WAIT for a minute: at 200 students, ~5
 second against 28,000 local ports). Here connections are kept alive
 (:func:`keep_alive_handler`), as AWS's endpoints keep them.
 
-Four costs per request that AWS does not have are cut (:mod:`infrastructure.moto_costs`).
+Costs per request that AWS does not have are cut (:mod:`infrastructure.moto_costs`).
 
 And one addition, for the benchmarks: every request is counted by ``service.Operation`` with
 the CPU time its thread spent answering it (:func:`count_requests`); ``GET`` on

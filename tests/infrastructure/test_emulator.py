@@ -280,3 +280,107 @@ def test_connections_are_kept_alive_across_requests_of_every_shape(emulator: Emu
         assert s3.get_object(Bucket=bucket, Key=f"k{n}")["Body"].read() == body[n:]
         assert s3.get_object(Bucket=bucket, Key=f"f{n}")["Body"].read() == body[:n]
     assert closing == [], f"{len(closing)} of 25 answers closed their connection"
+
+
+def test_receive_delete_and_visibility_cost_the_same_on_a_long_queue_and_answer_as_before(
+    emulator: Emulator,
+) -> None:
+    """moto's ReceiveMessage listed every visible message of the queue and built all of its
+    attributes, counting its messages, three times per message received; DeleteMessage and
+    ChangeMessageVisibility asked every message whether it had the handle. At 3,000 messages
+    a receive of ten cost ~2 s of the emulator's CPU (11 ms at 100), so the S3/SQS
+    emulator of a 200-student soak fell further behind the more it was behind. The answers
+    stay SQS's: order, visibility, redelivery, old and unknown handles, FIFO groups."""
+    settings = Settings(endpoint_url=emulator.endpoint_url)
+    sqs = sync_client(settings, "sqs")
+    name = f"recv-{uuid.uuid4().hex[:8]}"
+    url = sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": "60"})["QueueUrl"]
+    operations = ("sqs.ReceiveMessage", "sqs.DeleteMessageBatch", "sqs.ChangeMessageVisibility")
+
+    def send(count: int, tag: str) -> None:
+        for start in range(0, count, 10):
+            sqs.send_message_batch(
+                QueueUrl=url,
+                Entries=[{"Id": str(n), "MessageBody": f"{tag}{start + n}"} for n in range(10)],
+            )
+
+    def cpu_per_call(rounds: int) -> dict[str, float]:
+        before = _operations(emulator)
+        for _ in range(rounds):
+            messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+            assert len(messages) == 10
+            sqs.change_message_visibility(
+                QueueUrl=url, ReceiptHandle=messages[0]["ReceiptHandle"], VisibilityTimeout=60
+            )
+            entries = [{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]}
+                       for n, m in enumerate(messages)]  # fmt: skip
+            assert not sqs.delete_message_batch(QueueUrl=url, Entries=entries).get("Failed")
+        after = _operations(emulator)
+        return {
+            op: (after[op]["cpu_s"] - before.get(op, {}).get("cpu_s", 0.0))
+            / (after[op]["count"] - before.get(op, {}).get("count", 0))
+            for op in operations
+        }
+
+    send(100, "s")
+    short = cpu_per_call(10)
+    send(1_000, "l")
+    long = cpu_per_call(10)
+    for op in operations:  # CPU time, not wall; a receive was ~0.6 s at 1,000 (11 ms at 100)
+        assert long[op] < max(3 * short[op], short[op] + 0.002), (op, short[op], long[op])
+
+    # the long queue's after the hundred received above, in the order sent
+    first = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    assert [m["Body"] for m in first] == [f"l{n}" for n in range(100, 110)]
+    # received: not visible to the next receive; the next ten come instead
+    second = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    assert [m["Body"] for m in second] == [f"l{n}" for n in range(110, 120)]
+    # made visible again: redelivered first, with a new handle and a second receive count
+    sqs.change_message_visibility(
+        QueueUrl=url, ReceiptHandle=first[0]["ReceiptHandle"], VisibilityTimeout=0
+    )
+    again = sqs.receive_message(
+        QueueUrl=url, MaxNumberOfMessages=1, AttributeNames=["ApproximateReceiveCount"]
+    )["Messages"]
+    assert [m["Body"] for m in again] == ["l100"]
+    assert again[0]["ReceiptHandle"] != first[0]["ReceiptHandle"]
+    assert again[0]["Attributes"]["ApproximateReceiveCount"] == "2"
+    # deleting by its old handle deletes it (as moto did); deleting again is no error
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=first[0]["ReceiptHandle"])
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=again[0]["ReceiptHandle"])
+    for call in (
+        lambda: sqs.delete_message(QueueUrl=url, ReceiptHandle="unknown"),
+        lambda: sqs.change_message_visibility(
+            QueueUrl=url, ReceiptHandle=again[0]["ReceiptHandle"], VisibilityTimeout=5
+        ),  # the message is gone
+    ):
+        with pytest.raises(ClientError) as invalid:
+            call()
+        assert invalid.value.response["Error"]["Code"] == "ReceiptHandleIsInvalid"
+    with pytest.raises(ClientError) as too_long:  # over SQS's 12 hours in total
+        sqs.change_message_visibility(
+            QueueUrl=url, ReceiptHandle=second[0]["ReceiptHandle"], VisibilityTimeout=43_201
+        )
+    assert too_long.value.response["Error"]["Code"] == "InvalidParameterValue"
+    counts = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert counts["ApproximateNumberOfMessagesNotVisible"] == "19"  # l101-l119
+    assert counts["ApproximateNumberOfMessages"] == str(1_000 - 100 - 20)
+    # redelivered when its visibility timeout runs out (a long poll, bounded)
+    late = sqs.create_queue(QueueName=f"{name}-late")["QueueUrl"]
+    sqs.send_message(QueueUrl=late, MessageBody="late")
+    taken = sqs.receive_message(QueueUrl=late, VisibilityTimeout=1)["Messages"]
+    assert not sqs.receive_message(QueueUrl=late).get("Messages")
+    back = sqs.receive_message(QueueUrl=late, WaitTimeSeconds=5)["Messages"]
+    assert [m["Body"] for m in taken + back] == ["late", "late"]
+
+    fifo = sqs.create_queue(QueueName=f"{name}.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+    for n in range(3):
+        sqs.send_message(
+            QueueUrl=fifo, MessageBody=f"f{n}", MessageGroupId="g", MessageDeduplicationId=str(n)
+        )
+    held = sqs.receive_message(QueueUrl=fifo, MaxNumberOfMessages=1)["Messages"]
+    assert [m["Body"] for m in held] == ["f0"]
+    assert not sqs.receive_message(QueueUrl=fifo).get("Messages")  # the group is in flight
+    sqs.delete_message(QueueUrl=fifo, ReceiptHandle=held[0]["ReceiptHandle"])
+    rest = sqs.receive_message(QueueUrl=fifo, MaxNumberOfMessages=10)["Messages"]
+    assert [m["Body"] for m in rest] == ["f1", "f2"]
