@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import io
 import json
+import tempfile
 import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
 from infrastructure.emulator import Emulator
+from infrastructure.moto_costs import SPILL_PREFIX
 from infrastructure.moto_server import STATS_PATH
 from proctoring.aws import sync_client
 from proctoring.settings import Settings
@@ -384,3 +387,58 @@ def test_receive_delete_and_visibility_cost_the_same_on_a_long_queue_and_answer_
     sqs.delete_message(QueueUrl=fifo, ReceiptHandle=held[0]["ReceiptHandle"])
     rest = sqs.receive_message(QueueUrl=fifo, MaxNumberOfMessages=10)["Messages"]
     assert [m["Body"] for m in rest] == ["f1", "f2"]
+
+
+def test_stored_bodies_live_on_disk_answer_as_before_and_go_when_the_emulator_stops() -> None:
+    """moto kept every stored object's body in memory, so the 200-student soak's S3/SQS
+    emulator held every ~600 kB chunk (13.8 GB by minute 18). The emulator keeps bodies above
+    64 kB in files of their own, removed when it stops: storing 200 chunk-sized objects
+    (120 MB) leaves its memory where it was, and every way of reading a body answers as
+    before (whole, a range, a copy, a multipart upload, an older version)."""
+    import psutil
+
+    with Emulator() as running:
+        (process,) = [
+            child
+            for child in psutil.Process().children(recursive=True)
+            if f"-p {running.port}" in " ".join(child.cmdline())
+        ]
+        (bodies,) = Path(tempfile.gettempdir()).glob(f"{SPILL_PREFIX}{process.pid}-*")
+        s3 = sync_client(Settings(endpoint_url=running.endpoint_url), "s3")
+        s3.create_bucket(Bucket="chunks")
+        s3.put_bucket_versioning(Bucket="chunks", VersioningConfiguration={"Status": "Enabled"})
+        chunk = bytes(range(256)) * 2_400  # 600 kB
+        s3.put_object(Bucket="chunks", Key="warm", Body=chunk)
+        before = process.memory_info().rss
+        for n in range(200):
+            s3.put_object(Bucket="chunks", Key=f"c{n}", Body=chunk[n:])
+        grown = process.memory_info().rss - before
+        assert grown < 40 * 2**20, f"{grown / 2**20:.0f} MiB more for 120 MB stored"
+        assert len(list(bodies.iterdir())) == 201  # a file each; small bodies stay in memory
+
+        assert s3.get_object(Bucket="chunks", Key="c7")["Body"].read() == chunk[7:]
+        part = s3.get_object(Bucket="chunks", Key="c7", Range="bytes=100-199")["Body"].read()
+        assert part == chunk[107:207]
+        first = s3.head_object(Bucket="chunks", Key="c7")
+        s3.put_object(Bucket="chunks", Key="c7", Body=b"small")  # a second version, in memory
+        old = s3.get_object(Bucket="chunks", Key="c7", VersionId=first["VersionId"])
+        assert old["Body"].read() == chunk[7:]
+        assert old["ETag"] == first["ETag"]
+        assert s3.get_object(Bucket="chunks", Key="c7")["Body"].read() == b"small"
+        s3.copy_object(Bucket="chunks", Key="copy", CopySource={"Bucket": "chunks", "Key": "c9"})
+        assert s3.get_object(Bucket="chunks", Key="copy")["Body"].read() == chunk[9:]
+        upload = s3.create_multipart_upload(Bucket="chunks", Key="big")["UploadId"]
+        parts = [
+            {
+                "PartNumber": n,
+                "ETag": s3.upload_part(
+                    Bucket="chunks", Key="big", UploadId=upload, PartNumber=n, Body=body
+                )["ETag"],
+            }
+            for n, body in ((1, chunk * 9), (2, chunk))  # parts of 5.4 MB and 600 kB
+        ]
+        s3.complete_multipart_upload(
+            Bucket="chunks", Key="big", UploadId=upload, MultipartUpload={"Parts": parts}
+        )
+        assert s3.get_object(Bucket="chunks", Key="big")["Body"].read() == chunk * 10
+    assert not bodies.exists()
