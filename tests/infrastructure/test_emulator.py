@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import tempfile
 import urllib.request
 import uuid
@@ -442,3 +443,23 @@ def test_stored_bodies_live_on_disk_answer_as_before_and_go_when_the_emulator_st
         )
         assert s3.get_object(Bucket="chunks", Key="big")["Body"].read() == chunk * 10
     assert not bodies.exists()
+
+
+def test_a_killed_emulators_bodies_are_removed_when_the_next_one_starts(tmp_path: Path) -> None:
+    """An emulator killed outright (SIGKILL when its parent dies) cannot remove its bodies'
+    directory; the next emulator to start removes the directories of processes that are gone,
+    never a running one's."""
+    import subprocess
+    import sys
+
+    from infrastructure.moto_server import body_directory
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    left = tmp_path / f"{SPILL_PREFIX}{gone}-abc"
+    left.mkdir()
+    (left / "x.body").write_bytes(b"chunk")
+    running = body_directory(tmp_path)  # this process's: alive
+    assert not left.exists()
+    assert running.exists() and running.name.startswith(f"{SPILL_PREFIX}{os.getpid()}-")
+    assert body_directory(tmp_path).exists() and running.exists()
