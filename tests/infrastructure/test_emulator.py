@@ -214,6 +214,82 @@ def test_a_query_reads_its_partition_only_and_answers_as_before(emulator: Emulat
     dynamodb.delete_table(TableName=table)
 
 
+def test_kept_condition_parses_answer_each_write_by_its_own_values(emulator: Emulator) -> None:
+    """The emulator keeps the parse of a condition expression (moto parsed each three times
+    per written item); a write with the same expression and other values is judged by its
+    own values, and a condition that fails still fails, in a transaction or alone. Binary
+    values are part of what is kept by: the kept parse's key once failed on them (a 500,
+    retried until the client gave up: a proctor's re-registration keeps the old face's
+    binary embedding)."""
+    settings = Settings(endpoint_url=emulator.endpoint_url)
+    dynamodb = sync_client(settings, "dynamodb")
+    table = f"c-{uuid.uuid4().hex[:8]}"
+    dynamodb.create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+    def save(version: int, expected: int) -> dict[str, Any]:
+        return {
+            "TableName": table,
+            "Item": {"k": {"S": "s"}, "version": {"N": str(version)}},
+            "ConditionExpression": "version = :v",
+            "ExpressionAttributeValues": {":v": {"N": str(expected)}},
+        }
+
+    dynamodb.put_item(TableName=table, Item={"k": {"S": "s"}, "version": {"N": "1"}})
+    for version in range(2, 6):  # the same expression, the value one higher each time
+        dynamodb.transact_write_items(TransactItems=[{"Put": save(version, version - 1)}])
+        with pytest.raises(ClientError) as stale:  # the same request again: now stale
+            dynamodb.transact_write_items(TransactItems=[{"Put": save(version, version - 1)}])
+        assert stale.value.response["Error"]["Code"] == "TransactionCanceledException"
+        with pytest.raises(ClientError) as alone:
+            dynamodb.put_item(**save(version, version - 1))
+        assert alone.value.response["Error"]["Code"] == "ConditionalCheckFailedException"
+    item = dynamodb.get_item(TableName=table, Key={"k": {"S": "s"}})["Item"]
+    assert item["version"] == {"N": "5"}
+    new = {
+        "TableName": table,
+        "Item": {"k": {"S": "t"}},
+        "ConditionExpression": "attribute_not_exists(#k)",
+        "ExpressionAttributeNames": {"#k": "k", "#unused": "x"},
+    }
+    for _ in range(2):  # parsed, then kept: the request's own validation runs both times
+        with pytest.raises(ClientError) as unused:
+            dynamodb.transact_write_items(TransactItems=[{"Put": new}])
+        assert "unused" in unused.value.response["Error"]["Message"]
+
+    # binary values, as the re-registration's (they once gave a 500, retried for ~10 s)
+    once = dynamodb
+    for n, face in enumerate((b"\x00\x01", b"\x00\x02", b"\x00\x01")):
+        once.update_item(
+            TableName=table,
+            Key={"k": {"S": "s"}},
+            UpdateExpression="SET superseded = :s",
+            ConditionExpression="attribute_exists(k)",
+            ExpressionAttributeValues={":s": {"L": [{"M": {"e": {"B": face}}}]}},
+        )
+        kept = once.get_item(TableName=table, Key={"k": {"S": "s"}})["Item"]["superseded"]
+        assert kept == {"L": [{"M": {"e": {"B": face}}}]}, n
+    for face, holds in ((b"\x00\x01", True), (b"\x00\x02", False)):  # judged by its own value
+        write = {
+            "TableName": table,
+            "Key": {"k": {"S": "s"}},
+            "UpdateExpression": "SET marked = :m",
+            "ConditionExpression": "superseded[0].e = :f",
+            "ExpressionAttributeValues": {":f": {"B": face}, ":m": {"BS": [face, b"z"]}},
+        }
+        if holds:
+            once.update_item(**write)
+        else:
+            with pytest.raises(ClientError) as failed:
+                once.update_item(**write)
+            assert failed.value.response["Error"]["Code"] == "ConditionalCheckFailedException"
+    dynamodb.delete_table(TableName=table)
+
+
 def test_a_send_costs_the_same_on_a_long_queue_and_queues_answer_as_before(
     emulator: Emulator,
 ) -> None:
