@@ -215,9 +215,11 @@ def _receive_independent_of_queue_length() -> None:
             return delete(queue, receipt_handle)
         queue.pending_messages.discard(message)
         queue.deleted_messages.update(message.all_receipt_handles)
-        remaining = list(queue._messages)  # a new list, as moto's: a receive may be reading
-        remaining.remove(message)
-        queue._messages = remaining
+        with queue._messages_lock:  # as a send appends (two deletes at once must both count)
+            remaining = list(queue._messages)  # a new list, as moto's: a receive may be reading
+            if message in remaining:  # not deleted by another handle meanwhile
+                remaining.remove(message)
+                queue._messages = remaining
         for handle in message.all_receipt_handles:
             _handles(queue).pop(handle, None)
         return None
