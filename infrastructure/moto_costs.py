@@ -182,11 +182,11 @@ def _receive_independent_of_queue_length() -> None:
 
     @functools.wraps(receive)
     def receive_message(backend: Any, queue_name: str, *args: Any, **kwargs: Any) -> Any:
-        _RECEIVING.queue = backend.get_queue(queue_name)
+        outer, _RECEIVING.queue = getattr(_RECEIVING, "queue", None), backend.get_queue(queue_name)
         try:
             return receive(backend, queue_name, *args, **kwargs)
         finally:
-            _RECEIVING.queue = None
+            _RECEIVING.queue = outer  # a receive within one: a Lambda mapping's, on a send
 
     @functools.wraps(mark_received)
     def received(message: Any, *args: Any, **kwargs: Any) -> None:
