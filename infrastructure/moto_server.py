@@ -52,7 +52,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from infrastructure.moto_costs import SPILL_PREFIX, bodies_on_disk, cut_request_costs
+from infrastructure.moto_bodies import SPILL_PREFIX, bodies_on_disk
+from infrastructure.moto_costs import cut_request_costs
 
 __all__ = [
     "SERIALISED",
@@ -326,7 +327,7 @@ def count_requests() -> None:
 
 
 def body_directory(parent: Path | None = None) -> Path:
-    """A new directory for this process's S3 bodies (``moto_costs.bodies_on_disk``) in
+    """A new directory for this process's S3 bodies (``moto_bodies.bodies_on_disk``) in
     ``parent`` (the system's temporary directory), after removing those of emulators no
     longer running (killed before they could remove their own)."""
     parent = Path(parent or tempfile.gettempdir())
