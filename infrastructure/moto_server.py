@@ -26,7 +26,10 @@ for the server (and a socket left in TIME_WAIT for a minute: at 200 students, ~5
 second against 28,000 local ports). Here connections are kept alive
 (:func:`keep_alive_handler`), as AWS's endpoints keep them.
 
-Four costs per request that AWS does not have are cut (:mod:`infrastructure.moto_costs`).
+Costs per request that AWS does not have are cut (:mod:`infrastructure.moto_costs`), and
+stored objects' bodies above 64 kB live in files of their own, in a directory of this process
+removed when it stops (:func:`body_directory`), not in its memory: moto kept every chunk in
+memory (13.8 GB by minute 18 of the 200-student soak).
 
 And one addition, for the benchmarks: every request is counted by ``service.Operation`` with
 the CPU time its thread spent answering it (:func:`count_requests`); ``GET`` on
@@ -39,18 +42,24 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import os
+import shutil
+import tempfile
 import threading
 import time
 import urllib.parse
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+from infrastructure.moto_bodies import SPILL_PREFIX, bodies_on_disk
 from infrastructure.moto_costs import cut_request_costs
 
 __all__ = [
     "SERIALISED",
     "STATS_PATH",
     "backup_items_only",
+    "body_directory",
     "count_requests",
     "keep_alive_handler",
     "main",
@@ -317,17 +326,45 @@ def count_requests() -> None:
     DomainDispatcherApplication.__call__ = counted  # type: ignore[method-assign,assignment]
 
 
+def body_directory(parent: Path | None = None) -> Path:
+    """A new directory for this process's S3 bodies (``moto_bodies.bodies_on_disk``) in
+    ``parent`` (the system's temporary directory), after removing those of emulators no
+    longer running (killed before they could remove their own)."""
+    parent = Path(parent or tempfile.gettempdir())
+    for old in parent.glob(f"{SPILL_PREFIX}*"):
+        pid = old.name.removeprefix(SPILL_PREFIX).split("-", 1)[0]
+        if pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{SPILL_PREFIX}{os.getpid()}-", dir=parent))
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's
+    return True
+
+
 def main(argv: list[str] | None = None) -> None:
     """moto's server (its own command line), Kinesis serialised, transactions' backups
-    of the items they name only, requests counted."""
+    of the items they name only, requests counted, bodies on disk (removed when it stops:
+    moto's server exits on SIGTERM and SIGINT)."""
     from moto import server
 
     serialise_kinesis()
     backup_items_only()
     cut_request_costs()
     count_requests()
+    bodies = body_directory()
+    bodies_on_disk(bodies)
     server.MotoRequestHandler = keep_alive_handler()  # type: ignore[misc,assignment]
-    server.main(argv)
+    try:
+        server.main(argv)
+    finally:
+        shutil.rmtree(bodies, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import tempfile
 import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
 from infrastructure.emulator import Emulator
+from infrastructure.moto_bodies import SPILL_PREFIX
 from infrastructure.moto_server import STATS_PATH
 from proctoring.aws import sync_client
 from proctoring.settings import Settings
@@ -210,6 +214,82 @@ def test_a_query_reads_its_partition_only_and_answers_as_before(emulator: Emulat
     dynamodb.delete_table(TableName=table)
 
 
+def test_kept_condition_parses_answer_each_write_by_its_own_values(emulator: Emulator) -> None:
+    """The emulator keeps the parse of a condition expression (moto parsed each three times
+    per written item); a write with the same expression and other values is judged by its
+    own values, and a condition that fails still fails, in a transaction or alone. Binary
+    values are part of what is kept by: the kept parse's key once failed on them (a 500,
+    retried until the client gave up: a proctor's re-registration keeps the old face's
+    binary embedding)."""
+    settings = Settings(endpoint_url=emulator.endpoint_url)
+    dynamodb = sync_client(settings, "dynamodb")
+    table = f"c-{uuid.uuid4().hex[:8]}"
+    dynamodb.create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+    def save(version: int, expected: int) -> dict[str, Any]:
+        return {
+            "TableName": table,
+            "Item": {"k": {"S": "s"}, "version": {"N": str(version)}},
+            "ConditionExpression": "version = :v",
+            "ExpressionAttributeValues": {":v": {"N": str(expected)}},
+        }
+
+    dynamodb.put_item(TableName=table, Item={"k": {"S": "s"}, "version": {"N": "1"}})
+    for version in range(2, 6):  # the same expression, the value one higher each time
+        dynamodb.transact_write_items(TransactItems=[{"Put": save(version, version - 1)}])
+        with pytest.raises(ClientError) as stale:  # the same request again: now stale
+            dynamodb.transact_write_items(TransactItems=[{"Put": save(version, version - 1)}])
+        assert stale.value.response["Error"]["Code"] == "TransactionCanceledException"
+        with pytest.raises(ClientError) as alone:
+            dynamodb.put_item(**save(version, version - 1))
+        assert alone.value.response["Error"]["Code"] == "ConditionalCheckFailedException"
+    item = dynamodb.get_item(TableName=table, Key={"k": {"S": "s"}})["Item"]
+    assert item["version"] == {"N": "5"}
+    new = {
+        "TableName": table,
+        "Item": {"k": {"S": "t"}},
+        "ConditionExpression": "attribute_not_exists(#k)",
+        "ExpressionAttributeNames": {"#k": "k", "#unused": "x"},
+    }
+    for _ in range(2):  # parsed, then kept: the request's own validation runs both times
+        with pytest.raises(ClientError) as unused:
+            dynamodb.transact_write_items(TransactItems=[{"Put": new}])
+        assert "unused" in unused.value.response["Error"]["Message"]
+
+    # binary values, as the re-registration's (they once gave a 500, retried for ~10 s)
+    once = dynamodb
+    for n, face in enumerate((b"\x00\x01", b"\x00\x02", b"\x00\x01")):
+        once.update_item(
+            TableName=table,
+            Key={"k": {"S": "s"}},
+            UpdateExpression="SET superseded = :s",
+            ConditionExpression="attribute_exists(k)",
+            ExpressionAttributeValues={":s": {"L": [{"M": {"e": {"B": face}}}]}},
+        )
+        kept = once.get_item(TableName=table, Key={"k": {"S": "s"}})["Item"]["superseded"]
+        assert kept == {"L": [{"M": {"e": {"B": face}}}]}, n
+    for face, holds in ((b"\x00\x01", True), (b"\x00\x02", False)):  # judged by its own value
+        write = {
+            "TableName": table,
+            "Key": {"k": {"S": "s"}},
+            "UpdateExpression": "SET marked = :m",
+            "ConditionExpression": "superseded[0].e = :f",
+            "ExpressionAttributeValues": {":f": {"B": face}, ":m": {"BS": [face, b"z"]}},
+        }
+        if holds:
+            once.update_item(**write)
+        else:
+            with pytest.raises(ClientError) as failed:
+                once.update_item(**write)
+            assert failed.value.response["Error"]["Code"] == "ConditionalCheckFailedException"
+    dynamodb.delete_table(TableName=table)
+
+
 def test_a_send_costs_the_same_on_a_long_queue_and_queues_answer_as_before(
     emulator: Emulator,
 ) -> None:
@@ -280,3 +360,215 @@ def test_connections_are_kept_alive_across_requests_of_every_shape(emulator: Emu
         assert s3.get_object(Bucket=bucket, Key=f"k{n}")["Body"].read() == body[n:]
         assert s3.get_object(Bucket=bucket, Key=f"f{n}")["Body"].read() == body[:n]
     assert closing == [], f"{len(closing)} of 25 answers closed their connection"
+
+
+def test_receive_delete_and_visibility_cost_the_same_on_a_long_queue_and_answer_as_before(
+    emulator: Emulator,
+) -> None:
+    """moto's ReceiveMessage listed every visible message of the queue and built all of its
+    attributes, counting its messages, three times per message received; DeleteMessage and
+    ChangeMessageVisibility asked every message whether it had the handle. At 3,000 messages
+    a receive of ten cost ~2 s of the emulator's CPU (11 ms at 100), so the S3/SQS
+    emulator of a 200-student soak fell further behind the more it was behind. The answers
+    stay SQS's: order, visibility, redelivery, old and unknown handles, FIFO groups."""
+    settings = Settings(endpoint_url=emulator.endpoint_url)
+    sqs = sync_client(settings, "sqs")
+    name = f"recv-{uuid.uuid4().hex[:8]}"
+    url = sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": "60"})["QueueUrl"]
+    operations = ("sqs.ReceiveMessage", "sqs.DeleteMessageBatch", "sqs.ChangeMessageVisibility")
+
+    def send(count: int, tag: str) -> None:
+        for start in range(0, count, 10):
+            sqs.send_message_batch(
+                QueueUrl=url,
+                Entries=[{"Id": str(n), "MessageBody": f"{tag}{start + n}"} for n in range(10)],
+            )
+
+    def cpu_per_call(rounds: int) -> dict[str, float]:
+        before = _operations(emulator)
+        for _ in range(rounds):
+            messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+            assert len(messages) == 10
+            sqs.change_message_visibility(
+                QueueUrl=url, ReceiptHandle=messages[0]["ReceiptHandle"], VisibilityTimeout=60
+            )
+            entries = [{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]}
+                       for n, m in enumerate(messages)]  # fmt: skip
+            assert not sqs.delete_message_batch(QueueUrl=url, Entries=entries).get("Failed")
+        after = _operations(emulator)
+        return {
+            op: (after[op]["cpu_s"] - before.get(op, {}).get("cpu_s", 0.0))
+            / (after[op]["count"] - before.get(op, {}).get("count", 0))
+            for op in operations
+        }
+
+    send(100, "s")
+    short = cpu_per_call(10)
+    send(1_000, "l")
+    long = cpu_per_call(10)
+    for op in operations:  # CPU time, not wall; a receive was ~0.6 s at 1,000 (11 ms at 100)
+        assert long[op] < max(3 * short[op], short[op] + 0.002), (op, short[op], long[op])
+
+    # the long queue's after the hundred received above, in the order sent
+    first = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    assert [m["Body"] for m in first] == [f"l{n}" for n in range(100, 110)]
+    # received: not visible to the next receive; the next ten come instead
+    second = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    assert [m["Body"] for m in second] == [f"l{n}" for n in range(110, 120)]
+    # made visible again: redelivered first, with a new handle and a second receive count
+    sqs.change_message_visibility(
+        QueueUrl=url, ReceiptHandle=first[0]["ReceiptHandle"], VisibilityTimeout=0
+    )
+    again = sqs.receive_message(
+        QueueUrl=url, MaxNumberOfMessages=1, AttributeNames=["ApproximateReceiveCount"]
+    )["Messages"]
+    assert [m["Body"] for m in again] == ["l100"]
+    assert again[0]["ReceiptHandle"] != first[0]["ReceiptHandle"]
+    assert again[0]["Attributes"]["ApproximateReceiveCount"] == "2"
+    # deleting by its old handle deletes it (as moto did); deleting again is no error
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=first[0]["ReceiptHandle"])
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=again[0]["ReceiptHandle"])
+    for call in (
+        lambda: sqs.delete_message(QueueUrl=url, ReceiptHandle="unknown"),
+        lambda: sqs.change_message_visibility(
+            QueueUrl=url, ReceiptHandle=again[0]["ReceiptHandle"], VisibilityTimeout=5
+        ),  # the message is gone
+    ):
+        with pytest.raises(ClientError) as invalid:
+            call()
+        assert invalid.value.response["Error"]["Code"] == "ReceiptHandleIsInvalid"
+    with pytest.raises(ClientError) as too_long:  # over SQS's 12 hours in total
+        sqs.change_message_visibility(
+            QueueUrl=url, ReceiptHandle=second[0]["ReceiptHandle"], VisibilityTimeout=43_201
+        )
+    assert too_long.value.response["Error"]["Code"] == "InvalidParameterValue"
+    counts = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert counts["ApproximateNumberOfMessagesNotVisible"] == "19"  # l101-l119
+    assert counts["ApproximateNumberOfMessages"] == str(1_000 - 100 - 20)
+    # redelivered when its visibility timeout runs out (a long poll, bounded)
+    late = sqs.create_queue(QueueName=f"{name}-late")["QueueUrl"]
+    sqs.send_message(QueueUrl=late, MessageBody="late")
+    taken = sqs.receive_message(QueueUrl=late, VisibilityTimeout=1)["Messages"]
+    assert not sqs.receive_message(QueueUrl=late).get("Messages")
+    back = sqs.receive_message(QueueUrl=late, WaitTimeSeconds=5)["Messages"]
+    assert [m["Body"] for m in taken + back] == ["late", "late"]
+
+    fifo = sqs.create_queue(QueueName=f"{name}.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+    for n in range(3):
+        sqs.send_message(
+            QueueUrl=fifo, MessageBody=f"f{n}", MessageGroupId="g", MessageDeduplicationId=str(n)
+        )
+    held = sqs.receive_message(QueueUrl=fifo, MaxNumberOfMessages=1)["Messages"]
+    assert [m["Body"] for m in held] == ["f0"]
+    assert not sqs.receive_message(QueueUrl=fifo).get("Messages")  # the group is in flight
+    sqs.delete_message(QueueUrl=fifo, ReceiptHandle=held[0]["ReceiptHandle"])
+    rest = sqs.receive_message(QueueUrl=fifo, MaxNumberOfMessages=10)["Messages"]
+    assert [m["Body"] for m in rest] == ["f1", "f2"]
+
+
+def test_messages_received_and_deleted_leave_nothing_behind_in_memory(emulator: Emulator) -> None:
+    """moto kept every SQS message it ever made, and each copy a receive made of it, for its
+    debugging page (~3.2 kB a message, never freed): every chunk's notification stayed in
+    the emulator's memory. Messages sent, received and deleted now go (what is left is the
+    deleted receipt handles moto remembers, ~0.3 kB a message). Bodies of 60 kB here, for a
+    signal well above the noise of a process's resident size."""
+    import psutil
+
+    (process,) = [
+        child
+        for child in psutil.Process().children(recursive=True)
+        if f"-p {emulator.port}" in " ".join(child.cmdline())
+    ]
+    sqs = sync_client(Settings(endpoint_url=emulator.endpoint_url), "sqs")
+    url = sqs.create_queue(QueueName=f"mem-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    event = "x" * 60_000
+
+    def through(count: int) -> None:
+        for _ in range(count // 10):
+            entries = [{"Id": str(n), "MessageBody": event} for n in range(10)]
+            sqs.send_message_batch(QueueUrl=url, Entries=entries)
+            taken = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+            handles = [{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]}
+                       for n, m in enumerate(taken)]  # fmt: skip
+            sqs.delete_message_batch(QueueUrl=url, Entries=handles)
+
+    through(100)  # the emulator's own allocations settle
+    before = process.memory_info().rss
+    through(300)
+    grown = process.memory_info().rss - before
+    assert grown < 8 * 2**20, f"{grown / 2**20:.0f} MiB kept for 300 messages of 60 kB"
+
+
+def test_stored_bodies_live_on_disk_answer_as_before_and_go_when_the_emulator_stops() -> None:
+    """moto kept every stored object's body in memory, so the 200-student soak's S3/SQS
+    emulator held every ~600 kB chunk (13.8 GB by minute 18). The emulator keeps bodies above
+    64 kB in files of their own, removed when it stops: storing 200 chunk-sized objects
+    (120 MB) leaves its memory where it was, and every way of reading a body answers as
+    before (whole, a range, a copy, a multipart upload, an older version)."""
+    import psutil
+
+    with Emulator() as running:
+        (process,) = [
+            child
+            for child in psutil.Process().children(recursive=True)
+            if f"-p {running.port}" in " ".join(child.cmdline())
+        ]
+        (bodies,) = Path(tempfile.gettempdir()).glob(f"{SPILL_PREFIX}{process.pid}-*")
+        s3 = sync_client(Settings(endpoint_url=running.endpoint_url), "s3")
+        s3.create_bucket(Bucket="chunks")
+        s3.put_bucket_versioning(Bucket="chunks", VersioningConfiguration={"Status": "Enabled"})
+        chunk = bytes(range(256)) * 2_400  # 600 kB
+        s3.put_object(Bucket="chunks", Key="warm", Body=chunk)
+        before = process.memory_info().rss
+        for n in range(200):
+            s3.put_object(Bucket="chunks", Key=f"c{n}", Body=chunk[n:])
+        grown = process.memory_info().rss - before
+        assert grown < 40 * 2**20, f"{grown / 2**20:.0f} MiB more for 120 MB stored"
+        assert len(list(bodies.iterdir())) == 201  # a file each; small bodies stay in memory
+
+        assert s3.get_object(Bucket="chunks", Key="c7")["Body"].read() == chunk[7:]
+        part = s3.get_object(Bucket="chunks", Key="c7", Range="bytes=100-199")["Body"].read()
+        assert part == chunk[107:207]
+        first = s3.head_object(Bucket="chunks", Key="c7")
+        s3.put_object(Bucket="chunks", Key="c7", Body=b"small")  # a second version, in memory
+        old = s3.get_object(Bucket="chunks", Key="c7", VersionId=first["VersionId"])
+        assert old["Body"].read() == chunk[7:]
+        assert old["ETag"] == first["ETag"]
+        assert s3.get_object(Bucket="chunks", Key="c7")["Body"].read() == b"small"
+        s3.copy_object(Bucket="chunks", Key="copy", CopySource={"Bucket": "chunks", "Key": "c9"})
+        assert s3.get_object(Bucket="chunks", Key="copy")["Body"].read() == chunk[9:]
+        upload = s3.create_multipart_upload(Bucket="chunks", Key="big")["UploadId"]
+        parts = [
+            {
+                "PartNumber": n,
+                "ETag": s3.upload_part(
+                    Bucket="chunks", Key="big", UploadId=upload, PartNumber=n, Body=body
+                )["ETag"],
+            }
+            for n, body in ((1, chunk * 9), (2, chunk))  # parts of 5.4 MB and 600 kB
+        ]
+        s3.complete_multipart_upload(
+            Bucket="chunks", Key="big", UploadId=upload, MultipartUpload={"Parts": parts}
+        )
+        assert s3.get_object(Bucket="chunks", Key="big")["Body"].read() == chunk * 10
+    assert not bodies.exists()
+
+
+def test_a_killed_emulators_bodies_are_removed_when_the_next_one_starts(tmp_path: Path) -> None:
+    """An emulator killed outright (SIGKILL when its parent dies) cannot remove its bodies'
+    directory; the next emulator to start removes the directories of processes that are gone,
+    never a running one's."""
+    import subprocess
+    import sys
+
+    from infrastructure.moto_server import body_directory
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    left = tmp_path / f"{SPILL_PREFIX}{gone}-abc"
+    left.mkdir()
+    (left / "x.body").write_bytes(b"chunk")
+    running = body_directory(tmp_path)  # this process's: alive
+    assert not left.exists()
+    assert running.exists() and running.name.startswith(f"{SPILL_PREFIX}{os.getpid()}-")
+    assert body_directory(tmp_path).exists() and running.exists()
