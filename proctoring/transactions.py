@@ -50,7 +50,7 @@ def _binary(value: Any) -> str:
 def item_size(item: Any) -> int:
     """An upper bound of a low-level item's (``{"attr": {"S": ...}}``) size as DynamoDB counts
     it (names and values' bytes): its compact JSON's length, type tags and quotes included.
-    ``json`` is C code: ~0.03 ms for a session item, where walking it in Python costs 5x."""
+    C code: 0.14 ms for a 4.6 KB session item, 0.03 ms for a result row (busy machine)."""
     return len(json.dumps(item, default=_binary, separators=(",", ":"), ensure_ascii=False))
 
 
