@@ -175,13 +175,10 @@ class SaveGroup:
 
     async def _flush(self) -> None:
         waiting, self._waiting = self._waiting, []
+        # unless the write comes back, the waiting students end cancelled (so does the batch)
+        outcomes: list[_Outcome | BaseException] = [asyncio.CancelledError()] * len(waiting)
         try:
-            outcomes: list[_Outcome | BaseException] = list(
-                await self._write([save for save, _ in waiting])
-            )
-        except asyncio.CancelledError:
-            outcomes = [asyncio.CancelledError()] * len(waiting)
-            raise
+            outcomes = list(await self._write([save for save, _ in waiting]))
         except Exception as exc:  # each waiting student fails with it
             outcomes = [exc] * len(waiting)
         finally:
