@@ -177,7 +177,8 @@ class ChunkProcessor:
         by_student: dict[tuple[str, str], list[tuple[ChunkEvent, Record]]] = defaultdict(list)
         for event, record in chunks.values():
             by_student[(event.exam_id, event.student_id)].append((event, record))
-        saves = SaveGroup(functools.partial(self._save_sessions, shard_id=shard_id))
+        write = functools.partial(self._save_sessions, shard_id=shard_id)
+        saves = SaveGroup(write, most=self._settings.save_group_students)
         for counts in await self._gather(
             [self._student(chunks, saves, shard_id) for chunks in by_student.values()]
         ):

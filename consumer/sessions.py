@@ -144,10 +144,14 @@ class SaveGroup:
     """One batch's session saves, written together (module docstring, "Several students in
     one transaction"). Each student of the batch :meth:`joins <join>` once its frames are
     there and then saves or leaves; ``write`` writes a list of saves and returns each one's
-    outcome (the session saved, or the StorageError it failed with)."""
+    outcome (the session saved, or the StorageError it failed with). ``most`` saves waiting
+    are written at once, without waiting for the others (``PROCTOR_SAVE_GROUP_STUDENTS``)."""
 
-    def __init__(self, write: Callable[[list[SessionSave]], Awaitable[list[_Outcome]]]) -> None:
+    def __init__(
+        self, write: Callable[[list[SessionSave]], Awaitable[list[_Outcome]]], *, most: int = 50
+    ) -> None:
         self._write = write
+        self._most = most  # saves written at once without waiting for the others
         self._busy = 0  # students joined that have neither saved nor left
         self._waiting: list[tuple[SessionSave, asyncio.Future[dict[str, Any]]]] = []
 
@@ -160,7 +164,7 @@ class SaveGroup:
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiting.append((save, future))
         self._busy -= 1
-        if self._busy == 0:  # nobody else is on the way: write every waiting save
+        if self._busy == 0 or len(self._waiting) >= self._most:  # nobody else coming, or full
             await self._flush()
         return await future
 

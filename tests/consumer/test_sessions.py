@@ -337,3 +337,28 @@ def test_saves_wait_for_the_students_being_analysed_not_for_those_still_fetching
     saved = asyncio.run(run())
     assert writes == [["a", "b"], ["late"]]
     assert [s["version"] for s in saved] == [1, 1, 1]
+
+
+def test_a_full_group_is_written_without_waiting_for_the_others() -> None:
+    """``PROCTOR_SAVE_GROUP_STUDENTS`` (``most``): that many waiting saves are written at once
+    while another student is still being analysed; 1 writes each on its own."""
+
+    def save(student: str) -> SessionSave:
+        return SessionSave({"exam_id": EXAM, "student_id": student}, 0)
+
+    async def groups(most: int) -> list[list[str]]:
+        writes: list[list[str]] = []
+
+        async def write(saves: list[SessionSave]) -> list[Any]:
+            writes.append([save.session["student_id"] for save in saves])
+            return [dict(save.session) for save in saves]
+
+        group = SaveGroup(write, most=most)
+        a, b, c = group.join(), group.join(), group.join()  # all three being analysed
+        async with asyncio.timeout(10):  # a deadline, not a pace
+            await asyncio.gather(a.save(save("a")), b.save(save("b")))  # c not there yet
+        await c.save(save("c"))
+        return writes
+
+    assert asyncio.run(groups(1)) == [["a"], ["b"], ["c"]]
+    assert asyncio.run(groups(2)) == [["a", "b"], ["c"]]
