@@ -27,8 +27,8 @@ each stage is a module of its own. Per batch:
    the student's session, create each new alert once (deterministic id) and publish
    it to the FIFO alerts topic (``consumer.outbox``), judge the speech (TALKING);
    then write the new rows with the session (rule state, schedule, calls, risk, the
-   console's tile: ``consumer.latest``) in one transaction (``consumer.sessions``:
-   kept between batches; no alert lost).
+   console's tile: ``consumer.latest``) in one transaction with other students'
+   (``consumer.sessions``: kept between batches; no alert lost; ``SaveGroup``).
 
 Evidence is written once (``consumer.results``): result rows only if absent, with
 the hashes and versions of the chunk and frame read; a re-delivery changes nothing,
@@ -50,7 +50,7 @@ import asyncio
 import functools
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -67,7 +67,7 @@ from consumer.latest import fold_latest
 from consumer.outbox import AlertPublisher
 from consumer.outlet import Outlet
 from consumer.results import Results
-from consumer.sessions import SessionCache
+from consumer.sessions import SaveGroup, SessionCache
 from consumer.speech import StudentSpeech
 from proctoring.analysis.base import Engine
 from proctoring.aws import AsyncClients
@@ -77,7 +77,7 @@ from proctoring.integrity import IntegrityEvent, parse_record
 from proctoring.metric_names import MetricName
 from proctoring.metrics import Metrics
 from proctoring.settings import Settings
-from proctoring.storage import RESULTS_PER_SAVE, Tables
+from proctoring.storage import RESULTS_PER_SAVE, SessionSave, StorageError, Tables
 
 # The batch's types live in consumer.batch; they are imported from here too.
 __all__ = ["BatchFailed", "BatchOutcome", "ChunkProcessor", "Record", "is_poison"]
@@ -86,6 +86,7 @@ _log = structlog.get_logger(__name__)
 _VIDEO_SOURCES = ("camera", "chime")  # analysed as the policy says; screen is only recorded
 _MOMENTS_KEPT = 720  # an hour of 5 s moments remembered per student for sources: both
 _Chunks = dict[tuple[str, str, int], tuple[ChunkEvent, Record]]
+_Save = Callable[[SessionSave], Awaitable[Any]]  # a student's save with the batch's others
 
 
 class ChunkProcessor:
@@ -176,8 +177,10 @@ class ChunkProcessor:
         by_student: dict[tuple[str, str], list[tuple[ChunkEvent, Record]]] = defaultdict(list)
         for event, record in chunks.values():
             by_student[(event.exam_id, event.student_id)].append((event, record))
+        write = functools.partial(self._save_sessions, shard_id=shard_id)
+        saves = SaveGroup(write, most=self._settings.save_group_students)
         for counts in await self._gather(
-            [self._student(student_chunks, shard_id) for student_chunks in by_student.values()]
+            [self._student(chunks, saves, shard_id) for chunks in by_student.values()]
         ):
             outcome += counts
         if integrity:  # after the chunks: one writer of a student's session at a time
@@ -186,12 +189,21 @@ class ChunkProcessor:
         return outcome
 
     async def _student(
-        self, chunks: list[tuple[ChunkEvent, Record]], shard_id: str
+        self, chunks: list[tuple[ChunkEvent, Record]], saves: SaveGroup, shard_id: str
     ) -> BatchOutcome:
         """One student's chunks: their frames (concurrently), then analysed in order. A
         student's analysis waits for its own frames only, not for the batch's slowest one."""
         framed = await self._gather([self._frame(e, r) for e, r in chunks])
-        return await self._apply(framed, shard_id)
+        with saves.join() as member:  # its save waits for the others being analysed
+            return await self._apply(framed, member.save)
+
+    async def _save_sessions(self, saves: list[SessionSave], *, shard_id: str) -> list[Any]:
+        """``SaveGroup``'s write: sessions and rows; each row written is counted and logged."""
+        outcomes = await self._sessions.save_many(saves, shard_id=shard_id)
+        for save, outcome in zip(saves, outcomes, strict=True):
+            for row in () if isinstance(outcome, StorageError) else save.results:
+                self._results.written(dict(row))
+        return outcomes
 
     async def _frame(self, event: ChunkEvent, record: Record) -> Chunk:
         chunk = await self._frames.run(event, record, new=self._sessions.new(event))
@@ -271,10 +283,10 @@ class ChunkProcessor:
             tasks = [group.create_task(c) for c in coroutines]
         return [t.result() for t in tasks]
 
-    async def _apply(self, chunks: list[Chunk], shard_id: str) -> BatchOutcome:
+    async def _apply(self, chunks: list[Chunk], save: _Save) -> BatchOutcome:
         """One student's chunks, in order: analysed, judged, alerted; then the rows of the
-        chunks that had none and the session in one transaction, after the alerts (why no
-        alert is lost: ``consumer.sessions``, "Rows with the session")."""
+        chunks that had none and the session in one transaction (``save``), after the alerts
+        (why no alert is lost: ``consumer.sessions``, "Rows with the session")."""
         counts = BatchOutcome()
         chunks.sort(key=lambda c: (c.event.source, c.event.sequence))
         first = chunks[0].event
@@ -376,11 +388,7 @@ class ChunkProcessor:
             session["latest"] = latest
         session["updated_at"] = self._now().isoformat()
         version = int(session.pop("version", 0))
-        await self._sessions.save(
-            session, expected_version=version, shard_id=shard_id, results=new_rows
-        )
-        for row in new_rows:
-            self._results.written(row)
+        await save(SessionSave(session, version, new_rows))  # counts and logs the rows
         return counts
 
     def _now(self) -> datetime:

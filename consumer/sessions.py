@@ -36,6 +36,16 @@ if two workers process one student at once, which the lease prevents; should it 
 another object, the alerts its analysis raised in the failed attempt stay, beside the
 CHUNK_REPLACED the retry raises.)
 
+Several students in one transaction: a batch's students save through one :class:`SaveGroup`
+(group commit). A student's save waits while another student of the batch is still between
+its frames and its save (analysing, raising alerts); the last one to get there writes every
+waiting save at once (``Tables.save_sessions``: one ``TransactWriteItems`` for up to 100
+items, each student's rows and session all or nothing). A student still fetching or
+extracting its chunk holds nobody: its save goes in a later write. When DynamoDB cancels the
+transaction because one student's session moved (or one of its rows exists), the others are
+written without it and only that student is stale (``StaleState``: the batch fails and is
+processed again; the others' rows are then found, a redelivery).
+
 The API never writes the session item: interventions (pause, end, warnings) live on the
 student's enrolment in the exams table, and the policy on the exam's ``#policy`` item,
 which ``consumer.analyser.Policies`` caches on its own terms.
@@ -43,16 +53,18 @@ which ``consumer.analyser.Policies`` caches on its own terms.
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from proctoring.events import ChunkEvent
-from proctoring.storage import Tables
+from proctoring.storage import SessionSave, StorageError, Tables
 
-__all__ = ["SessionCache"]
+__all__ = ["SaveGroup", "SessionCache"]
 
 _Key = tuple[str, str]
+_Outcome = dict[str, Any] | StorageError
 
 
 class SessionCache:
@@ -100,9 +112,21 @@ class SessionCache:
         saved = await self._tables.save_session(
             session, expected_version=expected_version, results=results
         )
+        self._keep(saved, shard_id)
+
+    async def save_many(self, saves: Sequence[SessionSave], *, shard_id: str) -> list[_Outcome]:
+        """Several students' saves at once (``Tables.save_sessions``); keep each one saved.
+        Per save: the session as saved, or the StorageError (StaleState) it failed with."""
+        outcomes = await self._tables.save_sessions(saves)
+        for outcome in outcomes:
+            if not isinstance(outcome, StorageError):
+                self._keep(outcome, shard_id)
+        return outcomes
+
+    def _keep(self, saved: dict[str, Any], shard_id: str) -> None:
         if self._size <= 0:
             return
-        key = (session["exam_id"], session["student_id"])
+        key = (saved["exam_id"], saved["student_id"])
         self._kept[key] = (saved, shard_id)  # as a read would return it, with its new version
         self._kept.move_to_end(key)
         while len(self._kept) > self._size:
@@ -114,3 +138,87 @@ class SessionCache:
         for key in gone:
             del self._kept[key]
         return len(gone)
+
+
+class SaveGroup:
+    """One batch's session saves, written together (module docstring, "Several students in
+    one transaction"). Each student of the batch :meth:`joins <join>` once its frames are
+    there and then saves or leaves; ``write`` writes a list of saves and returns each one's
+    outcome (the session saved, or the StorageError it failed with). ``most`` saves waiting
+    are written at once, without waiting for the others (``PROCTOR_SAVE_GROUP_STUDENTS``)."""
+
+    def __init__(
+        self, write: Callable[[list[SessionSave]], Awaitable[list[_Outcome]]], *, most: int = 50
+    ) -> None:
+        self._write = write
+        self._most = most  # saves written at once without waiting for the others
+        self._busy = 0  # students joined that have neither saved nor left
+        self._waiting: list[tuple[SessionSave, asyncio.Future[dict[str, Any]]]] = []
+
+    def join(self) -> _Member:
+        """A student whose frames are there: saves wait for it until it saves or leaves."""
+        self._busy += 1
+        return _Member(self)
+
+    async def _save(self, save: SessionSave) -> dict[str, Any]:
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._waiting.append((save, future))
+        self._busy -= 1
+        if self._busy == 0 or len(self._waiting) >= self._most:  # nobody else coming, or full
+            await self._flush()
+        return await future
+
+    def _leave(self) -> None:
+        """A student failed before its save: the batch fails. When nobody else is on the way,
+        the waiting saves are not written (their tasks end cancelled; all is done again)."""
+        self._busy -= 1
+        if self._busy == 0:
+            waiting, self._waiting = self._waiting, []
+            for _, future in waiting:
+                future.cancel()
+
+    async def _flush(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        # unless the write comes back, the waiting students end cancelled (so does the batch)
+        outcomes: list[_Outcome | BaseException] = [asyncio.CancelledError()] * len(waiting)
+        try:
+            outcomes = list(await self._write([save for save, _ in waiting]))
+        except Exception as exc:  # each waiting student fails with it
+            outcomes = [exc] * len(waiting)
+        finally:
+            for (_, future), outcome in zip(waiting, outcomes, strict=True):
+                if future.done():  # its student was cancelled meanwhile (the batch failed)
+                    continue
+                if isinstance(outcome, asyncio.CancelledError):
+                    future.cancel()
+                elif isinstance(outcome, BaseException):
+                    future.set_exception(outcome)
+                else:
+                    future.set_result(outcome)
+
+
+class _Member:
+    """A student's place in a :class:`SaveGroup`: one :meth:`save`, or :meth:`leave`."""
+
+    def __init__(self, group: SaveGroup) -> None:
+        self._group = group
+        self._done = False
+
+    async def save(self, save: SessionSave) -> dict[str, Any]:
+        """Save with the batch's other students; the session as saved, or raise its
+        StorageError (StaleState: its session moved, or one of its rows exists)."""
+        assert not self._done, "one save per student and batch"
+        self._done = True
+        return await self._group._save(save)
+
+    def leave(self) -> None:
+        """No save after all (the student's processing failed); nothing if it saved."""
+        if not self._done:
+            self._done = True
+            self._group._leave()
+
+    def __enter__(self) -> _Member:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.leave()

@@ -111,6 +111,9 @@ class Settings(BaseSettings):
     outbox_grace: float = Field(default=60.0, ge=0, description="unpublished this long: sweep it")
     # Student sessions a worker keeps between batches (consumer.sessions); 0 reads every batch.
     session_cache_size: int = Field(default=5000, ge=0, description="sessions kept per worker")
+    # Students whose saves one transaction carries at most (consumer.sessions.SaveGroup): 50 with
+    # a row each fill its 100 items; 1 writes each student's on its own, as soon as it is ready.
+    save_group_students: int = Field(default=50, ge=1, description="students per transaction")
 
     # Analysis and rules.
     engine: Literal["local", "rekognition", "fixed"] = "local"

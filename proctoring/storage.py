@@ -11,8 +11,8 @@ changes nothing:
 - alerts: ``exam_id``, ``alert_id`` (deterministic per incident) - created once, in the
   sparse ``outbox`` index until it is marked ``published`` after SNS accepted it;
 - sessions: ``exam_id``, ``student_id`` - rule state with an optimistic ``version``; the
-  consumer writes a batch's new result rows of a student with it, in one transaction
-  (``save_session(results=...)``: all or nothing);
+  consumer writes a batch's new result rows of a student with it, all or nothing, and several
+  students' in one transaction (``save_sessions``; ``proctoring.transactions``);
 - faces: ``exam_id``, ``student_id`` - the registered face embedding (biometric: never logged);
 - errors: ``exam_id``, ``error_id`` - bad input a human can inspect.
 
@@ -31,12 +31,22 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from proctoring.dynamo import Conflict, DynamoStore, StorageError, from_item, to_item
 from proctoring.settings import ResourceNames
+from proctoring.transactions import write_units
 
-__all__ = ["RESULTS_PER_SAVE", "StaleState", "StorageError", "Tables", "from_item", "to_item"]
+__all__ = [
+    "RESULTS_PER_SAVE",
+    "SessionSave",
+    "StaleState",
+    "StorageError",
+    "Tables",
+    "from_item",
+    "to_item",
+]
 
 _OUTBOX = "pending"  # the one partition of the alerts' outbox index
 RESULTS_PER_SAVE = 99
@@ -45,6 +55,16 @@ RESULTS_PER_SAVE = 99
 
 class StaleState(Conflict):
     """A conditional state update lost against another writer."""
+
+
+@dataclass(frozen=True)
+class SessionSave:
+    """A student's session to write with ``version = expected_version + 1``, and the new
+    result rows that go with it (``Tables.save_sessions``)."""
+
+    session: Mapping[str, Any]
+    expected_version: int
+    results: Sequence[Mapping[str, Any]] = ()
 
 
 class Tables(DynamoStore):
@@ -203,30 +223,51 @@ class Tables(DynamoStore):
         Returns the item as written, as a read would give it back (None values dropped,
         numbers and binaries as DynamoDB returns them): what ``consumer.sessions`` keeps.
         """
-        if len(results) > RESULTS_PER_SAVE:
+        (outcome,) = await self.save_sessions([SessionSave(session, expected_version, results)])
+        if isinstance(outcome, StorageError):
+            raise outcome
+        return outcome
+
+    async def save_sessions(
+        self, saves: Sequence[SessionSave]
+    ) -> list[dict[str, Any] | StorageError]:
+        """Several students' ``save_session`` in as few ``TransactWriteItems`` as DynamoDB's
+        limits allow (``proctoring.transactions.pack``: 100 items, 4 MB; a student's rows
+        and session always in the same one); one item alone is a ``PutItem``.
+
+        Each save is all or nothing, as with ``save_session``. When DynamoDB cancels a
+        transaction because conditions failed (``ConditionalCheckFailed`` for some items,
+        ``None`` for the others), the saves owning the failed items are stale and the
+        transaction is sent again without them, so the others are written once and nothing
+        of theirs is lost. Any other cancellation (``TransactionConflict``, throttling) or
+        failure is every save's of that transaction: the caller's retry policy applies.
+
+        Returns, per save in order: the session as written (as ``save_session`` returns
+        it), ``StaleState`` (its session moved, or one of its rows exists), or the
+        ``StorageError`` its transaction failed with. Nothing is raised for a save.
+        """
+        units = [self._session_puts(save) for save in saves]
+        written = await write_units(self._call, [puts for puts, _ in units])
+        return [
+            from_item(item) if outcome is None
+            else _stale_state(save, outcome) if isinstance(outcome, Conflict)
+            else outcome
+            for save, (_, item), outcome in zip(saves, units, written, strict=True)
+        ]  # fmt: skip
+
+    def _session_puts(self, save: SessionSave) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """A save's transaction items (its rows, then the session) and the session item."""
+        if len(save.results) > RESULTS_PER_SAVE:
             raise ValueError(f"at most {RESULTS_PER_SAVE} result rows with a session")
-        item = to_item({**session, "version": expected_version + 1})
+        version = save.expected_version
+        item = to_item({**save.session, "version": version + 1})
         put: dict[str, Any] = {"TableName": self._names.sessions_table, "Item": item}
-        if expected_version == 0:
+        if version == 0:
             put["ConditionExpression"] = "attribute_not_exists(student_id)"
         else:
             put["ConditionExpression"] = "version = :v"
-            put["ExpressionAttributeValues"] = to_item({":v": expected_version})
-        try:
-            if results:
-                await self._call(
-                    "transact_write_items",
-                    TransactItems=[{"Put": self._new_result(r)} for r in results] + [{"Put": put}],
-                )
-            else:
-                await self._call("put_item", **put)
-        except Conflict as exc:
-            raise StaleState(
-                f"session {session['exam_id']}#{session['student_id']} moved past version "
-                f"{expected_version}"
-                + (f", or one of {len(results)} result rows exists" if results else "")
-            ) from exc
-        return from_item(item)
+            put["ExpressionAttributeValues"] = to_item({":v": version})
+        return [{"Put": self._new_result(r)} for r in save.results] + [{"Put": put}], item
 
     async def students_by_risk(
         self, exam_id: str, fields: tuple[str, ...] | None = None
@@ -342,3 +383,15 @@ class Tables(DynamoStore):
             kwargs["ProjectionExpression"] = ", ".join(names)
             kwargs["ExpressionAttributeNames"] = names
         return await self._items("query", **kwargs)
+
+
+def _stale_state(save: SessionSave, cause: BaseException) -> StaleState:
+    """The StaleState of a save whose session moved or one of whose rows exists."""
+    session = save.session
+    stale = StaleState(
+        f"session {session['exam_id']}#{session['student_id']} moved past version "
+        f"{save.expected_version}"
+        + (f", or one of {len(save.results)} result rows exists" if save.results else "")
+    )
+    stale.__cause__ = cause.__cause__ or cause  # the botocore error
+    return stale

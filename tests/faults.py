@@ -38,11 +38,13 @@ class FaultInjector:
         code: str = "ProvisionedThroughputExceededException",
         message: str = "Rate exceeded for shard",
         status: int = 400,
+        fields: dict[str, Any] | None = None,
     ) -> None:
         self._should_fail = should_fail
         self._code = code
         self._message = message
         self._status = status
+        self._fields = fields or {}  # the error's modeled members (JSON protocols only)
         self.calls: Counter[str] = Counter()
         self.failed: Counter[str] = Counter()
         self.down = False
@@ -91,7 +93,7 @@ class FaultInjector:
     def _body(self, protocol: str) -> tuple[str, bytes]:
         code, message = escape(self._code), escape(self._message)
         if protocol in ("json", "rest-json"):
-            body = json.dumps({"__type": self._code, "message": self._message})
+            body = json.dumps({"__type": self._code, "message": self._message, **self._fields})
             return "application/x-amz-json-1.1", body.encode()
         if protocol == "query":
             return "text/xml", (

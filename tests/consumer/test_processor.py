@@ -477,14 +477,10 @@ class _ResultsSeen(Tables):
             self.written.set()
         return earlier
 
-    async def save_session(
-        self, session: Any, *, expected_version: int, results: Any = ()
-    ) -> dict[str, Any]:
+    async def save_sessions(self, saves: Any) -> list[Any]:
         """A new chunk's row goes with its student's session (one transaction)."""
-        saved = await super().save_session(
-            session, expected_version=expected_version, results=results
-        )
-        if any(row["student_id"] == self.student for row in results):
+        saved = await super().save_sessions(saves)
+        if any(row["student_id"] == self.student for save in saves for row in save.results):
             self.written.set()
         return saved
 

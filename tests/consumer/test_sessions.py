@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Executor
 from datetime import UTC, datetime
 from itertools import islice
@@ -15,7 +15,7 @@ import pytest
 
 from consumer.poison import BatchRunner
 from consumer.processor import BatchFailed, Record
-from consumer.sessions import SessionCache
+from consumer.sessions import SaveGroup, SessionCache
 from consumer.wiring import build_processor
 from proctoring.analysis.fixed import FixedLatencyEngine
 from proctoring.aws import RequestCounter, async_clients
@@ -24,10 +24,11 @@ from proctoring.events import ChunkEvent, ChunkKey
 from proctoring.integrity import IntegrityEvent
 from proctoring.metrics import Metrics
 from proctoring.settings import Settings
-from proctoring.storage import StorageError, Tables
+from proctoring.storage import SessionSave, StorageError, Tables
 from producer.chunking import chunk_recording
 from tests.conftest import DATA, needs_data
 from tests.consumer.test_frame_stage import _LeavesAfter
+from tests.consumer.test_requests import AnalysedTogether
 
 EXAM, STUDENT = "kept", "s1"
 
@@ -156,16 +157,10 @@ def test_a_second_object_written_by_another_worker_meanwhile_is_flagged_not_aler
 class _DiesBeforeTheRows(Tables):
     """The process dies (an outage, as far as the batch knows) before its rows are written."""
 
-    async def save_session(
-        self,
-        session: Mapping[str, Any],
-        *,
-        expected_version: int,
-        results: Sequence[Mapping[str, Any]] = (),
-    ) -> dict[str, Any]:
-        if results:
+    async def save_sessions(self, saves: Sequence[SessionSave]) -> list[Any]:
+        if any(save.results for save in saves):
             raise StorageError("the worker died before the transaction")
-        return await super().save_session(session, expected_version=expected_version)
+        return await super().save_sessions(saves)
 
 
 @needs_data
@@ -235,3 +230,135 @@ def test_the_kept_sessions_are_bounded_and_go_with_their_shard(settings: Setting
             }
 
     assert asyncio.run(run()) == {"kept": 2, "reads": 3, "versions": 3}
+
+
+async def _student_chunk(
+    clients: Any, settings: Settings, student: str, sequence: int, data: bytes
+) -> Record:
+    key = ChunkKey(
+        exam_id=EXAM, student_id=student, source="camera", sequence=sequence,
+        captured_ms=1_795_000_000_000 + sequence * 5000, ext="mp4",
+    ).key  # fmt: skip
+    await clients.s3.put_object(Bucket=settings.names.chunks_bucket, Key=key, Body=data)
+    event = ChunkEvent.from_key(
+        settings.names.chunks_bucket, key, size=len(data), uploaded_at=datetime.now(UTC)
+    )
+    return Record(f"{student}-{sequence}", event.to_bytes(), event.partition_key)
+
+
+@needs_data
+def test_a_stale_student_in_a_batch_costs_the_others_nothing(
+    settings: Settings, pool: Executor
+) -> None:
+    """Four students' saves in one transaction. Another worker processed student a's next
+    chunk meanwhile (its row and session exist, the session a version further), and d's
+    chunk comes again (a redelivery). DynamoDB cancels the transaction on a's items only:
+    b's and c's rows and d's session are written by it sent again; the batch fails for a
+    alone and, processed again, finds every row: each chunk has exactly one row, written once.
+    """
+    video = next(chunk_recording(DATA / "video/center_focus.mp4")).data
+    settings = settings.model_copy(update={"max_repeats": 0})  # every chunk analysed
+
+    async def run() -> dict[str, Any]:
+        async with async_clients(settings) as clients:
+            tables = Tables(clients.dynamodb, settings.names)
+            metrics = Metrics("Test", "consumer", lambda _: None)
+            worker = build_processor(
+                settings, clients, tables, pool, metrics, AnalysedTogether(4)
+            )  # the four students' analyses answered together: their saves are one write
+            first = [await _student_chunk(clients, settings, s, 0, video) for s in "abcd"]
+            await worker.process(first, shard_id="shard-0")
+            a1 = await _student_chunk(clients, settings, "a", 1, video)
+            other = build_processor(
+                settings, clients, tables, pool, Metrics("Test", "consumer", lambda _: None),
+                FixedLatencyEngine(0.0),
+            )  # fmt: skip
+            await other.process([a1], shard_id="shard-0")  # the lease went and came back
+            a_row = await tables.get_result(f"{EXAM}#a", "camera#000001")
+            second = [a1] + [await _student_chunk(clients, settings, s, 1, video) for s in "bc"]
+            second.append(first[3])  # d's chunk again
+            requests = RequestCounter().watch([clients.dynamodb])
+            with pytest.raises(BatchFailed) as failed:
+                await worker.process(second, shard_id="shard-0")
+            requests.stop()
+            rows_between = {s: await tables.results(f"{EXAM}#{s}") for s in "abcd"}
+            await worker.process(second, shard_id="shard-0")  # as the retry policy does
+            return {
+                "poison": failed.value.poison,
+                "requests": requests.counts["dynamodb.TransactWriteItems"],
+                "a_row": a_row,
+                "between": rows_between,
+                "rows": {s: await tables.results(f"{EXAM}#{s}") for s in "abcd"},
+                "totals": metrics.totals(),
+            }
+
+    out = asyncio.run(run())
+    assert out["poison"] is False, "a stale session is processed again, never parked"
+    assert out["requests"] == 2, "the cancelled transaction, then the others without a"
+    between = {s: [r["sequence"] for r in rows] for s, rows in out["between"].items()}
+    assert between == {"a": [0, 1], "b": [0, 1], "c": [0, 1], "d": [0]}
+    assert out["between"]["a"][1] == out["a_row"], "the other worker's row stays"
+    assert {s: [r["sequence"] for r in rows] for s, rows in out["rows"].items()} == between
+    for s in "bc":  # written by the first attempt, found by the second
+        assert out["rows"][s][1]["processed_at"] == out["between"][s][1]["processed_at"]
+    assert out["totals"]["ChunksProcessed"] == 4 + 2, "b's and c's new rows, once each"
+    assert out["totals"]["ChunksRedelivered"] == 1 + 4, "d's, then the whole batch again"
+
+
+def test_saves_wait_for_the_students_being_analysed_not_for_those_still_fetching() -> None:
+    """``SaveGroup``: the last student to reach its save writes every waiting one at once; a
+    student that has not joined (its chunk still downloading) is written later, on its own;
+    one that fails before its save releases the others (the batch fails: done again)."""
+    writes: list[list[str]] = []
+
+    async def write(saves: list[SessionSave]) -> list[Any]:
+        writes.append([save.session["student_id"] for save in saves])
+        return [{**save.session, "version": save.expected_version + 1} for save in saves]
+
+    def save(student: str) -> SessionSave:
+        return SessionSave({"exam_id": EXAM, "student_id": student}, 0)
+
+    async def run() -> list[Any]:
+        group = SaveGroup(write)
+        a, b = group.join(), group.join()
+        saved_a = asyncio.ensure_future(a.save(save("a")))
+        await asyncio.sleep(0)  # one turn of the loop: a reaches its wait (b is being analysed)
+        assert writes == []
+        saved_b = await b.save(save("b"))
+        late = await group.join().save(save("late"))  # its chunk came after the others'
+        c, d = group.join(), group.join()
+        saved_c = asyncio.ensure_future(c.save(save("c")))
+        await asyncio.sleep(0)
+        d.leave()  # d's processing failed: nobody waits for it, c is not written
+        with pytest.raises(asyncio.CancelledError):
+            await saved_c
+        return [await saved_a, saved_b, late]
+
+    saved = asyncio.run(run())
+    assert writes == [["a", "b"], ["late"]]
+    assert [s["version"] for s in saved] == [1, 1, 1]
+
+
+def test_a_full_group_is_written_without_waiting_for_the_others() -> None:
+    """``PROCTOR_SAVE_GROUP_STUDENTS`` (``most``): that many waiting saves are written at once
+    while another student is still being analysed; 1 writes each on its own."""
+
+    def save(student: str) -> SessionSave:
+        return SessionSave({"exam_id": EXAM, "student_id": student}, 0)
+
+    async def groups(most: int) -> list[list[str]]:
+        writes: list[list[str]] = []
+
+        async def write(saves: list[SessionSave]) -> list[Any]:
+            writes.append([save.session["student_id"] for save in saves])
+            return [dict(save.session) for save in saves]
+
+        group = SaveGroup(write, most=most)
+        a, b, c = group.join(), group.join(), group.join()  # all three being analysed
+        async with asyncio.timeout(10):  # a deadline, not a pace
+            await asyncio.gather(a.save(save("a")), b.save(save("b")))  # c not there yet
+        await c.save(save("c"))
+        return writes
+
+    assert asyncio.run(groups(1)) == [["a"], ["b"], ["c"]]
+    assert asyncio.run(groups(2)) == [["a", "b"], ["c"]]

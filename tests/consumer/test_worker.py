@@ -23,7 +23,7 @@ from consumer.worker import Worker
 from proctoring.aws import AsyncClients, async_clients
 from proctoring.metrics import Metrics
 from proctoring.settings import Settings
-from proctoring.storage import StorageError, Tables, from_item
+from proctoring.storage import SessionSave, StorageError, Tables, from_item
 from tests.conftest import eventually
 from tests.pipeline import put_chunk
 
@@ -203,7 +203,7 @@ def test_a_restarted_worker_resumes_after_the_checkpoint(
 
 class _ResultsTableFailsOnce(Tables):
     """The real tables, except that the first result write hits an outage (after retries):
-    a row on its own, or new rows with the session (``save_session(results=...)``)."""
+    a row on its own, or new rows with sessions (``save_sessions``)."""
 
     failed = False
 
@@ -216,18 +216,10 @@ class _ResultsTableFailsOnce(Tables):
         self._fail_once()
         return await super().put_result(result)
 
-    async def save_session(
-        self,
-        session: Mapping[str, Any],
-        *,
-        expected_version: int,
-        results: Sequence[Mapping[str, Any]] = (),
-    ) -> dict[str, Any]:
-        if results:
+    async def save_sessions(self, saves: Sequence[SessionSave]) -> list[Any]:
+        if any(save.results for save in saves):
             self._fail_once()
-        return await super().save_session(
-            session, expected_version=expected_version, results=results
-        )
+        return await super().save_sessions(saves)
 
 
 class _Recording:
