@@ -43,6 +43,9 @@ _BAR_LEVEL = 12
 """... and runs inwards while the lines stay at most this bright: the codecs' ringing
 beside the picture's edge (up to ~12 within 8 px of it in the rendered camera frames),
 below the darkest backgrounds of shared/data's photos (17-19)."""
+_GRID = 128
+"""Cells across the face's area at most when its pixels are counted (a 250 px face at half
+resolution: the share moves by well under 0.01)."""
 _OUTLINE = (*range(17), *range(26, 16, -1))  # jaw line left to right, brows right to left
 _MIDLINE = (27, 28, 29, 30, 33, 51, 62, 66, 57, 8)  # nose bridge to chin
 _EYES = ((36, 39), (42, 45))  # outer and inner corner of the image-left and image-right eye
@@ -136,7 +139,8 @@ def cut_share(points: np.ndarray, bounds: Picture) -> float:
     outline mirrored across the nose line (fitted to the ten midline landmarks). A point
     mirrored to the other side lands at its distance from the line times the ratio of the
     eyes' widths there and here, at most 1: a turned head's far half is narrower, and the
-    near half is not predicted wider than the far half shows. Counted in pixels.
+    near half is not predicted wider than the far half shows. Counted in pixels (at most
+    :data:`_GRID` across).
     """
     points = np.asarray(points, dtype=float)
     outline = points[list(_OUTLINE)]
@@ -154,18 +158,18 @@ def cut_share(points: np.ndarray, bounds: Picture) -> float:
         centre + np.outer(along, direction) - np.outer(across * np.minimum(ratio, 1.0), normal)
     )
     both = np.vstack([outline, mirrored])
-    x0, y0 = np.floor(both.min(axis=0)).astype(int)
-    x1, y1 = np.ceil(both.max(axis=0)).astype(int) + 1
-    mask = Image.new("1", (int(x1 - x0), int(y1 - y0)), 0)
+    origin = np.floor(both.min(axis=0))
+    scale = min(1.0, _GRID / max(float(np.ptp(both, axis=0).max()), 1.0))
+    cells = np.ceil(np.ptp(both, axis=0) * scale).astype(int) + 1
+    mask = Image.new("L", (int(cells[0]), int(cells[1])), 0)
     draw = ImageDraw.Draw(mask)
     for polygon in (outline, mirrored):
-        draw.polygon([(float(x - x0), float(y - y0)) for x, y in polygon], fill=1)
-    area = np.asarray(mask, dtype=bool)
-    total = int(area.sum())
+        draw.polygon([tuple(xy) for xy in ((polygon - origin) * scale).tolist()], fill=1)
+    area = np.asarray(mask)
+    total = np.count_nonzero(area)
     if total == 0:
         return 0.0
-    left, top, right, bottom = bounds
-    inside = area[
-        max(top - y0, 0) : max(bottom - y0, 0), max(left - x0, 0) : max(right - x0, 0)
-    ].sum()
-    return 1.0 - int(inside) / total
+    left, top, right, bottom = (
+        max(round((v - o) * scale), 0) for v, o in zip(bounds, (*origin, *origin), strict=True)
+    )
+    return 1.0 - np.count_nonzero(area[top:bottom, left:right]) / total
