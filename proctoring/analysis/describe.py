@@ -152,6 +152,8 @@ def _grey_face(gray: np.ndarray, pixels: np.ndarray, box: Box, points: np.ndarra
 
     The same arithmetic as over the whole frame, so the same values where it is read; the
     whole frame cost ~4 ms of a ~50 ms frame (848x480) for the few thousand pixels read.
+    The luma of every one of the 16.7 M colours is the same as ``(r * 0.299 + g * 0.587 +
+    b * 0.114).astype(uint8)`` on the uint8 channels (products and sums in the same order).
     """
     height, width = gray.shape
     left, top = points.min(axis=0)
@@ -162,10 +164,13 @@ def _grey_face(gray: np.ndarray, pixels: np.ndarray, box: Box, points: np.ndarra
     y1 = min(max(int(bottom) + 1, box[1] + box[3]), height)
     if x1 <= x0 or y1 <= y0:
         return
-    rgb = pixels[y0:y1, x0:x1]
-    gray[y0:y1, x0:x1] = (rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114).astype(
-        np.uint8
-    )
+    # One contiguous float copy, then in place: ~4x faster than products of the strided
+    # uint8 channels, and the same values.
+    rgb = pixels[y0:y1, x0:x1].astype(np.float64)
+    luma = rgb[..., 0] * 0.299
+    luma += rgb[..., 1] * 0.587
+    luma += rgb[..., 2] * 0.114
+    gray[y0:y1, x0:x1] = luma.astype(np.uint8)
 
 
 def _landmark_box(points: np.ndarray) -> Box:
