@@ -115,10 +115,10 @@ def picture(pixels: np.ndarray) -> Picture:
         return (0, 0, 0, 0)
     flat = pixels.reshape(height, -1)  # rows of width*3 values: the fast axis to reduce
     sides = [0, 0, 0, 0]
-    if max(int(flat[:, :3].max()), int(flat[:, -3:].max())) <= _BAR_BLACK:
+    if min(int(flat[:, :3].max()), int(flat[:, -3:].max())) <= _BAR_BLACK:
         columns = flat.max(axis=0).reshape(width, -1).max(axis=1)
         sides[0], sides[2] = _bar(columns), _bar(columns[::-1])
-    if max(int(flat[0].max()), int(flat[-1].max())) <= _BAR_BLACK:
+    if min(int(flat[0].max()), int(flat[-1].max())) <= _BAR_BLACK:
         rows = flat.max(axis=1)
         sides[1], sides[3] = _bar(rows), _bar(rows[::-1])
     return (sides[0], sides[1], width - sides[2], height - sides[3])

@@ -93,6 +93,8 @@ def test_the_picture_is_the_frame_without_its_black_bars() -> None:
     left, top, right, bottom = picture(_decode(first, max_side=1024))
     assert (top, bottom) == (0, 480)
     assert 213 <= left <= 216 and 424 <= right <= 427  # the photo: 207 px at x 216
+    one_side = _decode(first, max_side=1024)[:, :400]  # a bar on the left only
+    assert picture(np.ascontiguousarray(one_side)) == (left, 0, 400, 480)
     dark = DATA / "identities/human/identity/stock-emotions-b-7.jpg"  # background 15-16
     pixels = _decode(dark.read_bytes(), max_side=1024)
     assert picture(pixels) == (0, 0, pixels.shape[1], pixels.shape[0])
