@@ -32,17 +32,17 @@ _SIDE = 96
 _EDGE = 2  # pixels: a landmark this close to the border counts as cut off
 CUT_SHARE = 0.09
 """Share of the face's area (:func:`cut_share`) beyond the picture above which the face
-counts as cut: halfway between the most of any face of the development half (0.046, 798
+counts as cut: halfway between the most of any face of the development half (0.047, 798
 faces, both detections, first and middle frames) and the least of the face half out of the
 picture (0.131-0.145 as a camera frame, with either detection, first or middle frame).
-Every whole face of shared/data reads at most 0.067 (docs/benchmarks.md)."""
+Every whole face of shared/data reads at most 0.071 (``python -m bench.cut_faces``)."""
 _BAR_BLACK = 4
 """A bar starts at the frame's border with a line (row or column) no brighter than this
 (every channel): a letterbox is black, a dark room is not that dark all the way along."""
 _BAR_LEVEL = 12
 """... and runs inwards while the lines stay at most this bright: the codecs' ringing
 beside the picture's edge (up to ~12 within 8 px of it in the rendered camera frames),
-below the darkest backgrounds of shared/data's photos (17-19)."""
+below the darkest backgrounds of shared/data's photos (15-19)."""
 _GRID = 128
 """Cells across the face's area at most when its pixels are counted (a 250 px face at half
 resolution: the share moves by well under 0.01)."""
