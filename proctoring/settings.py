@@ -128,11 +128,11 @@ class Settings(BaseSettings):
     enrol_threshold: float = Field(default=0.62, gt=0, description="frames vs photo, median")
     tolerance: int = Field(default=2, ge=1, description="consecutive chunks before an alert")
     detect_upsample: int = Field(default=1, ge=0, le=2)
-    # "full": the whole frame upsampled (analysis/faces.py, find_faces); "regions": native
-    # size first, upsampled only where a small face may be (~2.4x faster, the same faces on
-    # the eval suite, but its boxes move landmarks: a face cut by the frame read as clear,
-    # FACE_NOT_CLEAR 0/2 in the hand-written suite: not the default, docs/benchmarks.md).
-    detect_strategy: Literal["regions", "full"] = "full"
+    # "regions": native size first, upsampled only where a small face may be (~2.4x faster
+    # than "full", the same faces on the eval suite and the same recall on the hand-written
+    # suite since the cut face is a share of its area, docs/benchmarks.md); "full": the
+    # whole frame upsampled (analysis/faces.py, find_faces), for group photos of tiny faces.
+    detect_strategy: Literal["regions", "full"] = "regions"
     # Which frame of a chunk is analysed: "middle" catches what the student does during the
     # chunk, not at its first instant (docs/architecture.md, "Which frame").
     frame_position: Literal["first", "middle"] = "middle"

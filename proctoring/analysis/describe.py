@@ -29,7 +29,7 @@ from proctoring.analysis.pose import (
     head_pose,
     mouth_aspect_ratio,
 )
-from proctoring.analysis.quality import face_quality
+from proctoring.analysis.quality import face_quality, picture
 from proctoring.analysis.scheduling import identity_wanted
 
 __all__ = ["LocalFrame", "describe_frame"]
@@ -74,6 +74,7 @@ def describe_frame(
     rectangles = find_faces(pixels, upsample=upsample, detection=detection)
     faces = []
     crops: list[Box] = []
+    bounds = picture(pixels) if rectangles else (0, 0, width, height)
     for rectangle in rectangles:
         shape = models.landmarks68(pixels, rectangle)
         points = np.array([(shape.part(i).x, shape.part(i).y) for i in range(68)], dtype=float)
@@ -90,7 +91,7 @@ def describe_frame(
         ear = eye_aspect_ratio(points)
         eyes_open = ear >= EYES_OPEN_RATIO
         ratio = pupil_ratio(gray, points) if eyes_open else None
-        quality = face_quality(gray, box, raw, points)
+        quality = face_quality(gray, box, raw, points, bounds)
         faces.append(
             FaceDetail(
                 box=box,
@@ -145,31 +146,31 @@ def describe_frame(
     )
 
 
-_GREY_MARGIN = 3
-"""Pixels beyond the landmarks the grey image is read at: ``quality.hidden_share``'s 5x5
-patch around a landmark rounded to the nearest pixel."""
-
-
 def _grey_face(gray: np.ndarray, pixels: np.ndarray, box: Box, points: np.ndarray) -> None:
     """Fill ``gray`` with the luma of ``pixels`` where one face's pupil position and quality
-    read it: its box (clipped to the frame) and its landmarks, with :data:`_GREY_MARGIN`.
+    read it: its box (clipped to the frame) and the rectangle around its landmarks.
 
     The same arithmetic as over the whole frame, so the same values where it is read; the
     whole frame cost ~4 ms of a ~50 ms frame (848x480) for the few thousand pixels read.
+    The luma of every one of the 16.7 M colours is the same as ``(r * 0.299 + g * 0.587 +
+    b * 0.114).astype(uint8)`` on the uint8 channels (products and sums in the same order).
     """
     height, width = gray.shape
     left, top = points.min(axis=0)
     right, bottom = points.max(axis=0)
-    x0 = max(min(int(left) - _GREY_MARGIN, box[0]), 0)
-    y0 = max(min(int(top) - _GREY_MARGIN, box[1]), 0)
-    x1 = min(max(int(right) + 1 + _GREY_MARGIN, box[0] + box[2]), width)
-    y1 = min(max(int(bottom) + 1 + _GREY_MARGIN, box[1] + box[3]), height)
+    x0 = max(min(int(left), box[0]), 0)
+    y0 = max(min(int(top), box[1]), 0)
+    x1 = min(max(int(right) + 1, box[0] + box[2]), width)
+    y1 = min(max(int(bottom) + 1, box[1] + box[3]), height)
     if x1 <= x0 or y1 <= y0:
         return
-    rgb = pixels[y0:y1, x0:x1]
-    gray[y0:y1, x0:x1] = (rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114).astype(
-        np.uint8
-    )
+    # One contiguous float copy, then in place: ~4x faster than products of the strided
+    # uint8 channels, and the same values.
+    rgb = pixels[y0:y1, x0:x1].astype(np.float64)
+    luma = rgb[..., 0] * 0.299
+    luma += rgb[..., 1] * 0.587
+    luma += rgb[..., 2] * 0.114
+    gray[y0:y1, x0:x1] = luma.astype(np.uint8)
 
 
 def _landmark_box(points: np.ndarray) -> Box:

@@ -71,7 +71,7 @@ class LocalEngine:
         threshold: float = 0.54,
         enrol_threshold: float = 0.62,
         upsample: int = 1,
-        detection: Detection = "full",
+        detection: Detection = "regions",
         gaze_offset: float = 0.11,
         detector: DetectorConfig | None = None,
     ) -> None:

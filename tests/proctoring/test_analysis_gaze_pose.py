@@ -6,6 +6,7 @@ import functools
 import io
 from typing import Any
 
+import numpy as np
 import pytest
 from PIL import Image, ImageEnhance, ImageFilter
 
@@ -114,3 +115,21 @@ def test_the_grey_image_around_the_faces_gives_what_the_whole_frame_gave(
     monkeypatch.setattr(describe, "_grey_face", whole)
     assert sum(len(f.faces) for f in lazy) >= 6
     assert [describe_frame(f, identity="no", detection="regions") for f in frames] == lazy
+
+
+def test_the_grey_image_is_the_luma_the_whole_frame_had() -> None:
+    """The faster arithmetic (one float copy, sums in place) gives the same grey levels as
+    the products of the uint8 channels did, on a real frame and on every red-green plane."""
+    from proctoring.analysis.describe import _grey_face
+    from proctoring.analysis.faces import _decode
+
+    planes = np.stack(np.meshgrid(np.arange(256), np.arange(256), indexing="ij"), -1)
+    frames = [_decode((DATA / "faces" / "obama.jpg").read_bytes(), max_side=1024)]
+    frames += [np.dstack([planes, np.full((256, 256), b)]).astype(np.uint8) for b in (0, 77, 255)]
+    for pixels in frames:
+        height, width = pixels.shape[:2]
+        gray = np.zeros((height, width), dtype=np.uint8)
+        corners = np.array([[0.0, 0.0], [width - 1.0, height - 1.0]])
+        _grey_face(gray, pixels, (0, 0, width, height), corners)
+        before = pixels[..., 0] * 0.299 + pixels[..., 1] * 0.587 + pixels[..., 2] * 0.114
+        assert (gray == before.astype(np.uint8)).all()
