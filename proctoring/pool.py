@@ -20,9 +20,11 @@ run on the new pool.
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, InvalidStateError, ProcessPoolExecutor
+from concurrent.futures import process as _process
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, ParamSpec, TypeVar
 
@@ -33,6 +35,38 @@ __all__ = ["RenewingPool"]
 _log = structlog.get_logger(__name__)
 P = ParamSpec("P")
 T = TypeVar("T")
+
+
+def _tolerate_cancelled_jobs() -> None:
+    """The broken pool's clean-up skips jobs cancelled while they waited (module docstring).
+
+    3.11's ``terminate_broken`` sets the error on every waiting job and raises on one that
+    was cancelled, before it ends the processes and frees the pool; here the jobs already
+    answered (cancelled, or set by the previous try) are left out, and it tries again if a
+    job is cancelled while it runs (a job can be cancelled from the event loop's thread).
+    """
+    manager = _process._ExecutorManagerThread
+    if sys.version_info >= (3, 12) or getattr(manager.terminate_broken, "_tolerant", False):
+        return
+    terminate_broken = manager.terminate_broken
+
+    def tolerant(self: Any, cause: Any) -> None:
+        while True:
+            self.pending_work_items = {
+                work_id: item
+                for work_id, item in self.pending_work_items.items()
+                if not item.future.done()
+            }
+            try:
+                return terminate_broken(self, cause)
+            except InvalidStateError:
+                continue  # cancelled between the two: the rest again
+
+    tolerant._tolerant = True  # type: ignore[attr-defined]
+    manager.terminate_broken = tolerant  # type: ignore[method-assign]
+
+
+_tolerate_cancelled_jobs()
 
 
 class RenewingPool(Executor):

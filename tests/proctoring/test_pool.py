@@ -7,6 +7,7 @@ import fcntl
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -112,6 +113,38 @@ def test_a_crash_every_time_stays_a_failure_of_that_job() -> None:
                 pool.submit(_die).result(timeout=60)
         assert pool.submit(pow, 2, 3).result(timeout=60) == 8
         assert pool.renewals == 3
+
+
+def test_a_death_with_a_cancelled_job_waiting_answers_the_rest_quietly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A stop cancels the consumer's waiting jobs while a process dies (``docker stop`` as
+    the pool starts): the pool answers every other job with BrokenProcessPool and its own
+    thread ends without an error (on 3.11 it raised InvalidStateError on the cancelled job,
+    printed a traceback and left the rest unanswered: CPython gh-107219)."""
+    errors: list[BaseException | None] = []
+    monkeypatch.setattr(
+        threading, "excepthook", lambda args: errors.append(args.exc_value), raising=True
+    )
+    pool = _small_pool()
+    try:
+        assert pool.submit(abs, -1).result(timeout=60) == 1
+        (pid,) = pool._processes  # type: ignore[attr-defined]
+        # one process and a call queue of two: the first two run or queue, the rest wait
+        held = [pool.submit(time.sleep, 30) for _ in range(2)]
+        cancelled, waiting = pool.submit(abs, -2), pool.submit(abs, -3)
+        assert cancelled.cancel(), "a job still waiting can be cancelled"
+        os.kill(pid, signal.SIGKILL)
+        for job in [*held, waiting]:
+            with pytest.raises(BrokenProcessPool):
+                job.result(timeout=30)
+        manager = pool._executor_manager_thread  # type: ignore[attr-defined]
+        if manager is not None:
+            manager.join(timeout=30)
+            assert not manager.is_alive()
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    assert errors == [], errors
 
 
 @pytest.mark.slow
