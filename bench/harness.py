@@ -79,6 +79,33 @@ def _own_cpu() -> float:
     return total
 
 
+def _own_runnable() -> int:
+    """This process tree's tasks (threads) running or waiting for a core, or in
+    uninterruptible sleep: what the kernel's load average counts (Linux ``/proc``; 0
+    elsewhere). The calling thread, the sampler, is left out."""
+    import psutil
+
+    me = psutil.Process()
+    caller = threading.get_native_id()
+    count = 0
+    for pid in [me.pid, *(child.pid for child in me.children(recursive=True))]:
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:  # ended meanwhile, or no /proc
+            continue
+        for task in tasks:
+            if int(task) == caller:
+                continue
+            try:
+                with open(f"/proc/{pid}/task/{task}/stat", "rb") as stat:
+                    line = stat.read()
+            except OSError:
+                continue
+            state = line[line.rfind(b")") + 2 : line.rfind(b")") + 3]
+            count += state in (b"R", b"D")
+    return count
+
+
 def default_max_load() -> float:
     raw = os.environ.get(MAX_LOAD_ENV)
     if raw:
@@ -130,11 +157,14 @@ class LoadGuard:
     kernel averages the load: the cores this tree used in each ``sample_every`` seconds,
     decayed with the same one-minute constant, so a benchmark that ends with its heaviest
     minute (``e2e``'s last step) takes out what it put into the end's average, not its
-    mean over the whole run. Processes waiting for a core count in the load and not in the
-    CPU used, so on a crowded machine the others' share is overestimated: it errs towards
-    refusing. Before refusing at the start it waits up to ``settle`` seconds for the load to
-    fall (the previous benchmark's own load leaves the 1-minute average slowly). ``load``,
-    ``own_cpu``, ``clock`` and ``sleep`` are injectable for tests; ``sample_every=None``
+    mean over the whole run. What it adds at each sample is the larger of the cores it used
+    since the last one and its tasks running or waiting for a core at that moment (as the
+    kernel counts them): a benchmark that saturates the machine (``e2e``'s 300 students) has
+    more runnable tasks than cores, and counting only the cores it got left its waiting
+    tasks to "others" (refused on an idle machine). Before refusing at the start it waits
+    up to ``settle`` seconds for the load to fall (the previous benchmark's own load leaves
+    the 1-minute average slowly). ``load``, ``own_cpu``, ``own_runnable``, ``clock`` and
+    ``sleep`` are injectable for tests; ``sample_every=None``
     takes no samples in the background (a test calls :meth:`sample`).
     """
 
@@ -143,6 +173,7 @@ class LoadGuard:
     settle: float = SETTLE_SECONDS
     load: Callable[[], float] = _load_average
     own_cpu: Callable[[], float] = _own_cpu
+    own_runnable: Callable[[], int] = _own_runnable
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
     sample_every: float | None = _LOAD_SAMPLE_SECONDS
@@ -176,15 +207,17 @@ class LoadGuard:
         return load
 
     def sample(self) -> float:
-        """Fold the cores this tree used since the last sample into its own share of the
-        1-minute load average (the kernel's decay: ``exp(-seconds / 60)``); the share."""
+        """Fold the cores this tree used since the last sample, or its runnable tasks now
+        when more, into its own share of the 1-minute load average (the kernel's decay:
+        ``exp(-seconds / 60)``); the share."""
         cpu, now = self.own_cpu(), self.clock()
         last_cpu, last_clock = self._last
         seconds = now - last_clock
         if seconds > 0:
             decay = math.exp(-seconds / 60.0)
             cores = max(cpu - last_cpu, 0.0) / seconds
-            self._own_load = self._own_load * decay + cores * (1.0 - decay)
+            load = max(cores, float(self.own_runnable()))
+            self._own_load = self._own_load * decay + load * (1.0 - decay)
             self._last = (cpu, now)
         return self._own_load
 

@@ -4,14 +4,17 @@
 from __future__ import annotations
 
 import itertools
+import math
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from bench.__main__ import main
-from bench.harness import Figure, LoadGuard, MachineBusy, markdown_table
+from bench.harness import Figure, LoadGuard, MachineBusy, _own_runnable, markdown_table
 
 
 def _guard(
@@ -21,6 +24,7 @@ def _guard(
     busy_ok: bool = False,
     settle: float = 0.0,
     slept: list[float] | None = None,
+    runnable: list[int] | None = None,
 ) -> LoadGuard:
     clock = itertools.count(0.0, 60.0)  # every reading of the clock is a minute later
     return LoadGuard(
@@ -29,6 +33,7 @@ def _guard(
         settle=settle,
         load=iter(loads).__next__,
         own_cpu=iter(cpu).__next__,
+        own_runnable=iter(runnable).__next__ if runnable is not None else lambda: 0,
         clock=lambda: next(clock),
         sleep=(slept if slept is not None else []).append,
         sample_every=None,  # the test samples
@@ -61,6 +66,35 @@ def test_a_benchmark_ending_with_its_heaviest_minutes_is_not_refused_for_them() 
     assert load["own_cores"] == pytest.approx(0.65)
     assert load["own_load_at_end"] == pytest.approx(1.91, abs=0.01)
     assert load["others_load_at_end"] == pytest.approx(0.29, abs=0.01)
+
+
+def test_a_benchmark_saturating_the_machine_counts_its_waiting_tasks_as_its_own() -> None:
+    """``e2e``'s 300-student step: the stack gets both cores and has a third of its tasks
+    waiting for one; the kernel counts all of them. Counting only the cores it got left 1.79
+    of an end load of 3.09 to "others" on a machine running nothing else (refused)."""
+    guard = _guard([0.5, 3.0], [0.0, 120.0, 240.0], runnable=[3, 3])
+    guard.start()
+    guard.sample()
+    load = guard.finish()
+    assert load["busy"] is False
+    assert load["own_load_at_end"] == pytest.approx(3 * (1 - math.exp(-2)), abs=0.01)
+    assert load["others_load_at_end"] < 0.5
+
+
+def test_the_own_runnable_tasks_are_read_from_this_process_tree() -> None:
+    """A child process spinning on a core is a runnable task of the tree, as the kernel's
+    load average counts it."""
+    spinning = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        deadline = time.monotonic() + 20.0
+        counts: list[int] = []
+        while time.monotonic() < deadline and sum(c >= 1 for c in counts) < 3:
+            counts.append(_own_runnable())
+            time.sleep(0.05)
+        assert sum(c >= 1 for c in counts) >= 3, counts
+    finally:
+        spinning.kill()
+        spinning.wait()
 
 
 def test_the_own_share_is_sampled_in_the_background_while_the_benchmark_runs() -> None:
