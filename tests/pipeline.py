@@ -106,7 +106,7 @@ class Pipeline:
                 )
 
 
-async def put_chunk(
+async def upload_chunk(
     clients: AsyncClients,
     settings: Settings,
     *,
@@ -114,11 +114,8 @@ async def put_chunk(
     student_id: str,
     sequence: int,
     data: bytes,
-) -> dict[str, Any]:
-    """Upload one chunk and put its event on the stream directly (the router's job, skipped).
-
-    Returns PutRecord's answer (``ShardId``, ``SequenceNumber``).
-    """
+) -> ChunkEvent:
+    """Upload one camera chunk to the chunks bucket; its chunk event, as the router makes it."""
     key = ChunkKey(
         exam_id=exam_id,
         student_id=student_id,
@@ -128,9 +125,18 @@ async def put_chunk(
         ext="mp4",
     ).key
     await clients.s3.put_object(Bucket=settings.names.chunks_bucket, Key=key, Body=data)
-    event = ChunkEvent.from_key(
+    return ChunkEvent.from_key(
         settings.names.chunks_bucket, key, size=len(data), uploaded_at=datetime.now(UTC)
     )
+
+
+async def put_chunk(clients: AsyncClients, settings: Settings, **chunk: Any) -> dict[str, Any]:
+    """Upload one chunk (``chunk``: :func:`upload_chunk`'s keywords) and put its event on the
+    stream directly (the router's job, skipped).
+
+    Returns PutRecord's answer (``ShardId``, ``SequenceNumber``).
+    """
+    event = await upload_chunk(clients, settings, **chunk)
     response: dict[str, Any] = await clients.kinesis.put_record(
         StreamName=settings.names.stream, Data=event.to_bytes(), PartitionKey=event.partition_key
     )

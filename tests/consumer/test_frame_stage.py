@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 from concurrent.futures import Executor
 from dataclasses import replace
-from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
 
@@ -17,12 +16,12 @@ from proctoring.analysis.base import NAIVE, FrameAnalysis, Plan
 from proctoring.analysis.fixed import FixedLatencyEngine
 from proctoring.aws import async_clients
 from proctoring.dynamo import to_item
-from proctoring.events import ChunkEvent, ChunkKey
 from proctoring.metrics import Metrics
 from proctoring.settings import Settings
 from proctoring.storage import Tables
 from producer.chunking import chunk_recording
 from tests.conftest import DATA, needs_data
+from tests.pipeline import upload_chunk
 
 EXAM, STUDENT, CHUNKS, EVERY = "frames-kept", "s1", 10, 3
 
@@ -64,14 +63,10 @@ def test_frames_are_kept_for_the_first_chunk_alerts_and_every_few_chunks(
             )  # fmt: skip
             for sequence in range(CHUNKS):
                 data = videos[sequence % len(videos)]
-                key = ChunkKey(
-                    exam_id=EXAM, student_id=STUDENT, source="camera", sequence=sequence,
-                    captured_ms=1_795_000_000_000 + sequence * 5000, ext="mp4",
-                ).key  # fmt: skip
-                await clients.s3.put_object(Bucket=settings.names.chunks_bucket, Key=key, Body=data)
-                event = ChunkEvent.from_key(
-                    settings.names.chunks_bucket, key, size=len(data), uploaded_at=datetime.now(UTC)
-                )
+                event = await upload_chunk(
+                    clients, settings, exam_id=EXAM, student_id=STUDENT, sequence=sequence,
+                    data=data,
+                )  # fmt: skip
                 record = Record(str(sequence), event.to_bytes(), event.partition_key)
                 await processor.process([record], shard_id="shard-0")
             rows = await tables.results(f"{EXAM}#{STUDENT}")

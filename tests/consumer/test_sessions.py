@@ -29,6 +29,7 @@ from producer.chunking import chunk_recording
 from tests.conftest import DATA, needs_data
 from tests.consumer.test_frame_stage import _LeavesAfter
 from tests.consumer.test_requests import AnalysedTogether
+from tests.pipeline import upload_chunk
 
 EXAM, STUDENT = "kept", "s1"
 
@@ -235,13 +236,8 @@ def test_the_kept_sessions_are_bounded_and_go_with_their_shard(settings: Setting
 async def _student_chunk(
     clients: Any, settings: Settings, student: str, sequence: int, data: bytes
 ) -> Record:
-    key = ChunkKey(
-        exam_id=EXAM, student_id=student, source="camera", sequence=sequence,
-        captured_ms=1_795_000_000_000 + sequence * 5000, ext="mp4",
-    ).key  # fmt: skip
-    await clients.s3.put_object(Bucket=settings.names.chunks_bucket, Key=key, Body=data)
-    event = ChunkEvent.from_key(
-        settings.names.chunks_bucket, key, size=len(data), uploaded_at=datetime.now(UTC)
+    event = await upload_chunk(
+        clients, settings, exam_id=EXAM, student_id=student, sequence=sequence, data=data
     )
     return Record(f"{student}-{sequence}", event.to_bytes(), event.partition_key)
 
