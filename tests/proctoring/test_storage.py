@@ -149,6 +149,17 @@ def test_a_cancellation_names_the_students_whose_conditions_failed() -> None:
     assert failed_units(sizes, refused) == {0: "ValidationError", 2: failed}
 
 
+def _cancel_the_first_transaction(dynamodb: Any, reasons: list[dict[str, str]]) -> None:
+    """DynamoDB's answer to the client's first ``TransactWriteItems``: cancelled, with
+    ``reasons`` (one per item, in order), in DynamoDB's protocol (tests/faults.py)."""
+    FaultInjector(
+        lambda operation, call: call == 1,
+        code="TransactionCanceledException",
+        message="Transaction cancelled",
+        fields={"CancellationReasons": reasons},
+    ).attach(dynamodb, "TransactWriteItems")
+
+
 def test_an_item_dynamodb_refuses_is_its_students_fault_and_the_others_are_written(
     settings: Settings,
 ) -> None:
@@ -161,12 +172,7 @@ def test_an_item_dynamodb_refuses_is_its_students_fault_and_the_others_are_writt
     async def run() -> tuple[list[Any], list[Any], list[Any]]:
         async with async_clients(settings) as clients:
             tables = Tables(clients.dynamodb, settings.names)
-            FaultInjector(
-                lambda operation, call: call == 1,
-                code="TransactionCanceledException",
-                message="Transaction cancelled",
-                fields={"CancellationReasons": reasons},
-            ).attach(clients.dynamodb, "TransactWriteItems")
+            _cancel_the_first_transaction(clients.dynamodb, reasons)
             outcomes = await tables.save_sessions([_save("s0", 0, 0), _save("s1", 0, 0)])
             return outcomes, await tables.results(f"{EXAM}#s0"), await tables.results(f"{EXAM}#s1")
 
@@ -188,12 +194,7 @@ def test_a_transaction_cancelled_for_a_conflict_fails_everyone_in_it_as_an_outag
     async def run() -> tuple[list[Any], list[Any], list[Any]]:
         async with async_clients(settings) as clients:
             tables = Tables(clients.dynamodb, settings.names)
-            FaultInjector(
-                lambda operation, call: call == 1,
-                code="TransactionCanceledException",
-                message="Transaction cancelled",
-                fields={"CancellationReasons": reasons * 2},
-            ).attach(clients.dynamodb, "TransactWriteItems")
+            _cancel_the_first_transaction(clients.dynamodb, reasons * 2)
             saves = [_save("s0", 0, 0), _save("s1", 0, 0)]
             failed = await tables.save_sessions(saves)
             rows = await tables.results(f"{EXAM}#s0")
