@@ -15,7 +15,8 @@ changing an answer:
   the queried partition: a cost that grows with the table (the results table gains a row per
   chunk; 10 ms a query at 1,500 rows, and the load generator follows results with queries).
   Here a query of a table's own key (no index) reads only its partition; the same items in
-  the same order;
+  the same order (and a sort-key range of it is found by bisection,
+  :mod:`infrastructure.moto_dynamodb`, as is an item's size checked once per attribute);
 - a conditional write's ``ConditionExpression`` is parsed three times per item (validating
   the request, checking the transaction, writing the item), about 1 ms each, half of a
   ``TransactWriteItems``'s time: a parse is kept for the same expression, names and values
@@ -47,6 +48,8 @@ import functools
 import json
 import threading
 from typing import Any
+
+from infrastructure.moto_dynamodb import cut_dynamodb_costs
 
 __all__ = ["cut_request_costs"]
 
@@ -98,6 +101,7 @@ def cut_request_costs() -> None:
 
     Table.query = partition_query  # type: ignore[method-assign,assignment]
     Table.all_items = partition_items  # type: ignore[method-assign,assignment]
+    cut_dynamodb_costs()  # on top of the partition query above, which it falls back to
     _send_reads_one_attribute()
     _receive_independent_of_queue_length()
     _keep_parses()
