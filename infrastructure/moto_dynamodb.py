@@ -31,7 +31,10 @@ from __future__ import annotations
 
 import copy
 import functools
+import threading
 from typing import Any
+
+from sortedcontainers import SortedDict
 
 __all__ = ["cut_dynamodb_costs"]
 
@@ -51,9 +54,44 @@ def cut_dynamodb_costs() -> None:
     _items_sized_once()
 
 
+_LOCK = threading.RLock()
+"""Held while a sorted partition changes or a query reads positions in one: moto's server
+answers on threads, and a dict's change is one step for the interpreter where a sorted one's
+is many (two writes at once could leave the order wrong)."""
+
+
+def _locked(name: str) -> Any:
+    change = getattr(SortedDict, name)
+
+    @functools.wraps(change)
+    def locked(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with _LOCK:
+            return change(self, *args, **kwargs)
+
+    return locked
+
+
+class _Partition(SortedDict):
+    """A partition's items by sort key, in its order: a dict whose changes hold :data:`_LOCK`,
+    iterated over a copy of its keys (moto's plain dict raised ``RuntimeError`` when changed
+    while iterated; a copy sees no half-made change)."""
+
+    __setitem__ = _locked("__setitem__")
+    __delitem__ = _locked("__delitem__")
+    __ior__ = _locked("__ior__")
+    pop = _locked("pop")
+    popitem = _locked("popitem")
+    clear = _locked("clear")
+    setdefault = _locked("setdefault")
+    update = _locked("update")
+
+    def __iter__(self) -> Any:
+        with _LOCK:
+            return iter(list(self._list_iter()))
+
+
 def _sorted_partitions() -> None:
     from moto.dynamodb.models.table import RESULT_SIZE_LIMIT, Table
-    from sortedcontainers import SortedDict
 
     init: Any = Table.__init__
     query: Any = Table.query
@@ -62,7 +100,7 @@ def _sorted_partitions() -> None:
     def table_init(table: Any, *args: Any, **kwargs: Any) -> None:
         init(table, *args, **kwargs)
         if table.range_key_attr:  # each new partition sorted by its sort key from the start
-            table.items.default_factory = SortedDict
+            table.items.default_factory = _Partition
 
     @functools.wraps(query)
     def range_query(
@@ -95,47 +133,11 @@ def _sorted_partitions() -> None:
                 range_key_conditions=range_key_conditions,
                 **filter_kwargs,
             )
-        lo, hi = _window(partition, range_comparison, range_objs)
-        size = len(partition)
-        forward = scan_index_forward is not False
-        values = partition.values()
-
-        def at(step: int) -> Any:  # the step-th item in the query's order
-            return values[step if forward else size - 1 - step]
-
-        start = 0
-        if exclusive_start_key is not None:  # moto skips what comes before it, or is it
-            keys = ([table.hash_key_attr], [table.range_key_attr], scan_index_forward)
-            high = size
-            while start < high:  # it is a prefix of the query's order: bisect it
-                middle = (start + high) // 2
-                if table._item_comes_before_dct(at(middle), exclusive_start_key, *keys):
-                    start = middle + 1
-                else:
-                    high = middle
-        first, end = (lo, hi) if forward else (size - hi, size - lo)  # the matches, in steps
-        results: list[Any] = []
-        taken = 0
-        last_key = None
-        for step in range(max(start, first), end):
-            item = at(step)
-            item_size = item.size()
-            if len(results) == limit or taken + item_size > RESULT_SIZE_LIMIT:
-                last_key = table._get_last_evaluated_key(results[-1], None)
-                break
-            results.append(item)
-            taken += item_size
-        else:
-            # moto went on through the items after the matches (none of them taken): the first
-            # one ends a full page with a LastEvaluatedKey, and any of them can end it at 1 MB
-            after = max(start, end)
-            if after < size and results and len(results) == limit:
-                last_key = table._get_last_evaluated_key(results[-1], None)
-            elif results and taken + _MAX_ITEM > RESULT_SIZE_LIMIT:
-                for step in range(after, size):
-                    if taken + at(step).size() > RESULT_SIZE_LIMIT:
-                        last_key = table._get_last_evaluated_key(results[-1], None)
-                        break
+        with _LOCK:  # positions in the partition: no change to it meanwhile
+            results, last_key = _take(
+                table, partition, range_comparison, range_objs, limit, exclusive_start_key,
+                scan_index_forward, RESULT_SIZE_LIMIT,
+            )  # fmt: skip
         scanned = len(results)
         results = copy.deepcopy(results)
         if filter_expression is not None:
@@ -147,6 +149,61 @@ def _sorted_partitions() -> None:
     range_query._bisected = True  # type: ignore[attr-defined]
     Table.__init__ = table_init  # type: ignore[method-assign,assignment]
     Table.query = range_query  # type: ignore[method-assign,assignment]
+
+
+def _take(
+    table: Any,
+    partition: Any,
+    range_comparison: str | None,
+    range_objs: list[Any],
+    limit: int | None,
+    exclusive_start_key: dict[str, Any] | None,
+    scan_index_forward: bool,
+    page_limit: int,
+) -> tuple[list[Any], Any]:
+    """The items moto's query loop takes from the partition, and its LastEvaluatedKey."""
+    lo, hi = _window(partition, range_comparison, range_objs)
+    size = len(partition)
+    forward = scan_index_forward is not False
+    values = partition.values()
+
+    def at(step: int) -> Any:  # the step-th item in the query's order
+        return values[step if forward else size - 1 - step]
+
+    start = 0
+    if exclusive_start_key is not None:  # moto skips what comes before it, or is it
+        keys = ([table.hash_key_attr], [table.range_key_attr], scan_index_forward)
+        high = size
+        while start < high:  # it is a prefix of the query's order: bisect it
+            middle = (start + high) // 2
+            if table._item_comes_before_dct(at(middle), exclusive_start_key, *keys):
+                start = middle + 1
+            else:
+                high = middle
+    first, end = (lo, hi) if forward else (size - hi, size - lo)  # the matches, in steps
+    results: list[Any] = []
+    taken = 0
+    last_key = None
+    for step in range(max(start, first), end):
+        item = at(step)
+        item_size = item.size()
+        if len(results) == limit or taken + item_size > page_limit:
+            last_key = table._get_last_evaluated_key(results[-1], None)
+            break
+        results.append(item)
+        taken += item_size
+    else:
+        # moto went on through the items after the matches (none of them taken): the first
+        # one ends a full page with a LastEvaluatedKey, and any of them can end it at 1 MB
+        after = max(start, end)
+        if after < size and results and len(results) == limit:
+            last_key = table._get_last_evaluated_key(results[-1], None)
+        elif results and taken + _MAX_ITEM > page_limit:
+            for step in range(after, size):
+                if taken + at(step).size() > page_limit:
+                    last_key = table._get_last_evaluated_key(results[-1], None)
+                    break
+    return results, last_key
 
 
 def _partition(
@@ -162,8 +219,6 @@ def _partition(
 ) -> Any:
     """The queried partition, sorted, when the query is one this module answers; else None
     (moto answers it)."""
-    from sortedcontainers import SortedDict
-
     if index_name is not None or hash_key is None or filter_kwargs or not table.range_key_attr:
         return None
     if range_comparison not in _RANGES or (limit is not None and limit < 1):
@@ -185,9 +240,9 @@ def _partition(
             if not isinstance(value, dict) or len(value) != 1 or kind not in value:
                 return None
     if hash_key not in table.items:  # a defaultdict: do not create the partition
-        return SortedDict()
+        return _Partition()
     partition = table.items[hash_key]
-    return partition if isinstance(partition, SortedDict) else None
+    return partition if isinstance(partition, _Partition) else None
 
 
 def _window(partition: Any, comparison: str | None, objs: list[Any]) -> tuple[int, int]:
