@@ -37,7 +37,7 @@ def plain() -> Iterator[Emulator]:
         yield running
 
 
-_TYPES = ("S", "N")
+_TYPES = ("S", "N", "B")
 
 
 def _clients(emulator: Emulator, plain: Emulator) -> tuple[Any, Any]:
@@ -85,8 +85,9 @@ def _answer(client: Any, request: dict[str, Any], pages: int = 40) -> list[Any]:
 def _value(kind: str, raw: int) -> dict[str, str]:
     # strings over a small alphabet (many shared prefixes); numbers with halves, some equal
     # to another spelling ("1.0", "1")
-    if kind == "S":
-        return {"S": "ab"[raw % 2] + "ab"[(raw // 2) % 2] * (raw % 3) + str(raw % 5)}
+    if kind in ("S", "B"):
+        text = "ab"[raw % 2] + "ab"[(raw // 2) % 2] * (raw % 3) + str(raw % 5)
+        return {"S": text} if kind == "S" else {"B": text.encode()}
     return {"N": str(raw / 2) if raw % 3 else str(raw // 2)}
 
 
@@ -120,7 +121,8 @@ def _key_condition(kind: str, condition: str, bounds: list[int]) -> tuple[str, d
     if condition == "BETWEEN":
         return " AND r BETWEEN :a AND :b", {":a": low, ":b": high}
     if condition == "begins_with":
-        return " AND begins_with(r, :a)", {":a": {"S": low["S"][: 1 + bounds[1] % 2]}}
+        ((kind, value),) = low.items()
+        return " AND begins_with(r, :a)", {":a": {kind: value[: 1 + bounds[1] % 2]}}
     if condition:
         return f" AND r {condition} :a", {":a": low}
     return "", {}
@@ -160,7 +162,7 @@ def test_a_query_answers_as_moto_own_server(
         extra["ProjectionExpression"] = "r, p.l"
     if case["start"] is not None:
         extra["ExclusiveStartKey"] = {"k": {"S": partition}, "r": _value(kind, case["start"])}
-    for condition in _CONDITIONS if kind == "S" else _CONDITIONS[:-1]:
+    for condition in _CONDITIONS if kind != "N" else _CONDITIONS[:-1]:
         text, bounds = _key_condition(kind, condition, case["bounds"])
         for forward in (True, False):
             for limit in ({}, {"Limit": case["limit"]}):
