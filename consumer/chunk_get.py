@@ -22,8 +22,8 @@ the ``ClientError`` botocore would have raised.
 
 The URL is a credential for one object for ``EXPIRES`` seconds: it is never logged. It is
 kept out of ``repr`` (:class:`ChunkGet`), out of every error message here (urllib3's
-``MaxRetryError`` names it: its text is not used), and urllib3's own retry warnings, which
-quote it, are off in the worker (tests/consumer/test_chunk_get.py).
+``MaxRetryError`` names it: its text is not used), and out of urllib3's own log lines (its
+retry warnings quote the URL: a filter cuts the signed query; tests/consumer/test_chunk_get.py).
 """
 
 from __future__ import annotations
@@ -104,12 +104,28 @@ async def presign(s3: Any, bucket: str, key: str, *, limit: int, seconds: float)
     return ChunkGet(url=url, where=f"s3://{bucket}/{key}", limit=limit, timeout=seconds)
 
 
+_SIGNED_QUERY = re.compile(r"\?[^\s'\"]*Signature=[^\s'\"]*")
+
+
+class _Unsigned(logging.Filter):
+    """Cuts a signed URL's query out of a log record: urllib3 names the URL in its retry
+    warnings and debug lines, and a presigned one is a credential."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "Signature=" in message:
+            record.msg, record.args = _SIGNED_QUERY.sub("?(signed)", message), ()
+        return True
+
+
+for _name in ("urllib3.connectionpool", "urllib3.util.retry", "urllib3.poolmanager"):
+    logging.getLogger(_name).addFilter(_Unsigned())
+
+
 def _pool() -> urllib3.PoolManager:
     """This worker process's connection pool, made on first use and kept."""
     global _POOL
     if _POOL is None:
-        # urllib3 warns on each retry with the request's URL: a presigned one must not be logged
-        logging.getLogger("urllib3").setLevel(logging.ERROR)
         _POOL = urllib3.PoolManager(num_pools=4, maxsize=4)
     return _POOL
 

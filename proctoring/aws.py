@@ -62,11 +62,14 @@ def client_kwargs(settings: Settings, service: str = "", *, pool: int = 10) -> d
         "region_name": settings.region,
         "config": _config(settings, attempts=5, pool=pool),
     }
-    if service == "s3":  # presigned URLs in SigV4 too (botocore presigns SigV2 by default)
-        kwargs["config"] = kwargs["config"].merge(Config(signature_version="s3v4"))
     endpoint = settings.endpoint_urls.get(service) or settings.endpoint_url
     if service == "kinesis" and settings.kinesis_endpoint_url:
         endpoint = settings.kinesis_endpoint_url
+    if service == "s3":  # presigned URLs (consumer.chunk_get) as AWS's requests: SigV4 (not
+        # botocore's default SigV2 for them) and, in AWS, the region's virtual host (not the
+        # global one, whose redirect a signed host cannot follow); the emulator: path-style
+        s3: dict[str, Any] = {} if endpoint else {"addressing_style": "virtual"}
+        kwargs["config"] = kwargs["config"].merge(Config(signature_version="s3v4", s3=s3))
     if endpoint:
         kwargs["endpoint_url"] = endpoint
         kwargs.update(_LOCAL_CREDENTIALS)
