@@ -19,10 +19,12 @@ from botocore.exceptions import ClientError
 
 from consumer.batch import is_poison
 from consumer.chunk_get import EXPIRES, ChunkGet, ChunkUnavailable, Failed, failure, fetch, presign
+from consumer.frame_stage import read_chunk
 from infrastructure.emulator import Emulator, free_port
 from proctoring.aws import client_kwargs, sync_client
 from proctoring.frames import FrameError
 from proctoring.settings import Settings
+from tests.conftest import DATA, needs_data
 from tests.faults import S3Front
 
 BUCKET = "chunk-get"
@@ -140,3 +142,23 @@ def test_throttling_is_retried_and_an_outage_is_aws_unavailable_never_logging_th
 
     said = caplog.text + "".join(capsys.readouterr()) + str(outage) + str(error)
     assert "Signature" not in said and "X-Amz-Credential" not in said
+
+
+@needs_data
+def test_the_job_extracts_only_the_bytes_the_sequences_row_was_written_for(
+    local: Settings,
+) -> None:
+    """``read_chunk``: other bytes than the row's (``same_as``) or another key (``extract``
+    False) are hashed, not decoded; the row's own bytes give the frame."""
+    video = (DATA / "video" / "short_hamilton_clip.mp4").read_bytes()
+    sync_client(local, "s3").put_object(Bucket=BUCKET, Key="chunks/clip.mp4", Body=video)
+    get = asyncio.run(_presign(local, "chunks/clip.mp4", limit=len(video)))
+    digest = hashlib.sha256(video).hexdigest()
+    job = {"max_pixels": 1920 * 1080, "position": "first"}
+    other = read_chunk(get, **job, same_as="0" * 64)  # type: ignore[arg-type]
+    moved = read_chunk(get, **job, extract=False)  # type: ignore[arg-type]
+    same = read_chunk(get, **job, same_as=digest)  # type: ignore[arg-type]
+    assert (other.digest, other.frame) == (digest, None)
+    assert (moved.digest, moved.frame) == (digest, None)
+    assert same.digest == digest and same.frame is not None and same.frame.jpeg[:2] == b"\xff\xd8"
+    assert [r.requests for r in (other, moved, same)] == [1, 1, 1]
