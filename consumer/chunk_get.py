@@ -160,24 +160,26 @@ def fetch(get: ChunkGet) -> Fetched | Failed:
         if response.status != 200:
             code, message = _s3_error(response.read(64 * 1024))
             return Failed(response.status, code, message, sent)
-        length = int(response.headers.get("Content-Length") or 0)
-        if length > get.limit:
-            return Failed(200, "too_large", "", sent, too_large=length)
-        body = bytearray()
-        digest = hashlib.sha256()
-        for piece in response.stream(_CHUNK):
-            body += piece
-            digest.update(piece)
-            if len(body) > get.limit:
-                return Failed(200, "too_large", "", sent, too_large=len(body))
+        length = response.headers.get("Content-Length")
+        if length is not None and int(length) > get.limit:
+            return Failed(200, "too_large", "", sent, too_large=int(length))
+        if length is not None:  # S3 always says: read at once, never more (urllib3 enforces
+            data = response.read()  # Content-Length); pieces joined cost more than the hash
+        else:
+            pieces, size = [], 0
+            for piece in response.stream(_CHUNK):
+                pieces.append(piece)
+                size += len(piece)
+                if size > get.limit:
+                    return Failed(200, "too_large", "", sent, too_large=size)
+            data = b"".join(pieces)
         version = response.headers.get("x-amz-version-id")
-    except HTTPError as exc:  # cut mid-body (a short read): the read is tried again
+    except HTTPError as exc:  # cut mid-body (a short read): the batch tries it again
         return Failed(None, type(exc).__name__, "the body was cut", sent)
     finally:
         response.release_conn()
-    return Fetched(
-        bytes(body), digest.hexdigest(), None if version in (None, "null") else version, sent
-    )
+    digest = hashlib.sha256(data).hexdigest()
+    return Fetched(data, digest, None if version in (None, "null") else version, sent)
 
 
 def failure(failed: Failed, get: ChunkGet) -> Exception:

@@ -140,7 +140,6 @@ class Read:
     frame: Frame | None = None
     heard: Heard = None
     error: FrameError | None = None  # the bytes yield no frame
-    extract_ms: float = 0.0  # the extraction's wall time in the worker
 
 
 def read_chunk(
@@ -162,16 +161,13 @@ def read_chunk(
     read = Read(got.requests, digest=got.digest, version=got.version)
     if not extract or (same_as is not None and got.digest != same_as):
         return read
-    started = time.perf_counter()
     try:
         frame, _, heard = frame_and_thumbnail(
             got.data, max_pixels=max_pixels, position=position, speech=speech
         )
     except FrameError as exc:
         return replace(read, error=exc)
-    return replace(
-        read, frame=frame, heard=heard, extract_ms=(time.perf_counter() - started) * 1000
-    )
+    return replace(read, frame=frame, heard=heard)
 
 
 def frame_key(event: ChunkEvent, variant: str = "") -> str:
@@ -287,6 +283,7 @@ class FrameStage:
                     )
                     other_key = another_object(first, event, None)  # no need to extract
                     same_as = _digest_to_extract(first, other_key)
+                    started = time.perf_counter()
                     read = await self._read(
                         event,
                         position=self._settings.frame_position,
@@ -301,7 +298,11 @@ class FrameStage:
                         raise read.error
                     frame = read.frame
                     assert frame is not None
-                    self._metrics.add(MetricName.FrameExtractionMs, read.extract_ms, "Milliseconds")
+                    self._metrics.add(  # the pool's job: queueing, the GET, the extraction
+                        MetricName.FrameExtractionMs,
+                        (time.perf_counter() - started) * 1000,
+                        "Milliseconds",
+                    )
                     self._metrics.add(MetricName.FramesDecoded, frame.decoded)
                 except (FrameError, InvalidEvent) as exc:
                     return Chunk(event, record, error=exc)
