@@ -177,6 +177,8 @@ def fetch(get: ChunkGet) -> Fetched | Failed:
     except HTTPError as exc:  # cut mid-body (a short read): the batch tries it again
         return Failed(None, type(exc).__name__, "the body was cut", sent)
     finally:
+        if response.length_remaining != 0:  # a body left unread (too large, an error's, cut):
+            response.close()  # this connection is not used again
         response.release_conn()
     digest = hashlib.sha256(data).hexdigest()
     return Fetched(data, digest, None if version in (None, "null") else version, sent)

@@ -10,7 +10,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import threading
 import urllib.parse
+from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -162,3 +165,41 @@ def test_the_job_extracts_only_the_bytes_the_sequences_row_was_written_for(
     assert (moved.digest, moved.frame) == (digest, None)
     assert same.digest == digest and same.frame is not None and same.frame.jpeg[:2] == b"\xff\xd8"
     assert [r.requests for r in (other, moved, same)] == [1, 1, 1]
+
+
+def test_a_body_without_its_length_is_refused_as_soon_as_it_passes_the_limit() -> None:
+    """No ``Content-Length`` (S3 always sends one; a proxy may not): the body is read in
+    pieces and refused once past the limit, not read to its end; within it, it is whole, and
+    the connection left with a body unread is not used again."""
+    pieces = 8
+
+    class Chunked(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for _ in range(pieces):
+                self.wfile.write(b"%x\r\n%s\r\n" % (100_000, b"x" * 100_000))
+            self.wfile.write(b"0\r\n\r\n")
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Chunked)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/chunks/k"
+        get = ChunkGet(url=url, where="s3://b/k", limit=250_000, timeout=5.0)
+        over = fetch(get)
+        assert isinstance(over, Failed) and over.too_large is not None
+        assert 250_000 < over.too_large < pieces * 100_000, "refused before the end"
+        whole = fetch(replace(get, limit=pieces * 100_000))
+        assert not isinstance(whole, Failed) and whole.data == b"x" * pieces * 100_000
+        error = failure(over, get)
+        assert isinstance(error, FrameError) and error.reason == "too_large"
+    finally:
+        server.shutdown()
+        server.server_close()
