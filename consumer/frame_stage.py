@@ -8,13 +8,13 @@ Per chunk, concurrently (at most ``PROCTOR_CONCURRENCY`` at once), :meth:`FrameS
    when the worker's kept session shows the sequence above every row it wrote for the
    student's source (``run(new=True)``): the row's conditional write is the guard then;
 2. signs a short-lived GET URL for the chunk (``consumer.chunk_get.presign``) and sends it
-   to the process pool, where one job (``read_chunk``) GETs the chunk (within the size
-   limit; the S3 version read is kept), hashes its bytes (``chunk_sha256``) and, unless it
-   is another object, extracts one upright frame (the middle one by default), its 32x32
-   thumbnail for the schedule and, with the policy's ``audio: true``, the speech in the
-   audio track (``consumer.speech``). The chunk's bytes never pass through the event loop;
-   the job's HTTP requests are reported to the S3 client's request counters
-   (``proctoring.aws.RequestCounter``).
+   to the process pool, where one job (``consumer.chunk_job.read_chunk``) GETs the chunk
+   (within the size limit; the S3 version read is kept), hashes its bytes (``chunk_sha256``)
+   and, unless it is another object, extracts one upright frame (the middle one by
+   default), its 32x32 thumbnail for the schedule and, with the policy's ``audio: true``,
+   the speech in the audio track (``consumer.speech``). The chunk's bytes never pass
+   through the event loop; the job's HTTP requests are reported to the S3 client's request
+   counters (``proctoring.aws.RequestCounter``).
 The frame is stored as evidence only when it is needed (``ChunkProcessor._apply`` decides
 after the analysis: a rule fired on the chunk, the student's first chunk of the source, or
 ``frame_every`` chunks since the last stored one, the exam's policy). :meth:`FrameStage.store`
@@ -46,11 +46,12 @@ from botocore.exceptions import ClientError
 
 from consumer.analyser import Analysed, Policies
 from consumer.batch import Record
-from consumer.chunk_get import ChunkGet, Failed, failure, fetch, presign
-from consumer.speech import Heard, hear
+from consumer.chunk_get import failure, presign
+from consumer.chunk_job import Read, read_chunk
+from consumer.speech import Heard
 from proctoring.aws import SENT_ELSEWHERE
 from proctoring.events import ChunkEvent, InvalidEvent
-from proctoring.frames import Frame, FrameError, extract_frame
+from proctoring.frames import Frame, FrameError
 from proctoring.metric_names import MetricName
 from proctoring.metrics import Metrics
 from proctoring.settings import Settings
@@ -62,11 +63,8 @@ __all__ = [
     "FirstFrame",
     "FrameStage",
     "KeptFrames",
-    "Read",
     "another_object",
-    "frame_and_thumbnail",
     "frame_key",
-    "read_chunk",
 ]
 
 _log = structlog.get_logger(__name__)
@@ -117,57 +115,6 @@ class Chunk:
     absent: bool = False  # the sequence had no result row when looked at (or the kept
     # session vouched for it): its row may go with the session's save (``Tables.save_session``)
     fallback_used: bool = False  # ``frame`` is the first frame, analysed instead of the middle
-
-
-def frame_and_thumbnail(
-    data: bytes, *, max_pixels: int, position: Literal["first", "middle"], speech: bool = False
-) -> tuple[Frame, bytes, Heard]:
-    """Process-pool job: the frame to analyse, its 32x32 grey thumbnail (for the schedule,
-    scaled from the decoded frame: ``Frame.thumb``) and, when asked, the speech in the
-    chunk's audio."""
-    frame = extract_frame(data, max_pixels=max_pixels, position=position)
-    return frame, frame.thumb, hear(data) if speech else None
-
-
-@dataclass(frozen=True)
-class Read:
-    """What a ``read_chunk`` job found: the GET's outcome and, when extracted, the frame."""
-
-    requests: int  # HTTP requests the GET sent (a retry counts)
-    failed: Failed | None = None
-    digest: str | None = None  # SHA-256 of the chunk's bytes
-    version: str | None = None  # the S3 version read
-    frame: Frame | None = None
-    heard: Heard = None
-    error: FrameError | None = None  # the bytes yield no frame
-
-
-def read_chunk(
-    get: ChunkGet,
-    *,
-    max_pixels: int,
-    position: Literal["first", "middle"],
-    speech: bool = False,
-    extract: bool = True,
-    same_as: str | None = None,
-) -> Read:
-    """Process-pool job: GET the chunk (``consumer.chunk_get.fetch``) and extract its frame
-    (``frame_and_thumbnail``) from the bytes, unless ``extract`` is False or the bytes' SHA-256
-    is not ``same_as`` (another object than the sequence's row was written for). Nothing is
-    raised for the chunk: a failed GET or a chunk without a frame comes back in the result."""
-    got = fetch(get)
-    if isinstance(got, Failed):
-        return Read(got.requests, failed=got)
-    read = Read(got.requests, digest=got.digest, version=got.version)
-    if not extract or (same_as is not None and got.digest != same_as):
-        return read
-    try:
-        frame, _, heard = frame_and_thumbnail(
-            got.data, max_pixels=max_pixels, position=position, speech=speech
-        )
-    except FrameError as exc:
-        return replace(read, error=exc)
-    return replace(read, frame=frame, heard=heard)
 
 
 def frame_key(event: ChunkEvent, variant: str = "") -> str:

@@ -22,7 +22,7 @@ from botocore.exceptions import ClientError
 
 from consumer.batch import is_poison
 from consumer.chunk_get import EXPIRES, ChunkGet, ChunkUnavailable, Failed, failure, fetch, presign
-from consumer.frame_stage import read_chunk
+from consumer.chunk_job import read_chunk
 from infrastructure.emulator import Emulator, free_port
 from proctoring.aws import client_kwargs, sync_client
 from proctoring.frames import FrameError
