@@ -25,6 +25,7 @@ from dataclasses import dataclass, fields
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from proctoring.analysis.base import AnalysisError
+from proctoring.dynamo import InvalidItem
 from proctoring.errors import ProctoringError
 from proctoring.storage import StorageError
 
@@ -72,6 +73,8 @@ def is_poison(exc: BaseException) -> bool:
     """Whether a failure belongs to the records (True) or to AWS's availability (False)."""
     if isinstance(exc, BaseExceptionGroup):
         return all(is_poison(e) for e in exc.exceptions)
+    if isinstance(exc, InvalidItem):  # DynamoDB refused what was written
+        return True
     if isinstance(exc, StorageError) and exc.__cause__ is not None:
         return is_poison(exc.__cause__)
     if isinstance(exc, ClientError):

@@ -34,14 +34,13 @@ Evidence is written once (``consumer.results``): result rows only if absent, wit
 the hashes and versions of the chunk and frame read; a re-delivery changes nothing,
 and a different object for an analysed sequence is flagged, never analysed.
 
-Bad input (malformed event, empty, non-video or truncated chunk, missing
-object) is recorded - log line, ``ChunkErrors`` metric, a row in the errors
-table and, for a chunk, a result row with ``status = error`` - and the rest
-of the batch goes on. Infrastructure failures (after botocore's retries, or
-Rekognition still throttling past the budget's backoff) raise ``BatchFailed``
-(``consumer.batch``), so the batch is not checkpointed and is processed again;
-every effect is idempotent, so that is safe. A record that keeps failing is
-parked (``ChunkProcessor.park``).
+Bad input (malformed event, empty, non-video or truncated chunk, missing object) is
+recorded - log line, ``ChunkErrors`` metric, a row in the errors table and, for a chunk, a
+result row with ``status = error`` - and the rest of the batch goes on. Infrastructure
+failures (after botocore's retries, or Rekognition still throttling past the budget's
+backoff) raise ``BatchFailed`` (``consumer.batch``), so the batch is not checkpointed and
+is processed again; every effect is idempotent, so that is safe. A record that keeps
+failing is parked (``ChunkProcessor.park``).
 """
 
 from __future__ import annotations
@@ -198,7 +197,10 @@ class ChunkProcessor:
             return await self._apply(framed, member.save)
 
     async def _save_sessions(self, saves: list[SessionSave], *, shard_id: str) -> list[Any]:
-        """``SaveGroup``'s write: sessions and rows; each row written is counted and logged."""
+        """``SaveGroup``'s write: sessions and rows (``processed_at``: when sent, after the
+        group's wait); each row written is counted and logged."""
+        at = {"processed_at": self._now().isoformat()}
+        saves = [replace(s, results=[{**r, **at} for r in s.results]) for s in saves]
         outcomes = await self._sessions.save_many(saves, shard_id=shard_id)
         for save, outcome in zip(saves, outcomes, strict=True):
             for row in () if isinstance(outcome, StorageError) else save.results:

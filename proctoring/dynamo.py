@@ -13,7 +13,8 @@ Errors::
 
     ProctoringError
      └── StorageError       a table operation failed after botocore's retries, or timed out
-          └── Conflict      a conditional write lost (exists already, wrong state, changed)
+          ├── Conflict      a conditional write lost (exists already, wrong state, changed)
+          └── InvalidItem   DynamoDB refused an item itself (too large, a bad value)
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from proctoring.errors import ProctoringError
 __all__ = [
     "Conflict",
     "DynamoStore",
+    "InvalidItem",
     "StorageError",
     "dynamodb_call",
     "from_item",
@@ -49,6 +51,11 @@ class StorageError(ProctoringError):
 
 class Conflict(StorageError):
     """A conditional write lost: the item exists already, or is not in the expected state."""
+
+
+class InvalidItem(StorageError):
+    """DynamoDB refused an item itself (over 400 KB, a value it cannot store): the fault of
+    what was written, not of DynamoDB's availability (``consumer.batch.is_poison``)."""
 
 
 def _to_dynamo(value: Any) -> Any:

@@ -10,9 +10,9 @@ changes nothing:
   a ``parked`` error row gives way, to the replay of its record);
 - alerts: ``exam_id``, ``alert_id`` (deterministic per incident) - created once, in the
   sparse ``outbox`` index until it is marked ``published`` after SNS accepted it;
-- sessions: ``exam_id``, ``student_id`` - rule state with an optimistic ``version``; the
-  consumer writes a batch's new result rows of a student with it, all or nothing, and several
-  students' in one transaction (``save_sessions``; ``proctoring.transactions``);
+- sessions: ``exam_id``, ``student_id`` - rule state (``proctoring.session_item``) with an
+  optimistic ``version``; the consumer writes a student's new result rows with it, all or
+  nothing, several students' in one transaction (``save_sessions``, ``proctoring.transactions``);
 - faces: ``exam_id``, ``student_id`` - the registered face embedding (biometric: never logged);
 - errors: ``exam_id``, ``error_id`` - bad input a human can inspect.
 
@@ -34,6 +34,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from proctoring import session_item
 from proctoring.dynamo import Conflict, DynamoStore, StorageError, from_item, to_item
 from proctoring.settings import ResourceNames
 from proctoring.transactions import write_units
@@ -203,9 +204,11 @@ class Tables(DynamoStore):
 
     # ---- sessions (rule state) --------------------------------------------------
     async def get_session(self, exam_id: str, student_id: str) -> dict[str, Any] | None:
-        return await self._get_item(
+        """The session as the worker uses it (``proctoring.session_item``), or None."""
+        item = await self._get_item(
             self._names.sessions_table, {"exam_id": exam_id, "student_id": student_id}
         )
+        return session_item.decode(item) if item is not None else None
 
     async def save_session(
         self,
@@ -249,7 +252,7 @@ class Tables(DynamoStore):
         units = [self._session_puts(save) for save in saves]
         written = await write_units(self._call, [puts for puts, _ in units])
         return [
-            from_item(item) if outcome is None
+            session_item.decode(from_item(item)) if outcome is None
             else _stale_state(save, outcome) if isinstance(outcome, Conflict)
             else outcome
             for save, (_, item), outcome in zip(saves, units, written, strict=True)
@@ -260,7 +263,7 @@ class Tables(DynamoStore):
         if len(save.results) > RESULTS_PER_SAVE:
             raise ValueError(f"at most {RESULTS_PER_SAVE} result rows with a session")
         version = save.expected_version
-        item = to_item({**save.session, "version": version + 1})
+        item = to_item(session_item.encode({**save.session, "version": version + 1}))
         put: dict[str, Any] = {"TableName": self._names.sessions_table, "Item": item}
         if version == 0:
             put["ConditionExpression"] = "attribute_not_exists(student_id)"

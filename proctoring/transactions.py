@@ -23,7 +23,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from proctoring.dynamo import Conflict, StorageError
+from proctoring.dynamo import Conflict, InvalidItem, StorageError
 
 __all__ = [
     "MAX_BYTES",
@@ -86,20 +86,26 @@ def cancellation_codes(exc: BaseException) -> list[str] | None:
     return [str(reason.get("Code") or "None") for reason in reasons]
 
 
-def failed_units(sizes: Sequence[int], codes: list[str] | None) -> set[int] | None:
+_ITEM_FAULTS = ("ConditionalCheckFailed", "ValidationError")  # codes that belong to an item
+
+
+def failed_units(sizes: Sequence[int], codes: list[str] | None) -> dict[int, str] | None:
     """Which units of a cancelled transaction (by position; ``sizes``: their items, in the
-    order sent) had an item whose condition failed. None when it was cancelled for another
-    reason too (``TransactionConflict``, throttling, ...): nothing in it is anyone's fault.
-    All of them when the codes do not say which (none given, or not one per item)."""
-    if codes is not None and any(c not in ("None", "ConditionalCheckFailed") for c in codes):
+    order sent) had an item at fault, and its code: ``ConditionalCheckFailed`` (a condition
+    failed) or ``ValidationError`` (DynamoDB refused the item itself, e.g. over 400 KB). None
+    when it was cancelled for another reason too (``TransactionConflict``, throttling, ...):
+    nothing in it is anyone's fault. Every unit, as a failed condition, when the codes do
+    not say which (none given, or not one per item)."""
+    if codes is not None and any(c != "None" and c not in _ITEM_FAULTS for c in codes):
         return None
-    everyone = set(range(len(sizes)))
+    everyone = dict.fromkeys(range(len(sizes)), "ConditionalCheckFailed")
     if codes is None or len(codes) != sum(sizes):
         return everyone
-    failed, start = set(), 0
+    failed, start = {}, 0
     for unit, size in enumerate(sizes):
-        if "ConditionalCheckFailed" in codes[start : start + size]:
-            failed.add(unit)
+        faults = [c for c in codes[start : start + size] if c in _ITEM_FAULTS]
+        if faults:
+            failed[unit] = "ValidationError" if "ValidationError" in faults else faults[0]
         start += size
     return failed or everyone
 
@@ -114,7 +120,9 @@ async def write_units(
     A transaction cancelled because conditions failed is sent again without the units
     whose items failed, until the rest is written: nothing of theirs is lost, nothing
     written twice. Returns, per unit in order: None (written), the ``Conflict`` of the
-    cancellation (a condition of one of its items failed), or the ``StorageError`` its
+    cancellation (a condition of one of its items failed), ``InvalidItem`` (DynamoDB refused
+    one of its items: the record's fault, parked, never retried as an outage), or the
+    ``StorageError`` its
     transaction failed with otherwise (an outage; cancelled for ``TransactionConflict`` or
     throttling: its botocore error is the cause, so the caller's retry policy applies).
     """
@@ -138,8 +146,8 @@ async def write_units(
                     for i in pending:
                         outcomes[i] = cancelled
                     return
-                for n in failed:
-                    outcomes[pending[n]] = exc
+                for n, code in failed.items():
+                    outcomes[pending[n]] = exc if code != "ValidationError" else _refused(exc)
                 pending = [i for n, i in enumerate(pending) if n not in failed]
             except StorageError as exc:
                 for i in pending:
@@ -148,3 +156,9 @@ async def write_units(
 
     await asyncio.gather(*(transact(group) for group in pack(units)))
     return outcomes
+
+
+def _refused(cancelled: Conflict) -> InvalidItem:
+    refused = InvalidItem("DynamoDB refused an item of the transaction (ValidationError)")
+    refused.__cause__ = cancelled.__cause__
+    return refused

@@ -30,7 +30,7 @@ STAGES: tuple[tuple[str, str, str], ...] = (
     ("kinesis_read", "read_at", "in the stream -> read by the consumer (GetRecords polling)"),
     ("frame", "extracted_at", "read -> batch started, S3 GET, frame extracted and stored"),
     ("analysis", "analysed_at", "the student's earlier chunks, then the engine's answer"),
-    ("write", "written", "rules, result row written"),
+    ("write", "written", "rules, alerts, the wait for the batch's group commit, the row sent"),
 )
 """The stages of a chunk's latency, in order; see the module docstring."""
 

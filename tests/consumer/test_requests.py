@@ -107,3 +107,8 @@ def test_the_consumer_makes_few_aws_requests_per_chunk(settings: Settings, pool:
     assert counts["dynamodb.TransactWriteItems"] == BATCHES - 1, dict(counts)
     assert counts["dynamodb.GetItem"] == 0, "the sessions kept, the rows known to be new"
     assert counts["dynamodb.PutItem"] == 0, "no row written on its own"
+    # a row's processed_at (the end of the latency breakdown) is when its transaction went,
+    # after the batch's last analysis, not when the row was built before the group's wait
+    for sequence in range(BATCHES):
+        batch = [r for r in rows if r["sequence"] == sequence]
+        assert min(r["processed_at"] for r in batch) >= max(r["analysed_at"] for r in batch)

@@ -139,10 +139,48 @@ def test_units_are_packed_within_the_item_and_size_limits_in_order() -> None:
 
 def test_a_cancellation_names_the_students_whose_conditions_failed() -> None:
     sizes = [3, 2, 1]
-    assert failed_units(sizes, ["None"] * 4 + ["ConditionalCheckFailed", "None"]) == {1}
-    assert failed_units(sizes, None) == {0, 1, 2}, "not said which: every one, as before"
-    assert failed_units(sizes, ["None"] * 3) == {0, 1, 2}, "not one code per item"
+    failed = "ConditionalCheckFailed"
+    assert failed_units(sizes, ["None"] * 4 + [failed, "None"]) == {1: failed}
+    everyone = dict.fromkeys([0, 1, 2], failed)
+    assert failed_units(sizes, None) == everyone, "not said which: every one, as before"
+    assert failed_units(sizes, ["None"] * 3) == everyone, "not one code per item"
     assert failed_units(sizes, ["None", "TransactionConflict"] + ["None"] * 4) is None
+    refused = ["None", "None", "ValidationError"] + ["None"] * 2 + [failed]
+    assert failed_units(sizes, refused) == {0: "ValidationError", 2: failed}
+
+
+def _cancel_the_first_transaction(dynamodb: Any, reasons: list[dict[str, str]]) -> None:
+    """DynamoDB's answer to the client's first ``TransactWriteItems``: cancelled, with
+    ``reasons`` (one per item, in order), in DynamoDB's protocol (tests/faults.py)."""
+    FaultInjector(
+        lambda operation, call: call == 1,
+        code="TransactionCanceledException",
+        message="Transaction cancelled",
+        fields={"CancellationReasons": reasons},
+    ).attach(dynamodb, "TransactWriteItems")
+
+
+def test_an_item_dynamodb_refuses_is_its_students_fault_and_the_others_are_written(
+    settings: Settings,
+) -> None:
+    """DynamoDB cancels a transaction because it refuses one student's item itself
+    (``ValidationError``: over 400 KB, say). That student's save fails as the record's
+    fault (parked after its attempts, not retried for ever as an outage, which would hold
+    the shard); the other student's rows and session are written by the resent one."""
+    reasons = [{"Code": "None"}] * 2 + [{"Code": "ValidationError", "Message": "too large"}] * 2
+
+    async def run() -> tuple[list[Any], list[Any], list[Any]]:
+        async with async_clients(settings) as clients:
+            tables = Tables(clients.dynamodb, settings.names)
+            _cancel_the_first_transaction(clients.dynamodb, reasons)
+            outcomes = await tables.save_sessions([_save("s0", 0, 0), _save("s1", 0, 0)])
+            return outcomes, await tables.results(f"{EXAM}#s0"), await tables.results(f"{EXAM}#s1")
+
+    (kept, refused), s0_rows, s1_rows = asyncio.run(run())
+    assert isinstance(kept, dict) and kept["version"] == 1
+    assert [r["sequence"] for r in s0_rows] == [0] and s1_rows == []
+    assert isinstance(refused, StorageError) and not isinstance(refused, StaleState)
+    assert is_poison(refused), "the record's fault: parked after its attempts"
 
 
 def test_a_transaction_cancelled_for_a_conflict_fails_everyone_in_it_as_an_outage(
@@ -156,12 +194,7 @@ def test_a_transaction_cancelled_for_a_conflict_fails_everyone_in_it_as_an_outag
     async def run() -> tuple[list[Any], list[Any], list[Any]]:
         async with async_clients(settings) as clients:
             tables = Tables(clients.dynamodb, settings.names)
-            FaultInjector(
-                lambda operation, call: call == 1,
-                code="TransactionCanceledException",
-                message="Transaction cancelled",
-                fields={"CancellationReasons": reasons * 2},
-            ).attach(clients.dynamodb, "TransactWriteItems")
+            _cancel_the_first_transaction(clients.dynamodb, reasons * 2)
             saves = [_save("s0", 0, 0), _save("s1", 0, 0)]
             failed = await tables.save_sessions(saves)
             rows = await tables.results(f"{EXAM}#s0")
