@@ -9,12 +9,15 @@ Two tasks per shard, joined by a queue of at most ``read_ahead`` batches
   per ``poll_interval`` when the shard is idle, backs off exponentially on
   ``ProvisionedThroughputExceededException``, and asks for a new iterator
   after the last record it read when one expires;
-- the processor hands each batch to the record-processing core, in order (what was
-  read while the last batch ran is joined into one batch: at most ``read_ahead + 1``
-  reads), through ``consumer.poison`` (retried with backoff while AWS fails, poison
-  records parked), and checkpoints its last sequence number once it returned
-  (every effect durable). At the end of a closed shard it checkpoints ``SHARD_END``,
-  which lets the children start.
+- the processor hands each batch to the record-processing core (what was read while
+  the last batch ran is joined into one batch: at most ``read_ahead + 1`` reads), through
+  ``consumer.poison`` (retried with backoff while AWS fails, poison records parked), up
+  to ``reads_in_flight`` batches at once: a batch starts while the one before is still
+  being analysed and written, except for the students that one holds, whose records
+  wait for it (:class:`_Overlap`: a student's records in order, one at a time). Each
+  batch's last sequence number is checkpointed once it and every batch before it
+  returned (every effect durable). At the end of a closed shard it checkpoints
+  ``SHARD_END``, which lets the children start.
 
 Both stop when the worker stops or the lease is lost; the batch in hand is
 finished first, and a lost lease is never checkpointed (the write is
@@ -28,14 +31,14 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
 import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
-from consumer.batch import Record
+from consumer.batch import BatchOutcome, Record
 from consumer.fan_out import FanOut
 from consumer.leases import SHARD_END, TRIM_HORIZON, LeaseCoordinator, LeaseLost
 from consumer.poison import BatchRunner
@@ -177,41 +180,52 @@ class ShardConsumer:
             pumping.result()  # a failure of the reader is the shard consumer's
 
     async def _process(self, queue: asyncio.Queue[Any], done: asyncio.Event) -> None:
-        while not done.is_set():
-            item = await _get(queue, done)
-            if item is None:
-                return
-            ended = item is _END
-            records: list[Record] = [] if ended else list(item)
-            while not ended and not queue.empty():
-                # what was read while the last batch ran joins this one: one batch, processed
-                # concurrently, instead of one small batch after another (the breakdown's wait)
-                more = queue.get_nowait()
-                ended = more is _END
-                records += [] if ended else more
-            try:
+        """Take reads off the queue (what was read while the earlier ones ran joins into one
+        read) and process up to ``reads_in_flight`` at once (:class:`_Overlap`); checkpoint
+        each in read order once it and every read before it are done."""
+        overlap = _Overlap(self._run_unit)
+        try:
+            while not done.is_set():
+                await overlap.room(self._settings.reads_in_flight)
+                item = await _get(queue, done)
+                if item is None:
+                    break
+                ended = item is _END
+                records: list[Record] = [] if ended else list(item)
+                while not ended and not queue.empty():
+                    # what was read while the last batch ran joins this one: one batch,
+                    # processed concurrently, instead of one small batch after another
+                    more = queue.get_nowait()
+                    ended = more is _END
+                    records += [] if ended else more
                 if records:
-                    await self._process_batch(records)
+                    overlap.start(records, self._checkpoint)
                 if ended:
+                    await overlap.drain()
                     await self._leases.checkpoint(self.shard_id, SHARD_END)
                     self._log.info("shard ended; children may start")
                     done.set()
                     return
-            except LeaseLost:
-                self._metrics.add(MetricName.CheckpointFailures)
-                self._log.warning("lease lost; stopping this shard")
-                done.set()
-                return
+            await overlap.drain()  # the batches in hand are finished first
+        except LeaseLost:
+            self._metrics.add(MetricName.CheckpointFailures)
+            self._log.warning("lease lost; stopping this shard")
+            done.set()
+        finally:  # nothing of this shard runs on once it stopped (a no-op when drained)
+            await overlap.drain(cancel=True)
 
-    async def _process_batch(self, records: list[Record]) -> None:
+    async def _run_unit(self, records: list[Record]) -> BatchOutcome:
         started = self._clock()
         with structlog.contextvars.bound_contextvars(shard=self.shard_id):
             outcome = await self._runner.run(records, shard_id=self.shard_id, check=self._held)
-        await self._leases.checkpoint(self.shard_id, records[-1].sequence_number)
-        self._metrics.add(MetricName.RecordsProcessed, len(records))
         self._metrics.add(
             MetricName.BatchLatencyMs, (self._clock() - started) * 1000, "Milliseconds"
         )
+        return outcome
+
+    async def _checkpoint(self, records: list[Record], outcome: BatchOutcome) -> None:
+        await self._leases.checkpoint(self.shard_id, records[-1].sequence_number)
+        self._metrics.add(MetricName.RecordsProcessed, len(records))
         self._log.info(
             "batch checkpointed",
             records=len(records),
@@ -236,6 +250,98 @@ class ShardConsumer:
         )
         iterator: str = response["ShardIterator"]
         return iterator
+
+
+class _Overlap:
+    """A shard's reads in flight: each one starts at once for the students no earlier read
+    still holds, and after those reads for the others, so a student's records are always
+    processed in order and one at a time; checkpoints follow the read order.
+
+    One read (the records taken off the queue at once) becomes at most two *units*, each one
+    ``BatchRunner.run`` (retries, parking): the records of students free now, and those of
+    students an unfinished earlier unit holds, which waits for those units. A checkpoint
+    after a read waits for its units and for the checkpoint of the read before it; it says
+    every record up to the read's last is processed. Consecutive reads rarely share a
+    student (each sends a chunk every 5 s, a read is a fraction of a second), so the second
+    read's analysis and writes overlap the first's instead of queueing behind them.
+    """
+
+    def __init__(self, run: Callable[[list[Record]], Awaitable[BatchOutcome]]) -> None:
+        self._run = run
+        self._holders: dict[str, asyncio.Task[BatchOutcome]] = {}  # student -> latest unit
+        self._checkpoints: list[asyncio.Task[None]] = []  # in read order, unfinished
+
+    async def room(self, most: int) -> None:
+        """Wait until fewer than ``most`` reads are in flight."""
+        while len(self._checkpoints) >= most:
+            await asyncio.wait([self._checkpoints[0]])
+            self._forget()
+
+    def start(
+        self,
+        records: list[Record],
+        checkpoint: Callable[[list[Record], BatchOutcome], Awaitable[None]],
+    ) -> None:
+        """Start the read's units now; its checkpoint after them and after the earlier
+        reads' checkpoints."""
+        self._forget()
+        held: dict[str, asyncio.Task[BatchOutcome]] = {
+            key: task for key, task in self._holders.items() if not task.done()
+        }
+        free = [r for r in records if r.partition_key not in held]
+        waiting = [r for r in records if r.partition_key in held]
+        units = []
+        if free:
+            units.append(asyncio.ensure_future(self._run(free)))
+        if waiting:
+            earlier = {held[r.partition_key] for r in waiting}
+            units.append(asyncio.ensure_future(self._after(earlier, waiting)))
+        for unit, unit_records in zip(units, [u for u in (free, waiting) if u], strict=True):
+            for record in unit_records:
+                self._holders[record.partition_key] = unit
+        previous = self._checkpoints[-1] if self._checkpoints else None
+        self._checkpoints.append(
+            asyncio.ensure_future(self._checkpoint(units, previous, records, checkpoint))
+        )
+
+    async def drain(self, *, cancel: bool = False) -> None:
+        """Wait for every read in flight (LeaseLost from them is raised); or cancel them."""
+        while self._checkpoints:
+            if cancel:
+                for task in [*self._checkpoints, *self._holders.values()]:
+                    task.cancel()
+                await asyncio.gather(*self._checkpoints, return_exceptions=True)
+                self._checkpoints.clear()
+                return
+            await self._checkpoints[0]
+            self._forget()
+
+    async def _after(
+        self, earlier: set[asyncio.Task[BatchOutcome]], records: list[Record]
+    ) -> BatchOutcome:
+        await asyncio.wait(earlier)  # their failure is theirs: this unit runs after them
+        return await self._run(records)
+
+    @staticmethod
+    async def _checkpoint(
+        units: list[asyncio.Task[BatchOutcome]],
+        previous: asyncio.Task[None] | None,
+        records: list[Record],
+        checkpoint: Callable[[list[Record], BatchOutcome], Awaitable[None]],
+    ) -> None:
+        if previous is not None:
+            await previous  # in read order; its LeaseLost is this read's too
+        outcome = BatchOutcome()
+        for result in await asyncio.gather(*units):
+            outcome += result
+        await checkpoint(records, outcome)
+
+    def _forget(self) -> None:
+        """Drop finished checkpoints (at the front) and finished units' holds; a finished
+        checkpoint's exception (LeaseLost) is raised here."""
+        while self._checkpoints and self._checkpoints[0].done():
+            self._checkpoints.pop(0).result()
+        self._holders = {k: t for k, t in self._holders.items() if not t.done()}
 
 
 def _epoch(when: datetime | None) -> float | None:

@@ -93,6 +93,8 @@ class Settings(BaseSettings):
     poll_interval: float = Field(default=0.25, gt=0, description="seconds between empty polls")
     min_get_interval: float = Field(default=0.2, gt=0, description="seconds between GetRecords")
     read_ahead: int = Field(default=2, ge=1, description="batches queued per shard")
+    # Reads of a shard processed at once; a student's records still in order (consumer/shards.py)
+    reads_in_flight: int = Field(default=2, ge=1, description="overlapping batches per shard")
     kinesis_endpoint_url: str | None = None  # Kinesis elsewhere (kinesis-local); else endpoint_url
     # Enhanced fan-out (consumer/fan_out.py): the stream consumer's name; unset polls GetRecords.
     fan_out_consumer: str | None = Field(default=None, pattern=r"^[a-zA-Z0-9_.-]{1,128}$")

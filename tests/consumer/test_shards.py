@@ -1,4 +1,5 @@
-"""One shard's reader and processor: records read while a batch runs become one batch."""
+"""One shard's reader and processor: records read while a batch runs become one batch, and
+reads overlap (a student's records in order, checkpoints in read order)."""
 
 from __future__ import annotations
 
@@ -51,15 +52,16 @@ class _SlowFirstBatch:
 
 
 def test_records_queued_behind_a_slow_batch_are_processed_as_one_batch() -> None:
-    """Three reads wait behind a slow batch (read-ahead 3): they go to the processor
-    together, concurrently, not as three batches one after another; checkpoints follow."""
+    """Three reads wait behind a slow batch (read-ahead 3, one read in flight): they go to the
+    processor together, concurrently, not as three batches one after another; checkpoints
+    follow."""
     kinesis = _Pushes([*(_pushed([n], n) for n in "1234"), _pushed([], None)])
     fan_out = FanOut(kinesis, stream="p-chunks", consumer_name="c")
     fan_out.consumer_arn = _CONSUMER_ARN
     leases, runner = _Leases(), _SlowFirstBatch(kinesis.queued)
     shard = ShardConsumer(
         "shardId-000000000000",
-        settings=Settings(read_ahead=3),
+        settings=Settings(read_ahead=3, reads_in_flight=1),
         kinesis=kinesis,
         runner=runner,  # type: ignore[arg-type]
         leases=leases,  # type: ignore[arg-type]
@@ -74,3 +76,64 @@ def test_records_queued_behind_a_slow_batch_are_processed_as_one_batch() -> None
     asyncio.run(run())
     assert runner.batches == [["1"], ["2", "3", "4"]]
     assert leases.checkpoints == ["1", "4", SHARD_END]
+
+
+def _read(sequence: str, student: str) -> dict[str, Any]:
+    """One pushed event with one record of ``student``'s (its partition key)."""
+    event = _pushed([sequence], sequence)
+    event["SubscribeToShardEvent"]["Records"][0]["PartitionKey"] = f"exam#{student}"
+    return event
+
+
+class _FirstWaitsForAnother:
+    """Student a's first record is analysed only once student b's has finished: possible only
+    if b's read overlaps a's. Notes when each batch started and finished."""
+
+    def __init__(self) -> None:
+        self.b_done = asyncio.Event()
+        self.log: list[tuple[str, str]] = []
+
+    async def run(self, records: list[Record], *, shard_id: str, check: Any) -> BatchOutcome:
+        for record in records:
+            self.log.append(("start", record.sequence_number))
+        if any(r.sequence_number == "1" for r in records):
+            await self.b_done.wait()
+        for record in records:
+            self.log.append(("end", record.sequence_number))
+        if any(r.sequence_number == "2" for r in records):
+            self.b_done.set()
+        return BatchOutcome(results=len(records))
+
+    def release(self, shard_id: str) -> None:
+        """The shard is no longer read here."""
+
+
+def test_a_later_read_overlaps_a_slow_one_keeping_each_students_order_and_checkpoints() -> None:
+    """Student a's record 1 is slow (it waits for b's record 2, read after it). With two
+    reads in flight, b's record is processed meanwhile; a's next record, 3, waits for 1
+    (a student's records in order, one at a time); and the checkpoints never pass 1 before
+    it is done, though 2 was done first. One read at a time would wait for ever here."""
+    kinesis = _Pushes([_read("1", "a"), _read("2", "b"), _read("3", "a"), _pushed([], None)])
+    fan_out = FanOut(kinesis, stream="p-chunks", consumer_name="c")
+    fan_out.consumer_arn = _CONSUMER_ARN
+    leases, runner = _Leases(), _FirstWaitsForAnother()
+    shard = ShardConsumer(
+        "shardId-000000000000",
+        settings=Settings(read_ahead=3, reads_in_flight=2),
+        kinesis=kinesis,
+        runner=runner,  # type: ignore[arg-type]
+        leases=leases,  # type: ignore[arg-type]
+        metrics=Metrics("Test", "consumer", lambda line: None),
+        fan_out=fan_out,
+    )
+
+    async def run() -> None:
+        async with asyncio.timeout(30):  # a deadline, not a pace
+            await shard.run(asyncio.Event())
+
+    asyncio.run(run())
+    log = runner.log
+    assert log.index(("end", "2")) < log.index(("end", "1")), "b did not wait for a"
+    assert log.index(("end", "1")) < log.index(("start", "3")), "a's records in order"
+    assert leases.checkpoints[0] == "1", "never past an unfinished read"
+    assert leases.checkpoints[-2:] == ["3", SHARD_END]
