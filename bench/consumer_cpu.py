@@ -11,8 +11,10 @@ of up to 100 records).
 
 Counted too: the AWS requests per chunk (S3, DynamoDB, SNS), by operation, as
 sent over HTTP (``proctoring.aws.RequestCounter``: botocore's ``before-send``, a
-retry counts), after the warm-up batch: the steady state of a worker that owns
-its students. The regression guard is tests/consumer/test_requests.py.
+retry counts; the chunk's GetObject, sent by a pool worker to a presigned URL, as the
+frame stage reports it, retries included: ``consumer.chunk_get``), after the warm-up
+batch: the steady state of a worker that owns its students. The regression guard is
+tests/consumer/test_requests.py.
 
 The consumer runs as its ECS task is configured: botocore's client-side parameter check
 off (``PROCTOR_VALIDATE_REQUESTS=false``, infrastructure/template.yaml), JSON logs at INFO.

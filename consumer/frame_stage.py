@@ -2,16 +2,19 @@
 
 Per chunk, concurrently (at most ``PROCTOR_CONCURRENCY`` at once), :meth:`FrameStage.run`:
 
-1. GETs the chunk (within the size limit; the S3 version read is kept), hashes its
-   bytes (``chunk_sha256``);
-2. reads the sequence's result row: a *different* object than the one it was written
+1. reads the sequence's result row: a *different* object than the one it was written
    for (``another_object``: another key, or other bytes under the same key) is not
    extracted at all - the chunk goes on as a second object (``Chunk.first``). Not read
    when the worker's kept session shows the sequence above every row it wrote for the
    student's source (``run(new=True)``): the row's conditional write is the guard then;
-3. in the process pool, one job (``frame_and_thumbnail``): one upright frame (the middle
-   one by default), its 32x32 thumbnail for the schedule and, with the policy's
-   ``audio: true``, the speech in the audio track (``consumer.speech``);
+2. signs a short-lived GET URL for the chunk (``consumer.chunk_get.presign``) and sends it
+   to the process pool, where one job (``consumer.chunk_job.read_chunk``) GETs the chunk
+   (within the size limit; the S3 version read is kept), hashes its bytes (``chunk_sha256``)
+   and, unless it is another object, extracts one upright frame (the middle one by
+   default), its 32x32 thumbnail for the schedule and, with the policy's ``audio: true``,
+   the speech in the audio track (``consumer.speech``). The chunk's bytes never pass
+   through the event loop; the job's HTTP requests are reported to the S3 client's request
+   counters (``proctoring.aws.RequestCounter``).
 The frame is stored as evidence only when it is needed (``ChunkProcessor._apply`` decides
 after the analysis: a rule fired on the chunk, the student's first chunk of the source, or
 ``frame_every`` chunks since the last stored one, the exam's policy). :meth:`FrameStage.store`
@@ -43,9 +46,12 @@ from botocore.exceptions import ClientError
 
 from consumer.analyser import Analysed, Policies
 from consumer.batch import Record
-from consumer.speech import Heard, hear
+from consumer.chunk_get import failure, presign
+from consumer.chunk_job import Read, read_chunk
+from consumer.speech import Heard
+from proctoring.aws import SENT_ELSEWHERE
 from proctoring.events import ChunkEvent, InvalidEvent
-from proctoring.frames import Frame, FrameError, extract_frame
+from proctoring.frames import Frame, FrameError
 from proctoring.metric_names import MetricName
 from proctoring.metrics import Metrics
 from proctoring.settings import Settings
@@ -58,7 +64,6 @@ __all__ = [
     "FrameStage",
     "KeptFrames",
     "another_object",
-    "frame_and_thumbnail",
     "frame_key",
 ]
 
@@ -112,16 +117,6 @@ class Chunk:
     fallback_used: bool = False  # ``frame`` is the first frame, analysed instead of the middle
 
 
-def frame_and_thumbnail(
-    data: bytes, *, max_pixels: int, position: Literal["first", "middle"], speech: bool = False
-) -> tuple[Frame, bytes, Heard]:
-    """Process-pool job: the frame to analyse, its 32x32 grey thumbnail (for the schedule,
-    scaled from the decoded frame: ``Frame.thumb``) and, when asked, the speech in the
-    chunk's audio."""
-    frame = extract_frame(data, max_pixels=max_pixels, position=position)
-    return frame, frame.thumb, hear(data) if speech else None
-
-
 def frame_key(event: ChunkEvent, variant: str = "") -> str:
     """Where a chunk's frame is stored in the frames bucket (``variant``: ``first``)."""
     suffix = f".{variant}" if variant else ""
@@ -140,6 +135,24 @@ def another_object(first: dict[str, Any] | None, event: ChunkEvent, digest: str 
         return True
     known = first.get("chunk_sha256")
     return known is not None and digest is not None and known != digest
+
+
+def _digest_to_extract(first: dict[str, Any] | None, other_key: bool) -> str | None:
+    """The SHA-256 the chunk's bytes must have to be extracted: the one ``first`` (the
+    sequence's result row) was written for, when bytes of another hash would make the chunk
+    another object (``another_object``); None when any bytes are extracted."""
+    if (
+        first is None
+        or other_key
+        or (first.get("status"), first.get("error_reason"))
+        == (
+            "error",
+            "parked",
+        )
+    ):
+        return None
+    known = first.get("chunk_sha256")
+    return None if known is None else str(known)
 
 
 class KeptFrames:
@@ -208,8 +221,6 @@ class FrameStage:
         ):
             async with self._slots:
                 try:
-                    data, version = await self._fetch(event)
-                    digest = hashlib.sha256(data).hexdigest()
                     first = (
                         None
                         if new
@@ -217,21 +228,24 @@ class FrameStage:
                             event.session_id, f"{event.source}#{event.sequence:06d}"
                         )
                     )
+                    other_key = another_object(first, event, None)  # no need to extract
+                    same_as = _digest_to_extract(first, other_key)
+                    started = time.perf_counter()
+                    read = await self._read(
+                        event,
+                        position=self._settings.frame_position,
+                        speech=(await self._policies.get(event.exam_id)).audio,
+                        extract=not other_key,
+                        same_as=same_as,
+                    )
+                    digest, version = read.digest, read.version
                     if another_object(first, event, digest):
                         return Chunk(event, record, digest=digest, version=version, first=first)
-                    loop = asyncio.get_running_loop()
-                    started = time.perf_counter()
-                    frame, thumb, heard = await loop.run_in_executor(
-                        self._executor,
-                        functools.partial(
-                            frame_and_thumbnail,
-                            data,
-                            max_pixels=self._settings.max_frame_pixels,
-                            position=self._settings.frame_position,
-                            speech=(await self._policies.get(event.exam_id)).audio,
-                        ),
-                    )
-                    self._metrics.add(
+                    if read.error is not None:
+                        raise read.error
+                    frame = read.frame
+                    assert frame is not None
+                    self._metrics.add(  # the pool's job: queueing, the GET, the extraction
                         MetricName.FrameExtractionMs,
                         (time.perf_counter() - started) * 1000,
                         "Milliseconds",
@@ -246,8 +260,8 @@ class FrameStage:
                     digest=digest,
                     version=version,
                     absent=first is None,
-                    thumb=thumb,
-                    heard=heard,
+                    thumb=frame.thumb,
+                    heard=read.heard,
                     fallback=self._first_frame(event)
                     if self._settings.frame_position == "middle" and frame.time > 0
                     else None,
@@ -270,18 +284,11 @@ class FrameStage:
 
     def _first_frame(self, event: ChunkEvent) -> FirstFrame:
         async def load() -> Frame:
-            data, _ = await self._fetch(event)
-            loop = asyncio.get_running_loop()
-            frame: Frame = await loop.run_in_executor(
-                self._executor,
-                functools.partial(
-                    extract_frame,
-                    data,
-                    max_pixels=self._settings.max_frame_pixels,
-                    position="first",
-                ),
-            )
-            return frame
+            read = await self._read(event, position="first")
+            if read.error is not None:
+                raise read.error
+            assert read.frame is not None
+            return read.frame
 
         return FirstFrame(load)
 
@@ -311,33 +318,49 @@ class FrameStage:
             self._metrics.add(MetricName.EvidenceKept)
         return digest, existing.get("VersionId")
 
-    async def _fetch(self, event: ChunkEvent) -> tuple[bytes, str | None]:
-        """The chunk's bytes and the S3 version they are (None in an unversioned bucket)."""
+    async def _read(
+        self,
+        event: ChunkEvent,
+        *,
+        position: Literal["first", "middle"],
+        speech: bool = False,
+        extract: bool = True,
+        same_as: str | None = None,
+    ) -> Read:
+        """The ``read_chunk`` job's result for the chunk; a failed GET raised as what it
+        stands for (``consumer.chunk_get.failure``: bad input or AWS unavailable)."""
         limit = self._settings.max_chunk_bytes
         if event.size > limit:
             raise FrameError(
                 f"chunk is {event.size} bytes, over the {limit} limit", reason="too_large"
             )
-        try:
-            response = await self._call(self._s3.get_object(Bucket=event.bucket, Key=event.key))
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code")
-            if code in ("NoSuchKey", "404", "NoSuchBucket"):
-                raise FrameError(
-                    f"chunk s3://{event.bucket}/{event.key} does not exist ({code})",
-                    reason="missing_object",
-                ) from exc
-            raise
-        if response["ContentLength"] > limit:
-            response["Body"].close()
-            raise FrameError(
-                f"chunk is {response['ContentLength']} bytes, over the {limit} limit",
-                reason="too_large",
+        get = await self._call(
+            presign(
+                self._s3,
+                event.bucket,
+                event.key,
+                limit=limit,
+                seconds=self._settings.call_timeout,
             )
-        async with response["Body"] as body:
-            data: bytes = await body.read()
-        version = response.get("VersionId")
-        return data, None if version in (None, "null") else str(version)
+        )
+        loop = asyncio.get_running_loop()
+        read: Read = await loop.run_in_executor(
+            self._executor,
+            functools.partial(
+                read_chunk,
+                get,
+                max_pixels=self._settings.max_frame_pixels,
+                position=position,
+                speech=speech,
+                extract=extract,
+                same_as=same_as,
+            ),
+        )
+        # the requests the worker sent count as this client's (RequestCounter)
+        await self._s3.meta.events.emit(f"{SENT_ELSEWHERE}.s3.GetObject", count=read.requests)
+        if read.failed is not None:
+            raise failure(read.failed, get)
+        return read
 
     async def _call(self, awaitable: Any) -> Any:
         async with asyncio.timeout(self._settings.call_timeout):

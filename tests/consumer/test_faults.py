@@ -10,6 +10,11 @@ makes the real client calls fail through ``tests.faults``:
 - ``<service>-outage``: S3, DynamoDB, Kinesis, SNS or the analysis engine is
   down for 30 s in the middle of the recording, for the consumer.
 
+The consumer's S3 is reached through ``tests.faults.S3Front``: its chunk GETs are sent by
+the process pool to presigned URLs (``consumer.chunk_get``), not through its botocore
+client, so they are throttled (503 SlowDown) and cut off there; the S3 outage is the front
+answering 503 to every request of the consumer, its evidence PUTs too.
+
 After each: every uploaded chunk has exactly one result row, in order; every
 incident exactly one alert; each alert delivered by SNS exactly once; and
 for an outage, the lag rose during it and is back to normal for the chunks
@@ -49,7 +54,7 @@ from producer.replay import replay
 from producer.scenario import load_scenario
 from tests.conftest import DATA, eventually, needs_data
 from tests.consumer.test_processor import _delivered
-from tests.faults import FaultInjector
+from tests.faults import FaultInjector, S3Front
 
 pytestmark = [pytest.mark.slow, needs_data]
 
@@ -115,7 +120,11 @@ def recordings(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Chunk
 
 
 def _attach(
-    scenario: str, consumer: AsyncClients, router: AsyncClients, engine: _FaultyEngine
+    scenario: str,
+    consumer: AsyncClients,
+    router: AsyncClients,
+    engine: _FaultyEngine,
+    front: S3Front,
 ) -> tuple[Callable[[bool], None], Callable[[], int]]:
     """Inject the scenario's faults; return (switch the outage, count the injected failures)."""
     injectors: list[FaultInjector] = []
@@ -125,9 +134,16 @@ def _attach(
         ):
             client = getattr(clients, name)
             injectors.append(FaultInjector.random(0.1, seed=seed, **THROTTLE[name]).attach(client))
+        chunk_gets = random.Random(len(injectors))  # the pool's GETs, throttled at the front
+        front.fail = lambda method, path: method == "GET" and chunk_gets.random() < 0.1
         return (
-            lambda down: None
-        ), lambda: sum(sum(i.failed.values()) for i in injectors) + (engine.failed)
+            (lambda down: None),
+            lambda: (
+                sum(sum(i.failed.values()) for i in injectors)
+                + engine.failed
+                + sum(front.failed.values())
+            ),
+        )
     service = scenario.removesuffix("-outage")
     if service == "engine":
 
@@ -135,6 +151,15 @@ def _attach(
             engine.down = down
 
         return switch_engine, lambda: engine.failed
+    if service == "s3":
+        s3_down = False
+        front.fail = lambda method, path: s3_down
+
+        def switch_s3(down: bool) -> None:
+            nonlocal s3_down
+            s3_down = down
+
+        return switch_s3, lambda: sum(front.failed.values())
     outage = FaultInjector.switch().attach(getattr(consumer, service))
 
     def switch(down: bool) -> None:
@@ -161,10 +186,12 @@ def test_nothing_is_lost_or_doubled_and_lag_recovers(
         }
     )
     lines: list[str] = []
+    front = S3Front(settings.endpoint_url or "")
+    consumer_settings = front.settings(settings)  # the consumer's S3 through the front
 
     async def run() -> dict[str, Any]:
         async with (
-            async_clients(settings) as consumer,
+            async_clients(consumer_settings) as consumer,
             async_clients(settings) as router,
             async_clients(settings) as students,
         ):
@@ -173,12 +200,19 @@ def test_nothing_is_lost_or_doubled_and_lag_recovers(
             engine = _FaultyEngine(
                 local_engine(settings, tables, pool), rate=0.1 if scenario == "flaky" else 0.0
             )
-            switch, injected = _attach(scenario, consumer, router, engine)
+            switch, injected = _attach(scenario, consumer, router, engine, front)
             worker = Worker(
-                settings=settings,
+                settings=consumer_settings,
                 kinesis=consumer.kinesis,
                 dynamodb=consumer.dynamodb,
-                processor=build_processor(settings, consumer, tables, pool, metrics, engine),  # type: ignore[arg-type]
+                processor=build_processor(
+                    consumer_settings,
+                    consumer,
+                    tables,
+                    pool,
+                    metrics,
+                    engine,  # type: ignore[arg-type]
+                ),
                 metrics=metrics,
                 worker_id="faulty",
             )
@@ -197,7 +231,7 @@ def test_nothing_is_lost_or_doubled_and_lag_recovers(
                 ),
                 asyncio.create_task(
                     run_sweeper(
-                        outbox_sweeper(settings, consumer, tables, metrics),
+                        outbox_sweeper(consumer_settings, consumer, tables, metrics),
                         stop,
                         every=settings.outbox_sweep_interval,
                     )
@@ -249,7 +283,8 @@ def test_nothing_is_lost_or_doubled_and_lag_recovers(
                 "window": (began, ended) if scenario != "flaky" else None,
             }
 
-    outcome = asyncio.run(run())
+    with front:
+        outcome = asyncio.run(run())
     assert outcome["injected"] > 0, "the faults really happened"
 
     for student, chunks in recordings.items():

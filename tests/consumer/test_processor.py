@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from producer.rendering import render_chunks
 from producer.replay import replay
 from producer.scenario import load_scenario
 from tests.conftest import DATA, eventually, needs_data, require_data
+from tests.faults import S3Front
 from tests.pipeline import running_pipeline, stream_records
 
 pytestmark = pytest.mark.slow
@@ -464,41 +465,25 @@ def test_a_chunk_that_arrives_late_is_judged_in_its_place_and_alerted_once(
 
 
 class _ResultsSeen(Tables):
-    """Tables that say when a student's result row has been written."""
+    """Tables that say when a student's result row has been written (``written_then``)."""
 
     def __init__(self, *args: Any, student: str, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.student = student
-        self.written = asyncio.Event()
+        self.written_then: Callable[[], None] = lambda: None  # called when it is written
 
     async def put_result(self, result: Any) -> dict[str, Any] | None:
         earlier = await super().put_result(result)
         if result["student_id"] == self.student:
-            self.written.set()
+            self.written_then()
         return earlier
 
     async def save_sessions(self, saves: Any) -> list[Any]:
         """A new chunk's row goes with its student's session (one transaction)."""
         saved = await super().save_sessions(saves)
         if any(row["student_id"] == self.student for save in saves for row in save.results):
-            self.written.set()
+            self.written_then()
         return saved
-
-
-class _S3HeldFor:
-    """The real S3 client, whose GET of one student's chunk waits until ``until`` is set:
-    a download slower than everything else in the batch."""
-
-    def __init__(self, s3: Any, student: str, until: asyncio.Event) -> None:
-        self._s3, self._student, self._until = s3, student, until
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._s3, name)
-
-    async def get_object(self, **kwargs: Any) -> Any:
-        if f"/{self._student}/" in kwargs.get("Key", ""):
-            await self._until.wait()
-        return await self._s3.get_object(**kwargs)
 
 
 @needs_data
@@ -508,11 +493,13 @@ def test_a_students_result_does_not_wait_for_another_students_slow_chunk(
     """One batch, two students: the second's chunk is still downloading when the first's
     result row is written. Before, every frame of the batch came before any analysis, so
     one slow download held every student's result in the batch (here the held download
-    timed out and the whole batch failed)."""
+    timed out and the whole batch failed). The download is held where it travels: the
+    process pool GETs the chunk, through ``S3Front`` in front of the emulator."""
     video = (DATA / "video" / "short_hamilton_clip.mp4").read_bytes()
 
-    async def run() -> list[str]:
-        async with async_clients(settings) as clients:
+    async def run(front: S3Front) -> list[str]:
+        front.hold = lambda method, path: method == "GET" and "/slow/" in path
+        async with async_clients(front.settings(settings)) as clients:
             tables = _ResultsSeen(clients.dynamodb, settings.names, student="quick")
             records = []
             for n, student in enumerate(["slow", "quick"]):
@@ -527,9 +514,13 @@ def test_a_students_result_does_not_wait_for_another_students_slow_chunk(
                     uploaded_at=datetime.now(UTC),
                 )
                 records.append(Record(str(n), event.to_bytes(), event.partition_key))
-            held = replace(clients, s3=_S3HeldFor(clients.s3, "slow", tables.written))
+            tables.written_then = front.released.set  # the quick row lets the slow GET go
             processor = build_processor(
-                settings, held, tables, pool, Metrics("Test", "consumer", lambda line: None)
+                front.settings(settings),
+                clients,
+                tables,
+                pool,
+                Metrics("Test", "consumer", lambda line: None),
             )
             async with asyncio.timeout(120):  # a deadline, not a pace
                 outcome = await processor.process(records, shard_id="shard-0")
@@ -537,4 +528,7 @@ def test_a_students_result_does_not_wait_for_another_students_slow_chunk(
             rows = [await tables.results(f"{EXAM}#{s}") for s in ("quick", "slow")]
             return [row["status"] for student_rows in rows for row in student_rows]
 
-    assert asyncio.run(run()) == ["ok", "ok"]
+    with S3Front(settings.endpoint_url or "") as front:
+        assert asyncio.run(run(front)) == ["ok", "ok"]
+        assert front.released.is_set(), "the quick student's row came while the slow GET waited"
+        assert any(k.startswith("GET ") and "/slow/" in k for k in front.seen), "held there"
