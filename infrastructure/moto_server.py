@@ -278,14 +278,17 @@ def operation_of(environ: dict[str, Any]) -> str:
     (the JSON protocols' ``X-Amz-Target``, the query protocol's ``Action``); S3's REST
     requests as ``s3.<METHOD> object|bucket`` (which is enough to tell PUT from GET)."""
     auth = environ.get("HTTP_AUTHORIZATION", "")
-    service = "?"
-    if "Credential=" in auth:
-        scope = auth.split("Credential=", 1)[1].split(",", 1)[0].split("/")
-        service = scope[3] if len(scope) > 3 else "?"
+    query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""))
+    credential = (  # a presigned URL (the consumer's chunk GET) signs in its query
+        auth.split("Credential=", 1)[1].split(",", 1)[0]
+        if "Credential=" in auth
+        else query.get("X-Amz-Credential", [""])[0]
+    )
+    scope = credential.split("/")
+    service = scope[3] if len(scope) > 3 else "?"
     target = environ.get("HTTP_X_AMZ_TARGET")
     if target:
         return f"{service}.{target.rsplit('.', 1)[-1]}"
-    query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""))
     if "Action" in query:
         return f"{service}.{query['Action'][0]}"
     if service == "s3":

@@ -572,3 +572,30 @@ def test_a_killed_emulators_bodies_are_removed_when_the_next_one_starts(tmp_path
     assert not left.exists()
     assert running.exists() and running.name.startswith(f"{SPILL_PREFIX}{os.getpid()}-")
     assert body_directory(tmp_path).exists() and running.exists()
+
+
+def test_the_benchmarks_name_a_presigned_chunk_get_as_the_s3_get_it_is() -> None:
+    """``bench.stack_cpu`` reads the emulator's requests by operation: the consumer's chunk
+    GET is presigned (its credential in the query, no Authorization header) and must count
+    as ``s3.GET object`` beside the header-signed ones, not as a path of its own."""
+    from infrastructure.moto_server import operation_of
+
+    scope = "AKIA/20261207/us-east-1/{}/aws4_request"
+    presigned = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/proctor-chunks/chunks/e/s/camera/000001_1.mp4",
+        "QUERY_STRING": f"X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential={scope.format('s3')}",
+    }
+    signed = {
+        "REQUEST_METHOD": "PUT",
+        "PATH_INFO": "/proctor-chunks/chunks/e/s/camera/000002_1.mp4",
+        "HTTP_AUTHORIZATION": f"AWS4-HMAC-SHA256 Credential={scope.format('s3')}, X=y",
+    }
+    table = {
+        "REQUEST_METHOD": "POST",
+        "HTTP_AUTHORIZATION": f"AWS4-HMAC-SHA256 Credential={scope.format('dynamodb')}, X=y",
+        "HTTP_X_AMZ_TARGET": "DynamoDB_20120810.TransactWriteItems",
+    }
+    assert operation_of(presigned) == "s3.GET object"
+    assert operation_of(signed) == "s3.PUT object"
+    assert operation_of(table) == "dynamodb.TransactWriteItems"
