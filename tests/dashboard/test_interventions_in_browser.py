@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Route, expect
 
 from proctoring.aws import sync_client
 from proctoring.storage import to_item
@@ -121,14 +121,24 @@ def test_pause_warn_hand_and_end_reach_the_right_page_and_the_console(
     expect(content).to_be_hidden()
     expect(student.locator("#recording")).to_be_visible()  # recording again after the reload
 
+    # the proctor types the next warning while the resume is on its way: what they typed
+    # stays (the resume's answer used to clear the field, and the Warn then sent nothing)
+    held: list[Route] = []
+    console.route("**/interventions", lambda route: held.append(route))
+    with console.expect_request("**/interventions"):
+        panel.get_by_role("button", name="Resume exam").click()
+    panel.get_by_label("Warning or reason").fill("Eyes on your own screen, please")
+    assert len(held) == 1, "the resume held on its way"
     _timed(
         "resume -> exam content shown",
-        panel.get_by_role("button", name="Resume exam").click,
+        held[0].continue_,
         lambda: expect(content).to_be_visible(timeout=REACT_WITHIN_MS),
     )
+    console.unroute("**/interventions")
     expect(student.locator("#session-status")).to_have_text("Your proctor resumed the exam.")
+    expect(panel.locator(".session-state")).to_contain_text("Session: running")
+    expect(panel.get_by_label("Warning or reason")).to_have_value("Eyes on your own screen, please")
 
-    panel.get_by_label("Warning or reason").fill("Eyes on your own screen, please")
     panel.get_by_role("button", name="Warn").click()
     dialog = student.get_by_role("dialog", name="Warning from your proctor")
     expect(dialog).to_be_visible(timeout=REACT_WITHIN_MS)

@@ -98,7 +98,8 @@ async function act(container, action, input, status) {
   try {
     const body = text ? { action, text } : { action };
     render(container, await api(`${path(panel.examId, panel.studentId)}/interventions`, { method: "POST", json: body }));
-    input.value = "";
+    // what was sent goes; what the proctor typed while it was on its way stays
+    if (input.value.trim() === text) input.value = "";
     await refreshPanels(panel.studentId); // the same student's other panel, if open
   } catch (error) {
     fail(status, error);
