@@ -51,19 +51,15 @@ class _SlowFirstBatch:
         """The shard is no longer read here (what the processor kept for it goes)."""
 
 
-def test_records_queued_behind_a_slow_batch_are_processed_as_one_batch() -> None:
-    """Three reads wait behind a slow batch (read-ahead 3, one read in flight): they go to the
-    processor together, concurrently, not as three batches one after another; checkpoints
-    follow."""
-    kinesis = _Pushes([*(_pushed([n], n) for n in "1234"), _pushed([], None)])
+def _consume(kinesis: _Pushes, runner: Any, leases: _Leases, *, reads_in_flight: int) -> None:
+    """Consume the shard Kinesis pushes (read-ahead 3) to its end, within a deadline."""
     fan_out = FanOut(kinesis, stream="p-chunks", consumer_name="c")
     fan_out.consumer_arn = _CONSUMER_ARN
-    leases, runner = _Leases(), _SlowFirstBatch(kinesis.queued)
     shard = ShardConsumer(
         "shardId-000000000000",
-        settings=Settings(read_ahead=3, reads_in_flight=1),
+        settings=Settings(read_ahead=3, reads_in_flight=reads_in_flight),
         kinesis=kinesis,
-        runner=runner,  # type: ignore[arg-type]
+        runner=runner,
         leases=leases,  # type: ignore[arg-type]
         metrics=Metrics("Test", "consumer", lambda line: None),
         fan_out=fan_out,
@@ -74,6 +70,15 @@ def test_records_queued_behind_a_slow_batch_are_processed_as_one_batch() -> None
             await shard.run(asyncio.Event())
 
     asyncio.run(run())
+
+
+def test_records_queued_behind_a_slow_batch_are_processed_as_one_batch() -> None:
+    """Three reads wait behind a slow batch (read-ahead 3, one read in flight): they go to the
+    processor together, concurrently, not as three batches one after another; checkpoints
+    follow."""
+    kinesis = _Pushes([*(_pushed([n], n) for n in "1234"), _pushed([], None)])
+    leases, runner = _Leases(), _SlowFirstBatch(kinesis.queued)
+    _consume(kinesis, runner, leases, reads_in_flight=1)
     assert runner.batches == [["1"], ["2", "3", "4"]]
     assert leases.checkpoints == ["1", "4", SHARD_END]
 
@@ -114,24 +119,8 @@ def test_a_later_read_overlaps_a_slow_one_keeping_each_students_order_and_checkp
     (a student's records in order, one at a time); and the checkpoints never pass 1 before
     it is done, though 2 was done first. One read at a time would wait for ever here."""
     kinesis = _Pushes([_read("1", "a"), _read("2", "b"), _read("3", "a"), _pushed([], None)])
-    fan_out = FanOut(kinesis, stream="p-chunks", consumer_name="c")
-    fan_out.consumer_arn = _CONSUMER_ARN
     leases, runner = _Leases(), _FirstWaitsForAnother()
-    shard = ShardConsumer(
-        "shardId-000000000000",
-        settings=Settings(read_ahead=3, reads_in_flight=2),
-        kinesis=kinesis,
-        runner=runner,  # type: ignore[arg-type]
-        leases=leases,  # type: ignore[arg-type]
-        metrics=Metrics("Test", "consumer", lambda line: None),
-        fan_out=fan_out,
-    )
-
-    async def run() -> None:
-        async with asyncio.timeout(30):  # a deadline, not a pace
-            await shard.run(asyncio.Event())
-
-    asyncio.run(run())
+    _consume(kinesis, runner, leases, reads_in_flight=2)
     log = runner.log
     assert log.index(("end", "2")) < log.index(("end", "1")), "b did not wait for a"
     assert log.index(("end", "1")) < log.index(("start", "3")), "a's records in order"
