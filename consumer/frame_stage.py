@@ -125,33 +125,35 @@ def frame_key(event: ChunkEvent, variant: str = "") -> str:
     )
 
 
+def _binding(first: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``first`` (the sequence's result row) when it binds the sequence to an object; None
+    when there is none or it is parked (a parked row gives way to its replay)."""
+    if first is None or (first.get("status"), first.get("error_reason")) == ("error", "parked"):
+        return None
+    return first
+
+
 def another_object(first: dict[str, Any] | None, event: ChunkEvent, digest: str | None) -> bool:
     """Whether ``event`` is a different object than the one ``first`` (the sequence's result
     row) was written for: another key, or other bytes under the same key. A parked row gives
     way to its replay; a row without a hash (the object could not be read) is compared by key."""
-    if first is None or (first.get("status"), first.get("error_reason")) == ("error", "parked"):
+    row = _binding(first)
+    if row is None:
         return False
-    if first.get("chunk_key") != event.key:
+    if row.get("chunk_key") != event.key:
         return True
-    known = first.get("chunk_sha256")
+    known = row.get("chunk_sha256")
     return known is not None and digest is not None and known != digest
 
 
-def _digest_to_extract(first: dict[str, Any] | None, other_key: bool) -> str | None:
+def _digest_to_extract(first: dict[str, Any] | None, event: ChunkEvent) -> str | None:
     """The SHA-256 the chunk's bytes must have to be extracted: the one ``first`` (the
     sequence's result row) was written for, when bytes of another hash would make the chunk
     another object (``another_object``); None when any bytes are extracted."""
-    if (
-        first is None
-        or other_key
-        or (first.get("status"), first.get("error_reason"))
-        == (
-            "error",
-            "parked",
-        )
-    ):
+    row = _binding(first)
+    if row is None or row.get("chunk_key") != event.key:
         return None
-    known = first.get("chunk_sha256")
+    known = row.get("chunk_sha256")
     return None if known is None else str(known)
 
 
@@ -229,7 +231,7 @@ class FrameStage:
                         )
                     )
                     other_key = another_object(first, event, None)  # no need to extract
-                    same_as = _digest_to_extract(first, other_key)
+                    same_as = _digest_to_extract(first, event)
                     started = time.perf_counter()
                     read = await self._read(
                         event,

@@ -284,21 +284,18 @@ class _Overlap:
     ) -> None:
         """Start the read's units now; its checkpoint after them and after the earlier
         reads' checkpoints."""
-        self._forget()
-        held: dict[str, asyncio.Task[BatchOutcome]] = {
-            key: task for key, task in self._holders.items() if not task.done()
-        }
-        free = [r for r in records if r.partition_key not in held]
-        waiting = [r for r in records if r.partition_key in held]
-        units = []
+        self._forget()  # the holders left are unfinished
+        free = [r for r in records if r.partition_key not in self._holders]
+        waiting = [r for r in records if r.partition_key in self._holders]
+        started: list[tuple[asyncio.Task[BatchOutcome], list[Record]]] = []
         if free:
-            units.append(asyncio.ensure_future(self._run(free)))
+            started.append((asyncio.ensure_future(self._run(free)), free))
         if waiting:
-            earlier = {held[r.partition_key] for r in waiting}
-            units.append(asyncio.ensure_future(self._after(earlier, waiting)))
-        for unit, unit_records in zip(units, [u for u in (free, waiting) if u], strict=True):
-            for record in unit_records:
-                self._holders[record.partition_key] = unit
+            earlier = {self._holders[r.partition_key] for r in waiting}
+            started.append((asyncio.ensure_future(self._after(earlier, waiting)), waiting))
+        for unit, unit_records in started:
+            self._holders.update(dict.fromkeys((r.partition_key for r in unit_records), unit))
+        units = [unit for unit, _ in started]
         previous = self._checkpoints[-1] if self._checkpoints else None
         self._checkpoints.append(
             asyncio.ensure_future(self._checkpoint(units, previous, records, checkpoint))

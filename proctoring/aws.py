@@ -126,7 +126,7 @@ class RequestCounter:
         for client in clients:
             client.meta.events.register("before-send", self._count, unique_id=f"count-{id(self)}")
             client.meta.events.register(
-                SENT_ELSEWHERE, self._count_elsewhere, unique_id=f"elsewhere-{id(self)}"
+                SENT_ELSEWHERE, self._count, unique_id=f"elsewhere-{id(self)}"
             )
             self._clients.append(client)
         return self
@@ -140,12 +140,8 @@ class RequestCounter:
     def total(self) -> int:
         return sum(self.counts.values())
 
-    def _count(self, event_name: str, **kwargs: Any) -> None:
-        # before-send.<service>.<Operation>: the service as botocore names its events
-        _, service, operation = event_name.split(".", 2)
-        self.counts[f"{service}.{operation}"] += 1
-
-    def _count_elsewhere(self, event_name: str, count: int = 1, **kwargs: Any) -> None:
+    def _count(self, event_name: str, count: int = 1, **kwargs: Any) -> None:
+        # before-send.<service>.<Operation> (one request) or SENT_ELSEWHERE.<...> (``count``)
         _, service, operation = event_name.split(".", 2)
         self.counts[f"{service}.{operation}"] += count
 

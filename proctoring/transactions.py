@@ -122,9 +122,9 @@ async def write_units(
     written twice. Returns, per unit in order: None (written), the ``Conflict`` of the
     cancellation (a condition of one of its items failed), ``InvalidItem`` (DynamoDB refused
     one of its items: the record's fault, parked, never retried as an outage), or the
-    ``StorageError`` its
-    transaction failed with otherwise (an outage; cancelled for ``TransactionConflict`` or
-    throttling: its botocore error is the cause, so the caller's retry policy applies).
+    ``StorageError`` its transaction failed with otherwise (an outage; cancelled for
+    ``TransactionConflict`` or throttling: its botocore error is the cause, so the caller's
+    retry policy applies).
     """
     outcomes: list[StorageError | None] = [None] * len(units)
 
