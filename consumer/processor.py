@@ -177,7 +177,9 @@ class ChunkProcessor:
         for event, record in chunks.values():
             by_student[(event.exam_id, event.student_id)].append((event, record))
         write = functools.partial(self._save_sessions, shard_id=shard_id)
-        saves = SaveGroup(write, most=self._settings.save_group_students)
+        saves = SaveGroup(
+            write, most=self._settings.save_group_students, wait=self._settings.save_group_wait
+        )
         for counts in await self._gather(
             [self._student(chunks, saves, shard_id) for chunks in by_student.values()]
         ):

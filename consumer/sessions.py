@@ -41,7 +41,9 @@ Several students in one transaction: a batch's students save through one :class:
 its frames and its save (analysing, raising alerts); the last one to get there writes every
 waiting save at once (``Tables.save_sessions``: one ``TransactWriteItems`` for up to 100
 items, each student's rows and session all or nothing). A student still fetching or
-extracting its chunk holds nobody: its save goes in a later write. When DynamoDB cancels the
+extracting its chunk holds nobody: its save goes in a later write; nor does a slow one hold
+the others longer than ``PROCTOR_SAVE_GROUP_WAIT`` (50 ms by default: the rows' latency is
+not the slowest student's, for a transaction or two more a batch). When DynamoDB cancels the
 transaction because one student's session moved (or one of its rows exists), the others are
 written without it and only that student is stale (``StaleState``: the batch fails and is
 processed again; the others' rows are then found, a redelivery).
@@ -144,16 +146,25 @@ class SaveGroup:
     """One batch's session saves, written together (module docstring, "Several students in
     one transaction"). Each student of the batch :meth:`joins <join>` once its frames are
     there and then saves or leaves; ``write`` writes a list of saves and returns each one's
-    outcome (the session saved, or the StorageError it failed with). ``most`` saves waiting
-    are written at once, without waiting for the others (``PROCTOR_SAVE_GROUP_STUDENTS``)."""
+    outcome (the session saved, or the StorageError it failed with). The saves waiting are
+    written without waiting for the others once there are ``most`` of them
+    (``PROCTOR_SAVE_GROUP_STUDENTS``) or once the first of them waited ``wait`` seconds
+    (``PROCTOR_SAVE_GROUP_WAIT``): a student's rows never wait long for a slow one's."""
 
     def __init__(
-        self, write: Callable[[list[SessionSave]], Awaitable[list[_Outcome]]], *, most: int = 50
+        self,
+        write: Callable[[list[SessionSave]], Awaitable[list[_Outcome]]],
+        *,
+        most: int = 50,
+        wait: float | None = None,
     ) -> None:
         self._write = write
         self._most = most  # saves written at once without waiting for the others
+        self._wait = wait  # seconds the first waiting save waits for the others at most
         self._busy = 0  # students joined that have neither saved nor left
         self._waiting: list[tuple[SessionSave, asyncio.Future[dict[str, Any]]]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._flushes: set[asyncio.Task[None]] = set()  # flushes the timer started
 
     def join(self) -> _Member:
         """A student whose frames are there: saves wait for it until it saves or leaves."""
@@ -166,18 +177,35 @@ class SaveGroup:
         self._busy -= 1
         if self._busy == 0 or len(self._waiting) >= self._most:  # nobody else coming, or full
             await self._flush()
+        elif self._timer is None and self._wait is not None:
+            self._timer = asyncio.get_running_loop().call_later(self._wait, self._waited)
         return await future
+
+    def _waited(self) -> None:
+        """The first waiting save waited ``wait`` seconds: the waiting ones go now."""
+        self._timer = None
+        if self._waiting:
+            flush = asyncio.ensure_future(self._flush())
+            self._flushes.add(flush)
+            flush.add_done_callback(self._flushes.discard)
 
     def _leave(self) -> None:
         """A student failed before its save: the batch fails. When nobody else is on the way,
         the waiting saves are not written (their tasks end cancelled; all is done again)."""
         self._busy -= 1
         if self._busy == 0:
+            self._stop_timer()
             waiting, self._waiting = self._waiting, []
             for _, future in waiting:
                 future.cancel()
 
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
     async def _flush(self) -> None:
+        self._stop_timer()
         waiting, self._waiting = self._waiting, []
         # unless the write comes back, the waiting students end cancelled (so does the batch)
         outcomes: list[_Outcome | BaseException] = [asyncio.CancelledError()] * len(waiting)

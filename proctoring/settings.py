@@ -116,6 +116,8 @@ class Settings(BaseSettings):
     # Students whose saves one transaction carries at most (consumer.sessions.SaveGroup): 50 with
     # a row each fill its 100 items; 1 writes each student's on its own, as soon as it is ready.
     save_group_students: int = Field(default=50, ge=1, description="students per transaction")
+    # ... and the longest the first of them waits for the others (a slow student, a big batch).
+    save_group_wait: float = Field(default=0.05, gt=0, description="seconds a save waits at most")
 
     # Analysis and rules.
     engine: Literal["local", "rekognition", "fixed"] = "local"

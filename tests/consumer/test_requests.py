@@ -76,7 +76,8 @@ async def _batches(clients: Any, settings: Settings, videos: list[bytes]) -> lis
 @needs_data
 def test_the_consumer_makes_few_aws_requests_per_chunk(settings: Settings, pool: Executor) -> None:
     videos = [c.data for c in islice(chunk_recording(DATA / "video/center_focus.mp4"), 3)]
-    settings = settings.model_copy(update={"max_repeats": 0})  # every chunk analysed
+    # every chunk analysed; a batch's saves wait for each other however slow this machine is
+    settings = settings.model_copy(update={"max_repeats": 0, "save_group_wait": 60.0})
 
     async def run() -> tuple[RequestCounter, list[dict[str, Any]]]:
         async with async_clients(settings) as clients:

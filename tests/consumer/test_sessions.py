@@ -253,7 +253,8 @@ def test_a_stale_student_in_a_batch_costs_the_others_nothing(
     alone and, processed again, finds every row: each chunk has exactly one row, written once.
     """
     video = next(chunk_recording(DATA / "video/center_focus.mp4")).data
-    settings = settings.model_copy(update={"max_repeats": 0})  # every chunk analysed
+    # every chunk analysed; the four saves wait for each other however slow this machine is
+    settings = settings.model_copy(update={"max_repeats": 0, "save_group_wait": 60.0})
 
     async def run() -> dict[str, Any]:
         async with async_clients(settings) as clients:
@@ -358,3 +359,27 @@ def test_a_full_group_is_written_without_waiting_for_the_others() -> None:
 
     assert asyncio.run(groups(1)) == [["a"], ["b"], ["c"]]
     assert asyncio.run(groups(2)) == [["a", "b"], ["c"]]
+
+
+def test_a_save_waits_for_a_slow_student_only_so_long() -> None:
+    """``PROCTOR_SAVE_GROUP_WAIT``: saves waiting for a student still being analysed are
+    written once the first of them waited that long; the slow one is written on its own."""
+    writes: list[list[str]] = []
+
+    async def write(saves: list[SessionSave]) -> list[Any]:
+        writes.append([save.session["student_id"] for save in saves])
+        return [dict(save.session) for save in saves]
+
+    def save(student: str) -> SessionSave:
+        return SessionSave({"exam_id": EXAM, "student_id": student}, 0)
+
+    async def run() -> None:
+        group = SaveGroup(write, most=50, wait=0.01)
+        a, b, slow = group.join(), group.join(), group.join()
+        async with asyncio.timeout(10):  # a deadline, not a pace: the wait lets a and b go
+            await asyncio.gather(a.save(save("a")), b.save(save("b")))
+        assert writes == [["a", "b"]], "written while the slow student is still analysed"
+        await slow.save(save("slow"))
+
+    asyncio.run(run())
+    assert writes == [["a", "b"], ["slow"]]
