@@ -13,8 +13,8 @@ step that is not sustained ends the ramp.
 Baseline: the same measurement at a light load (20 students) in the same run.
 
 Every step also reports the CPU each process of the stack spent per chunk
-(``bench.stack_cpu``: ``proctor up``'s router and consumer loop, its frame pool, the
-emulator, the load generator) and the emulator's requests and CPU per chunk by operation,
+(``bench.stack_cpu``: ``proctor up``'s consumer loop, its frame pool, the chunk router,
+the emulator, the load generator) and the emulator's requests and CPU per chunk by operation,
 under ``cpu``; CPU time, unlike latency, does not move with the machine's other load.
 After the light step, ``idle`` is the same for 10 s with no students (what the stack
 spends polling). ``python -m bench.e2e --steps 50 --seconds 60`` runs chosen steps alone.

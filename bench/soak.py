@@ -58,13 +58,16 @@ class _MemorySampler(threading.Thread):
     def run(self) -> None:
         started = time.time()
         while not self._halt.wait(0 if not self.samples else self._every):
-            consumer = pool = emulator = 0
+            consumer = pool = emulator = router = 0
             try:
                 consumer = self._root.memory_info().rss
                 for child in self._root.children(recursive=True):
                     rss = child.memory_info().rss
-                    if "moto" in " ".join(child.cmdline()):
+                    command = " ".join(child.cmdline())
+                    if "moto" in command:
                         emulator += rss
+                    elif "-m cli route" in command:
+                        router += rss
                     else:
                         pool += rss
             except psutil.NoSuchProcess:
@@ -74,6 +77,7 @@ class _MemorySampler(threading.Thread):
                     "t": round(time.time() - started, 1),
                     "consumer_mib": round(consumer / _MIB, 1),
                     "pool_mib": round(pool / _MIB, 1),
+                    "router_mib": round(router / _MIB, 1),
                     "emulator_mib": round(emulator / _MIB, 1),
                 }
             )
@@ -116,8 +120,9 @@ def _plot(
     top.set_title(title)
     t = [s["t"] / 60 for s in memory]
     for key, label in (
-        ("consumer_mib", "consumer (worker + router)"),
+        ("consumer_mib", "consumer"),
         ("pool_mib", "frame pool"),
+        ("router_mib", "chunk router"),
         ("emulator_mib", "moto server"),
     ):
         bottom.plot(t, [s[key] for s in memory], label=label)

@@ -2,17 +2,18 @@
 
 On a shared machine wall-clock latency moves with everybody's load; CPU time does not.
 :class:`StackCpu` takes a snapshot of the CPU time (user + system) of each process of the
-stack - ``proctor up`` (the router and the consumer's event loop), its process pool, the
-emulators it started - and of the load generator (this process), and of the emulator's
-own per-operation counts (``infrastructure.moto_server.STATS_PATH``); :meth:`StackCpu.since`
-turns two snapshots into CPU milliseconds per chunk for each, the budget the whole stack has
-to fit: at 40 chunks a second (200 students) two cores give 50 ms per chunk, all processes
-together.
+stack - ``proctor up`` (the consumer's event loop), its process pool, the chunk router
+(``proctor route``) and the emulators it started - and of the load generator (this
+process), and of the emulator's own per-operation counts
+(``infrastructure.moto_server.STATS_PATH``); :meth:`StackCpu.since` turns two snapshots into
+CPU milliseconds per chunk for each, the budget the whole stack has to fit: at 40 chunks a
+second (200 students) two cores give 50 ms per chunk, all processes together.
 
 Processes are told apart by their command lines: ``infrastructure.moto_server`` (moto's
-server), ``kinesis-local`` / ``node``, ``multiprocessing`` (the frame pool's workers); the
-root is ``proctor up`` itself. A process that ended between two snapshots loses the CPU it
-spent since the first (the pool's workers live as long as the stack).
+server), ``kinesis-local`` / ``node``, ``multiprocessing`` (the frame pool's workers),
+``-m cli route`` (the chunk router); the root is ``proctor up`` itself. A process that
+ended between two snapshots loses the CPU it spent since the first (the pool's workers live
+as long as the stack).
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ def _role(process: psutil.Process, names: dict[str, str]) -> str:
         return names.get(port, f"emulator:{port}")
     if "kinesis-local" in command or "main.js" in command:
         return "kinesis-local"
+    if "-m cli route" in command:
+        return "chunk router"
     if "resource_tracker" in command:
         return "resource tracker"
     if "multiprocessing" in command:
@@ -74,7 +77,7 @@ class StackCpu:
 
         add("load generator", self._me)
         with _gone_is_zero():
-            add("proctor up (router + consumer loop)", self._root)
+            add("proctor up (consumer loop)", self._root)
         for child in self._root.children(recursive=True):
             with _gone_is_zero():
                 add(_role(child, self._names), child)

@@ -15,7 +15,7 @@ from cli.commands.demo import demo
 from cli.commands.evaluate import eval_command
 from cli.commands.metrics import metrics_command
 from cli.commands.parked import parked
-from cli.commands.stack import consume, serve, up
+from cli.commands.stack import consume, route, serve, up
 from cli.commands.students import register, replay_command
 
 __all__ = ["main"]
@@ -31,6 +31,7 @@ for _command in (
     up,
     serve,
     consume,
+    route,
     parked,
     register,
     replay_command,

@@ -19,16 +19,15 @@ each stage is a module of its own. Per batch:
    extract one upright frame (the middle one by default) and its thumbnail in the
    process pool (with the policy's ``audio: true``, the speech in its audio track
    too, ``consumer.speech``);
-5. per student, in sequence order (``ChunkProcessor._apply``): analyse the frame
-   as the schedule says (``consumer.analyser``: repeats carried over, identity and
-   objects on their cadence; with ``sources: both`` a moment already analysed from
-   the other source is not analysed again), store the frame when it is needed
-   (``consumer.frame_stage.KeptFrames``), apply the rules with the exam's policy and
-   the student's session, create each new alert once (deterministic id) and publish
-   it to the FIFO alerts topic (``consumer.outbox``), judge the speech (TALKING);
-   then write the new rows with the session (rule state, schedule, calls, risk, the
-   console's tile: ``consumer.latest``) in one transaction with other students'
-   (``consumer.sessions``: kept between batches; no alert lost; ``SaveGroup``).
+5. per student, in sequence order (``ChunkProcessor._apply``): analyse the frame as the
+   schedule says (``consumer.analyser``: repeats carried over, identity and objects on
+   their cadence; with ``sources: both`` a moment already analysed from the other source
+   is not analysed again), store the frame when it is needed (``consumer.frame_stage.
+   KeptFrames``), apply the rules with the exam's policy and the student's session,
+   create each new alert once (deterministic id) and publish it to the FIFO alerts topic
+   (``consumer.outbox``), judge the speech (TALKING); then write the new rows with the
+   session (rule state, schedule, calls, risk, the console's tile: ``consumer.latest``)
+   in one transaction with other students' (``consumer.sessions``: ``SaveGroup``).
 
 Evidence is written once (``consumer.results``): result rows only if absent, with
 the hashes and versions of the chunk and frame read; a re-delivery changes nothing,
@@ -109,6 +108,7 @@ class ChunkProcessor:
         self._engine = engine
         self._metrics = metrics
         self._clock = clock
+        self._wait = settings.save_group_wait  # how long a save waits for others (SaveGroup)
         self._policies = Policies(
             tables, tolerance=settings.tolerance, ttl=settings.policy_cache_seconds
         )
@@ -177,9 +177,7 @@ class ChunkProcessor:
         for event, record in chunks.values():
             by_student[(event.exam_id, event.student_id)].append((event, record))
         write = functools.partial(self._save_sessions, shard_id=shard_id)
-        saves = SaveGroup(
-            write, most=self._settings.save_group_students, wait=self._settings.save_group_wait
-        )
+        saves = SaveGroup(write, most=self._settings.save_group_students, wait=self._wait)
         for counts in await self._gather(
             [self._student(chunks, saves, shard_id) for chunks in by_student.values()]
         ):

@@ -26,6 +26,7 @@ from typing import IO, Any
 from urllib.parse import urlsplit
 
 import click
+import psutil
 import pytest
 from aiobotocore.session import get_session
 from botocore.config import Config
@@ -281,6 +282,29 @@ def test_up_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         assert _shard_count(up.settings()) == 2
         # What a service manager or `docker stop` sends: to the main process only.
         _assert_stopped_cleanly(up, up.stop(signal.SIGTERM, group=False))
+
+
+@pytest.mark.slow
+def test_up_runs_the_router_beside_the_consumer_and_stops_when_it_dies(tmp_path: Path) -> None:
+    """The chunk router is a process of its own (as its Lambda is in AWS), not on the
+    consumer's event loop; a stack whose router died stops, saying so, instead of taking
+    chunks it never analyses."""
+    with _proctor_up(tmp_path, f"cli{uuid.uuid4().hex[:8]}") as up:
+        up.read_exports()
+        routers = [p for p in psutil.Process(up.process.pid).children() if "route" in p.cmdline()]
+        assert len(routers) == 1, [p.cmdline() for p in psutil.Process(up.process.pid).children()]
+        routers[0].kill()
+        try:
+            code = up.process.wait(timeout=STOP_WITHIN)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"`proctor up` went on without its router:\n{up.tail()}")
+    assert code != 0
+    log = up.tail()
+    assert "the chunk router exited (-9): stack stopped" in log, log
+    assert "Traceback" not in log, log
+    endpoint = urlsplit(up.exports["PROCTOR_ENDPOINT_URL"])
+    assert endpoint.hostname is not None and endpoint.port is not None
+    assert not _answers(endpoint.hostname, endpoint.port), "the emulator stops with `up`"
 
 
 def _without_aws(tmp_path: Path, **extra: str) -> dict[str, str]:

@@ -1,5 +1,6 @@
-"""``proctor up``, ``proctor serve`` and ``proctor consume``: the local stack, the local exam
-service and the consumer worker, each until a signal stops it.
+"""``proctor up``, ``proctor serve``, ``proctor consume`` and ``proctor route``: the local
+stack, the local exam service, the consumer worker and the chunk router, each until a signal
+stops it.
 
 ``consume`` needs ``PROCTOR_ENDPOINT_URL`` locally, as printed by ``proctor up``,
 or real AWS credentials.
@@ -8,16 +9,16 @@ or real AWS credentials.
 from __future__ import annotations
 
 import contextlib
-import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import click
 
 from cli.base import run, settings_from, until_signalled
+from cli.children import router_process, stack_environment
 from proctoring.logs import configure_logging
 
-__all__ = ["consume", "serve", "up"]
+__all__ = ["consume", "route", "serve", "up"]
 
 
 @click.command()
@@ -71,23 +72,46 @@ def up(
 
         def announce() -> None:  # once Ctrl-C stops the stack cleanly
             click.echo("Local stack is up. In another terminal:", err=True)
-            click.echo(f"export PROCTOR_ENDPOINT_URL={emulator.endpoint_url}")
-            click.echo(f"export PROCTOR_PREFIX={settings.prefix}")
-            click.echo(f"export PROCTOR_ALERTS_TOPIC_ARN={settings.alerts_topic_arn}")
-            if endpoints:
-                click.echo(f"export PROCTOR_ENDPOINT_URLS={shlex.quote(json.dumps(endpoints))}")
+            for name, value in stack_environment(settings).items():
+                click.echo(f"export {name}={shlex.quote(value)}")
 
-        with contextlib.ExitStack() as files:
-            sink: Callable[[str], None] = print
-            if metrics_file is not None:
-                stream = files.enter_context(metrics_file.open("a", buffering=1))
-                sink = lambda line: print(line, file=stream)  # noqa: E731
+        with _metrics_sink(metrics_file) as sink, contextlib.ExitStack() as children:
+            routing = None
+            if router:  # a process of its own, as its Lambda is: not on the consumer's loop
+                routing = children.enter_context(router_process(settings, metrics_file))
             run(
                 until_signalled(
-                    settings, consumer=True, router=router, ready=announce, metrics_sink=sink
+                    settings, consumer=True, router=False, ready=announce, metrics_sink=sink
                 )
             )
     click.echo("local stack stopped", err=True)
+    if routing is not None and routing.exited is not None:
+        raise click.ClickException(f"the chunk router exited ({routing.exited}): stack stopped")
+
+
+@click.command()
+@click.option(
+    "--metrics-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="append the EMF metric lines here instead of stdout",
+)
+def route(metrics_file: Path | None) -> None:
+    """Run the chunk router on the chunk-events queue (its Lambda, locally) until SIGTERM."""
+    settings = settings_from()
+    configure_logging(settings)
+    with _metrics_sink(metrics_file) as sink:
+        run(until_signalled(settings, consumer=False, router=True, metrics_sink=sink))
+
+
+@contextlib.contextmanager
+def _metrics_sink(path: Path | None) -> Iterator[Callable[[str], None]]:
+    """Where EMF metric lines go: appended to ``path`` (one write a line: processes may
+    share the file), or stdout."""
+    if path is None:
+        yield print
+        return
+    with path.open("a", buffering=1) as stream:
+        yield lambda line: print(line, file=stream)
 
 
 @click.command()

@@ -72,7 +72,7 @@ def test_a_snapshot_tells_the_stacks_processes_apart(emulator: Emulator) -> None
         snapshot = cpu.snapshot()
         assert set(snapshot.cpu_s) == {
             "load generator",
-            "proctor up (router + consumer loop)",
+            "proctor up (consumer loop)",
             "emulator: kinesis",
             "pool workers",
         }
