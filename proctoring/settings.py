@@ -86,7 +86,9 @@ class Settings(BaseSettings):
     # Consumer.
     batch_size: int = Field(default=100, ge=1, le=10_000, description="records per GetRecords")
     concurrency: int = Field(default=16, ge=1, description="chunks in flight per worker")
-    cpu_workers: int = Field(default=max(1, os.cpu_count() or 1), ge=1)
+    # Processes of the frame pool: twice the CPUs, since a chunk's job waits on its GET about
+    # as long as it decodes (consumer.chunk_get; with S3 in AWS longer: docs/operations.md).
+    cpu_workers: int = Field(default=2 * (os.cpu_count() or 1), ge=1)
     # GetRecords on one shard: every min_get_interval while records come (Kinesis allows 5
     # calls/s per shard, shared by every reader of the stream), every poll_interval when idle
     # (the mean wait a new chunk sees is half of it: docs/benchmarks.md, "Where the time goes").
