@@ -6,8 +6,9 @@ detection, 68 landmarks, pose, gaze, quality) in the service's process pool (one
 worker per core), many at once; the rate is the cores' (CPU time per frame, counted
 in the pool's processes), so other work on a shared machine lowers it far less than the
 clock's rate (kept beside it) - but it does lower it: on this 2-vCPU machine a frame's
-CPU time grows by up to ~15 % while other work runs. Value: the plan most chunks get (faces, no
-identity); baseline: the naive plan (the 128-d embedding on every frame as well).
+CPU time grows by up to ~15 % while other work runs. Value: the plan most chunks get
+(faces, no identity); baseline: the naive plan (the 128-d embedding on every frame as
+well).
 For the record: the rate at upsample 0 (faces from ~80 px only) shows what bounds
 it, and the rate with the ``full`` detection (the whole frame upsampled: the engine
 before issue 18) what ``regions`` saves (``python -m bench.detect_agreement``
