@@ -357,10 +357,14 @@ def _decode(data: bytes, *, max_side: int) -> np.ndarray:
                     reason="too_large",
                 )
             image.draft("RGB", (max_side, max_side))  # JPEG: decode at 1/2, 1/4, 1/8 scale
-            upright = ImageOps.exif_transpose(image).convert("RGB")
-        if max(upright.size) > max_side:
-            upright.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
-        return np.asarray(upright)
+            # In place: a frame that is upright and RGB already (a camera frame) is not
+            # copied twice more (exif_transpose and convert each copied it: ~1.4 ms at 848x480
+            # where the copies' fresh pages fault in, the decode itself ~1.4 ms).
+            ImageOps.exif_transpose(image, in_place=True)
+            upright = image if image.mode == "RGB" else image.convert("RGB")
+            if max(upright.size) > max_side:
+                upright.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
+            return np.asarray(upright)
     except _IMAGE_ERRORS as exc:
         raise ImageError(
             f"the {len(data)} bytes (starting {data[:8].hex()}) are not a readable JPEG or "
