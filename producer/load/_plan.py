@@ -54,21 +54,19 @@ class LoadPlan:
         """One student's (sequence, seconds after its start the chunk is due, chunk).
 
         A recorder hands a chunk over every ``chunk_seconds`` (the student page's timeslice),
-        whatever the chunk holds: a replayed recording's short tail chunk, cycled into the
-        middle of a longer session, is due on the beat like the others. Only the session's
-        last chunk is due when it ends (the student stopped). Were each cycle's tail due at
-        its own end, every student replaying the same recording would hand it over early at
-        the same point of its cycle: a burst of twice the rate that real sessions, each on
-        its own beat, never make together.
+        whatever the chunk holds, and the last one when the session ends (``duration``, or the
+        recording's own length when it is replayed once). A replayed recording's short tail
+        chunk, cycled into a longer session, is due on the beat like the others: were each
+        cycle's tail due at its own end, every student replaying the same recording would hand
+        it over early at the same point of its cycle - a burst of twice the rate that real
+        sessions, each on its own beat, never make together.
         """
         seconds = self.duration or sum(c.duration for c in self.chunks)
         count = max(1, round(seconds / self.chunk_seconds))
         plan = []
         for sequence in range(count):
             chunk = self.chunks[sequence % len(self.chunks)]
-            last = sequence == count - 1
-            length = min(chunk.duration, self.chunk_seconds) if last else self.chunk_seconds
-            end = sequence * self.chunk_seconds + length
+            end = min((sequence + 1) * self.chunk_seconds, seconds)
             plan.append((sequence, 0.0 if self.speed is None else end / self.speed, chunk))
         return plan
 

@@ -32,11 +32,12 @@ def test_the_schedule_cycles_the_session_and_scales_with_speed() -> None:
     assert plan.student_ids() == [f"student-{plan.run}-00000", f"student-{plan.run}-00001"]
     again = LoadPlan(chunks=[_chunk(0)], students=1, exam_id="e")
     assert again.student_ids() != plan.student_ids()[:1], "another run, other students"
-    # a recording's short tail, cycled: on the recorder's 5 s beat, early only at the end
-    tail = LoadPlan(
-        chunks=[_chunk(0), _chunk(5, duration=4.0)], students=1, exam_id="e", duration=20.0
-    )
-    assert [due for _, due, _ in tail.schedule()] == [5.0, 10.0, 15.0, 19.0]
+    # a recording's short tail, cycled: on the recorder's 5 s beat; the last when it ends
+    clip = [_chunk(0), _chunk(5, duration=4.0)]
+    cycled = LoadPlan(chunks=clip, students=1, exam_id="e", duration=20.0)
+    assert [due for _, due, _ in cycled.schedule()] == [5.0, 10.0, 15.0, 20.0]
+    once = LoadPlan(chunks=clip, students=1, exam_id="e")  # the recording once: 9 s
+    assert [due for _, due, _ in once.schedule()] == [5.0, 9.0]
     fast = LoadPlan(chunks=[_chunk(0)], students=1, exam_id="e", speed=None)
     assert [due for _, due, _ in fast.schedule()] == [0.0]
     with pytest.raises(LoadError, match="students"):
