@@ -37,7 +37,7 @@ import psutil
 
 from bench.e2e import SPLIT, _Stack, _step
 from bench.harness import LoadGuard, MachineBusy, add_load_arguments
-from bench.stack_cpu import StackCpu
+from bench.stack_cpu import StackCpu, role
 from producer.chunking import chunk_recording
 
 _DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -63,12 +63,12 @@ class _MemorySampler(threading.Thread):
                 consumer = self._root.memory_info().rss
                 for child in self._root.children(recursive=True):
                     rss = child.memory_info().rss
-                    command = " ".join(child.cmdline())
-                    if "moto" in command:
+                    kind = role(child, {})
+                    if kind.startswith("emulator") or kind == "kinesis-local":
                         emulator += rss
-                    elif "-m cli route" in command:
+                    elif kind == "chunk router":
                         router += rss
-                    else:
+                    else:  # the pool's workers, multiprocessing's resource tracker
                         pool += rss
             except psutil.NoSuchProcess:
                 return

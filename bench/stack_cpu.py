@@ -28,12 +28,12 @@ from typing import Any
 
 import psutil
 
-__all__ = ["Snapshot", "StackCpu"]
+__all__ = ["Snapshot", "StackCpu", "role"]
 
 _STATS_PATH = "/moto-api/proctor/requests"  # infrastructure.moto_server.STATS_PATH
 
 
-def _role(process: psutil.Process, names: dict[str, str]) -> str:
+def role(process: psutil.Process, names: dict[str, str]) -> str:
     command = " ".join(process.cmdline())
     if "infrastructure.moto_server" in command or "moto.server" in command:
         port = command.rsplit("-p ", 1)[-1].split()[0] if "-p " in command else "?"
@@ -80,7 +80,7 @@ class StackCpu:
             add("proctor up (consumer loop)", self._root)
         for child in self._root.children(recursive=True):
             with _gone_is_zero():
-                add(_role(child, self._names), child)
+                add(role(child, self._names), child)
         return Snapshot(
             at=time.monotonic(),
             cpu_s=cpu,

@@ -49,9 +49,8 @@ def stack_environment(settings: Settings) -> dict[str, str]:
 
 @dataclass
 class Child:
-    """A child process of ours: its pid and, once it exited unasked, its exit code."""
+    """A child process of ours: once it exited unasked, its exit code."""
 
-    pid: int
     exited: int | None = None
 
 
@@ -67,7 +66,7 @@ def router_process(settings: Settings, metrics_file: Path | None) -> Iterator[Ch
         stdin=subprocess.DEVNULL,
         process_group=0,  # not in the terminal's foreground job: stopped by us, in order
     )
-    child = Child(process.pid)
+    child = Child()
     stopping = threading.Event()
     watcher = threading.Thread(target=_watch, args=(process, child, stopping), daemon=True)
     watcher.start()

@@ -1,24 +1,22 @@
 """The record-processing core: one batch of Kinesis records in, durable effects out.
 
-It does not know how shards are read or leased (``consumer.worker`` does);
-it takes a batch and returns when every effect is durable, so the caller
-may checkpoint. ``ChunkProcessor`` is the orchestration, read top to bottom;
-each stage is a module of its own. Per batch:
+It does not know how shards are read or leased (``consumer.worker`` does); it takes a batch
+and returns when every effect is durable, so the caller may checkpoint. ``ChunkProcessor``
+is the orchestration, read top to bottom; each stage is a module of its own. Per batch:
 
-1. parse and validate every record (a bad one becomes an errors row,
-   ``consumer.error_rows``); integrity events go to ``consumer.integrity``;
-2. drop duplicates inside the batch (two objects for one sequence: the second
-   is a second object, ``consumer.results``);
+1. parse and validate every record (a bad one becomes an errors row, ``consumer.error_rows``);
+   integrity events go to ``consumer.integrity``;
+2. drop duplicates inside the batch (two objects for one sequence: the second is a second
+   object, ``consumer.results``);
 3. with ``PROCTOR_EXAM_GATE`` only for started exams: a chunk of a stopped, not
    yet started or unknown exam gets a ``not_analysed`` result row and nothing
    else; so does a camera or chime chunk whose source the exam's policy does not
    analyse (``sources``: browser, chime or both);
 4. per student, concurrently, the student's chunks concurrently (bounded;
-   ``consumer.frame_stage``; a student's analysis waits for its own frames, not the
-   batch's slowest): GET the chunk,
-   extract one upright frame (the middle one by default) and its thumbnail in the
-   process pool (with the policy's ``audio: true``, the speech in its audio track
-   too, ``consumer.speech``);
+   ``consumer.frame_stage``; a student's analysis waits for its own frames, not the batch's
+   slowest): GET the chunk, extract one upright frame (the middle one by default) and its
+   thumbnail in the process pool (with the policy's ``audio: true``, the speech in its
+   audio track too, ``consumer.speech``);
 5. per student, in sequence order (``ChunkProcessor._apply``): analyse the frame as the
    schedule says (``consumer.analyser``: repeats carried over, identity and objects on
    their cadence; with ``sources: both`` a moment already analysed from the other source
@@ -108,7 +106,6 @@ class ChunkProcessor:
         self._engine = engine
         self._metrics = metrics
         self._clock = clock
-        self._wait = settings.save_group_wait  # how long a save waits for others (SaveGroup)
         self._policies = Policies(
             tables, tolerance=settings.tolerance, ttl=settings.policy_cache_seconds
         )
@@ -176,8 +173,11 @@ class ChunkProcessor:
         by_student: dict[tuple[str, str], list[tuple[ChunkEvent, Record]]] = defaultdict(list)
         for event, record in chunks.values():
             by_student[(event.exam_id, event.student_id)].append((event, record))
-        write = functools.partial(self._save_sessions, shard_id=shard_id)
-        saves = SaveGroup(write, most=self._settings.save_group_students, wait=self._wait)
+        saves = SaveGroup(
+            functools.partial(self._save_sessions, shard_id=shard_id),
+            most=self._settings.save_group_students,
+            wait=self._settings.save_group_wait,
+        )
         for counts in await self._gather(
             [self._student(chunks, saves, shard_id) for chunks in by_student.values()]
         ):
