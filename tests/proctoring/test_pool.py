@@ -130,8 +130,9 @@ def test_a_death_with_a_cancelled_job_waiting_answers_the_rest_quietly(
     try:
         assert pool.submit(abs, -1).result(timeout=60) == 1
         (pid,) = pool._processes  # type: ignore[attr-defined]
-        # one process and a call queue of two: the first two run or queue, the rest wait
-        held = [pool.submit(time.sleep, 30) for _ in range(2)]
+        # one process and a call queue of two: once the process took the first, two more
+        # fit in the queue; three held jobs fill both, so the ones after them surely wait
+        held = [pool.submit(time.sleep, 30) for _ in range(3)]
         cancelled, waiting = pool.submit(abs, -2), pool.submit(abs, -3)
         assert cancelled.cancel(), "a job still waiting can be cancelled"
         os.kill(pid, signal.SIGKILL)
