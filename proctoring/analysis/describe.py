@@ -71,7 +71,9 @@ def describe_frame(
     gray = np.zeros(pixels.shape[:2], dtype=np.uint8)  # filled around each face (_grey_face)
     models = _models()
     height, width = pixels.shape[:2]
-    rectangles = find_faces(pixels, upsample=upsample, detection=detection)
+    rectangles = find_faces(
+        pixels, upsample=upsample, detection=detection, empty_before=previous_faces == ()
+    )
     faces = []
     crops: list[Box] = []
     bounds = picture(pixels) if rectangles else (0, 0, width, height)

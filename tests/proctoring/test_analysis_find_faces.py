@@ -91,3 +91,38 @@ def test_a_frame_without_a_face_at_native_size_gets_the_whole_upsampled_pass() -
     assert _same_faces(regions, find_faces(pixels, detection="full")) and len(regions) == 1
     empty = np.full((480, 640, 3), (58, 56, 52), dtype=np.uint8)  # the scenarios' empty room
     assert find_faces(empty) == []
+
+
+def test_after_an_empty_seat_the_frame_goes_straight_to_the_whole_upsampled_pass() -> None:
+    # the last frame had no face: the native pass is skipped, and the full pass decides
+    for path in ("objects/tf-examples/pose_image2.jpeg", "faces/obama.jpg"):
+        pixels = _pixels(path)
+        detector = CountingDetector()
+        found = find_faces(pixels, detection="regions", detector=detector, empty_before=True)
+
+        assert detector.native == [], "no native pass"
+        assert detector.upsampled == [pixels.shape[:2]], "one upsampled pass over the frame"
+        assert _same_faces(found, find_faces(pixels, detection="full")) and len(found) == 1
+    empty = np.full((480, 640, 3), (58, 56, 52), dtype=np.uint8)
+    assert find_faces(empty, detection="regions", empty_before=True) == []
+
+
+def test_the_engine_skips_the_native_pass_only_after_a_frame_without_a_face(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from proctoring.analysis import describe
+
+    passed: list[bool] = []
+
+    def recording(pixels: np.ndarray, **options: Any) -> list[Any]:
+        passed.append(options["empty_before"])
+        return find_faces(pixels, **options)
+
+    monkeypatch.setattr(describe, "find_faces", recording)
+    jpeg = (DATA / "faces/obama.jpg").read_bytes()
+    for previous in (None, ((10, 10, 80, 80),), ()):
+        found = describe.describe_frame(
+            jpeg, identity="no", detection="regions", previous_faces=previous
+        )
+        assert len(found.faces) == 1
+    assert passed == [False, False, True]
