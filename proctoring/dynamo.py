@@ -9,6 +9,14 @@ timeout, a lost condition raising ``Conflict`` and any other failure
 plain dicts of Python values (``to_item``/``from_item``: floats become
 Decimals on the way in and come back as floats).
 
+``_get_item`` reads coalesce: the consistent reads asked in one pass of the event loop (a
+batch's students starting together, each reading its session, then its result row) go as
+one ``BatchGetItem`` (up to 100 keys, over any tables, ``ConsistentRead`` on each; what
+DynamoDB leaves unprocessed is asked again), a read alone as the ``GetItem`` it was. At an
+exam's start, when every student's first chunk finds nothing kept, that is one request a
+batch instead of one a student: the requests, and the latency they queue up, of 200
+students starting at once.
+
 Errors::
 
     ProctoringError
@@ -118,12 +126,24 @@ async def pages(
         kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
 
+_BATCH_GET = 100  # keys a BatchGetItem takes at most
+_UNPROCESSED_TRIES = 8
+
+
+def _key_id(table: str, key: Mapping[str, Any]) -> tuple[str, str]:
+    """A key (Python values) as something to look an answer up by."""
+    return table, repr(sorted(key.items()))
+
+
 class DynamoStore:
     """The base of a store over DynamoDB tables: one call, one paginator (module docstring)."""
 
     def __init__(self, dynamodb: Any, *, timeout: float = 10.0) -> None:
         self._db = dynamodb
         self._timeout = timeout
+        self._asked: dict[tuple[str, str], tuple[str, dict[str, Any], list[asyncio.Future[Any]]]]
+        self._asked = {}
+        self._sending: set[asyncio.Task[None]] = set()
 
     async def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
         return await dynamodb_call(self._db, self._timeout, operation, **kwargs)
@@ -136,10 +156,80 @@ class DynamoStore:
     async def _get_item(
         self, table: str, key: Mapping[str, Any], *, consistent: bool = True
     ) -> dict[str, Any] | None:
-        """The item with ``key`` as Python values, or None when there is none."""
-        kwargs: dict[str, Any] = {"ConsistentRead": True} if consistent else {}
-        response = await self._call("get_item", TableName=table, Key=to_item(key), **kwargs)
-        return from_item(response["Item"]) if "Item" in response else None
+        """The item with ``key`` as Python values, or None when there is none. A consistent
+        read joins the others asked in the same pass of the event loop (module docstring)."""
+        if not consistent:
+            response = await self._call("get_item", TableName=table, Key=to_item(key))
+            return from_item(response["Item"]) if "Item" in response else None
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[dict[str, Any] | None] = loop.create_future()
+        if not self._asked:
+            loop.call_soon(self._send_asked)  # after every task of this pass has asked
+        self._asked.setdefault(_key_id(table, key), (table, dict(key), []))[2].append(answer)
+        return await answer
+
+    def _send_asked(self) -> None:
+        asked, self._asked = list(self._asked.values()), {}
+        for start in range(0, len(asked), _BATCH_GET):
+            task = asyncio.ensure_future(self._read(asked[start : start + _BATCH_GET]))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+
+    async def _read(
+        self, asked: list[tuple[str, dict[str, Any], list[asyncio.Future[Any]]]]
+    ) -> None:
+        """Answer each waiting read of ``asked`` with its item (None: no item) or the error."""
+        try:
+            if len(asked) == 1:
+                table, key, _ = asked[0]
+                response = await self._call(
+                    "get_item", TableName=table, Key=to_item(key), ConsistentRead=True
+                )
+                found = {_key_id(table, key): response["Item"]} if "Item" in response else {}
+            else:
+                found = await self._batch_get(asked)
+        except BaseException as exc:  # every reader gets the error, as its GetItem would have
+            for _, _, waiting in asked:
+                for answer in waiting:
+                    if answer.done():
+                        continue
+                    if isinstance(exc, asyncio.CancelledError):
+                        answer.cancel()
+                    else:
+                        answer.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for table, key, waiting in asked:
+            raw = found.get(_key_id(table, key))
+            item = from_item(raw) if raw is not None else None
+            for answer in waiting:
+                if not answer.done():
+                    answer.set_result(item)
+
+    async def _batch_get(
+        self, asked: list[tuple[str, dict[str, Any], list[asyncio.Future[Any]]]]
+    ) -> dict[tuple[str, str], dict[str, Any]]:
+        """One BatchGetItem for ``asked`` (and again for what it leaves unprocessed): the items
+        found, by key."""
+        names: dict[str, list[str]] = {}
+        pending: dict[str, Any] = {}
+        for table, key, _ in asked:
+            names[table] = sorted(key)
+            pending.setdefault(table, {"Keys": [], "ConsistentRead": True})
+            pending[table]["Keys"].append(to_item(key))
+        found: dict[tuple[str, str], dict[str, Any]] = {}
+        for _ in range(_UNPROCESSED_TRIES):
+            response = await self._call("batch_get_item", RequestItems=pending)
+            for table, items in response.get("Responses", {}).items():
+                for raw in items:
+                    key = from_item({name: raw[name] for name in names[table]})
+                    found[_key_id(table, key)] = raw
+            pending = response.get("UnprocessedKeys") or {}
+            if not pending:
+                return found
+            await asyncio.sleep(0.05)  # back off before the unprocessed rest
+        raise StorageError(f"DynamoDB kept keys of {sorted(pending)} unprocessed")
 
     async def _items(
         self, operation: Literal["query", "scan"], **kwargs: Any

@@ -13,6 +13,7 @@ from proctoring.dynamo import Conflict, DynamoStore, StorageError, to_item
 from proctoring.exams import ExamStore
 from proctoring.settings import Settings
 from proctoring.storage import StaleState, Tables
+from tests.faults import FaultInjector
 
 
 def test_pages_conditions_failures_and_timeouts_are_one_behaviour(settings: Settings) -> None:
@@ -70,5 +71,98 @@ def test_pages_conditions_failures_and_timeouts_are_one_behaviour(settings: Sett
             slow = Tables(db, settings.names, timeout=1e-6)
             with pytest.raises(StorageError, match="timed out"):
                 await slow.errors("ex1")
+
+    asyncio.run(scenario())
+
+
+def _session(student: str) -> dict[str, object]:
+    return {"exam_id": "reads", "student_id": student, "risk": 0.25}
+
+
+def test_reads_asked_together_go_as_one_batch_and_a_read_alone_as_get_item(
+    settings: Settings,
+) -> None:
+    """An exam's start: every student of a batch reads its session, then its result row, at
+    once. Those reads go as one BatchGetItem (two tables in one here, 250 keys in three), each
+    reader getting its own item or None; a read alone is still a GetItem."""
+    from proctoring.aws import RequestCounter
+
+    async def scenario() -> None:
+        async with async_clients(settings) as clients:
+            db = clients.dynamodb
+            tables = Tables(db, settings.names)
+            for student in ("a", "b", "c"):
+                await db.put_item(
+                    TableName=settings.names.sessions_table, Item=to_item(_session(student))
+                )
+            await tables.put_result(
+                {"session_id": "reads#a", "chunk_id": "camera#000001", "status": "ok"}
+            )
+            counter = RequestCounter().watch([db])
+            found = await asyncio.gather(
+                *(tables.get_session("reads", s) for s in ("a", "b", "c", "nobody", "a")),
+                tables.get_result("reads#a", "camera#000001"),
+                tables.get_result("reads#a", "camera#000002"),
+            )
+            assert [f and f.get("student_id") for f in found[:5]] == ["a", "b", "c", None, "a"]
+            assert all(f["risk"] == 0.25 for f in found[:3])
+            assert found[5] is not None and found[5]["status"] == "ok"
+            assert found[6] is None
+            assert dict(counter.counts) == {"dynamodb.BatchGetItem": 1}
+
+            counter.counts.clear()
+            alone = await tables.get_session("reads", "b")
+            assert alone is not None and alone["student_id"] == "b"
+            assert dict(counter.counts) == {"dynamodb.GetItem": 1}
+
+            counter.counts.clear()
+            many = await asyncio.gather(*(tables.get_session("reads", f"x{n}") for n in range(250)))
+            assert many == [None] * 250
+            assert dict(counter.counts) == {"dynamodb.BatchGetItem": 3}, "100 keys a request"
+            counter.stop()
+
+    asyncio.run(scenario())
+
+
+def test_keys_dynamodb_leaves_unprocessed_are_asked_again_and_errors_reach_every_reader(
+    settings: Settings,
+) -> None:
+    """DynamoDB may answer a BatchGetItem in part (``UnprocessedKeys``: throttled, or over 16
+    MB): the rest is asked again. A failed read fails each of its readers, as their own
+    GetItems would have."""
+
+    async def scenario() -> None:
+        async with async_clients(settings) as clients:
+            db = clients.dynamodb
+            tables = Tables(db, settings.names)
+            for student in ("a", "b", "c"):
+                await db.put_item(
+                    TableName=settings.names.sessions_table, Item=to_item(_session(student))
+                )
+            calls = []
+
+            def answer_in_part(parsed: dict[str, object], **_: object) -> None:
+                # AWS's partial answer: the first call's last item comes back as unprocessed
+                calls.append(1)
+                responses = parsed.get("Responses")
+                if len(calls) == 1 and isinstance(responses, dict):
+                    table = settings.names.sessions_table
+                    item = responses[table].pop()
+                    key = {"exam_id": item["exam_id"], "student_id": item["student_id"]}
+                    parsed["UnprocessedKeys"] = {table: {"Keys": [key], "ConsistentRead": True}}
+
+            db.meta.events.register("after-call.dynamodb.BatchGetItem", answer_in_part)
+            found = await asyncio.gather(*(tables.get_session("reads", s) for s in "abc"))
+            assert [f and f["student_id"] for f in found] == ["a", "b", "c"]
+            assert len(calls) == 2, "the unprocessed key asked again"
+            db.meta.events.unregister("after-call.dynamodb.BatchGetItem", answer_in_part)
+
+            FaultInjector.random(1.0, code="InternalServerError", status=500).attach(
+                db, "BatchGetItem"
+            )
+            failed = await asyncio.gather(
+                *(tables.get_session("reads", s) for s in "abc"), return_exceptions=True
+            )
+            assert all(isinstance(f, StorageError) for f in failed), failed
 
     asyncio.run(scenario())
