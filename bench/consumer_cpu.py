@@ -107,7 +107,7 @@ async def measure(
                 open_consumer(
                     settings,
                     clients,
-                    Tables(clients.dynamodb, settings.names),
+                    Tables(clients.dynamodb, settings.names, batch_reads=True),
                     metrics,
                     executor=pool,
                 ) as consumer,

@@ -68,7 +68,9 @@ async def run_services(
     when none is given.
     """
     async with async_clients(settings) as clients:
-        tables = Tables(clients.dynamodb, settings.names, timeout=settings.call_timeout)
+        tables = Tables(  # the consumer's reads coalesce (proctoring.dynamo)
+            clients.dynamodb, settings.names, timeout=settings.call_timeout, batch_reads=consumer
+        )
         async with asyncio.TaskGroup() as group:
             if consumer:
                 group.create_task(

@@ -129,7 +129,9 @@ def run(settings: Settings) -> None:
 
     async def build() -> BatchRunner:
         clients = await stack.enter_async_context(async_clients(settings))
-        tables = Tables(clients.dynamodb, settings.names, timeout=settings.call_timeout)
+        tables = Tables(
+            clients.dynamodb, settings.names, timeout=settings.call_timeout, batch_reads=True
+        )
 
         def to_stderr(line: str) -> None:
             print(line, file=sys.stderr, flush=True)

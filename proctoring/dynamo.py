@@ -9,13 +9,14 @@ timeout, a lost condition raising ``Conflict`` and any other failure
 plain dicts of Python values (``to_item``/``from_item``: floats become
 Decimals on the way in and come back as floats).
 
-``_get_item`` reads coalesce: the consistent reads asked in one pass of the event loop (a
-batch's students starting together, each reading its session, then its result row) go as
-one ``BatchGetItem`` (up to 100 keys, over any tables, ``ConsistentRead`` on each; what
-DynamoDB leaves unprocessed is asked again), a read alone as the ``GetItem`` it was. At an
-exam's start, when every student's first chunk finds nothing kept, that is one request a
-batch instead of one a student: the requests, and the latency they queue up, of 200
-students starting at once.
+With ``batch_reads`` (the consumer's tables: ``cli.services``, ``consumer.kcl``; its role
+may ``BatchGetItem`` where it may ``GetItem``), ``_get_item`` reads coalesce: the consistent
+reads asked in one pass of the event loop (a batch's students starting together, each
+reading its session, then its result row) go as one ``BatchGetItem`` (up to 100 keys, over
+any tables, ``ConsistentRead`` on each; what DynamoDB leaves unprocessed is asked again), a
+read alone as the ``GetItem`` it was. At an exam's start, when every student's first chunk
+finds nothing kept, that is one request a batch instead of one a student: the requests, and
+the latency they queue up, of 200 students starting at once.
 
 Errors::
 
@@ -138,9 +139,10 @@ def _key_id(table: str, key: Mapping[str, Any]) -> tuple[str, str]:
 class DynamoStore:
     """The base of a store over DynamoDB tables: one call, one paginator (module docstring)."""
 
-    def __init__(self, dynamodb: Any, *, timeout: float = 10.0) -> None:
+    def __init__(self, dynamodb: Any, *, timeout: float = 10.0, batch_reads: bool = False) -> None:
         self._db = dynamodb
         self._timeout = timeout
+        self._batch_reads = batch_reads
         self._asked: dict[tuple[str, str], tuple[str, dict[str, Any], list[asyncio.Future[Any]]]]
         self._asked = {}
         self._sending: set[asyncio.Task[None]] = set()
@@ -156,10 +158,12 @@ class DynamoStore:
     async def _get_item(
         self, table: str, key: Mapping[str, Any], *, consistent: bool = True
     ) -> dict[str, Any] | None:
-        """The item with ``key`` as Python values, or None when there is none. A consistent
-        read joins the others asked in the same pass of the event loop (module docstring)."""
-        if not consistent:
-            response = await self._call("get_item", TableName=table, Key=to_item(key))
+        """The item with ``key`` as Python values, or None when there is none. With
+        ``batch_reads``, a consistent read joins the others asked in the same pass of the event
+        loop (module docstring)."""
+        if not consistent or not self._batch_reads:
+            kwargs: dict[str, Any] = {"ConsistentRead": True} if consistent else {}
+            response = await self._call("get_item", TableName=table, Key=to_item(key), **kwargs)
             return from_item(response["Item"]) if "Item" in response else None
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[dict[str, Any] | None] = loop.create_future()

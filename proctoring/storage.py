@@ -71,8 +71,8 @@ class SessionSave:
 class Tables(DynamoStore):
     """Every table access of the service; see the module docstring."""
 
-    def __init__(self, dynamodb: Any, names: ResourceNames, *, timeout: float = 10.0) -> None:
-        super().__init__(dynamodb, timeout=timeout)
+    def __init__(self, dynamodb: Any, names: ResourceNames, **store: Any) -> None:
+        super().__init__(dynamodb, **store)  # timeout, batch_reads (proctoring.dynamo)
         self._names = names
 
     # ---- results ---------------------------------------------------------------

@@ -371,8 +371,11 @@ def test_the_consumer_may_call_what_it_calls_on_what_it_touches() -> None:
     # conditional lease writes, scans for expired leases: the leases table only
     assert _refs(by_sid["LeasesAndCheckpoints"]["Resource"]) == {"LeasesTable"}
     assert "dynamodb:Scan" not in _as_list(by_sid["ResultsAlertsSessionsErrors"]["Action"])
+    # its tables' reads coalesce (batch_reads): BatchGetItem wherever it reads through them
+    assert "dynamodb:BatchGetItem" in _as_list(by_sid["ResultsAlertsSessionsErrors"]["Action"])
     assert set(_as_list(by_sid["RegisteredFaces"]["Action"])) == {
         "dynamodb:GetItem",
+        "dynamodb:BatchGetItem",
         "dynamodb:Query",
     }
     assert by_sid["ExamGate"]["Action"] == "dynamodb:GetItem"

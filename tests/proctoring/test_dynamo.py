@@ -84,13 +84,14 @@ def test_reads_asked_together_go_as_one_batch_and_a_read_alone_as_get_item(
 ) -> None:
     """An exam's start: every student of a batch reads its session, then its result row, at
     once. Those reads go as one BatchGetItem (two tables in one here, 250 keys in three), each
-    reader getting its own item or None; a read alone is still a GetItem."""
+    reader getting its own item or None; a read alone is still a GetItem. Stores made without
+    ``batch_reads`` (the API's, the Lambdas': their roles may not BatchGetItem) read one by one."""
     from proctoring.aws import RequestCounter
 
     async def scenario() -> None:
         async with async_clients(settings) as clients:
             db = clients.dynamodb
-            tables = Tables(db, settings.names)
+            tables = Tables(db, settings.names, batch_reads=True)
             for student in ("a", "b", "c"):
                 await db.put_item(
                     TableName=settings.names.sessions_table, Item=to_item(_session(student))
@@ -119,6 +120,12 @@ def test_reads_asked_together_go_as_one_batch_and_a_read_alone_as_get_item(
             many = await asyncio.gather(*(tables.get_session("reads", f"x{n}") for n in range(250)))
             assert many == [None] * 250
             assert dict(counter.counts) == {"dynamodb.BatchGetItem": 3}, "100 keys a request"
+
+            counter.counts.clear()
+            one_by_one = Tables(db, settings.names)
+            found = await asyncio.gather(*(one_by_one.get_session("reads", s) for s in "abc"))
+            assert [f and f["student_id"] for f in found] == ["a", "b", "c"]
+            assert dict(counter.counts) == {"dynamodb.GetItem": 3}
             counter.stop()
 
     asyncio.run(scenario())
@@ -134,7 +141,7 @@ def test_keys_dynamodb_leaves_unprocessed_are_asked_again_and_errors_reach_every
     async def scenario() -> None:
         async with async_clients(settings) as clients:
             db = clients.dynamodb
-            tables = Tables(db, settings.names)
+            tables = Tables(db, settings.names, batch_reads=True)
             for student in ("a", "b", "c"):
                 await db.put_item(
                     TableName=settings.names.sessions_table, Item=to_item(_session(student))
