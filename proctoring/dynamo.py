@@ -206,10 +206,9 @@ class DynamoStore:
             return
         for table, key, waiting in asked:
             raw = found.get(_key_id(table, key))
-            item = from_item(raw) if raw is not None else None
-            for answer in waiting:
+            for answer in waiting:  # each reader its own copy, as its own GetItem gave
                 if not answer.done():
-                    answer.set_result(item)
+                    answer.set_result(from_item(raw) if raw is not None else None)
 
     async def _batch_get(
         self, asked: list[tuple[str, dict[str, Any], list[asyncio.Future[Any]]]]

@@ -106,6 +106,7 @@ def test_reads_asked_together_go_as_one_batch_and_a_read_alone_as_get_item(
                 tables.get_result("reads#a", "camera#000002"),
             )
             assert [f and f.get("student_id") for f in found[:5]] == ["a", "b", "c", None, "a"]
+            assert found[0] == found[4] and found[0] is not found[4], "each reader its own copy"
             assert all(f["risk"] == 0.25 for f in found[:3])
             assert found[5] is not None and found[5]["status"] == "ok"
             assert found[6] is None
