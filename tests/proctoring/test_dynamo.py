@@ -4,6 +4,7 @@ a failed call and a timeout surface as the same typed errors in all of them."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -79,6 +80,13 @@ def _session(student: str) -> dict[str, object]:
     return {"exam_id": "reads", "student_id": student, "risk": 0.25}
 
 
+async def _three_sessions(db: Any, settings: Settings) -> Tables:
+    """The consumer's tables (reads batched), with the sessions of students a, b and c."""
+    for student in ("a", "b", "c"):
+        await db.put_item(TableName=settings.names.sessions_table, Item=to_item(_session(student)))
+    return Tables(db, settings.names, batch_reads=True)
+
+
 def test_reads_asked_together_go_as_one_batch_and_a_read_alone_as_get_item(
     settings: Settings,
 ) -> None:
@@ -91,11 +99,7 @@ def test_reads_asked_together_go_as_one_batch_and_a_read_alone_as_get_item(
     async def scenario() -> None:
         async with async_clients(settings) as clients:
             db = clients.dynamodb
-            tables = Tables(db, settings.names, batch_reads=True)
-            for student in ("a", "b", "c"):
-                await db.put_item(
-                    TableName=settings.names.sessions_table, Item=to_item(_session(student))
-                )
+            tables = await _three_sessions(db, settings)
             await tables.put_result(
                 {"session_id": "reads#a", "chunk_id": "camera#000001", "status": "ok"}
             )
@@ -142,11 +146,7 @@ def test_keys_dynamodb_leaves_unprocessed_are_asked_again_and_errors_reach_every
     async def scenario() -> None:
         async with async_clients(settings) as clients:
             db = clients.dynamodb
-            tables = Tables(db, settings.names, batch_reads=True)
-            for student in ("a", "b", "c"):
-                await db.put_item(
-                    TableName=settings.names.sessions_table, Item=to_item(_session(student))
-                )
+            tables = await _three_sessions(db, settings)
             calls = []
 
             def answer_in_part(parsed: dict[str, object], **_: object) -> None:
