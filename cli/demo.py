@@ -171,9 +171,7 @@ async def _drive(
         if len({s.student_id for s in sessions}) != len(sessions):
             raise DemoFailed("two scenarios name the same student; give each its own 'student'")
         async with async_clients(settings) as clients:
-            tables = Tables(
-                clients.dynamodb, settings.names, timeout=settings.call_timeout, batch_reads=True
-            )
+            tables = Tables(clients.dynamodb, settings.names, timeout=settings.call_timeout)
             async with open_engine(settings, tables, pool) as engine:
                 for session in sessions:
                     photo = await asyncio.to_thread(session.photo.read_bytes)

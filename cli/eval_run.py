@@ -177,9 +177,7 @@ async def _one_pass(
     names = [entry.label for entry in suite.scenarios]
     try:
         async with async_clients(settings) as clients:
-            tables = Tables(
-                clients.dynamodb, settings.names, timeout=settings.call_timeout, batch_reads=True
-            )
+            tables = Tables(clients.dynamodb, settings.names, timeout=settings.call_timeout)
             async with open_engine(settings, tables, pool) as engine:
                 refused: dict[str, str] = {}
                 for name, (_, photo, frames) in zip(names, rendered, strict=True):
