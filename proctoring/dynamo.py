@@ -131,6 +131,10 @@ _BATCH_GET = 100  # keys a BatchGetItem takes at most
 _UNPROCESSED_TRIES = 8
 
 
+_Asked = tuple[str, dict[str, Any], list[asyncio.Future[Any]]]
+"""A key asked for: its table, the key (Python values), the readers waiting for it."""
+
+
 def _key_id(table: str, key: Mapping[str, Any]) -> tuple[str, str]:
     """A key (Python values) as something to look an answer up by."""
     return table, repr(sorted(key.items()))
@@ -143,8 +147,7 @@ class DynamoStore:
         self._db = dynamodb
         self._timeout = timeout
         self._batch_reads = batch_reads
-        self._asked: dict[tuple[str, str], tuple[str, dict[str, Any], list[asyncio.Future[Any]]]]
-        self._asked = {}
+        self._asked: dict[tuple[str, str], _Asked] = {}
         self._sending: set[asyncio.Task[None]] = set()
 
     async def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
@@ -162,15 +165,23 @@ class DynamoStore:
         ``batch_reads``, a consistent read joins the others asked in the same pass of the event
         loop (module docstring)."""
         if not consistent or not self._batch_reads:
-            kwargs: dict[str, Any] = {"ConsistentRead": True} if consistent else {}
-            response = await self._call("get_item", TableName=table, Key=to_item(key), **kwargs)
-            return from_item(response["Item"]) if "Item" in response else None
+            raw = await self._get_one(table, key, consistent=consistent)
+            return from_item(raw) if raw is not None else None
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[dict[str, Any] | None] = loop.create_future()
         if not self._asked:
             loop.call_soon(self._send_asked)  # after every task of this pass has asked
         self._asked.setdefault(_key_id(table, key), (table, dict(key), []))[2].append(answer)
         return await answer
+
+    async def _get_one(
+        self, table: str, key: Mapping[str, Any], *, consistent: bool
+    ) -> dict[str, Any] | None:
+        """One GetItem: the item as DynamoDB gave it, or None."""
+        kwargs: dict[str, Any] = {"ConsistentRead": True} if consistent else {}
+        response = await self._call("get_item", TableName=table, Key=to_item(key), **kwargs)
+        item: dict[str, Any] | None = response.get("Item")
+        return item
 
     def _send_asked(self) -> None:
         asked, self._asked = list(self._asked.values()), {}
@@ -179,17 +190,13 @@ class DynamoStore:
             self._sending.add(task)
             task.add_done_callback(self._sending.discard)
 
-    async def _read(
-        self, asked: list[tuple[str, dict[str, Any], list[asyncio.Future[Any]]]]
-    ) -> None:
+    async def _read(self, asked: list[_Asked]) -> None:
         """Answer each waiting read of ``asked`` with its item (None: no item) or the error."""
         try:
             if len(asked) == 1:
                 table, key, _ = asked[0]
-                response = await self._call(
-                    "get_item", TableName=table, Key=to_item(key), ConsistentRead=True
-                )
-                found = {_key_id(table, key): response["Item"]} if "Item" in response else {}
+                raw = await self._get_one(table, key, consistent=True)
+                found = {_key_id(table, key): raw} if raw is not None else {}
             else:
                 found = await self._batch_get(asked)
         except BaseException as exc:  # every reader gets the error, as its GetItem would have
@@ -210,9 +217,7 @@ class DynamoStore:
                 if not answer.done():
                     answer.set_result(from_item(raw) if raw is not None else None)
 
-    async def _batch_get(
-        self, asked: list[tuple[str, dict[str, Any], list[asyncio.Future[Any]]]]
-    ) -> dict[tuple[str, str], dict[str, Any]]:
+    async def _batch_get(self, asked: list[_Asked]) -> dict[tuple[str, str], dict[str, Any]]:
         """One BatchGetItem for ``asked`` (and again for what it leaves unprocessed): the items
         found, by key."""
         names: dict[str, list[str]] = {}
