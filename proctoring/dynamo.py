@@ -128,7 +128,7 @@ async def pages(
 
 
 _BATCH_GET = 100  # keys a BatchGetItem takes at most
-_UNPROCESSED_TRIES = 8
+_UNPROCESSED_TRIES = 8  # sends of a batch operation before what is left unprocessed fails
 
 
 _Asked = tuple[str, dict[str, Any], list[asyncio.Future[Any]]]
@@ -227,17 +227,27 @@ class DynamoStore:
             pending.setdefault(table, {"Keys": [], "ConsistentRead": True})
             pending[table]["Keys"].append(to_item(key))
         found: dict[tuple[str, str], dict[str, Any]] = {}
-        for _ in range(_UNPROCESSED_TRIES):
-            response = await self._call("batch_get_item", RequestItems=pending)
+        async for response in self._until_processed("batch_get_item", pending, "UnprocessedKeys"):
             for table, items in response.get("Responses", {}).items():
                 for raw in items:
                     key = from_item({name: raw[name] for name in names[table]})
                     found[_key_id(table, key)] = raw
-            pending = response.get("UnprocessedKeys") or {}
+        return found
+
+    async def _until_processed(
+        self, operation: str, pending: dict[str, Any], unprocessed: str
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Each response of a batch ``operation`` on ``RequestItems=pending``, sent again with
+        what DynamoDB leaves unprocessed (the response's ``unprocessed``: throttled, or over
+        its size limits) until nothing is; StorageError after :data:`_UNPROCESSED_TRIES`."""
+        for _ in range(_UNPROCESSED_TRIES):
+            response = await self._call(operation, RequestItems=pending)
+            yield response
+            pending = response.get(unprocessed) or {}
             if not pending:
-                return found
+                return
             await asyncio.sleep(0.05)  # back off before the unprocessed rest
-        raise StorageError(f"DynamoDB kept keys of {sorted(pending)} unprocessed")
+        raise StorageError(f"DynamoDB {operation} kept part of {sorted(pending)} unprocessed")
 
     async def _items(
         self, operation: Literal["query", "scan"], **kwargs: Any

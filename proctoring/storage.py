@@ -29,7 +29,6 @@ Errors::
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -71,8 +70,15 @@ class SessionSave:
 class Tables(DynamoStore):
     """Every table access of the service; see the module docstring."""
 
-    def __init__(self, dynamodb: Any, names: ResourceNames, **store: Any) -> None:
-        super().__init__(dynamodb, **store)  # timeout, batch_reads (proctoring.dynamo)
+    def __init__(
+        self,
+        dynamodb: Any,
+        names: ResourceNames,
+        *,
+        timeout: float = 10.0,
+        batch_reads: bool = False,
+    ) -> None:
+        super().__init__(dynamodb, timeout=timeout, batch_reads=batch_reads)
         self._names = names
 
     # ---- results ---------------------------------------------------------------
@@ -190,16 +196,10 @@ class Tables(DynamoStore):
     async def delete_rows(self, table: str, keys: list[dict[str, Any]]) -> int:
         """Delete items by key, 25 a batch, retrying what DynamoDB leaves unprocessed."""
         for start in range(0, len(keys), 25):
-            requests = [{"DeleteRequest": {"Key": to_item(k)}} for k in keys[start : start + 25]]
-            pending: dict[str, Any] = {table: requests}
-            for _ in range(8):
-                response = await self._call("batch_write_item", RequestItems=pending)
-                pending = response.get("UnprocessedItems") or {}
-                if not pending:
-                    break
-                await asyncio.sleep(0.05)  # back off before the unprocessed rest
-            else:
-                raise StorageError(f"DynamoDB kept items of {table} unprocessed")
+            batch = keys[start : start + 25]
+            pending = {table: [{"DeleteRequest": {"Key": to_item(k)}} for k in batch]}
+            async for _ in self._until_processed("batch_write_item", pending, "UnprocessedItems"):
+                pass
         return len(keys)
 
     # ---- sessions (rule state) --------------------------------------------------
