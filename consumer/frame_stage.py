@@ -8,13 +8,14 @@ Per chunk, concurrently (at most ``PROCTOR_CONCURRENCY`` at once), :meth:`FrameS
    when the worker's kept session shows the sequence above every row it wrote for the
    student's source (``run(new=True)``): the row's conditional write is the guard then;
 2. signs a short-lived GET URL for the chunk (``consumer.chunk_get.presign``) and sends it
-   to the process pool, where one job (``consumer.chunk_job.read_chunk``) GETs the chunk
-   (within the size limit; the S3 version read is kept), hashes its bytes (``chunk_sha256``)
-   and, unless it is another object, extracts one upright frame (the middle one by
-   default), its 32x32 thumbnail for the schedule and, with the policy's ``audio: true``,
-   the speech in the audio track (``consumer.speech``). The chunk's bytes never pass
-   through the event loop; the job's HTTP requests are reported to the S3 client's request
-   counters (``proctoring.aws.RequestCounter``).
+   to the process pool (with the chunks that wait for it while every pool process is busy,
+   in one job: ``proctoring.pool.CallGroups``), where ``consumer.chunk_job.read_chunk``
+   GETs the chunk (within the size limit; the S3 version read is kept), hashes its bytes
+   (``chunk_sha256``) and, unless it is another object, extracts one upright frame (the
+   middle one by default), its 32x32 thumbnail for the schedule and, with the policy's
+   ``audio: true``, the speech in the audio track (``consumer.speech``). The chunk's bytes
+   never pass through the event loop; the job's HTTP requests are reported to the S3
+   client's request counters (``proctoring.aws.RequestCounter``).
 The frame is stored as evidence only when it is needed (``ChunkProcessor._apply`` decides
 after the analysis: a rule fired on the chunk, the student's first chunk of the source, or
 ``frame_every`` chunks since the last stored one, the exam's policy). :meth:`FrameStage.store`
@@ -33,7 +34,6 @@ truncated) comes back as ``Chunk.error``; AWS failures raise.
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
 import time
 from collections.abc import Awaitable, Callable
@@ -54,6 +54,7 @@ from proctoring.events import ChunkEvent, InvalidEvent
 from proctoring.frames import Frame, FrameError
 from proctoring.metric_names import MetricName
 from proctoring.metrics import Metrics
+from proctoring.pool import CallGroups
 from proctoring.settings import Settings
 from proctoring.speech import Speech
 from proctoring.storage import Tables
@@ -209,6 +210,7 @@ class FrameStage:
         self._executor = executor
         self._metrics = metrics
         self._slots = asyncio.Semaphore(settings.concurrency)
+        self._reads = CallGroups(executor, read_chunk, jobs=settings.cpu_workers)
 
     async def run(self, event: ChunkEvent, record: Record, *, new: bool = False) -> Chunk:
         """The chunk with its frame, or with why it has none (``error``, ``first``).
@@ -345,18 +347,13 @@ class FrameStage:
                 seconds=self._settings.call_timeout,
             )
         )
-        loop = asyncio.get_running_loop()
-        read: Read = await loop.run_in_executor(
-            self._executor,
-            functools.partial(
-                read_chunk,
-                get,
-                max_pixels=self._settings.max_frame_pixels,
-                position=position,
-                speech=speech,
-                extract=extract,
-                same_as=same_as,
-            ),
+        read: Read = await self._reads(
+            get,
+            max_pixels=self._settings.max_frame_pixels,
+            position=position,
+            speech=speech,
+            extract=extract,
+            same_as=same_as,
         )
         # the requests the worker sent count as this client's (RequestCounter)
         await self._s3.meta.events.emit(f"{SENT_ELSEWHERE}.s3.GetObject", count=read.requests)

@@ -20,17 +20,20 @@ run on the new pool.
 
 from __future__ import annotations
 
+import asyncio
+import math
 import sys
 import threading
+import traceback
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, InvalidStateError, ProcessPoolExecutor
 from concurrent.futures import process as _process
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, Generic, ParamSpec, TypeVar
 
 import structlog
 
-__all__ = ["RenewingPool"]
+__all__ = ["CallGroups", "RenewingPool"]
 
 _log = structlog.get_logger(__name__)
 P = ParamSpec("P")
@@ -133,3 +136,123 @@ class RenewingPool(Executor):
         self.renewals += 1
         _log.warning("a process of the pool died; the pool was made again", renewals=self.renewals)
         self._on_renew(self.renewals)
+
+
+_Waiting = tuple[tuple[Any, ...], dict[str, Any], "asyncio.Future[Any]"]
+"""A call waiting for a job: its arguments and its caller's future."""
+
+
+def _each(fn: Callable[..., Any], calls: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> list[Any]:
+    """Process-pool job: ``fn`` on each call's arguments; per call ``(True, result)`` or
+    ``(False, exception)``, the exception's traceback kept as a note (it crosses as a value)."""
+    done: list[Any] = []
+    for args, kwargs in calls:
+        try:
+            done.append((True, fn(*args, **kwargs)))
+        except Exception as exc:  # that one call's caller raises it
+            exc.add_note("".join(traceback.format_exception(exc)))
+            done.append((False, exc))
+    return done
+
+
+class CallGroups(Generic[T]):
+    """Calls of one function sent to a process pool in groups when it is busy: fewer jobs.
+
+    Handing a job to a process pool and its result back costs CPU whatever the job: pickling,
+    the pool's queue and its threads, the event loop's wake-up, and the threads' turns at the
+    GIL, which grow with the jobs in flight: ~1 ms of the event loop's thread a job beside a
+    chunk's ~6 ms frame job (docs/benchmarks.md, "The pool's hand-over").
+
+    At most ``jobs`` jobs are in the pool at once (the pool's processes). A call made while
+    a job slot is free goes at once, alone or with the calls of the same turn of the event
+    loop (spread over the free slots); calls made while every slot is busy wait, and the next
+    job to start takes up to ``most`` of them. Light load: each call alone, no wait. Heavy
+    load: a few jobs of many calls each, and the same cores do the same work. Each caller gets
+    its own result or exception.
+
+    A job that fails as a whole with ``BrokenProcessPool`` (one of the pool's processes died)
+    is sent again one call a job, one job at a time, so a call that kills its process fails
+    alone (``RenewingPool`` makes the pool again; the batch runner parks the call that keeps
+    killing it, ``consumer/poison.py``). As without the groups, a job that was in the pool
+    when another one's process died fails too, and the batch runner tries it again.
+    """
+
+    def __init__(
+        self, executor: Executor, fn: Callable[..., T], *, jobs: int, most: int = 8
+    ) -> None:
+        if jobs < 1 or most < 1:
+            raise ValueError(f"jobs and most must be at least 1 (jobs={jobs}, most={most})")
+        self._executor = executor
+        self._fn = fn
+        self._most = most
+        self._free = jobs
+        self._waiting: list[_Waiting] = []
+        self._running: set[asyncio.Task[None]] = set()
+        self._turn_ends: asyncio.Handle | None = None
+        self._alone = asyncio.Lock()  # the calls of a broken job, one at a time
+        self.sent = 0
+        """Jobs sent so far (tests' and benchmarks' evidence of the grouping)."""
+
+    async def __call__(self, *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._waiting.append((args, kwargs, future))
+        if self._turn_ends is None:  # the calls of this turn go together
+            self._turn_ends = loop.call_soon(self._send)
+        return await future
+
+    def _send(self) -> None:
+        self._turn_ends = None
+        self._waiting = [w for w in self._waiting if not w[2].done()]  # callers gone
+        while self._free and self._waiting:
+            size = min(self._most, math.ceil(len(self._waiting) / self._free))
+            group, self._waiting = self._waiting[:size], self._waiting[size:]
+            self._free -= 1
+            self._start(group, slot=True)
+
+    def _start(self, group: list[_Waiting], *, slot: bool) -> None:
+        job = asyncio.ensure_future(self._run(group, slot=slot))
+        self._running.add(job)  # referenced until done: the loop keeps weak references
+        job.add_done_callback(self._running.discard)
+
+    async def _run(self, group: list[_Waiting], *, slot: bool) -> None:
+        loop = asyncio.get_running_loop()
+        calls = [(args, kwargs) for args, kwargs, _ in group]
+        try:
+            if slot:
+                self.sent += 1
+                done = await loop.run_in_executor(self._executor, _each, self._fn, calls)
+            else:
+                async with self._alone:
+                    self.sent += 1
+                    done = await loop.run_in_executor(self._executor, _each, self._fn, calls)
+        except BrokenProcessPool as exc:
+            if len(group) == 1:
+                _settle(group[0][2], False, exc)
+            else:
+                for one in group:  # each alone: a call that kills its process fails alone
+                    self._start([one], slot=False)
+            return
+        except asyncio.CancelledError:
+            for _, _, future in group:
+                future.cancel()
+            raise
+        except Exception as exc:  # the hand-over failed (the pool shut down): every call's
+            for _, _, future in group:
+                _settle(future, False, exc)
+            return
+        finally:
+            if slot:
+                self._free += 1
+                self._send()
+        for (_, _, future), (ok, value) in zip(group, done, strict=True):
+            _settle(future, ok, value)
+
+
+def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    if future.done():  # its caller was cancelled meanwhile
+        return
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)

@@ -27,7 +27,7 @@ from consumer.wiring import (
 )
 from proctoring.aws import async_clients
 from proctoring.metrics import Metrics
-from proctoring.pool import RenewingPool
+from proctoring.pool import CallGroups, RenewingPool
 from proctoring.settings import Settings
 from proctoring.storage import Tables
 from tests.conftest import eventually
@@ -210,3 +210,49 @@ def test_a_stop_while_the_pool_loads_its_models_ends_its_processes_at_once() -> 
         await run_worker(settings, clients, None, stop, metrics=Metrics("T", "c", print))  # type: ignore[arg-type]
 
     asyncio.run(start_and_stop())
+
+
+def _square_or_fail(x: int) -> int:
+    if x < 0:
+        raise ValueError(f"negative: {x}")
+    if x == 13:
+        os.kill(os.getpid(), signal.SIGKILL)  # as a decoder crash on a hostile chunk would
+    return x * x
+
+
+def test_calls_made_while_the_pool_is_busy_go_in_few_jobs_each_with_its_own_answer() -> None:
+    """Twelve chunks at once on one job slot: two jobs (8 + 4), not twelve hand-overs; each
+    caller gets its own result, and the failing call its own error with where it was raised."""
+
+    async def main(pool: RenewingPool) -> None:
+        groups = CallGroups(pool, _square_or_fail, jobs=1, most=8)
+        answers = await asyncio.gather(
+            *(groups(x) for x in [*range(5), -1, *range(6, 12)]), return_exceptions=True
+        )
+        assert answers[:5] == [0, 1, 4, 9, 16] and answers[6:] == [x * x for x in range(6, 12)]
+        assert isinstance(answers[5], ValueError) and str(answers[5]) == "negative: -1"
+        assert "_square_or_fail" in "".join(answers[5].__notes__), "the worker's traceback"
+        assert groups.sent == 2
+        for x in range(3):  # light load: one call at a time goes at once, alone
+            assert await groups(x) == x * x
+        assert groups.sent == 5
+
+    with RenewingPool(_small_pool) as pool:
+        asyncio.run(main(pool))
+
+
+def test_a_call_that_kills_its_process_fails_alone_and_its_group_is_answered() -> None:
+    """A hostile chunk in a group: its process dies with the whole job, so each call of the
+    job is sent again alone - the chunk fails (the batch runner parks it after
+    poison_attempts), the others get their frames from the renewed pool."""
+
+    async def main(pool: RenewingPool) -> None:
+        groups = CallGroups(pool, _square_or_fail, jobs=1)
+        answers = await asyncio.gather(*(groups(x) for x in (2, 13, 3)), return_exceptions=True)
+        assert answers[0] == 4 and answers[2] == 9
+        assert isinstance(answers[1], BrokenProcessPool)
+        assert groups.sent == 4  # the group, then each of its three calls alone
+
+    with RenewingPool(_small_pool) as pool:
+        asyncio.run(main(pool))
+        assert pool.renewals >= 1
