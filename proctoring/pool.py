@@ -178,7 +178,7 @@ class CallGroups(Generic[T]):
     """
 
     def __init__(
-        self, executor: Executor, fn: Callable[..., T], *, jobs: int, most: int = 8
+        self, executor: Executor, fn: Callable[..., T], *, jobs: int, most: int = 4
     ) -> None:
         if jobs < 1 or most < 1:
             raise ValueError(f"jobs and most must be at least 1 (jobs={jobs}, most={most})")
